@@ -1,0 +1,5 @@
+"""Routes of the intents domain."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["intents"])

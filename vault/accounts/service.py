@@ -1,0 +1,278 @@
+"""Sign-up, sign-in (with throttling), server-side sessions and password changes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from vault.accounts.errors import BadCredentials, EmailUnavailable, SignInThrottled, WeakPassword
+from vault.accounts.models import Account, AccountSession, AccountStatus, Role, SignInThrottle
+from vault.base import utcnow
+from vault.crypto import blind_index, hash_token, new_token, normalise_email
+from vault.errors import InvalidInput
+from vault.keystore import KeyStore
+from vault.runtime import Runtime
+
+MIN_PASSWORD = 10
+MAX_PASSWORD = 256
+MAX_EMAIL = 254
+_COMMON_PASSWORDS = frozenset(
+    {"password123", "1234567890", "qwertyuiop", "password12", "iloveyou12", "letmein123",
+     "welcome123", "0123456789", "abcdefghij", "passw0rd123", "1q2w3e4r5t", "qwerty1234"}
+)
+_LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    account: Account
+    session: AccountSession
+    token: str
+
+
+def email_index(rt: Runtime, email: str) -> bytes:
+    return blind_index(rt.secrets.blind_index_key, "email", normalise_email(email))
+
+
+def check_password_rules(password: str, email: str | None = None) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise WeakPassword(f"Use at least {MIN_PASSWORD} characters.", field="password")
+    if len(password) > MAX_PASSWORD:
+        raise WeakPassword(f"Use at most {MAX_PASSWORD} characters.", field="password")
+    lowered = password.lower()
+    if lowered in _COMMON_PASSWORDS or len(set(password)) < 4:
+        raise WeakPassword("This password is too easy to guess.", field="password")
+    if email and lowered == normalise_email(email):
+        raise WeakPassword("Your password must not be your email address.", field="password")
+
+
+class AccountService:
+    def __init__(self, db: Session, rt: Runtime) -> None:
+        self.db = db
+        self.rt = rt
+        self._dummy_hash: str | None = None
+
+    # -- sign-up --------------------------------------------------------------------------
+    def sign_up(
+        self, email: str, password: str, *, role: Role = Role.INDIVIDUAL, client_address: str = ""
+    ) -> Account:
+        """Create an account. The email becomes an encrypted profile field."""
+        from vault.profile.service import ProfileService, validate_email
+
+        clean_email = validate_email(email)
+        check_password_rules(password, clean_email)
+        index = email_index(self.rt, clean_email)
+        existing = self.db.scalars(select(Account).where(Account.email_index == index)).first()
+        if existing is not None:
+            # Same cost as the success path; counts as a failed sign-in for throttling.
+            self._verify(existing.password_hash, password)
+            self.record_failure(clean_email, client_address)
+            raise EmailUnavailable()
+        now = utcnow()
+        account = Account(
+            id=uuid.uuid4(),
+            role=role.value,
+            status=AccountStatus.ACTIVE.value,
+            email_index=index,
+            password_hash=self.rt.passwords.hash(password),
+            password_changed_at=now,
+        )
+        self.db.add(account)
+        try:
+            with self.db.begin_nested():
+                self.db.flush()
+        except IntegrityError as exc:  # a concurrent sign-up took the address first
+            raise EmailUnavailable() from exc
+        KeyStore(self.db, self.rt.keys).create(account.id)
+        ProfileService(self.db, self.rt).store_email(account, clean_email)
+        return account
+
+    # -- sign-in --------------------------------------------------------------------------
+    def _buckets(self, email: str, client_address: str) -> list[tuple[bytes, int]]:
+        key = self.rt.secrets.blind_index_key
+        settings = self.rt.settings
+        buckets = [
+            (blind_index(key, "throttle-account", normalise_email(email)),
+             settings.signin_max_failures_per_account)
+        ]
+        if client_address:
+            buckets.append(
+                (blind_index(key, "throttle-address", client_address),
+                 settings.signin_max_failures_per_address)
+            )
+        return buckets
+
+    def _window(self) -> timedelta:
+        return timedelta(minutes=self.rt.settings.signin_window_minutes)
+
+    def check_throttle(self, email: str, client_address: str) -> None:
+        now = utcnow()
+        wait = 0
+        for bucket, limit in self._buckets(email, client_address):
+            row = self.db.get(SignInThrottle, bucket)
+            if row is None or row.failures < limit:
+                continue
+            ends = row.window_started_at + self._window()
+            if ends > now:
+                wait = max(wait, int((ends - now).total_seconds()) + 1)
+        if wait:
+            raise SignInThrottled(wait)
+
+    def record_failure(self, email: str, client_address: str) -> None:
+        now = utcnow()
+        window_start = now - self._window()
+        for bucket, _limit in self._buckets(email, client_address):
+            for _attempt in range(3):
+                reset = self.db.execute(
+                    update(SignInThrottle)
+                    .where(SignInThrottle.bucket == bucket,
+                           SignInThrottle.window_started_at <= window_start)
+                    .values(failures=1, window_started_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if reset.rowcount:  # type: ignore[attr-defined]
+                    break
+                bumped = self.db.execute(
+                    update(SignInThrottle)
+                    .where(SignInThrottle.bucket == bucket)
+                    .values(failures=SignInThrottle.failures + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                if bumped.rowcount:  # type: ignore[attr-defined]
+                    break
+                try:
+                    with self.db.begin_nested():
+                        self.db.add(SignInThrottle(bucket=bucket, failures=1,
+                                                   window_started_at=now))
+                    break
+                except IntegrityError:
+                    continue
+        self.db.expire_all()
+
+    def _clear_account_bucket(self, email: str) -> None:
+        bucket, _ = self._buckets(email, "")[0]
+        self.db.execute(delete(SignInThrottle).where(SignInThrottle.bucket == bucket))
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.rt.passwords.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = _dummy_hash_for(self.rt)
+        return self._dummy_hash
+
+    def authenticate(self, email: str, password: str, *, client_address: str = "") -> Account:
+        """Return the account, or raise BadCredentials / SignInThrottled.
+
+        Unknown addresses cost the same Argon2 verification as known ones, and throttling
+        counts per address whether or not an account exists, so neither the message nor
+        the timing tells whether an address is registered.
+        """
+        email = email.strip()
+        if not email or len(email) > MAX_EMAIL or len(password) > MAX_PASSWORD:
+            self._verify(self._dummy(), password[:MAX_PASSWORD])
+            raise BadCredentials()
+        self.check_throttle(email, client_address)
+        account = self.db.scalars(
+            select(Account).where(Account.email_index == email_index(self.rt, email))
+        ).first()
+        ok = self._verify(account.password_hash if account else self._dummy(), password)
+        if account is None or not ok or account.status != AccountStatus.ACTIVE:
+            self.record_failure(email, client_address)
+            raise BadCredentials()
+        if self.rt.passwords.check_needs_rehash(account.password_hash):
+            account.password_hash = self.rt.passwords.hash(password)
+        self._clear_account_bucket(email)
+        return account
+
+    # -- sessions -------------------------------------------------------------------------
+    def start_session(self, account: Account) -> SignedIn:
+        now = utcnow()
+        token = new_token()
+        session = AccountSession(
+            account_id=account.id,
+            token_hash=hash_token(self.rt.secrets.token_hash_key, token),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(days=self.rt.settings.session_max_days),
+        )
+        self.db.add(session)
+        self.db.flush()
+        return SignedIn(account, session, token)
+
+    def resolve_session(self, token: str) -> tuple[Account, AccountSession] | None:
+        """The live session for a cookie token, or None (unknown, expired or revoked)."""
+        if not token or len(token) > 128:
+            return None
+        row = self.db.execute(
+            select(AccountSession, Account)
+            .join(Account, Account.id == AccountSession.account_id)
+            .where(AccountSession.token_hash == hash_token(self.rt.secrets.token_hash_key, token))
+        ).first()
+        if row is None:
+            return None
+        session, account = row.tuple()
+        now = utcnow()
+        idle = timedelta(minutes=self.rt.settings.session_idle_minutes)
+        if (session.expires_at <= now or session.last_seen_at + idle <= now
+                or account.status != AccountStatus.ACTIVE):
+            self.db.delete(session)
+            self.db.flush()
+            return None
+        if now - session.last_seen_at >= _LAST_SEEN_RESOLUTION:
+            session.last_seen_at = now
+        return account, session
+
+    def end_session(self, session_id: uuid.UUID) -> None:
+        self.db.execute(delete(AccountSession).where(AccountSession.id == session_id))
+
+    def end_all_sessions(self, account_id: uuid.UUID, *, except_id: uuid.UUID | None = None) -> int:
+        query = delete(AccountSession).where(AccountSession.account_id == account_id)
+        if except_id is not None:
+            query = query.where(AccountSession.id != except_id)
+        result = self.db.execute(query.execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def active_sessions(self, account_id: uuid.UUID) -> list[AccountSession]:
+        return list(
+            self.db.scalars(
+                select(AccountSession)
+                .where(AccountSession.account_id == account_id)
+                .order_by(AccountSession.last_seen_at.desc())
+            )
+        )
+
+    def change_password(
+        self, account: Account, current: str, new: str, *, email: str, keep_session: uuid.UUID
+    ) -> None:
+        """Check the current password, set the new one, sign out every other session."""
+        if not self._verify(account.password_hash, current):
+            raise InvalidInput("The current password is not right.", field="current_password")
+        check_password_rules(new, email)
+        if current == new:
+            raise WeakPassword("Choose a password different from the current one.",
+                               field="new_password")
+        account.password_hash = self.rt.passwords.hash(new)
+        account.password_changed_at = utcnow()
+        self.end_all_sessions(account.id, except_id=keep_session)
+        self.db.flush()
+
+
+_DUMMY_HASHES: dict[tuple[int, int, int], str] = {}
+
+
+def _dummy_hash_for(rt: Runtime) -> str:
+    s = rt.settings
+    params = (s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
+    if params not in _DUMMY_HASHES:
+        _DUMMY_HASHES[params] = rt.passwords.hash(new_token())
+    return _DUMMY_HASHES[params]

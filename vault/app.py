@@ -1,0 +1,110 @@
+"""The app factory: the composition root that mounts every package's router."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vault.errors import VaultError
+from vault.middleware import (
+    BodyLimitMiddleware,
+    CSRFCookieMiddleware,
+    SecurityHeadersMiddleware,
+    wants_json,
+)
+from vault.runtime import Runtime
+from vault.settings import Settings, get_settings
+
+log = logging.getLogger("vrm")
+
+_STATUS_TEXT = {
+    400: ("bad_request", "The request could not be understood."),
+    401: ("not_authenticated", "Sign in first."),
+    403: ("forbidden", "You may not do this."),
+    404: ("not_found", "There is nothing here."),
+    405: ("method_not_allowed", "This address does not accept that method."),
+    413: ("payload_too_large", "The request is too large."),
+    500: ("server_error", "Something went wrong on our side. Nothing you entered was lost "
+          "from your saved data; please try again."),
+}
+
+
+def _validation_sentence(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",)) or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "The request is not valid. " + "; ".join(parts) + "."
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else get_settings())
+    runtime = runtime or Runtime.from_settings(settings)
+
+    from consent.endpoints import router as consent_router
+    from intents.endpoints import router as intents_router
+    from vault.profile.endpoints import router as profile_router
+    from vendor_api.endpoints import router as vendor_router
+    from web.endpoints import router as web_router
+    from web.templating import STATIC_DIR, render_error
+
+    app = FastAPI(
+        title="VRM Vault",
+        summary="A customer-owned personal data vault.",
+        version="0.1.0",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.runtime = runtime
+
+    def error_response(request: Request, status: int, code: str, detail: str,
+                       headers: dict[str, str] | None = None,
+                       extra: dict[str, str] | None = None) -> Response:
+        if wants_json(request.url.path):
+            return JSONResponse({"error": code, "detail": detail, **(extra or {})},
+                                status_code=status, headers=headers)
+        return render_error(request, status, detail, headers=headers)
+
+    @app.exception_handler(VaultError)
+    async def vault_error(request: Request, exc: VaultError) -> Response:
+        body = exc.body()
+        extra = {k: v for k, v in body.items() if k not in ("error", "detail")}
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.headers, extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if wants_json(request.url.path):
+            return JSONResponse({"error": "validation_error", "detail": _validation_sentence(exc)},
+                                status_code=422)
+        return render_error(request, 400, "The form was not filled in as expected. "
+                            "Go back and try again.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code, detail = _STATUS_TEXT.get(exc.status_code, ("error", "The request failed."))
+        return error_response(request, exc.status_code, code, detail,
+                              getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Type and frames only: exception messages can carry bound SQL parameters.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method,
+                  request.url.path, frames)
+        code, detail = _STATUS_TEXT[500]
+        return error_response(request, 500, code, detail)
+
+    for router in (web_router, profile_router, consent_router, intents_router, vendor_router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    app.add_middleware(CSRFCookieMiddleware, secure=settings.https)
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.https)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    return app

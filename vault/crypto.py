@@ -1,0 +1,104 @@
+"""Field encryption (AES-256-GCM under per-individual data keys), blind index, token hashing.
+
+Ciphertext format, version 1::
+
+    0x01 || data key id (16 bytes) || nonce (12 bytes) || ciphertext || tag (16 bytes)
+
+The associated data binds a value to its owner, table, column and row, so a ciphertext copied
+to another owner, another field or another row fails to decrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import unicodedata
+import uuid
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+FORMAT_VERSION = 1
+_NONCE_BYTES = 12
+_HEADER = 1 + 16 + _NONCE_BYTES
+
+
+class DecryptionError(Exception):
+    """A value failed to decrypt: altered, moved to another place, or its key is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """Where an encrypted value lives; becomes the AEAD associated data."""
+
+    owner_id: uuid.UUID
+    table: str
+    column: str
+    row_id: uuid.UUID
+
+    def associated_data(self) -> bytes:
+        parts = [b"vrm-field", self.owner_id.bytes, self.table.encode(), self.column.encode(),
+                 self.row_id.bytes]
+        return b"".join(len(p).to_bytes(2, "big") + p for p in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    material: bytes
+
+    def __repr__(self) -> str:
+        return f"DataKey(id={self.id}, owner_id={self.owner_id})"
+
+    def encrypt(self, plaintext: bytes, binding: Binding) -> bytes:
+        if binding.owner_id != self.owner_id:
+            raise ValueError("a data key encrypts only its owner's values")
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        body = AESGCM(self.material).encrypt(nonce, plaintext, binding.associated_data())
+        return bytes([FORMAT_VERSION]) + self.id.bytes + nonce + body
+
+    def decrypt(self, ciphertext: bytes, binding: Binding) -> bytes:
+        if len(ciphertext) < _HEADER + 16 or ciphertext[0] != FORMAT_VERSION:
+            raise DecryptionError("unknown ciphertext format")
+        if ciphertext[1:17] != self.id.bytes:
+            raise DecryptionError("value was encrypted under another key")
+        nonce = ciphertext[17:_HEADER]
+        try:
+            return AESGCM(self.material).decrypt(
+                nonce, ciphertext[_HEADER:], binding.associated_data()
+            )
+        except InvalidTag as exc:
+            raise DecryptionError("value is altered or does not belong here") from exc
+
+
+def key_id_of(ciphertext: bytes) -> uuid.UUID:
+    """The data key id a ciphertext names (no secret needed)."""
+    if len(ciphertext) < _HEADER or ciphertext[0] != FORMAT_VERSION:
+        raise DecryptionError("unknown ciphertext format")
+    return uuid.UUID(bytes=ciphertext[1:17])
+
+
+def wrap_associated_data(key_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
+    return b"vrm-dek/v1" + key_id.bytes + owner_id.bytes
+
+
+def normalise_email(address: str) -> str:
+    """Canonical form for the blind index: NFKC, trimmed, lower case."""
+    return unicodedata.normalize("NFKC", address).strip().lower()
+
+
+def blind_index(key: bytes, purpose: str, value: str) -> bytes:
+    """Keyed HMAC-SHA256 of a normalised value, domain-separated by ``purpose``."""
+    return hmac.new(key, purpose.encode() + b"\x00" + value.encode(), hashlib.sha256).digest()
+
+
+def hash_token(key: bytes, token: str) -> bytes:
+    """Keyed hash of a random secret (session ids, codes, tokens): compare, never store."""
+    return hmac.new(key, b"token\x00" + token.encode(), hashlib.sha256).digest()
+
+
+def new_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,83 @@
+"""One base error, rendered as ``{"error": code, "detail": sentence}`` for the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VaultError(Exception):
+    """A failure a caller can act on. ``code`` is stable; ``message`` is for people."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if code is not None:
+            self.code = code
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.message}
+
+
+class NotFound(VaultError):
+    status_code = 404
+    code = "not_found"
+
+
+class NotAuthenticated(VaultError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class Forbidden(VaultError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(VaultError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidInput(VaultError):
+    """Input that parsed but breaks a rule; ``field`` says which one."""
+
+    status_code = 400
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+class TooManyRequests(VaultError):
+    status_code = 429
+    code = "too_many_requests"
+
+
+def error_responses(*errors: type[VaultError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the errors an endpoint can raise."""
+    from vault.schemas import ErrorBody
+
+    return {
+        err.status_code: {"model": ErrorBody, "description": err.__doc__ or err.code}
+        for err in errors
+    }

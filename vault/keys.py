@@ -1,0 +1,198 @@
+"""Key-encryption keys and service secrets.
+
+A ``KeyProvider`` wraps and unwraps per-individual data keys. The local provider keeps its
+key-encryption keys (KEKs) as files in the key directory; a KMS (HashiCorp Vault transit,
+AWS KMS) fits the same four operations: ``current_version``, ``wrap``, ``unwrap`` and
+``add_version``. The provider never sees personal data, only 32-byte data keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KeyOrigin = Literal["development", "operator"]
+
+_KEK_PREFIX = "local:v"
+_NONCE_BYTES = 12
+
+
+class KeyManagementError(RuntimeError):
+    """A key is missing, unreadable or refused; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    kek_id: str
+    blob: bytes
+
+
+class KeyProvider(Protocol):
+    def current_version(self) -> str: ...
+
+    def wrap(self, key: bytes, aad: bytes) -> WrappedKey: ...
+
+    def unwrap(self, wrapped: WrappedKey, aad: bytes) -> bytes: ...
+
+    def add_version(self) -> str: ...
+
+
+def _write_secret_file(path: Path, payload: dict[str, object]) -> None:
+    """Create ``path`` with mode 0600, refusing to overwrite an existing key."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _read_secret_file(path: Path) -> dict[str, object]:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise KeyManagementError(f"{path} is readable by others (mode {mode:o}); run chmod 600 on it.")
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or "key" not in data:
+        raise KeyManagementError(f"{path} is not a VRM key file.")
+    return data
+
+
+def _new_key_payload(origin: KeyOrigin, **extra: object) -> dict[str, object]:
+    return {
+        "key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "origin": origin,
+        "created_at": datetime.now(UTC).isoformat(),
+        **extra,
+    }
+
+
+class LocalKeyProvider:
+    """KEKs as files ``kek/v<N>.json`` (mode 0600) in the key directory."""
+
+    def __init__(self, key_dir: Path) -> None:
+        self._dir = key_dir / "kek"
+        self._keys: dict[str, bytes] = {}
+        self._origins: dict[str, str] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        self._keys.clear()
+        self._origins.clear()
+        if not self._dir.is_dir():
+            return
+        for path in sorted(self._dir.glob("v*.json")):
+            version = int(path.stem[1:])
+            data = _read_secret_file(path)
+            self._keys[f"{_KEK_PREFIX}{version}"] = base64.b64decode(str(data["key"]))
+            self._origins[f"{_KEK_PREFIX}{version}"] = str(data.get("origin", "operator"))
+
+    def versions(self) -> list[str]:
+        return sorted(self._keys, key=lambda kid: int(kid.removeprefix(_KEK_PREFIX)))
+
+    def origins(self) -> dict[str, str]:
+        return dict(self._origins)
+
+    def current_version(self) -> str:
+        versions = self.versions()
+        if not versions:
+            raise KeyManagementError(f"No key-encryption key in {self._dir}; run `vrm keys init`.")
+        return versions[-1]
+
+    def add_version(self, origin: KeyOrigin = "operator") -> str:
+        versions = self.versions()
+        number = int(versions[-1].removeprefix(_KEK_PREFIX)) + 1 if versions else 1
+        _write_secret_file(self._dir / f"v{number}.json", _new_key_payload(origin))
+        self.reload()
+        return f"{_KEK_PREFIX}{number}"
+
+    def wrap(self, key: bytes, aad: bytes) -> WrappedKey:
+        kek_id = self.current_version()
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        blob = nonce + AESGCM(self._keys[kek_id]).encrypt(nonce, key, aad + kek_id.encode())
+        return WrappedKey(kek_id, blob)
+
+    def unwrap(self, wrapped: WrappedKey, aad: bytes) -> bytes:
+        kek = self._keys.get(wrapped.kek_id)
+        if kek is None:
+            raise KeyManagementError(f"Key-encryption key {wrapped.kek_id} is not available.")
+        nonce, body = wrapped.blob[:_NONCE_BYTES], wrapped.blob[_NONCE_BYTES:]
+        try:
+            return AESGCM(kek).decrypt(nonce, body, aad + wrapped.kek_id.encode())
+        except InvalidTag as exc:
+            raise KeyManagementError("A data key failed to unwrap: wrong key or altered data.") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSecrets:
+    """Keys that are not KEKs: the blind index, hashing of tokens, signing of cookies."""
+
+    blind_index_key: bytes
+    token_hash_key: bytes
+    cookie_key: bytes
+    origins: dict[str, str]
+
+
+_SECRET_FILES = ("blind-index", "token-hash", "cookie")
+
+
+class KeyDirectory:
+    """The service's key directory: KEKs plus the secrets above, created on first start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def exists(self) -> bool:
+        return all((self.path / f"{name}.json").exists() for name in _SECRET_FILES) and any(
+            (self.path / "kek").glob("v*.json")
+        )
+
+    def initialise(self, origin: KeyOrigin) -> list[Path]:
+        """Create whatever key is missing; never overwrite one. Returns the files created."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.path, 0o700)
+        created: list[Path] = []
+        for name in _SECRET_FILES:
+            target = self.path / f"{name}.json"
+            if not target.exists():
+                _write_secret_file(target, _new_key_payload(origin))
+                created.append(target)
+        provider = LocalKeyProvider(self.path)
+        if not provider.versions():
+            provider.add_version(origin)
+            created.append(self.path / "kek" / "v1.json")
+        return created
+
+    def load_secrets(self) -> ServiceSecrets:
+        values: dict[str, bytes] = {}
+        origins: dict[str, str] = {}
+        for name in _SECRET_FILES:
+            target = self.path / f"{name}.json"
+            if not target.exists():
+                raise KeyManagementError(f"Missing {target}; run `vrm keys init`.")
+            data = _read_secret_file(target)
+            values[name] = base64.b64decode(str(data["key"]))
+            origins[name] = str(data.get("origin", "operator"))
+        return ServiceSecrets(
+            blind_index_key=values["blind-index"],
+            token_hash_key=values["token-hash"],
+            cookie_key=values["cookie"],
+            origins=origins,
+        )
+
+    def development_keys(self) -> list[str]:
+        """Names of keys that were generated automatically for development."""
+        found = [
+            name for name, origin in self.load_secrets().origins.items() if origin == "development"
+        ]
+        provider = LocalKeyProvider(self.path)
+        found += [kid for kid, origin in provider.origins().items() if origin == "development"]
+        return found

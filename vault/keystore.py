@@ -1,0 +1,147 @@
+"""Per-individual data keys, stored only wrapped by a key-encryption key."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from vault.base import Base, TimestampMixin, utcnow
+from vault.crypto import Binding, DataKey, wrap_associated_data
+from vault.keys import KeyProvider, WrappedKey
+
+_CACHE_KEY = "vrm.data_keys"
+
+
+class DataKeyRecord(TimestampMixin, Base):
+    __tablename__ = "data_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
+    )
+    kek_id: Mapped[str] = mapped_column(String(64), index=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    rewrapped_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"DataKeyRecord(id={self.id}, owner_id={self.owner_id}, kek_id={self.kek_id})"
+
+
+class KeyStore:
+    """Creates and opens data keys; caches opened keys for the life of one DB session."""
+
+    def __init__(self, session: Session, provider: KeyProvider) -> None:
+        self.session = session
+        self.provider = provider
+
+    def _cache(self) -> dict[uuid.UUID, DataKey]:
+        cache: dict[uuid.UUID, DataKey] = self.session.info.setdefault(_CACHE_KEY, {})
+        return cache
+
+    def create(self, owner_id: uuid.UUID) -> DataKey:
+        key = DataKey(id=uuid.uuid4(), owner_id=owner_id, material=secrets.token_bytes(32))
+        wrapped = self.provider.wrap(key.material, wrap_associated_data(key.id, owner_id))
+        self.session.add(
+            DataKeyRecord(id=key.id, owner_id=owner_id, kek_id=wrapped.kek_id, wrapped=wrapped.blob)
+        )
+        self.session.flush()
+        self._cache()[owner_id] = key
+        return key
+
+    def for_owner(self, owner_id: uuid.UUID) -> DataKey:
+        cached = self._cache().get(owner_id)
+        if cached is not None:
+            return cached
+        record = self.session.scalars(
+            select(DataKeyRecord).where(DataKeyRecord.owner_id == owner_id)
+        ).one()
+        material = self.provider.unwrap(
+            WrappedKey(record.kek_id, record.wrapped), wrap_associated_data(record.id, owner_id)
+        )
+        key = DataKey(id=record.id, owner_id=owner_id, material=material)
+        self._cache()[owner_id] = key
+        return key
+
+    def encrypt(self, binding: Binding, plaintext: bytes) -> bytes:
+        return self.for_owner(binding.owner_id).encrypt(plaintext, binding)
+
+    def decrypt(self, binding: Binding, ciphertext: bytes) -> bytes:
+        return self.for_owner(binding.owner_id).decrypt(ciphertext, binding)
+
+    def destroy(self, owner_id: uuid.UUID) -> None:
+        """Crypto-shred: delete the wrapped data key; its ciphertexts become unreadable."""
+        self._cache().pop(owner_id, None)
+        record = self.session.scalars(
+            select(DataKeyRecord).where(DataKeyRecord.owner_id == owner_id)
+        ).one_or_none()
+        if record is not None:
+            self.session.delete(record)
+            self.session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class RewrapProgress:
+    done: int
+    total: int
+
+
+def count_by_kek(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(DataKeyRecord.kek_id, func.count()).group_by(DataKeyRecord.kek_id)
+    ).all()
+    return {kek_id: count for kek_id, count in rows}
+
+
+def rewrap_all(
+    session_factory: Callable[[], Session],
+    provider: KeyProvider,
+    *,
+    batch_size: int = 500,
+) -> Iterator[RewrapProgress]:
+    """Rewrap every data key not under the current KEK, one committed batch at a time.
+
+    Safe to interrupt and rerun (each batch commits; each row is updated only if it still
+    names the KEK it was read under), and safe to run twice at once.
+    """
+    target = provider.current_version()
+    with session_factory() as session:
+        total = session.scalar(
+            select(func.count()).select_from(DataKeyRecord).where(DataKeyRecord.kek_id != target)
+        ) or 0
+    done = 0
+    yield RewrapProgress(done, total)
+    last_id: uuid.UUID | None = None
+    while True:
+        with session_factory() as session, session.begin():
+            query = (
+                select(DataKeyRecord.id, DataKeyRecord.owner_id, DataKeyRecord.kek_id,
+                       DataKeyRecord.wrapped)
+                .where(DataKeyRecord.kek_id != target)
+                .order_by(DataKeyRecord.id)
+                .limit(batch_size)
+            )
+            if last_id is not None:
+                query = query.where(DataKeyRecord.id > last_id)
+            rows = session.execute(query).all()
+            if not rows:
+                return
+            for key_id, owner_id, kek_id, blob in rows:
+                aad = wrap_associated_data(key_id, owner_id)
+                material = provider.unwrap(WrappedKey(kek_id, blob), aad)
+                rewrapped = provider.wrap(material, aad)
+                result = session.execute(
+                    update(DataKeyRecord)
+                    .where(DataKeyRecord.id == key_id, DataKeyRecord.kek_id == kek_id)
+                    .values(kek_id=rewrapped.kek_id, wrapped=rewrapped.blob,
+                            rewrapped_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+                done += result.rowcount  # type: ignore[attr-defined]
+            last_id = rows[-1][0]
+        yield RewrapProgress(min(done, total), total)

@@ -1,0 +1,97 @@
+"""Service settings: one pydantic-settings class, every variable prefixed ``VRM_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "secret", "dev", "development", "placeholder",
+     "insecure", "test", "password", "xxx", "todo"}
+)
+
+
+class SettingsError(RuntimeError):
+    """The configuration is unusable; the message says which setting to fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VRM_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` refuses development keys and placeholder secrets.",
+    )
+    database_url: str = Field(
+        default="sqlite:///./var/vrm.db",
+        description="SQLAlchemy URL. `postgresql://...` uses psycopg 3.",
+    )
+    key_dir: Path = Field(
+        default=Path("./var/keys"),
+        description="Directory holding the key-encryption keys and the service's secrets.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs CSRF and flash cookies. Development generates one in the key dir; "
+        "production requires at least 32 characters.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000", description="Public URL of the service (no slash)."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    session_idle_minutes: int = Field(default=60 * 12, ge=5, le=60 * 24 * 30)
+    session_max_days: int = Field(default=14, ge=1, le=90)
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=10 * 1024 * 1024,
+        description="Requests with a larger body are refused with 413.",
+    )
+    signin_max_failures_per_account: int = Field(default=5, ge=1)
+    signin_max_failures_per_address: int = Field(default=20, ge=1)
+    signin_window_minutes: int = Field(default=15, ge=1)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed.",
+    )
+
+    @model_validator(mode="after")
+    def _normalise(self) -> Settings:
+        self.base_url = self.base_url.rstrip("/")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def check_production(self) -> None:
+        """Refuse placeholder secrets and plain-HTTP cookies when running in production."""
+        if not self.is_production:
+            return
+        secret = (self.secret_key or "").strip()
+        if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
+            raise SettingsError(
+                "VRM_SECRET_KEY must be set to a random value of at least 32 characters in "
+                "production (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+            )
+        if not self.https:
+            raise SettingsError("VRM_BASE_URL must be an https:// URL in production.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,177 @@
+"""Portal pages: sign up, sign in, sign out, account settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import RedirectResponse
+
+from vault import csrf
+from vault.accounts.dependencies import (
+    ViewerDep,
+    clear_session_cookie,
+    client_address,
+    set_session_cookie,
+)
+from vault.accounts.errors import BadCredentials, SignInThrottled
+from vault.accounts.models import Account, Role
+from vault.accounts.service import AccountService
+from vault.dependencies import DbDep, RuntimeDep
+from vault.errors import VaultError
+from vault.profile.service import ProfileService
+from web.dependencies import CSRFChecked, PageAccount, safe_next
+from web.templating import flash, render
+
+router = APIRouter(include_in_schema=False)
+
+FormStr = Annotated[str, Form()]
+OptionalFormStr = Annotated[str, Form()]
+
+
+def home_for(account: Account) -> str:
+    return "/profile" if account.role == Role.INDIVIDUAL else "/account"
+
+
+@router.get("/")
+def landing(request: Request, viewer: ViewerDep) -> Response:
+    if viewer.account is not None:
+        return RedirectResponse(home_for(viewer.account), status_code=303)
+    return render(request, "landing.html")
+
+
+@router.get("/signup")
+def signup_form(request: Request, viewer: ViewerDep) -> Response:
+    if viewer.account is not None:
+        return RedirectResponse(home_for(viewer.account), status_code=303)
+    return render(request, "signup.html", {"form": {}})
+
+
+@router.post("/signup", dependencies=[CSRFChecked])
+def signup_submit(
+    request: Request,
+    db: DbDep,
+    rt: RuntimeDep,
+    email: FormStr = "",
+    password: FormStr = "",
+    password_confirm: FormStr = "",
+) -> Response:
+    errors: dict[str, str] = {}
+    if password != password_confirm:
+        errors["password_confirm"] = "The two passwords are not the same."
+    svc = AccountService(db, rt)
+    if not errors:
+        try:
+            account = svc.sign_up(email, password,
+                                  client_address=client_address(request, rt))
+        except VaultError as exc:
+            errors[getattr(exc, "field", None) or "form"] = exc.message
+            status = exc.status_code
+        else:
+            signed = svc.start_session(account)
+            response = RedirectResponse("/profile", status_code=303)
+            set_session_cookie(response, signed, rt)
+            csrf.rotate(request)
+            flash(request, response, "Welcome! Your vault is ready. Everything you add here is "
+                  "encrypted with a key of your own.", "success")
+            return response
+    else:
+        status = 400
+    return render(request, "signup.html", {"form": {"email": email[:254]}, "errors": errors},
+                  status_code=status)
+
+
+@router.get("/signin")
+def signin_form(request: Request, viewer: ViewerDep, next: str = "") -> Response:
+    if viewer.account is not None:
+        return RedirectResponse(safe_next(next) or home_for(viewer.account), status_code=303)
+    return render(request, "signin.html", {"form": {}, "next": safe_next(next) or ""})
+
+
+@router.post("/signin", dependencies=[CSRFChecked])
+def signin_submit(
+    request: Request,
+    db: DbDep,
+    rt: RuntimeDep,
+    email: FormStr = "",
+    password: FormStr = "",
+    next: OptionalFormStr = "",
+) -> Response:
+    svc = AccountService(db, rt)
+    try:
+        account = svc.authenticate(email, password, client_address=client_address(request, rt))
+    except (BadCredentials, SignInThrottled) as exc:
+        return render(request, "signin.html",
+                      {"form": {"email": email[:254]}, "next": safe_next(next) or "",
+                       "errors": {"form": exc.message}},
+                      status_code=exc.status_code, headers=exc.headers)
+    signed = svc.start_session(account)
+    response = RedirectResponse(safe_next(next) or home_for(account), status_code=303)
+    set_session_cookie(response, signed, rt)
+    csrf.rotate(request)
+    return response
+
+
+@router.post("/signout", dependencies=[CSRFChecked])
+def signout(request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep) -> Response:
+    if viewer.session is not None:
+        AccountService(db, rt).end_session(viewer.session.id)
+    response = RedirectResponse("/signin", status_code=303)
+    clear_session_cookie(response, rt)
+    csrf.rotate(request)
+    flash(request, response, "You are signed out.", "success")
+    return response
+
+
+@router.get("/account")
+def account_page(request: Request, account: PageAccount, viewer: ViewerDep, db: DbDep,
+                 rt: RuntimeDep) -> Response:
+    sessions = AccountService(db, rt).active_sessions(account.id)
+    return render(request, "account.html",
+                  {"sessions": sessions, "current_session": viewer.session, "errors": {}})
+
+
+@router.post("/account/password", dependencies=[CSRFChecked])
+def change_password(
+    request: Request,
+    account: PageAccount,
+    viewer: ViewerDep,
+    db: DbDep,
+    rt: RuntimeDep,
+    current_password: FormStr = "",
+    new_password: FormStr = "",
+    new_password_confirm: FormStr = "",
+) -> Response:
+    svc = AccountService(db, rt)
+    errors: dict[str, str] = {}
+    if new_password != new_password_confirm:
+        errors["new_password_confirm"] = "The two new passwords are not the same."
+    else:
+        try:
+            assert viewer.session is not None
+            email = ProfileService(db, rt).email_of(account.id) or ""
+            svc.change_password(account, current_password, new_password, email=email,
+                                keep_session=viewer.session.id)
+        except VaultError as exc:
+            field = getattr(exc, "field", None) or "form"
+            errors["new_password" if field == "password" else field] = exc.message
+    if errors:
+        db.rollback()
+        return render(request, "account.html",
+                      {"sessions": svc.active_sessions(account.id),
+                       "current_session": viewer.session, "errors": errors}, status_code=400)
+    response = RedirectResponse("/account", status_code=303)
+    flash(request, response, "Your password is changed. Every other session was signed out.",
+          "success")
+    return response
+
+
+@router.post("/account/signout-everywhere", dependencies=[CSRFChecked])
+def signout_everywhere(request: Request, account: PageAccount, db: DbDep,
+                       rt: RuntimeDep) -> Response:
+    AccountService(db, rt).end_all_sessions(account.id)
+    response = RedirectResponse("/signin", status_code=303)
+    clear_session_cookie(response, rt)
+    csrf.rotate(request)
+    flash(request, response, "You are signed out on every device.", "success")
+    return response

@@ -1,0 +1,94 @@
+"""Jinja2 rendering for the portal: layout context, flash messages, error pages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.templating import Jinja2Templates
+
+from vault import csrf
+from vault.runtime import Runtime
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+FLASH_COOKIE = "vrm_flash"
+
+templates = Jinja2Templates(directory=TEMPLATE_DIR)
+templates.env.autoescape = True
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _flash_mac(rt: Runtime, payload: str) -> str:
+    mac = hmac.new(rt.secrets.cookie_key, b"flash\x00" + payload.encode(), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
+def flash(request: Request, response: Response, message: str, kind: str = "info") -> None:
+    """Show ``message`` on the next page this browser renders."""
+    rt = _runtime(request)
+    payload = base64.urlsafe_b64encode(json.dumps([kind, message]).encode()).decode()
+    response.set_cookie(FLASH_COOKIE, f"{payload}.{_flash_mac(rt, payload)}", httponly=True,
+                        samesite="lax", secure=rt.settings.https, path="/", max_age=120)
+
+
+def _read_flash(request: Request) -> list[dict[str, str]]:
+    raw = request.cookies.get(FLASH_COOKIE, "")
+    payload, _, mac = raw.partition(".")
+    if not payload or len(raw) > 2000:
+        return []
+    if not hmac.compare_digest(_flash_mac(_runtime(request), payload), mac):
+        return []
+    try:
+        kind, message = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, TypeError):
+        return []
+    return [{"kind": str(kind), "message": str(message)}]
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    rt = _runtime(request)
+    viewer = getattr(request.state, "viewer", None)
+    flashes = _read_flash(request)
+    full = {
+        "request": request,
+        "viewer": viewer,
+        "account": viewer.account if viewer else None,
+        "csrf_token": csrf.token_for(request, rt),
+        "flashes": flashes,
+        **(context or {}),
+    }
+    response = templates.TemplateResponse(request, template, full, status_code=status_code,
+                                          headers=headers)
+    if request.cookies.get(FLASH_COOKIE):
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+_TITLES = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Page not found",
+           405: "Not allowed", 409: "Conflict", 413: "Too large", 429: "Too many attempts",
+           500: "Something went wrong"}
+
+
+def render_error(request: Request, status_code: int, detail: str,
+                 headers: dict[str, str] | None = None) -> Response:
+    return render(request, "error.html",
+                  {"title": _TITLES.get(status_code, "Error"), "detail": detail,
+                   "status_code": status_code},
+                  status_code=status_code, headers=headers)
