@@ -220,7 +220,7 @@ class AccountService:
         ).first()
         if row is None:
             return None
-        session, account = row.tuple()
+        session, account = row
         now = utcnow()
         idle = timedelta(minutes=self.rt.settings.session_idle_minutes)
         if (session.expires_at <= now or session.last_seen_at + idle <= now
