@@ -8,7 +8,6 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 
 from vault.base import UTCDateTime
-
 from vault.db import make_engine
 from vault.models import Base
 from vault.settings import get_settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -15,6 +16,7 @@ from vault.middleware import (
     BodyLimitMiddleware,
     CSRFCookieMiddleware,
     SecurityHeadersMiddleware,
+    security_headers,
     wants_json,
 )
 from vault.runtime import Runtime
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from intents.endpoints import router as intents_router
     from vault.profile.endpoints import router as profile_router
     from vendor_api.endpoints import router as vendor_router
+    from web.accounts import sign_in_required
+    from web.dependencies import SignInRequired
     from web.endpoints import router as web_router
     from web.templating import STATIC_DIR, render_error
 
@@ -91,6 +95,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return error_response(request, exc.status_code, code, detail,
                               getattr(exc, "headers", None))
 
+    app.add_exception_handler(SignInRequired, sign_in_required)  # type: ignore[arg-type]
+
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
         # Type and frames only: exception messages can carry bound SQL parameters.
@@ -98,7 +104,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method,
                   request.url.path, frames)
         code, detail = _STATUS_TEXT[500]
-        return error_response(request, 500, code, detail)
+        response = error_response(request, 500, code, detail)
+        # Starlette sends this from outside every middleware: add their headers here.
+        for name, value in security_headers(https=settings.https):
+            response.headers.setdefault(name.decode(), value.decode())
+        response.headers["cache-control"] = "no-store"
+        return response
 
     for router in (web_router, profile_router, consent_router, intents_router, vendor_router):
         app.include_router(router)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from vault.settings import Settings, SettingsError, get_settings
 
@@ -37,17 +39,29 @@ def _runtime(settings: Settings | None = None):  # type: ignore[no-untyped-def]
         raise _fail(str(exc)) from exc
 
 
-def _require_schema(rt) -> None:  # type: ignore[no-untyped-def]
-    from vault.migrate import MIGRATIONS_DIR, current
+@contextmanager
+def _service():  # type: ignore[no-untyped-def]
+    """The runtime on a schema at head; its connections are closed when the command ends."""
+    from vault.migrate import current, head
 
-    from alembic.script import ScriptDirectory
-    from alembic.config import Config
+    rt = _runtime()
+    try:
+        if current(rt.engine) != head():
+            raise _fail("the database schema is not up to date; run `vrm db upgrade` first.")
+        yield rt
+    finally:
+        rt.engine.dispose()
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    if current(rt.engine) != head:
-        raise _fail("the database schema is not up to date; run `vrm db upgrade` first.")
+
+@contextmanager
+def _engine() -> Iterator[Engine]:
+    from vault.db import make_engine
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @app.command()
@@ -61,9 +75,8 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    rt = _runtime(settings)
-    _require_schema(rt)
-    rt.engine.dispose()
+    with _service():
+        pass
     uvicorn.run("vault.app:create_app", factory=True, host=host or settings.host,
                 port=port or settings.port, workers=workers, reload=reload,
                 proxy_headers=bool(settings.trusted_proxies),
@@ -73,21 +86,20 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from vault.db import make_engine
     from vault.migrate import current, upgrade
 
-    engine = make_engine(get_settings().database_url)
-    upgrade(engine, revision)
-    typer.echo(f"database at revision {current(engine)}")
+    with _engine() as engine:
+        upgrade(engine, revision)
+        typer.echo(f"database at revision {current(engine)}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's schema revision."""
-    from vault.db import make_engine
     from vault.migrate import current
 
-    typer.echo(current(make_engine(get_settings().database_url)) or "empty (no revision)")
+    with _engine() as engine:
+        typer.echo(current(engine) or "empty (no revision)")
 
 
 @keys_app.command("init")
@@ -108,9 +120,7 @@ def keys_status() -> None:
     """Show KEK versions and how many data keys each one wraps."""
     from vault.keystore import count_by_kek
 
-    rt = _runtime()
-    _require_schema(rt)
-    with rt.sessions() as session:
+    with _service() as rt, rt.sessions() as session:
         counts = count_by_kek(session)
     current = rt.keys.current_version()
     for kek_id in rt.keys.versions():
@@ -132,26 +142,30 @@ def keys_rotate(
     `vrm keys rotate --resume`; data stays readable throughout because old KEK versions
     keep unwrapping until no data key names them.
     """
+    from vault.keys import KeyManagementError
     from vault.keystore import count_by_kek, rewrap_all
 
-    rt = _runtime()
-    _require_schema(rt)
-    if not resume:
-        with rt.sessions() as session:
-            pending = {k: v for k, v in count_by_kek(session).items()
-                       if k != rt.keys.current_version()}
-        if pending:
-            raise _fail(
-                f"{sum(pending.values())} data keys are still wrapped by an older KEK "
-                f"({', '.join(sorted(pending))}); finish that rotation with "
-                "`vrm keys rotate --resume` first."
-            )
-        origin = "operator" if rt.settings.is_production else "development"
-        kek_id = rt.keys.add_version(origin=origin)
-        typer.echo(f"added key-encryption key {kek_id}")
-    target = rt.keys.current_version()
-    for progress in rewrap_all(rt.sessions, rt.keys, batch_size=batch_size):
-        typer.echo(f"rewrapped {progress.done}/{progress.total} data keys under {target}")
+    with _service() as rt:
+        if not resume:
+            with rt.sessions() as session:
+                pending = {k: v for k, v in count_by_kek(session).items()
+                           if k != rt.keys.current_version()}
+            if pending:
+                raise _fail(
+                    f"{sum(pending.values())} data keys are still wrapped by an older KEK "
+                    f"({', '.join(sorted(pending))}); finish that rotation with "
+                    "`vrm keys rotate --resume` first."
+                )
+            origin = "operator" if rt.settings.is_production else "development"
+            kek_id = rt.keys.add_version(origin=origin)
+            typer.echo(f"added key-encryption key {kek_id}")
+        target = rt.keys.current_version()
+        try:
+            for progress in rewrap_all(rt.sessions, rt.keys, batch_size=batch_size):
+                typer.echo(f"rewrapped {progress.done}/{progress.total} data keys under {target}")
+        except KeyManagementError as exc:
+            raise _fail(f"{exc} Rewrapped keys are kept; fix this and run "
+                        "`vrm keys rotate --resume`.") from exc
     typer.echo("rotation complete")
 
 
@@ -163,9 +177,7 @@ def users_list(
     """List accounts: id, role, status, created. No personal data."""
     from vault.accounts.models import Account
 
-    rt = _runtime()
-    _require_schema(rt)
-    with rt.sessions() as session:
+    with _service() as rt, rt.sessions() as session:
         query = select(Account.id, Account.role, Account.status, Account.created_at)
         if role:
             query = query.where(Account.role == role)
@@ -189,12 +201,10 @@ def auditors_add(
     from vault.errors import VaultError
 
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    rt = _runtime()
-    _require_schema(rt)
-    with rt.sessions() as session, session.begin():
+    with _service() as rt, rt.sessions() as session, session.begin():
         try:
             account = AccountService(session, rt).sign_up(email, password, role=Role.AUDITOR)
         except VaultError as exc:

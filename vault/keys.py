@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 KeyOrigin = Literal["development", "operator"]
 
 _KEK_PREFIX = "local:v"
+_KEK_FILE = re.compile(r"v([1-9][0-9]*)\.json")
 _NONCE_BYTES = 12
 
 
@@ -47,20 +49,34 @@ class KeyProvider(Protocol):
 
 
 def _write_secret_file(path: Path, payload: dict[str, object]) -> None:
-    """Create ``path`` with mode 0600, refusing to overwrite an existing key."""
+    """Create ``path`` with mode 0600, refusing to overwrite an existing key.
+
+    The key is written to a temporary file first and then linked into place, so a process
+    that reads the directory meanwhile never sees a half-written key.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # atomic; FileExistsError if the key exists
+    finally:
+        tmp.unlink()
 
 
 def _read_secret_file(path: Path) -> dict[str, object]:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise KeyManagementError(f"{path} is readable by others (mode {mode:o}); run chmod 600 on it.")
-    data = json.loads(path.read_text())
+        raise KeyManagementError(
+            f"{path} is readable by others (mode {mode:o}); run `chmod 600 {path}`."
+        )
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        data = None
     if not isinstance(data, dict) or "key" not in data:
         raise KeyManagementError(f"{path} is not a VRM key file.")
     return data
@@ -76,24 +92,40 @@ def _new_key_payload(origin: KeyOrigin, **extra: object) -> dict[str, object]:
 
 
 class LocalKeyProvider:
-    """KEKs as files ``kek/v<N>.json`` (mode 0600) in the key directory."""
+    """KEKs as files ``kek/v<N>.json`` (mode 0600) in the key directory.
+
+    Another process (``vrm keys rotate``) may add a version while this one runs: a version
+    this process has not loaded is read from disk when a data key names it, and new data keys
+    are wrapped under the newest version on disk.
+    """
 
     def __init__(self, key_dir: Path) -> None:
         self._dir = key_dir / "kek"
         self._keys: dict[str, bytes] = {}
         self._origins: dict[str, str] = {}
+        self._files: frozenset[str] = frozenset()
         self.reload()
 
-    def reload(self) -> None:
-        self._keys.clear()
-        self._origins.clear()
+    def _on_disk(self) -> frozenset[str]:
         if not self._dir.is_dir():
-            return
-        for path in sorted(self._dir.glob("v*.json")):
-            version = int(path.stem[1:])
-            data = _read_secret_file(path)
-            self._keys[f"{_KEK_PREFIX}{version}"] = base64.b64decode(str(data["key"]))
-            self._origins[f"{_KEK_PREFIX}{version}"] = str(data.get("origin", "operator"))
+            return frozenset()
+        return frozenset(p.name for p in self._dir.iterdir() if _KEK_FILE.fullmatch(p.name))
+
+    def reload(self) -> None:
+        keys: dict[str, bytes] = {}
+        origins: dict[str, str] = {}
+        files = self._on_disk()
+        for name in files:
+            kek_id = f"{_KEK_PREFIX}{int(name[1:-5])}"
+            data = _read_secret_file(self._dir / name)
+            keys[kek_id] = base64.b64decode(str(data["key"]))
+            origins[kek_id] = str(data.get("origin", "operator"))
+        # Replace, never mutate: request threads may be reading the old mappings.
+        self._keys, self._origins, self._files = keys, origins, files
+
+    def _refresh(self) -> None:
+        if self._on_disk() != self._files:
+            self.reload()
 
     def versions(self) -> list[str]:
         return sorted(self._keys, key=lambda kid: int(kid.removeprefix(_KEK_PREFIX)))
@@ -115,6 +147,7 @@ class LocalKeyProvider:
         return f"{_KEK_PREFIX}{number}"
 
     def wrap(self, key: bytes, aad: bytes) -> WrappedKey:
+        self._refresh()
         kek_id = self.current_version()
         nonce = secrets.token_bytes(_NONCE_BYTES)
         blob = nonce + AESGCM(self._keys[kek_id]).encrypt(nonce, key, aad + kek_id.encode())
@@ -123,12 +156,17 @@ class LocalKeyProvider:
     def unwrap(self, wrapped: WrappedKey, aad: bytes) -> bytes:
         kek = self._keys.get(wrapped.kek_id)
         if kek is None:
+            self._refresh()
+            kek = self._keys.get(wrapped.kek_id)
+        if kek is None:
             raise KeyManagementError(f"Key-encryption key {wrapped.kek_id} is not available.")
         nonce, body = wrapped.blob[:_NONCE_BYTES], wrapped.blob[_NONCE_BYTES:]
         try:
             return AESGCM(kek).decrypt(nonce, body, aad + wrapped.kek_id.encode())
         except InvalidTag as exc:
-            raise KeyManagementError("A data key failed to unwrap: wrong key or altered data.") from exc
+            raise KeyManagementError(
+                "A data key failed to unwrap: wrong key or altered data."
+            ) from exc
 
 
 @dataclass(frozen=True, slots=True)

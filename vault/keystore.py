@@ -12,7 +12,7 @@ from sqlalchemy import ForeignKey, LargeBinary, String, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from vault.base import Base, TimestampMixin, utcnow
-from vault.crypto import Binding, DataKey, wrap_associated_data
+from vault.crypto import Binding, DataKey, DecryptionError, wrap_associated_data
 from vault.keys import KeyProvider, WrappedKey
 
 _CACHE_KEY = "vrm.data_keys"
@@ -60,7 +60,9 @@ class KeyStore:
             return cached
         record = self.session.scalars(
             select(DataKeyRecord).where(DataKeyRecord.owner_id == owner_id)
-        ).one()
+        ).one_or_none()
+        if record is None:
+            raise DecryptionError("this individual has no data key (erased, or never created)")
         material = self.provider.unwrap(
             WrappedKey(record.kek_id, record.wrapped), wrap_associated_data(record.id, owner_id)
         )

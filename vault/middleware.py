@@ -44,20 +44,31 @@ class BodyLimitMiddleware:
                 return
         received = 0
         started = False
+        exceeded = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, refused
+            if message["type"] == "http.response.start" and exceeded and not started:
+                # The app caught BodyTooLarge and answered on its own (FastAPI turns a failed
+                # JSON body read into 400): answer 413 instead.
+                refused = True
             if message["type"] == "http.response.start":
                 started = True
+            if refused:
+                if message["type"] == "http.response.start":
+                    await self._refuse(scope, send)
+                return
             await send(message)
 
         try:
@@ -78,8 +89,9 @@ class BodyLimitMiddleware:
             ).encode()
             ctype = b"text/html; charset=utf-8"
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close"),
+                    "headers": [(b"content-type", ctype),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close"), (b"cache-control", b"no-store"),
                                 *security_headers(https=False)]})
         await send({"type": "http.response.body", "body": body})
 

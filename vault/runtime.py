@@ -26,26 +26,8 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings, *, engine: Engine | None = None) -> Runtime:
         settings.check_production()
-        key_dir = KeyDirectory(settings.key_dir)
-        if settings.is_production:
-            if not key_dir.exists():
-                raise SettingsError(
-                    f"No keys in {settings.key_dir}. In production keys are never created on "
-                    "start; create them once with `vrm keys init`."
-                )
-            dev = key_dir.development_keys()
-            if dev:
-                raise SettingsError(
-                    "Refusing to start in production with development keys "
-                    f"({', '.join(sorted(dev))}). Create production keys with `vrm keys init` "
-                    "in an empty VRM_KEY_DIR."
-                )
-        else:
-            key_dir.initialise(origin="development")
         try:
-            secrets = key_dir.load_secrets()
-            provider = LocalKeyProvider(settings.key_dir)
-            provider.current_version()
+            secrets, provider = _open_keys(settings)
         except KeyManagementError as exc:
             raise SettingsError(str(exc)) from exc
         engine = engine or make_engine(settings.database_url)
@@ -57,6 +39,29 @@ class Runtime:
             secrets=secrets,
             passwords=make_password_hasher(settings),
         )
+
+
+def _open_keys(settings: Settings) -> tuple[ServiceSecrets, LocalKeyProvider]:
+    """Load the key directory; development creates missing keys, production never does."""
+    key_dir = KeyDirectory(settings.key_dir)
+    if settings.is_production:
+        if not key_dir.exists():
+            raise SettingsError(
+                f"No keys in {settings.key_dir}. In production keys are never created on "
+                "start; create them once with `vrm keys init`."
+            )
+        dev = key_dir.development_keys()
+        if dev:
+            raise SettingsError(
+                "Refusing to start in production with development keys "
+                f"({', '.join(sorted(dev))}). Create production keys with `vrm keys init` "
+                "in an empty VRM_KEY_DIR."
+            )
+    else:
+        key_dir.initialise(origin="development")
+    provider = LocalKeyProvider(settings.key_dir)
+    provider.current_version()
+    return key_dir.load_secrets(), provider
 
 
 def make_password_hasher(settings: Settings) -> PasswordHasher:

@@ -9,22 +9,22 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset(
-    {"", "changeme", "change-me", "change_me", "secret", "dev", "development", "placeholder",
-     "insecure", "test", "password", "xxx", "todo"}
-)
-
 
 class SettingsError(RuntimeError):
     """The configuration is unusable; the message says which setting to fix."""
 
 
 class Settings(BaseSettings):
+    """No secret is a setting: the KEKs and the blind-index, token-hash and cookie-signing keys
+    are files in ``key_dir``, and production refuses keys that were generated for development.
+    """
+
     model_config = SettingsConfigDict(env_prefix="VRM_", env_file=None, extra="ignore")
 
     environment: Literal["development", "production"] = Field(
         default="development",
-        description="`production` refuses development keys and placeholder secrets.",
+        description="`production` refuses development keys and plain-HTTP base URLs, and "
+        "never creates keys on start.",
     )
     database_url: str = Field(
         default="sqlite:///./var/vrm.db",
@@ -33,11 +33,6 @@ class Settings(BaseSettings):
     key_dir: Path = Field(
         default=Path("./var/keys"),
         description="Directory holding the key-encryption keys and the service's secrets.",
-    )
-    secret_key: str | None = Field(
-        default=None,
-        description="Signs CSRF and flash cookies. Development generates one in the key dir; "
-        "production requires at least 32 characters.",
     )
     base_url: str = Field(
         default="http://127.0.0.1:8000", description="Public URL of the service (no slash)."
@@ -79,15 +74,9 @@ class Settings(BaseSettings):
         return self.base_url.startswith("https://")
 
     def check_production(self) -> None:
-        """Refuse placeholder secrets and plain-HTTP cookies when running in production."""
+        """Refuse plain-HTTP cookies in production (keys are checked by the runtime)."""
         if not self.is_production:
             return
-        secret = (self.secret_key or "").strip()
-        if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
-            raise SettingsError(
-                "VRM_SECRET_KEY must be set to a random value of at least 32 characters in "
-                "production (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')."
-            )
         if not self.https:
             raise SettingsError("VRM_BASE_URL must be an https:// URL in production.")
 

@@ -20,7 +20,8 @@ from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
 from vault.profile.service import ProfileService
-from web.dependencies import CSRFChecked, PageAccount, safe_next
+from vault.runtime import Runtime
+from web.dependencies import CSRFChecked, PageAccount, SignInRequired, safe_next, signin_url
 from web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -31,6 +32,24 @@ OptionalFormStr = Annotated[str, Form()]
 
 def home_for(account: Account) -> str:
     return "/profile" if account.role == Role.INDIVIDUAL else "/account"
+
+
+def sign_in_required(request: Request, exc: SignInRequired) -> Response:
+    """A page needed a session: GET redirects to sign-in, a form post answers 401 with it."""
+    rt: Runtime = request.app.state.runtime
+    message = ("Your session has expired. Sign in again." if exc.expired
+               else "Sign in to continue.")
+    response: Response
+    if request.method in ("GET", "HEAD"):
+        response = RedirectResponse(signin_url(exc.next_path), status_code=303)
+        if exc.expired:
+            flash(request, response, message)
+    else:
+        response = render(request, "signin.html",
+                          {"form": {}, "next": "", "errors": {"form": message}}, status_code=401)
+    if exc.expired:
+        clear_session_cookie(response, rt)
+    return response
 
 
 @router.get("/")

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
+from starlette.datastructures import FormData
 
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, VaultError
@@ -18,8 +19,6 @@ from vault.profile.catalogue import (
     countries,
 )
 from vault.profile.service import ProfileService
-from starlette.datastructures import FormData
-
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
 from web.templating import flash, render
 

@@ -22,6 +22,8 @@ class Viewer:
 
     account: Account | None = None
     session: AccountSession | None = None
+    # Read while the database session is open: error pages render after it rolled back.
+    role: str | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -47,7 +49,8 @@ def get_viewer(request: Request, db: DbDep, rt: RuntimeDep) -> Viewer:
     if token:
         found = AccountService(db, rt).resolve_session(token)
         if found is not None:
-            viewer = Viewer(*found)
+            account, session = found
+            viewer = Viewer(account, session, account.role)
         else:
             request.state.session_expired = True
     request.state.viewer = viewer

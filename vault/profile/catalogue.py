@@ -73,7 +73,8 @@ def languages() -> dict[str, str]:
 def clean_text(value: Any, key: str, label: str, *, limit: int, multiline: bool = False) -> str:
     if not isinstance(value, str):
         raise invalid(f"{label} must be text.", key)
-    text = unicodedata.normalize("NFC", value).strip()
+    # Browsers send a textarea's line breaks as CRLF.
+    text = unicodedata.normalize("NFC", value).replace("\r\n", "\n").strip()
     if not multiline:
         text = " ".join(text.split())
     if not text:
@@ -228,7 +229,7 @@ def _parse_shoe(value: Any) -> dict[str, str]:
     low, high = SHOE_SYSTEMS[system]
     if not size.is_finite() or size % Decimal("0.5") != 0 or not low <= size <= high:
         raise invalid(f"{system} shoe sizes run from {low} to {high} in half sizes.", "shoe_size")
-    return {"system": system, "size": str(size.normalize())}
+    return {"system": system, "size": format(size.normalize(), "f")}  # 40, not 4E+1
 
 
 STANDARD_FIELDS: tuple[FieldSpec, ...] = (
