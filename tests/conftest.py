@@ -30,9 +30,7 @@ from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vault.settings import Settings
 
-PG_ADMIN_URL = os.environ.get(
-    "VRM_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN_URL = os.environ.get("VRM_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("VRM_REQUIRE_POSTGRES") == "1"
 RUN_ID = os.environ.get("VRM_TEST_RUN_ID") or uuid.uuid4().hex[:8]
 os.environ["VRM_TEST_RUN_ID"] = RUN_ID  # shared with xdist workers
@@ -75,7 +73,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"PostgreSQL half SKIPPED: {PG_ADMIN_URL} unreachable ({_pg_problem}); "
             "set VRM_REQUIRE_POSTGRES=1 to make this a failure.",
-            yellow=True, bold=True,
+            yellow=True,
+            bold=True,
         )
 
 
@@ -108,8 +107,10 @@ class PostgresDatabases:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         self.created.append(name)
-        return make_url(normalise_url(PG_ADMIN_URL)).set(database=name).render_as_string(
-            hide_password=False
+        return (
+            make_url(normalise_url(PG_ADMIN_URL))
+            .set(database=name)
+            .render_as_string(hide_password=False)
         )
 
     def drop_all(self) -> None:
@@ -127,8 +128,11 @@ def pg_databases() -> Iterator[PostgresDatabases]:
 
 
 @pytest.fixture(scope="session")
-def new_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 pg_databases: PostgresDatabases):  # type: ignore[no-untyped-def]
+def new_database(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_databases: PostgresDatabases,
+):  # type: ignore[no-untyped-def]
     """Factory: a fresh, empty database URL on the given backend."""
     counter = iter(range(1_000_000))
 
@@ -172,8 +176,9 @@ def connection(engine: Engine) -> Iterator[object]:
 @pytest.fixture
 def rt(base_runtime: Runtime, connection) -> Runtime:  # type: ignore[no-untyped-def]
     """The runtime with sessions that join this test's rolled-back transaction."""
-    factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
-                           expire_on_commit=False)
+    factory = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
     return dataclasses.replace(base_runtime, sessions=factory)
 
 

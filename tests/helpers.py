@@ -24,8 +24,9 @@ def page_csrf(client: TestClient, path: str = "/signin") -> str:
     return csrf_from(response.text)
 
 
-def post_form(client: TestClient, path: str, data: dict[str, object],
-              form_page: str | None = None) -> Response:
+def post_form(
+    client: TestClient, path: str, data: dict[str, object], form_page: str | None = None
+) -> Response:
     token = page_csrf(client, form_page or path)
     return client.post(path, data={**data, "csrf_token": token})
 
@@ -36,8 +37,9 @@ def unique_email(prefix: str = "person") -> str:
 
 def sign_up(client: TestClient, email: str | None = None, password: str = PASSWORD) -> str:
     email = email or unique_email()
-    response = post_form(client, "/signup",
-                         {"email": email, "password": password, "password_confirm": password})
+    response = post_form(
+        client, "/signup", {"email": email, "password": password, "password_confirm": password}
+    )
     assert response.status_code == 303, response.text
     assert response.headers["location"] == "/profile"
     return email

@@ -31,8 +31,11 @@ _STATUS_TEXT = {
     404: ("not_found", "There is nothing here."),
     405: ("method_not_allowed", "This address does not accept that method."),
     413: ("payload_too_large", "The request is too large."),
-    500: ("server_error", "Something went wrong on our side. Nothing you entered was lost "
-          "from your saved data; please try again."),
+    500: (
+        "server_error",
+        "Something went wrong on our side. Nothing you entered was lost "
+        "from your saved data; please try again.",
+    ),
 }
 
 
@@ -67,12 +70,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = runtime
 
-    def error_response(request: Request, status: int, code: str, detail: str,
-                       headers: dict[str, str] | None = None,
-                       extra: dict[str, str] | None = None) -> Response:
+    def error_response(
+        request: Request,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Response:
         if wants_json(request.url.path):
-            return JSONResponse({"error": code, "detail": detail, **(extra or {})},
-                                status_code=status, headers=headers)
+            return JSONResponse(
+                {"error": code, "detail": detail, **(extra or {})},
+                status_code=status,
+                headers=headers,
+            )
         return render_error(request, status, detail, headers=headers)
 
     @app.exception_handler(VaultError)
@@ -84,16 +95,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         if wants_json(request.url.path):
-            return JSONResponse({"error": "validation_error", "detail": _validation_sentence(exc)},
-                                status_code=422)
-        return render_error(request, 400, "The form was not filled in as expected. "
-                            "Go back and try again.")
+            return JSONResponse(
+                {"error": "validation_error", "detail": _validation_sentence(exc)}, status_code=422
+            )
+        return render_error(
+            request, 400, "The form was not filled in as expected. Go back and try again."
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code, detail = _STATUS_TEXT.get(exc.status_code, ("error", "The request failed."))
-        return error_response(request, exc.status_code, code, detail,
-                              getattr(exc, "headers", None))
+        return error_response(request, exc.status_code, code, detail, getattr(exc, "headers", None))
 
     app.add_exception_handler(SignInRequired, sign_in_required)  # type: ignore[arg-type]
 
@@ -101,8 +113,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def server_error(request: Request, exc: Exception) -> Response:
         # Type and frames only: exception messages can carry bound SQL parameters.
         frames = "".join(traceback.format_tb(exc.__traceback__))
-        log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method,
-                  request.url.path, frames)
+        log.error(
+            "unhandled %s on %s %s\n%s",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            frames,
+        )
         code, detail = _STATUS_TEXT[500]
         response = error_response(request, 500, code, detail)
         # Starlette sends this from outside every middleware: add their headers here.

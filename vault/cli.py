@@ -12,12 +12,14 @@ from sqlalchemy import Engine, func, select
 
 from vault.settings import Settings, SettingsError, get_settings
 
-app = typer.Typer(help="VRM Vault: operate the service.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="VRM Vault: operate the service.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys and service secrets.", no_args_is_help=True)
-users_app = typer.Typer(help="Accounts (ids and status only, never personal data).",
-                        no_args_is_help=True)
+users_app = typer.Typer(
+    help="Accounts (ids and status only, never personal data).", no_args_is_help=True
+)
 auditors_app = typer.Typer(help="Privacy auditor accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
@@ -77,10 +79,16 @@ def serve(
     settings = get_settings()
     with _service():
         pass
-    uvicorn.run("vault.app:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, workers=workers, reload=reload,
-                proxy_headers=bool(settings.trusted_proxies),
-                forwarded_allow_ips=",".join(settings.trusted_proxies) or None)
+    uvicorn.run(
+        "vault.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        reload=reload,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+    )
 
 
 @db_app.command("upgrade")
@@ -133,8 +141,10 @@ def keys_status() -> None:
 @keys_app.command("rotate")
 def keys_rotate(
     batch_size: Annotated[int, typer.Option(min=1, max=10000)] = 500,
-    resume: Annotated[bool, typer.Option(
-        help="Only finish rewrapping to the current KEK; do not add a new version.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Only finish rewrapping to the current KEK; do not add a new version."),
+    ] = False,
 ) -> None:
     """Add a new KEK version and rewrap every data key under it.
 
@@ -148,8 +158,9 @@ def keys_rotate(
     with _service() as rt:
         if not resume:
             with rt.sessions() as session:
-                pending = {k: v for k, v in count_by_kek(session).items()
-                           if k != rt.keys.current_version()}
+                pending = {
+                    k: v for k, v in count_by_kek(session).items() if k != rt.keys.current_version()
+                }
             if pending:
                 raise _fail(
                     f"{sum(pending.values())} data keys are still wrapped by an older KEK "
@@ -164,8 +175,9 @@ def keys_rotate(
             for progress in rewrap_all(rt.sessions, rt.keys, batch_size=batch_size):
                 typer.echo(f"rewrapped {progress.done}/{progress.total} data keys under {target}")
         except KeyManagementError as exc:
-            raise _fail(f"{exc} Rewrapped keys are kept; fix this and run "
-                        "`vrm keys rotate --resume`.") from exc
+            raise _fail(
+                f"{exc} Rewrapped keys are kept; fix this and run `vrm keys rotate --resume`."
+            ) from exc
     typer.echo("rotation complete")
 
 
@@ -192,8 +204,9 @@ def users_list(
 @auditors_app.command("add")
 def auditors_add(
     email: Annotated[str, typer.Option(help="The auditor's sign-in address.")],
-    password_stdin: Annotated[bool, typer.Option(
-        help="Read the password from standard input instead of prompting.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input instead of prompting.")
+    ] = False,
 ) -> None:
     """Create a privacy auditor account (auditors never sign themselves up)."""
     from vault.accounts.models import Role

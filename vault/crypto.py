@@ -37,10 +37,18 @@ class Binding:
     table: str
     column: str
     row_id: uuid.UUID
+    label: str = ""
+    """What the row says the value is (e.g. a profile field key), so relabelling is caught."""
 
     def associated_data(self) -> bytes:
-        parts = [b"vrm-field", self.owner_id.bytes, self.table.encode(), self.column.encode(),
-                 self.row_id.bytes]
+        parts = [
+            b"vrm-field",
+            self.owner_id.bytes,
+            self.table.encode(),
+            self.column.encode(),
+            self.row_id.bytes,
+            self.label.encode(),
+        ]
         return b"".join(len(p).to_bytes(2, "big") + p for p in parts)
 
 

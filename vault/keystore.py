@@ -113,17 +113,26 @@ def rewrap_all(
     """
     target = provider.current_version()
     with session_factory() as session:
-        total = session.scalar(
-            select(func.count()).select_from(DataKeyRecord).where(DataKeyRecord.kek_id != target)
-        ) or 0
+        total = (
+            session.scalar(
+                select(func.count())
+                .select_from(DataKeyRecord)
+                .where(DataKeyRecord.kek_id != target)
+            )
+            or 0
+        )
     done = 0
     yield RewrapProgress(done, total)
     last_id: uuid.UUID | None = None
     while True:
         with session_factory() as session, session.begin():
             query = (
-                select(DataKeyRecord.id, DataKeyRecord.owner_id, DataKeyRecord.kek_id,
-                       DataKeyRecord.wrapped)
+                select(
+                    DataKeyRecord.id,
+                    DataKeyRecord.owner_id,
+                    DataKeyRecord.kek_id,
+                    DataKeyRecord.wrapped,
+                )
                 .where(DataKeyRecord.kek_id != target)
                 .order_by(DataKeyRecord.id)
                 .limit(batch_size)
@@ -140,8 +149,7 @@ def rewrap_all(
                 result = session.execute(
                     update(DataKeyRecord)
                     .where(DataKeyRecord.id == key_id, DataKeyRecord.kek_id == kek_id)
-                    .values(kek_id=rewrapped.kek_id, wrapped=rewrapped.blob,
-                            rewrapped_at=utcnow())
+                    .values(kek_id=rewrapped.kek_id, wrapped=rewrapped.blob, rewrapped_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
                 done += result.rowcount  # type: ignore[attr-defined]

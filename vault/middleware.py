@@ -88,11 +88,19 @@ class BodyLimitMiddleware:
                 f"<h1>Request too large</h1><p>{detail}</p></html>"
             ).encode()
             ctype = b"text/html; charset=utf-8"
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", ctype),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close"), (b"cache-control", b"no-store"),
-                                *security_headers(https=False)]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", ctype),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                    (b"cache-control", b"no-store"),
+                    *security_headers(https=False),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -152,10 +160,13 @@ class CSRFCookieMiddleware:
             if message["type"] == "http.response.start":
                 state = scope.get("state") or {}
                 if state.get("csrf_new"):
-                    cookie = (f"vrm_csrf={state['csrf_cookie']}; HttpOnly; Path=/; SameSite=Lax"
-                              + ("; Secure" if self.secure else ""))
-                    message["headers"] = [*message.get("headers", []),
-                                          (b"set-cookie", cookie.encode())]
+                    cookie = f"vrm_csrf={state['csrf_cookie']}; HttpOnly; Path=/; SameSite=Lax" + (
+                        "; Secure" if self.secure else ""
+                    )
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        (b"set-cookie", cookie.encode()),
+                    ]
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

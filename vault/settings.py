@@ -8,6 +8,28 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+PLACEHOLDER_PASSWORDS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "password",
+        "secret",
+        "postgres",
+        "vrm",
+        "admin",
+        "root",
+        "test",
+        "example",
+        "placeholder",
+        "dev",
+        "development",
+        "123456",
+        "xxx",
+    }
+)
 
 
 class SettingsError(RuntimeError):
@@ -42,7 +64,9 @@ class Settings(BaseSettings):
     session_idle_minutes: int = Field(default=60 * 12, ge=5, le=60 * 24 * 30)
     session_max_days: int = Field(default=14, ge=1, le=90)
     max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, le=10 * 1024 * 1024,
+        default=64 * 1024,
+        ge=1024,
+        le=10 * 1024 * 1024,
         description="Requests with a larger body are refused with 413.",
     )
     signin_max_failures_per_account: int = Field(default=5, ge=1)
@@ -71,14 +95,25 @@ class Settings(BaseSettings):
 
     @property
     def https(self) -> bool:
-        return self.base_url.startswith("https://")
+        return self.base_url.lower().startswith("https://")
 
     def check_production(self) -> None:
-        """Refuse plain-HTTP cookies in production (keys are checked by the runtime)."""
+        """Refuse plain-HTTP cookies and placeholder database passwords in production.
+
+        Keys are checked by the runtime: production refuses development-generated keys.
+        """
         if not self.is_production:
             return
         if not self.https:
             raise SettingsError("VRM_BASE_URL must be an https:// URL in production.")
+        password = make_url(self.database_url).password
+        if password is not None and (
+            str(password).lower() in PLACEHOLDER_PASSWORDS or len(str(password)) < 12
+        ):
+            raise SettingsError(
+                "The password in VRM_DATABASE_URL is a placeholder or shorter than 12 "
+                "characters; use a generated one in production."
+            )
 
 
 @lru_cache

@@ -37,16 +37,19 @@ def home_for(account: Account) -> str:
 def sign_in_required(request: Request, exc: SignInRequired) -> Response:
     """A page needed a session: GET redirects to sign-in, a form post answers 401 with it."""
     rt: Runtime = request.app.state.runtime
-    message = ("Your session has expired. Sign in again." if exc.expired
-               else "Sign in to continue.")
+    message = "Your session has expired. Sign in again." if exc.expired else "Sign in to continue."
     response: Response
     if request.method in ("GET", "HEAD"):
         response = RedirectResponse(signin_url(exc.next_path), status_code=303)
         if exc.expired:
             flash(request, response, message)
     else:
-        response = render(request, "signin.html",
-                          {"form": {}, "next": "", "errors": {"form": message}}, status_code=401)
+        response = render(
+            request,
+            "signin.html",
+            {"form": {}, "next": "", "errors": {"form": message}},
+            status_code=401,
+        )
     if exc.expired:
         clear_session_cookie(response, rt)
     return response
@@ -81,8 +84,7 @@ def signup_submit(
     svc = AccountService(db, rt)
     if not errors:
         try:
-            account = svc.sign_up(email, password,
-                                  client_address=client_address(request, rt))
+            account = svc.sign_up(email, password, client_address=client_address(request, rt))
         except VaultError as exc:
             errors[getattr(exc, "field", None) or "form"] = exc.message
             status = exc.status_code
@@ -91,13 +93,22 @@ def signup_submit(
             response = RedirectResponse("/profile", status_code=303)
             set_session_cookie(response, signed, rt)
             csrf.rotate(request)
-            flash(request, response, "Welcome! Your vault is ready. Everything you add here is "
-                  "encrypted with a key of your own.", "success")
+            flash(
+                request,
+                response,
+                "Welcome! Your vault is ready. Everything you add here is "
+                "encrypted with a key of your own.",
+                "success",
+            )
             return response
     else:
         status = 400
-    return render(request, "signup.html", {"form": {"email": email[:254]}, "errors": errors},
-                  status_code=status)
+    return render(
+        request,
+        "signup.html",
+        {"form": {"email": email[:254]}, "errors": errors},
+        status_code=status,
+    )
 
 
 @router.get("/signin")
@@ -120,10 +131,17 @@ def signin_submit(
     try:
         account = svc.authenticate(email, password, client_address=client_address(request, rt))
     except (BadCredentials, SignInThrottled) as exc:
-        return render(request, "signin.html",
-                      {"form": {"email": email[:254]}, "next": safe_next(next) or "",
-                       "errors": {"form": exc.message}},
-                      status_code=exc.status_code, headers=exc.headers)
+        return render(
+            request,
+            "signin.html",
+            {
+                "form": {"email": email[:254]},
+                "next": safe_next(next) or "",
+                "errors": {"form": exc.message},
+            },
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
     signed = svc.start_session(account)
     response = RedirectResponse(safe_next(next) or home_for(account), status_code=303)
     set_session_cookie(response, signed, rt)
@@ -143,11 +161,15 @@ def signout(request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep) -> R
 
 
 @router.get("/account")
-def account_page(request: Request, account: PageAccount, viewer: ViewerDep, db: DbDep,
-                 rt: RuntimeDep) -> Response:
+def account_page(
+    request: Request, account: PageAccount, viewer: ViewerDep, db: DbDep, rt: RuntimeDep
+) -> Response:
     sessions = AccountService(db, rt).active_sessions(account.id)
-    return render(request, "account.html",
-                  {"sessions": sessions, "current_session": viewer.session, "errors": {}})
+    return render(
+        request,
+        "account.html",
+        {"sessions": sessions, "current_session": viewer.session, "errors": {}},
+    )
 
 
 @router.post("/account/password", dependencies=[CSRFChecked])
@@ -169,25 +191,38 @@ def change_password(
         try:
             assert viewer.session is not None
             email = ProfileService(db, rt).email_of(account.id) or ""
-            svc.change_password(account, current_password, new_password, email=email,
-                                keep_session=viewer.session.id)
+            svc.change_password(
+                account, current_password, new_password, email=email, keep_session=viewer.session.id
+            )
         except VaultError as exc:
             field = getattr(exc, "field", None) or "form"
             errors["new_password" if field == "password" else field] = exc.message
     if errors:
         db.rollback()
-        return render(request, "account.html",
-                      {"sessions": svc.active_sessions(account.id),
-                       "current_session": viewer.session, "errors": errors}, status_code=400)
+        return render(
+            request,
+            "account.html",
+            {
+                "sessions": svc.active_sessions(account.id),
+                "current_session": viewer.session,
+                "errors": errors,
+            },
+            status_code=400,
+        )
     response = RedirectResponse("/account", status_code=303)
-    flash(request, response, "Your password is changed. Every other session was signed out.",
-          "success")
+    flash(
+        request,
+        response,
+        "Your password is changed. Every other session was signed out.",
+        "success",
+    )
     return response
 
 
 @router.post("/account/signout-everywhere", dependencies=[CSRFChecked])
-def signout_everywhere(request: Request, account: PageAccount, db: DbDep,
-                       rt: RuntimeDep) -> Response:
+def signout_everywhere(
+    request: Request, account: PageAccount, db: DbDep, rt: RuntimeDep
+) -> Response:
     AccountService(db, rt).end_all_sessions(account.id)
     response = RedirectResponse("/signin", status_code=303)
     clear_session_cookie(response, rt)

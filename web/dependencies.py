@@ -37,8 +37,10 @@ CSRFChecked = Depends(verify_form_csrf)
 def _require(request: Request, viewer: ViewerDep) -> Account:
     if viewer.account is None:
         path = request.url.path
-        raise SignInRequired(path if request.method == "GET" else "",
-                             getattr(request.state, "session_expired", False))
+        raise SignInRequired(
+            path if request.method == "GET" else "",
+            getattr(request.state, "session_expired", False),
+        )
     return viewer.account
 
 

@@ -26,8 +26,7 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/profile")
-def profile_page(request: Request, account: PageIndividual, db: DbDep,
-                 rt: RuntimeDep) -> Response:
+def profile_page(request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
     profile = ProfileService(db, rt).get(account.id)
     rows = [{"spec": spec, "display": profile.display(spec.key)} for spec in STANDARD_FIELDS]
     return render(request, "profile.html", {"rows": rows, "custom": profile.custom})
@@ -47,8 +46,9 @@ def _edit_context(key: str, value: Any, errors: dict[str, str]) -> dict[str, Any
 
 
 @router.get("/profile/fields/{key}")
-def edit_field_form(key: str, request: Request, account: PageIndividual, db: DbDep,
-                    rt: RuntimeDep) -> Response:
+def edit_field_form(
+    key: str, request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep
+) -> Response:
     if key.startswith(CUSTOM_PREFIX):
         return RedirectResponse(f"/profile/custom/{key}", status_code=303)
     value = ProfileService(db, rt).get(account.id).values.get(key)
@@ -56,8 +56,9 @@ def edit_field_form(key: str, request: Request, account: PageIndividual, db: DbD
 
 
 @router.post("/profile/fields/{key}", dependencies=[CSRFChecked])
-def save_field(key: str, request: Request, account: PageIndividual, db: DbDep,
-               rt: RuntimeDep, form: FormDep) -> Response:
+def save_field(
+    key: str, request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep, form: FormDep
+) -> Response:
     spec = ProfileService.spec(key)
     flat: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
     flat["values"] = [v for v in form.getlist("values") if isinstance(v, str)]
@@ -65,28 +66,44 @@ def save_field(key: str, request: Request, account: PageIndividual, db: DbDep,
     try:
         ProfileService(db, rt).set_field(account, key, raw)
     except InvalidInput as exc:
-        return render(request, "field_edit.html",
-                      _edit_context(key, raw, {exc.field or key: exc.message}), status_code=400)
+        return render(
+            request,
+            "field_edit.html",
+            _edit_context(key, raw, {exc.field or key: exc.message}),
+            status_code=400,
+        )
     except VaultError as exc:
-        return render(request, "field_edit.html",
-                      _edit_context(key, raw, {key: exc.message}), status_code=exc.status_code)
+        return render(
+            request,
+            "field_edit.html",
+            _edit_context(key, raw, {key: exc.message}),
+            status_code=exc.status_code,
+        )
     response = RedirectResponse("/profile", status_code=303)
     flash(request, response, f"{spec.label} saved.", "success")
     return response
 
 
 @router.post("/profile/fields/{key}/clear", dependencies=[CSRFChecked])
-def clear_field(key: str, request: Request, account: PageIndividual, db: DbDep,
-                rt: RuntimeDep) -> Response:
+def clear_field(
+    key: str, request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep
+) -> Response:
     service = ProfileService(db, rt)
-    label = service.custom(account.id, key).label if key.startswith(CUSTOM_PREFIX) else (
-        service.spec(key).label)
+    label = (
+        service.custom(account.id, key).label
+        if key.startswith(CUSTOM_PREFIX)
+        else (service.spec(key).label)
+    )
     try:
         service.clear_field(account, key)
     except InvalidInput as exc:
         value = service.get(account.id).values.get(key)
-        return render(request, "field_edit.html", _edit_context(key, value, {key: exc.message}),
-                      status_code=400)
+        return render(
+            request,
+            "field_edit.html",
+            _edit_context(key, value, {key: exc.message}),
+            status_code=400,
+        )
     response = RedirectResponse("/profile", status_code=303)
     flash(request, response, f"{label} removed from your profile.", "success")
     return response
@@ -98,12 +115,15 @@ def new_custom_form(request: Request, account: PageIndividual) -> Response:
 
 
 @router.get("/profile/custom/{key}")
-def edit_custom_form(key: str, request: Request, account: PageIndividual, db: DbDep,
-                     rt: RuntimeDep) -> Response:
+def edit_custom_form(
+    key: str, request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep
+) -> Response:
     field = ProfileService(db, rt).custom(account.id, key)
-    return render(request, "custom_edit.html",
-                  {"field": field, "form": {"label": field.label, "value": field.value},
-                   "errors": {}})
+    return render(
+        request,
+        "custom_edit.html",
+        {"field": field, "form": {"label": field.label, "value": field.value}, "errors": {}},
+    )
 
 
 def _custom_form(form: FormData) -> tuple[str, str]:
@@ -112,32 +132,48 @@ def _custom_form(form: FormData) -> tuple[str, str]:
 
 
 @router.post("/profile/custom", dependencies=[CSRFChecked])
-def add_custom(request: Request, account: PageIndividual, db: DbDep,
-               rt: RuntimeDep, form: FormDep) -> Response:
+def add_custom(
+    request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep, form: FormDep
+) -> Response:
     label, value = _custom_form(form)
     try:
         field = ProfileService(db, rt).add_custom(account, label, value)
     except InvalidInput as exc:
-        return render(request, "custom_edit.html",
-                      {"field": None, "form": {"label": label, "value": value},
-                       "errors": {exc.field or "value": exc.message}}, status_code=400)
+        return render(
+            request,
+            "custom_edit.html",
+            {
+                "field": None,
+                "form": {"label": label, "value": value},
+                "errors": {exc.field or "value": exc.message},
+            },
+            status_code=400,
+        )
     response = RedirectResponse("/profile", status_code=303)
     flash(request, response, f"{field.label} added.", "success")
     return response
 
 
 @router.post("/profile/custom/{key}", dependencies=[CSRFChecked])
-def save_custom(key: str, request: Request, account: PageIndividual, db: DbDep,
-                rt: RuntimeDep, form: FormDep) -> Response:
+def save_custom(
+    key: str, request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep, form: FormDep
+) -> Response:
     label, value = _custom_form(form)
     service = ProfileService(db, rt)
     existing = service.custom(account.id, key)
     try:
         field = service.update_custom(account, key, label, value)
     except InvalidInput as exc:
-        return render(request, "custom_edit.html",
-                      {"field": existing, "form": {"label": label, "value": value},
-                       "errors": {exc.field or "value": exc.message}}, status_code=400)
+        return render(
+            request,
+            "custom_edit.html",
+            {
+                "field": existing,
+                "form": {"label": label, "value": value},
+                "errors": {exc.field or "value": exc.message},
+            },
+            status_code=400,
+        )
     response = RedirectResponse("/profile", status_code=303)
     flash(request, response, f"{field.label} saved.", "success")
     return response

@@ -37,8 +37,15 @@ def flash(request: Request, response: Response, message: str, kind: str = "info"
     """Show ``message`` on the next page this browser renders."""
     rt = _runtime(request)
     payload = base64.urlsafe_b64encode(json.dumps([kind, message]).encode()).decode()
-    response.set_cookie(FLASH_COOKIE, f"{payload}.{_flash_mac(rt, payload)}", httponly=True,
-                        samesite="lax", secure=rt.settings.https, path="/", max_age=120)
+    response.set_cookie(
+        FLASH_COOKIE,
+        f"{payload}.{_flash_mac(rt, payload)}",
+        httponly=True,
+        samesite="lax",
+        secure=rt.settings.https,
+        path="/",
+        max_age=120,
+    )
 
 
 def _read_flash(request: Request) -> list[dict[str, str]]:
@@ -74,21 +81,34 @@ def render(
         "flashes": flashes,
         **(context or {}),
     }
-    response = templates.TemplateResponse(request, template, full, status_code=status_code,
-                                          headers=headers)
+    response = templates.TemplateResponse(
+        request, template, full, status_code=status_code, headers=headers
+    )
     if request.cookies.get(FLASH_COOKIE):
         response.delete_cookie(FLASH_COOKIE, path="/")
     return response
 
 
-_TITLES = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Page not found",
-           405: "Not allowed", 409: "Conflict", 413: "Too large", 429: "Too many attempts",
-           500: "Something went wrong"}
+_TITLES = {
+    400: "Bad request",
+    401: "Sign in needed",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not allowed",
+    409: "Conflict",
+    413: "Too large",
+    429: "Too many attempts",
+    500: "Something went wrong",
+}
 
 
-def render_error(request: Request, status_code: int, detail: str,
-                 headers: dict[str, str] | None = None) -> Response:
-    return render(request, "error.html",
-                  {"title": _TITLES.get(status_code, "Error"), "detail": detail,
-                   "status_code": status_code},
-                  status_code=status_code, headers=headers)
+def render_error(
+    request: Request, status_code: int, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    return render(
+        request,
+        "error.html",
+        {"title": _TITLES.get(status_code, "Error"), "detail": detail, "status_code": status_code},
+        status_code=status_code,
+        headers=headers,
+    )

@@ -290,12 +290,6 @@ def test_flipped_byte_in_a_stored_value_is_detected(
         fresh_session_profile(rt, db, alice)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="field_key is not part of the associated data: relabelling two rows of one owner "
-    "swaps their values unnoticed (vault/profile/service.py binds owner, table, column, row)",
-)
 def test_swapping_field_keys_between_two_rows_is_detected(
     db: Session, rt: Runtime, two: tuple[Account, Account]
 ) -> None:

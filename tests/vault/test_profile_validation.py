@@ -153,12 +153,9 @@ REFUSED: dict[str, tuple[str, Any, str, str]] = {
         "in half sizes",
     ),
     "shoe_not_a_number": ("shoe_size", {"system": "EU", "size": "big"}, "shoe_size", "as a number"),
-    "shoe_not_finite": (
-        "shoe_size",
-        {"system": "EU", "size": "NaN"},
-        "shoe_size",
-        "shoe sizes run from",
-    ),
+    "shoe_not_finite": ("shoe_size", {"system": "EU", "size": "NaN"}, "shoe_size", "as a number"),
+    "shoe_scientific": ("shoe_size", {"system": "EU", "size": "1e1"}, "shoe_size", "as a number"),
+    "name_bidi_override": ("given_name", "Ada\u202eecalol", "given_name", "not allowed"),
     "shoe_unknown_system": (
         "shoe_size",
         {"system": "JP", "size": "26"},

@@ -18,7 +18,8 @@ HTTPS = "https://vault.example.org"
 
 def production(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"environment": "production", "base_url": HTTPS, **overrides}
-    return make_settings(tmp_path / "keys", f"sqlite:///{tmp_path}/vrm.db", **values)
+    url = str(values.pop("database_url", f"sqlite:///{tmp_path}/vrm.db"))
+    return make_settings(tmp_path / "keys", url, **values)
 
 
 def key_files(key_dir: Path) -> list[str]:
@@ -195,3 +196,20 @@ def test_development_allows_plain_http(tmp_path: Path) -> None:
     )
     assert not rt.settings.https
     rt.engine.dispose()
+
+
+@pytest.mark.parametrize("password", ["changeme", "postgres", "Password", "short"])
+def test_production_refuses_a_placeholder_database_password(tmp_path: Path, password: str) -> None:
+    KeyDirectory(tmp_path / "keys").initialise(origin="operator")
+    settings = production(
+        tmp_path, database_url=f"postgresql://vrm:{password}@db.internal:5432/vrm"
+    )
+    with pytest.raises(SettingsError, match="password in VRM_DATABASE_URL"):
+        Runtime.from_settings(settings)
+
+
+def test_production_accepts_a_generated_database_password(tmp_path: Path) -> None:
+    settings = production(
+        tmp_path, database_url="postgresql://vrm:q8Zr2vLx9TcW4nPe@db.internal:5432/vrm"
+    )
+    settings.check_production()

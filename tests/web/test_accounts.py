@@ -191,6 +191,25 @@ def test_duplicate_sign_ups_count_as_failed_sign_ins(
     assert THROTTLED in response.text
 
 
+def test_a_throttled_address_cannot_probe_through_sign_up(
+    client: TestClient, client_with: MakeClient, count: Count
+) -> None:
+    email = sign_up(client)
+    other = client_with(signin_max_failures_per_account=100, signin_max_failures_per_address=2)
+    for _ in range(2):
+        assert sign_in(other, unique_email(), "not the password at all").status_code == 401
+    accounts = count(Account)
+    for probe in (email, unique_email()):
+        response = post_form(
+            other,
+            "/signup",
+            {"email": probe, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+        )
+        assert response.status_code == 429
+        assert THROTTLED in response.text
+    assert count(Account) == accounts
+
+
 # -- sign in --------------------------------------------------------------------------------
 
 

@@ -84,5 +84,6 @@ def set_session_cookie(response: Response, signed_in: SignedIn, rt: Runtime) -> 
 
 
 def clear_session_cookie(response: Response, rt: Runtime) -> None:
-    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
-                           secure=rt.settings.https, path="/")
+    response.delete_cookie(
+        SESSION_COOKIE, httponly=True, samesite="lax", secure=rt.settings.https, path="/"
+    )

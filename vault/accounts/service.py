@@ -23,8 +23,20 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 256
 MAX_EMAIL = 254
 _COMMON_PASSWORDS = frozenset(
-    {"password123", "1234567890", "qwertyuiop", "password12", "iloveyou12", "letmein123",
-     "welcome123", "0123456789", "abcdefghij", "passw0rd123", "1q2w3e4r5t", "qwerty1234"}
+    {
+        "password123",
+        "1234567890",
+        "qwertyuiop",
+        "password12",
+        "iloveyou12",
+        "letmein123",
+        "welcome123",
+        "0123456789",
+        "abcdefghij",
+        "passw0rd123",
+        "1q2w3e4r5t",
+        "qwerty1234",
+    }
 )
 _LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
@@ -67,6 +79,8 @@ class AccountService:
 
         clean_email = validate_email(email)
         check_password_rules(password, clean_email)
+        # Throttled like sign-in, so sign-up cannot be used to probe addresses at speed.
+        self.check_throttle(clean_email, client_address)
         index = email_index(self.rt, clean_email)
         existing = self.db.scalars(select(Account).where(Account.email_index == index)).first()
         if existing is not None:
@@ -98,13 +112,17 @@ class AccountService:
         key = self.rt.secrets.blind_index_key
         settings = self.rt.settings
         buckets = [
-            (blind_index(key, "throttle-account", normalise_email(email)),
-             settings.signin_max_failures_per_account)
+            (
+                blind_index(key, "throttle-account", normalise_email(email)),
+                settings.signin_max_failures_per_account,
+            )
         ]
         if client_address:
             buckets.append(
-                (blind_index(key, "throttle-address", client_address),
-                 settings.signin_max_failures_per_address)
+                (
+                    blind_index(key, "throttle-address", client_address),
+                    settings.signin_max_failures_per_address,
+                )
             )
         return buckets
 
@@ -131,8 +149,10 @@ class AccountService:
             for _attempt in range(3):
                 reset = self.db.execute(
                     update(SignInThrottle)
-                    .where(SignInThrottle.bucket == bucket,
-                           SignInThrottle.window_started_at <= window_start)
+                    .where(
+                        SignInThrottle.bucket == bucket,
+                        SignInThrottle.window_started_at <= window_start,
+                    )
                     .values(failures=1, window_started_at=now)
                     .execution_options(synchronize_session=False)
                 )
@@ -148,8 +168,9 @@ class AccountService:
                     break
                 try:
                     with self.db.begin_nested():
-                        self.db.add(SignInThrottle(bucket=bucket, failures=1,
-                                                   window_started_at=now))
+                        self.db.add(
+                            SignInThrottle(bucket=bucket, failures=1, window_started_at=now)
+                        )
                     break
                 except IntegrityError:
                     continue
@@ -223,8 +244,11 @@ class AccountService:
         session, account = row
         now = utcnow()
         idle = timedelta(minutes=self.rt.settings.session_idle_minutes)
-        if (session.expires_at <= now or session.last_seen_at + idle <= now
-                or account.status != AccountStatus.ACTIVE):
+        if (
+            session.expires_at <= now
+            or session.last_seen_at + idle <= now
+            or account.status != AccountStatus.ACTIVE
+        ):
             self.db.delete(session)
             self.db.flush()
             return None
@@ -259,8 +283,9 @@ class AccountService:
             raise InvalidInput("The current password is not right.", field="current_password")
         check_password_rules(new, email)
         if current == new:
-            raise WeakPassword("Choose a password different from the current one.",
-                               field="new_password")
+            raise WeakPassword(
+                "Choose a password different from the current one.", field="new_password"
+            )
         account.password_hash = self.rt.passwords.hash(new)
         account.password_changed_at = utcnow()
         self.end_all_sessions(account.id, except_id=keep_session)

@@ -32,8 +32,11 @@ MAX_CUSTOM_FIELDS = 50
 CUSTOM_PREFIX = "custom."
 
 CLOTHING_SIZES = ("XXS", "XS", "S", "M", "L", "XL", "XXL", "3XL", "4XL")
-SHOE_SYSTEMS = {"EU": (Decimal(16), Decimal(52)), "UK": (Decimal(0), Decimal(16)),
-                "US": (Decimal(1), Decimal(17))}
+SHOE_SYSTEMS = {
+    "EU": (Decimal(16), Decimal(52)),
+    "UK": (Decimal(0), Decimal(16)),
+    "US": (Decimal(1), Decimal(17)),
+}
 DIETARY = {
     "vegetarian": "Vegetarian",
     "vegan": "Vegan",
@@ -47,10 +50,59 @@ DIETARY = {
     "no-pork": "No pork",
     "no-alcohol": "No alcohol",
 }
-LANGUAGES = ("ar", "bg", "ca", "cs", "cy", "da", "de", "el", "en", "es", "et", "eu", "fa", "fi",
-             "fr", "ga", "gl", "he", "hi", "hr", "hu", "id", "is", "it", "ja", "ko", "lt", "lv",
-             "mt", "nb", "nl", "nn", "pl", "pt", "ro", "ru", "sk", "sl", "sq", "sr", "sv", "sw",
-             "th", "tr", "uk", "ur", "vi", "zh")
+LANGUAGES = (
+    "ar",
+    "bg",
+    "ca",
+    "cs",
+    "cy",
+    "da",
+    "de",
+    "el",
+    "en",
+    "es",
+    "et",
+    "eu",
+    "fa",
+    "fi",
+    "fr",
+    "ga",
+    "gl",
+    "he",
+    "hi",
+    "hr",
+    "hu",
+    "id",
+    "is",
+    "it",
+    "ja",
+    "ko",
+    "lt",
+    "lv",
+    "mt",
+    "nb",
+    "nl",
+    "nn",
+    "pl",
+    "pt",
+    "ro",
+    "ru",
+    "sk",
+    "sl",
+    "sq",
+    "sr",
+    "sv",
+    "sw",
+    "th",
+    "tr",
+    "uk",
+    "ur",
+    "vi",
+    "zh",
+)
+_SHOE_NUMBER = re.compile(r"\d{1,2}(\.\d{1,2})?")
+# Bidirectional overrides/isolates can make stored text display as something else.
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -81,7 +133,7 @@ def clean_text(value: Any, key: str, label: str, *, limit: int, multiline: bool 
         raise invalid(f"{label} cannot be empty; clear the field to remove it.", key)
     if len(text) > limit:
         raise invalid(f"{label} can be at most {limit} characters.", key)
-    if _CONTROL.search(text) or (not multiline and "\n" in text):
+    if _CONTROL.search(text) or _BIDI_CONTROL.search(text) or (not multiline and "\n" in text):
         raise invalid(f"{label} contains characters that are not allowed.", key)
     return text
 
@@ -106,8 +158,9 @@ class FieldSpec:
     hint: str = ""
     parse: Callable[[Any], JSONValue] = field(repr=False, default=lambda v: v)
     display: Callable[[JSONValue], str] = field(repr=False, default=str)
-    from_form: Callable[[Mapping[str, str]], Any] = field(repr=False,
-                                                          default=lambda f: f.get("value", ""))
+    from_form: Callable[[Mapping[str, str]], Any] = field(
+        repr=False, default=lambda f: f.get("value", "")
+    )
     deletable: bool = True
 
     @property
@@ -116,8 +169,9 @@ class FieldSpec:
 
 
 def _text_spec(key: str, label: str, hint: str = "") -> FieldSpec:
-    return FieldSpec(key, label, "text", hint,
-                     parse=lambda v: clean_text(v, key, label, limit=MAX_TEXT))
+    return FieldSpec(
+        key, label, "text", hint, parse=lambda v: clean_text(v, key, label, limit=MAX_TEXT)
+    )
 
 
 def _parse_phone(value: Any) -> str:
@@ -130,7 +184,9 @@ def _parse_phone(value: Any) -> str:
     except phonenumbers.NumberParseException as exc:
         raise invalid(
             "Enter the number in international form, starting with + and the country code "
-            "(for example +31 20 123 4567).", "phone") from exc
+            "(for example +31 20 123 4567).",
+            "phone",
+        ) from exc
     if not phonenumbers.is_valid_number(number):
         raise invalid("This phone number is not valid for its country code.", "phone")
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
@@ -208,9 +264,13 @@ def _parse_address(value: Any) -> dict[str, str]:
 
 
 def _display_address(value: dict[str, str]) -> str:
-    lines = [value["street"], value.get("extra", ""),
-             f"{value['postal_code']} {value['locality']}", value.get("region", ""),
-             countries().get(value["country"], value["country"])]
+    lines = [
+        value["street"],
+        value.get("extra", ""),
+        f"{value['postal_code']} {value['locality']}",
+        value.get("region", ""),
+        countries().get(value["country"], value["country"]),
+    ]
     return "\n".join(line for line in lines if line)
 
 
@@ -220,12 +280,15 @@ def _parse_shoe(value: Any) -> dict[str, str]:
     system = value.get("system")
     if system not in SHOE_SYSTEMS:
         raise invalid("Choose EU, UK or US sizing.", "shoe_size")
-    raw = value.get("size")
+    raw = str(value.get("size", "")).strip().replace(",", ".")
+    if not _SHOE_NUMBER.fullmatch(raw):
+        raise invalid("Enter the shoe size as a number, for example 42 or 8.5.", "shoe_size")
     try:
-        size = Decimal(str(raw).strip().replace(",", "."))
+        size = Decimal(raw)
     except (InvalidOperation, ValueError) as exc:
-        raise invalid("Enter the shoe size as a number, for example 42 or 8.5.",
-                      "shoe_size") from exc
+        raise invalid(
+            "Enter the shoe size as a number, for example 42 or 8.5.", "shoe_size"
+        ) from exc
     low, high = SHOE_SYSTEMS[system]
     if not size.is_finite() or size % Decimal("0.5") != 0 or not low <= size <= high:
         raise invalid(f"{system} shoe sizes run from {low} to {high} in half sizes.", "shoe_size")
@@ -235,25 +298,60 @@ def _parse_shoe(value: Any) -> dict[str, str]:
 STANDARD_FIELDS: tuple[FieldSpec, ...] = (
     _text_spec("given_name", "Given name"),
     _text_spec("family_name", "Family name"),
-    FieldSpec("email", "Email address", "email", "Also the address you sign in with.",
-              parse=validate_email, deletable=False),
-    FieldSpec("phone", "Phone number", "phone", "International form, e.g. +31 20 123 4567.",
-              parse=_parse_phone, display=_display_phone),
-    FieldSpec("address", "Postal address", "address", parse=_parse_address,
-              display=_display_address,
-              from_form=lambda f: {p: f.get(p, "") for p in _ADDRESS_PARTS}),
+    FieldSpec(
+        "email",
+        "Email address",
+        "email",
+        "Also the address you sign in with.",
+        parse=validate_email,
+        deletable=False,
+    ),
+    FieldSpec(
+        "phone",
+        "Phone number",
+        "phone",
+        "International form, e.g. +31 20 123 4567.",
+        parse=_parse_phone,
+        display=_display_phone,
+    ),
+    FieldSpec(
+        "address",
+        "Postal address",
+        "address",
+        parse=_parse_address,
+        display=_display_address,
+        from_form=lambda f: {p: f.get(p, "") for p in _ADDRESS_PARTS},
+    ),
     FieldSpec("birthdate", "Date of birth", "date", parse=_parse_birthdate),
-    FieldSpec("language", "Preferred language", "choice",
-              parse=lambda v: _choice("language", "Preferred language", languages())(v),
-              display=lambda v: languages().get(v, v)),
-    FieldSpec("clothing_size", "Clothing size", "choice",
-              parse=_choice("clothing_size", "Clothing size", {s: s for s in CLOTHING_SIZES})),
-    FieldSpec("shoe_size", "Shoe size", "shoe", parse=_parse_shoe,
-              display=lambda v: f"{v['size']} ({v['system']})",
-              from_form=lambda f: {"system": f.get("system", ""), "size": f.get("size", "")}),
-    FieldSpec("dietary", "Dietary preferences", "multichoice", parse=_parse_dietary,
-              display=lambda v: ", ".join(DIETARY[k] for k in v),
-              from_form=lambda f: f.get("values", [])),
+    FieldSpec(
+        "language",
+        "Preferred language",
+        "choice",
+        parse=lambda v: _choice("language", "Preferred language", languages())(v),
+        display=lambda v: str(languages().get(v, v)),
+    ),
+    FieldSpec(
+        "clothing_size",
+        "Clothing size",
+        "choice",
+        parse=_choice("clothing_size", "Clothing size", {s: s for s in CLOTHING_SIZES}),
+    ),
+    FieldSpec(
+        "shoe_size",
+        "Shoe size",
+        "shoe",
+        parse=_parse_shoe,
+        display=lambda v: f"{v['size']} ({v['system']})",
+        from_form=lambda f: {"system": f.get("system", ""), "size": f.get("size", "")},
+    ),
+    FieldSpec(
+        "dietary",
+        "Dietary preferences",
+        "multichoice",
+        parse=_parse_dietary,
+        display=lambda v: ", ".join(DIETARY[k] for k in v),
+        from_form=lambda f: f.get("values", []),
+    ),
 )
 FIELDS: dict[str, FieldSpec] = {spec.key: spec for spec in STANDARD_FIELDS}
 

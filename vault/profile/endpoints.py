@@ -38,8 +38,9 @@ _auth_errors = (NotAuthenticated, Forbidden)
 @router.get("/catalogue", response_model=list[FieldSpecOut])
 def catalogue() -> list[FieldSpecOut]:
     """The standard fields, their kinds and the consent scope naming each."""
-    return [FieldSpecOut(key=s.key, label=s.label, kind=s.kind, scope=s.scope)
-            for s in STANDARD_FIELDS]
+    return [
+        FieldSpecOut(key=s.key, label=s.label, kind=s.kind, scope=s.scope) for s in STANDARD_FIELDS
+    ]
 
 
 @router.get("", response_model=ProfileOut, responses=error_responses(*_auth_errors))
@@ -51,24 +52,39 @@ def read_profile(account: IndividualDep, db: DbDep, rt: RuntimeDep) -> ProfileOu
     )
 
 
-@router.put("/fields/{key}", response_model=FieldValueOut, dependencies=_changes,
-            responses=error_responses(*_auth_errors, NotFound, InvalidInput))
-def write_field(key: str, body: FieldValueIn, account: IndividualDep, db: DbDep,
-                rt: RuntimeDep) -> FieldValueOut:
+@router.put(
+    "/fields/{key}",
+    response_model=FieldValueOut,
+    dependencies=_changes,
+    responses=error_responses(*_auth_errors, NotFound, InvalidInput),
+)
+def write_field(
+    key: str, body: FieldValueIn, account: IndividualDep, db: DbDep, rt: RuntimeDep
+) -> FieldValueOut:
     value = ProfileService(db, rt).set_field(account, key, body.value)
     return FieldValueOut(key=key, value=value)
 
 
-@router.delete("/fields/{key}", status_code=status.HTTP_204_NO_CONTENT, dependencies=_changes,
-               responses=error_responses(*_auth_errors, NotFound, InvalidInput))
+@router.delete(
+    "/fields/{key}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=_changes,
+    responses=error_responses(*_auth_errors, NotFound, InvalidInput),
+)
 def clear_field(key: str, account: IndividualDep, db: DbDep, rt: RuntimeDep) -> Response:
     ProfileService(db, rt).clear_field(account, key)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/custom", response_model=CustomFieldOut, status_code=status.HTTP_201_CREATED,
-             dependencies=_changes, responses=error_responses(*_auth_errors, InvalidInput))
-def add_custom(body: CustomFieldIn, account: IndividualDep, db: DbDep,
-               rt: RuntimeDep) -> CustomFieldOut:
+@router.post(
+    "/custom",
+    response_model=CustomFieldOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=_changes,
+    responses=error_responses(*_auth_errors, InvalidInput),
+)
+def add_custom(
+    body: CustomFieldIn, account: IndividualDep, db: DbDep, rt: RuntimeDep
+) -> CustomFieldOut:
     field = ProfileService(db, rt).add_custom(account, body.label, body.value)
     return CustomFieldOut(key=field.key, label=field.label, value=field.value)

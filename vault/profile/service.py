@@ -51,7 +51,7 @@ class Profile:
 
 
 def _binding(row: ProfileField, column: str) -> Binding:
-    return Binding(row.owner_id, _TABLE, column, row.id)
+    return Binding(row.owner_id, _TABLE, column, row.id, label=row.field_key)
 
 
 class ProfileService:
@@ -117,12 +117,14 @@ class ProfileService:
         if key == "email":
             index = blind_index(self.rt.secrets.blind_index_key, "email", normalise_email(value))
             taken = self.db.scalar(
-                select(func.count()).select_from(Account)
+                select(func.count())
+                .select_from(Account)
                 .where(Account.email_index == index, Account.id != account.id)
             )
             if taken:
-                raise Conflict("Another account already uses this email address.",
-                               code="email_unavailable")
+                raise Conflict(
+                    "Another account already uses this email address.", code="email_unavailable"
+                )
             account.email_index = index
         self._write(account.id, key, value)
         return value
@@ -145,15 +147,21 @@ class ProfileService:
 
     def add_custom(self, account: Account, label: Any, value: Any) -> CustomField:
         clean_label, clean_value = parse_custom_label(label), parse_custom_value(value)
-        count = self.db.scalar(
-            select(func.count()).select_from(ProfileField).where(
-                ProfileField.owner_id == account.id,
-                ProfileField.field_key.startswith(CUSTOM_PREFIX),
+        count = (
+            self.db.scalar(
+                select(func.count())
+                .select_from(ProfileField)
+                .where(
+                    ProfileField.owner_id == account.id,
+                    ProfileField.field_key.startswith(CUSTOM_PREFIX),
+                )
             )
-        ) or 0
+            or 0
+        )
         if count >= MAX_CUSTOM_FIELDS:
-            raise InvalidInput(f"You can keep at most {MAX_CUSTOM_FIELDS} custom fields.",
-                               field="label")
+            raise InvalidInput(
+                f"You can keep at most {MAX_CUSTOM_FIELDS} custom fields.", field="label"
+            )
         key = CUSTOM_PREFIX + secrets.token_hex(6)
         self._write(account.id, key, clean_value, clean_label)
         return CustomField(key, clean_label, clean_value)
@@ -166,8 +174,11 @@ class ProfileService:
 
     def custom(self, owner_id: uuid.UUID, key: str) -> CustomField:
         row = self._require_custom(owner_id, key)
-        return CustomField(key, self._decrypt(row, "label_ct", row.label_ct or b""),
-                           self._decrypt(row, "value_ct", row.value_ct))
+        return CustomField(
+            key,
+            self._decrypt(row, "label_ct", row.label_ct or b""),
+            self._decrypt(row, "value_ct", row.value_ct),
+        )
 
     def _require_custom(self, owner_id: uuid.UUID, key: str) -> ProfileField:
         row = self._row(owner_id, key) if key.startswith(CUSTOM_PREFIX) else None
