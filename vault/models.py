@@ -1,8 +1,24 @@
 """Every model of every package, imported so that ``Base.metadata`` is complete."""
 
+from consent.models import (
+    AccessLogEntry,
+    AuthorizationCode,
+    Grant,
+    OAuthToken,
+    VendorApp,
+    WebhookAttempt,
+    WebhookMessage,
+)
 from vault.accounts.models import Account, AccountSession, SignInThrottle
 from vault.base import Base
 from vault.keystore import DataKeyRecord
 from vault.profile.models import ProfileField
 
-__all__ = ["Account", "AccountSession", "Base", "DataKeyRecord", "ProfileField", "SignInThrottle"]
+__all__ = [
+    "AccessLogEntry",
+    "AuthorizationCode",
+    "Grant",
+    "OAuthToken",
+    "VendorApp",
+    "WebhookAttempt",
+    "WebhookMessage","Account", "AccountSession", "Base", "DataKeyRecord", "ProfileField", "SignInThrottle"]

@@ -15,6 +15,7 @@ from vault.base import Base, IdMixin, TimestampMixin
 class Role(StrEnum):
     INDIVIDUAL = "individual"
     AUDITOR = "auditor"
+    VENDOR = "vendor"
 
 
 class AccountStatus(StrEnum):
@@ -32,6 +33,7 @@ class Account(IdMixin, TimestampMixin, Base):
     email_index: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     password_changed_at: Mapped[datetime]
+    preferred_agreement_id: Mapped[str | None] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"Account(id={self.id}, role={self.role}, status={self.status})"

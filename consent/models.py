@@ -1,0 +1,172 @@
+"""Vendors' apps (OAuth clients), grants, codes, tokens, the access log and webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vault.base import Base, IdMixin, TimestampMixin
+
+
+class VendorApp(IdMixin, TimestampMixin, Base):
+    """An OAuth client registered by a vendor (or by an operator, or dynamically)."""
+
+    __tablename__ = "vendor_apps"
+
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    secret_rotated_at: Mapped[datetime | None]
+    name: Mapped[str] = mapped_column(String(100))
+    homepage_url: Mapped[str] = mapped_column(String(500))
+    privacy_policy_url: Mapped[str] = mapped_column(String(500))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(500))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    webhook_secret_version: Mapped[int] = mapped_column(Integer, default=1)
+    accepted_agreements: Mapped[list[str]] = mapped_column(JSON)
+    vendor_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(
+        String(32), default="client_secret_basic"
+    )
+    registered_via: Mapped[str] = mapped_column(String(16), default="console")
+
+    def __repr__(self) -> str:
+        return f"VendorApp(id={self.id}, client_id={self.client_id})"
+
+
+class Grant(IdMixin, TimestampMixin, Base):
+    """Individual I lets app V read fields F for purpose P under agreement T until E."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("individual_id", "app_id"),)
+
+    individual_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True
+    )
+    fields: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(500))
+    agreement_id: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"Grant(id={self.id}, app_id={self.app_id}, fields={self.fields})"
+
+
+class AuthorizationCode(IdMixin, Base):
+    """A single-use code; only its keyed hash is stored."""
+
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    app_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True
+    )
+    grant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("grants.id", ondelete="CASCADE"), index=True
+    )
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(String(255))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(16))
+    auth_time: Mapped[datetime]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    token_family_id: Mapped[uuid.UUID | None]
+
+    def __repr__(self) -> str:
+        return f"AuthorizationCode(id={self.id}, app_id={self.app_id})"
+
+
+class OAuthToken(IdMixin, Base):
+    """An access token (and its refresh token); both stored only as keyed hashes."""
+
+    __tablename__ = "oauth_tokens"
+
+    app_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True
+    )
+    grant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("grants.id", ondelete="CASCADE"), index=True
+    )
+    family_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    access_token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    refresh_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    scope: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime]
+    access_expires_at: Mapped[datetime]
+    refresh_expires_at: Mapped[datetime | None]
+    refreshed_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"OAuthToken(id={self.id}, app_id={self.app_id}, scope={self.scope!r})"
+
+
+class AccessLogEntry(IdMixin, Base):
+    """A vendor read some of an individual's fields."""
+
+    __tablename__ = "access_log"
+
+    individual_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True
+    )
+    fields: Mapped[list[str]] = mapped_column(JSON)
+    accessed_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"AccessLogEntry(id={self.id}, app_id={self.app_id})"
+
+
+class WebhookMessage(IdMixin, Base):
+    """An event queued for a vendor in the same transaction as the change it reports."""
+
+    __tablename__ = "webhook_outbox"
+
+    app_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True
+    )
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None]
+    abandoned_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"WebhookMessage(id={self.id}, type={self.event_type})"
+
+
+class WebhookAttempt(IdMixin, Base):
+    """One delivery attempt, shown in the vendor's delivery log."""
+
+    __tablename__ = "webhook_attempts"
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_outbox.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(300))
+    duration_ms: Mapped[int]
+
+    def __repr__(self) -> str:
+        return f"WebhookAttempt(id={self.id}, status={self.status_code})"
