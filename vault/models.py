@@ -16,9 +16,16 @@ from vault.profile.models import ProfileField
 
 __all__ = [
     "AccessLogEntry",
+    "Account",
+    "AccountSession",
     "AuthorizationCode",
+    "Base",
+    "DataKeyRecord",
     "Grant",
     "OAuthToken",
+    "ProfileField",
+    "SignInThrottle",
     "VendorApp",
     "WebhookAttempt",
-    "WebhookMessage","Account", "AccountSession", "Base", "DataKeyRecord", "ProfileField", "SignInThrottle"]
+    "WebhookMessage",
+]
