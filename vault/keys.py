@@ -171,15 +171,20 @@ class LocalKeyProvider:
 
 @dataclass(frozen=True, slots=True)
 class ServiceSecrets:
-    """Keys that are not KEKs: the blind index, hashing of tokens, signing of cookies."""
+    """Keys that are not KEKs: the blind index, hashing of tokens, signing of cookies, and the
+    master key from which each vendor app's webhook signing secret is derived."""
 
     blind_index_key: bytes
     token_hash_key: bytes
     cookie_key: bytes
+    webhook_key: bytes
     origins: dict[str, str]
 
+    def __repr__(self) -> str:
+        return f"ServiceSecrets(origins={self.origins})"
 
-_SECRET_FILES = ("blind-index", "token-hash", "cookie")
+
+_SECRET_FILES = ("blind-index", "token-hash", "cookie", "webhook")
 
 
 class KeyDirectory:
@@ -223,6 +228,7 @@ class KeyDirectory:
             blind_index_key=values["blind-index"],
             token_hash_key=values["token-hash"],
             cookie_key=values["cookie"],
+            webhook_key=values["webhook"],
             origins=origins,
         )
 

@@ -23,7 +23,7 @@ from vault.keystore import DataKeyRecord, KeyStore
 from vault.runtime import Runtime
 from vault.settings import SettingsError
 
-SECRET_FILES = ("blind-index.json", "token-hash.json", "cookie.json")
+SECRET_FILES = ("blind-index.json", "token-hash.json", "cookie.json", "webhook.json")
 
 
 def mode(path: Path) -> int:
@@ -78,10 +78,11 @@ def test_initialise_again_creates_nothing_and_keeps_every_key(tmp_path: Path) ->
     before_kek = (tmp_path / "keys" / "kek" / "v1.json").read_bytes()
     assert key_dir.initialise(origin="development") == []
     after = key_dir.load_secrets()
-    assert (after.blind_index_key, after.token_hash_key, after.cookie_key) == (
+    assert (after.blind_index_key, after.token_hash_key, after.cookie_key, after.webhook_key) == (
         before.blind_index_key,
         before.token_hash_key,
         before.cookie_key,
+        before.webhook_key,
     )
     assert (tmp_path / "keys" / "kek" / "v1.json").read_bytes() == before_kek
     assert set(after.origins.values()) == {"operator"}
@@ -100,9 +101,9 @@ def test_every_key_is_distinct_random_256_bit(tmp_path: Path) -> None:
     key_dir = KeyDirectory(tmp_path / "keys")
     key_dir.initialise(origin="operator")
     loaded = key_dir.load_secrets()
-    keys = [loaded.blind_index_key, loaded.token_hash_key, loaded.cookie_key]
+    keys = [loaded.blind_index_key, loaded.token_hash_key, loaded.cookie_key, loaded.webhook_key]
     assert all(len(k) == 32 for k in keys)
-    assert len(set(keys)) == 3
+    assert len(set(keys)) == 4
 
 
 @pytest.mark.parametrize("loose", [0o644, 0o640, 0o604, 0o660])

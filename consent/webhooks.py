@@ -1,0 +1,548 @@
+"""Signed webhooks: an outbox written with the change, and the worker that delivers it.
+
+Vendors learn of consent changes through `Standard Webhooks <https://www.standardwebhooks.com/>`_:
+
+- :func:`enqueue` adds a message to ``webhook_outbox`` in the caller's transaction, so the event
+  exists if and only if the change it reports was committed.
+- :func:`deliver_due` (run by ``vrm worker``) claims due messages one at a time with a
+  conditional ``UPDATE`` (two workers never deliver one message at the same time), POSTs the
+  JSON body with the ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` headers,
+  records the attempt, and on failure schedules the next one with exponential backoff until
+  :data:`MAX_ATTEMPTS`, after which the message is abandoned.
+- Delivery is at least once: a worker that dies after the POST but before recording it leaves
+  the message to be delivered again once its claim expires. Receivers deduplicate on
+  ``webhook-id``, which stays the same across retries.
+
+Each app's signing secret (``whsec_...``) is derived, never stored: HMAC-SHA256 of the webhook
+master key (``webhook.json`` in the key directory) over the app id and its secret version.
+Rotating the secret increments the version.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from consent.models import VendorApp, WebhookAttempt, WebhookMessage
+from vault.base import utcnow
+from vault.runtime import Runtime
+
+EVENT_TYPES: Final = frozenset({"consent.granted", "consent.changed", "consent.revoked"})
+
+MAX_ATTEMPTS: Final = 10
+"""After this many failed attempts a message is abandoned (about three and a half days)."""
+BACKOFF_BASE: Final = timedelta(seconds=30)
+BACKOFF_FACTOR: Final = 4
+BACKOFF_CAP: Final = timedelta(hours=24)
+BACKOFF_JITTER: Final = 0.1
+"""Each delay is lengthened by up to this fraction, so failed messages do not retry in step."""
+CLAIM_FOR: Final = timedelta(seconds=60)
+"""How long a claim keeps other workers away; longer than one attempt can take."""
+REQUEST_TIMEOUT: Final = 10.0
+DEFAULT_TOLERANCE: Final = 300
+"""Seconds a receiver accepts between ``webhook-timestamp`` and its own clock."""
+
+SECRET_PREFIX: Final = "whsec_"  # noqa: S105  (the format's prefix, not a secret)
+SIGNATURE_VERSION: Final = "v1"
+_DERIVATION_LABEL: Final = b"webhook\x00"
+_ERROR_MAX: Final = 300
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+# -- Enqueueing -------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def enqueue(
+    db: Session,
+    app: VendorApp,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    now: datetime | None = None,
+) -> WebhookMessage | None:
+    """Queue ``event_type`` for ``app`` in the caller's transaction (flushed, not committed).
+
+    Returns ``None`` when the app has no webhook URL. ``data`` is sent to the vendor as is:
+    it must be JSON and must name the individual only as the vendor already knows them (the
+    pairwise subject), never with personal data.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(
+            f"unknown webhook event type {event_type!r}; expected one of {sorted(EVENT_TYPES)}"
+        )
+    if not app.webhook_url:
+        return None
+    now = now or utcnow()
+    message = WebhookMessage(
+        id=uuid.uuid4(),
+        app_id=app.id,
+        event_type=event_type,
+        payload={"type": event_type, "timestamp": _iso(now), "data": data},
+        created_at=now,
+        next_attempt_at=now,
+        attempts=0,
+    )
+    db.add(message)
+    db.flush()
+    return message
+
+
+# -- Secrets and signatures -------------------------------------------------------------------
+
+
+def derive_webhook_secret(master_key: bytes, app_id: uuid.UUID, version: int) -> str:
+    """The Standard Webhooks secret of one app at one secret version."""
+    material = hmac.new(
+        master_key,
+        _DERIVATION_LABEL + app_id.bytes + version.to_bytes(4, "big"),
+        hashlib.sha256,
+    ).digest()
+    return SECRET_PREFIX + base64.b64encode(material).decode()
+
+
+def webhook_secret_for(rt: Runtime, app: VendorApp) -> str:
+    """The secret the vendor verifies our signatures with (shown on its console page)."""
+    return derive_webhook_secret(rt.secrets.webhook_key, app.id, app.webhook_secret_version)
+
+
+def rotate_webhook_secret(db: Session, app: VendorApp) -> int:
+    """Replace the app's signing secret (flushed, not committed); returns the new version.
+
+    Messages not yet delivered are signed with the new secret from then on.
+    """
+    db.execute(
+        update(VendorApp)
+        .where(VendorApp.id == app.id)
+        .values(webhook_secret_version=VendorApp.webhook_secret_version + 1)
+    )
+    db.refresh(app, ["webhook_secret_version"])
+    return app.webhook_secret_version
+
+
+class WebhookVerificationError(Exception):
+    """A webhook failed verification: missing header, stale timestamp or wrong signature."""
+
+
+def _secret_bytes(secret: str) -> bytes:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"a webhook secret starts with {SECRET_PREFIX!r}")
+    try:
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("a webhook secret is base64 after its prefix") from exc
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of id.timestamp.body."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_secret_bytes(secret), signed, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
+
+
+def verify_signature(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    tolerance: int = DEFAULT_TOLERANCE,
+    *,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """What a vendor runs on receipt: check the headers and signature, return the payload.
+
+    Raises :class:`WebhookVerificationError` when a header is missing, the timestamp is more
+    than ``tolerance`` seconds away from ``now``, or no ``v1`` signature matches.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    try:
+        message_id = lowered["webhook-id"]
+        timestamp_text = lowered["webhook-timestamp"]
+        signatures = lowered["webhook-signature"]
+    except KeyError as exc:
+        raise WebhookVerificationError(f"missing header {exc.args[0]}") from None
+    try:
+        timestamp = int(timestamp_text)
+    except ValueError:
+        raise WebhookVerificationError("webhook-timestamp is not an integer") from None
+    current = (now or utcnow()).timestamp()
+    if abs(current - timestamp) > tolerance:
+        raise WebhookVerificationError("webhook-timestamp is outside the tolerance")
+    raw = body.encode() if isinstance(body, str) else body
+    expected = sign(secret, message_id, timestamp, raw).encode()
+    for candidate in signatures.split():
+        if candidate.startswith(f"{SIGNATURE_VERSION},") and hmac.compare_digest(
+            candidate.encode(), expected
+        ):
+            try:
+                payload: dict[str, Any] = json.loads(raw)
+            except ValueError:
+                raise WebhookVerificationError("the body is not JSON") from None
+            return payload
+    raise WebhookVerificationError("no matching signature")
+
+
+# -- Webhook URLs -----------------------------------------------------------------------------
+
+
+def webhook_url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
+    """Why the worker will not POST to ``url``, or ``None`` if it will.
+
+    https only; plain http only to the loopback address (127.0.0.1, localhost, [::1]) and only
+    when ``allow_loopback_http`` (development).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        return "the webhook URL is malformed"
+    if not host:
+        return "the webhook URL has no host"
+    if parts.username is not None or parts.password is not None:
+        return "the webhook URL must not carry credentials"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and allow_loopback_http and _is_loopback(host):
+        return None
+    if parts.scheme == "http" and _is_loopback(host):
+        return "plain http is allowed only to the loopback address in development"
+    return "the webhook URL must be https (or http://127.0.0.1, localhost or [::1] in development)"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host) in (
+            ipaddress.ip_address("127.0.0.1"),
+            ipaddress.ip_address("::1"),
+        )
+    except ValueError:
+        return False
+
+
+# -- Delivery ---------------------------------------------------------------------------------
+
+
+def backoff(attempts: int) -> timedelta:
+    """The delay after the ``attempts``-th failure, before jitter: 30 s, 2 m, 8 m, 32 m, ...,
+    at most 24 h."""
+    exponent = min(max(attempts, 1) - 1, 16)
+    factor = int(BACKOFF_FACTOR**exponent)
+    return min(BACKOFF_BASE * factor, BACKOFF_CAP)
+
+
+def _with_jitter(delay: timedelta) -> timedelta:
+    spread = int(delay.total_seconds() * 1000 * BACKOFF_JITTER)
+    return delay + timedelta(milliseconds=secrets.randbelow(spread + 1))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one attempt did; what ``vrm worker`` prints (never the payload)."""
+
+    message_id: uuid.UUID
+    client_id: str
+    event_type: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    result: str
+    """``delivered``, ``retrying``, ``abandoned``, or ``claim expired`` when the attempt took
+    so long that another worker took the message over (the attempt is logged all the same)."""
+    next_attempt_at: datetime | None
+
+
+def _body(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _ERROR_MAX else text[: _ERROR_MAX - 1] + "…"
+
+
+def _post(
+    client: httpx.Client, url: str, headers: dict[str, str], body: bytes
+) -> tuple[int | None, str | None]:
+    """POST and return (status code, error). The response body is never read."""
+    try:
+        with client.stream("POST", url, content=body, headers=headers) as response:
+            status = response.status_code
+    except httpx.TimeoutException:
+        return None, "timed out waiting for an answer"
+    except httpx.ConnectError:
+        return None, "could not connect"
+    except httpx.HTTPError as exc:
+        return None, f"request failed ({type(exc).__name__})"
+    if 200 <= status < 300:
+        return status, None
+    if 300 <= status < 400:
+        return status, f"HTTP {status}: redirects are not followed"
+    return status, f"HTTP {status}"
+
+
+def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        WebhookMessage.delivered_at.is_(None),
+        WebhookMessage.abandoned_at.is_(None),
+        WebhookMessage.next_attempt_at <= now,
+        or_(WebhookMessage.locked_until.is_(None), WebhookMessage.locked_until < now),
+    )
+
+
+def deliver_due(
+    session_factory: sessionmaker[Session],
+    rt: Runtime,
+    *,
+    now: datetime | None = None,
+    batch: int = 20,
+    http_client: httpx.Client | None = None,
+    on_outcome: Callable[[DeliveryOutcome], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
+    """Attempt up to ``batch`` due messages; returns how many this call attempted.
+
+    Each message's claim, and then its attempt and outcome, commit on their own; no database
+    transaction is open during a POST. ``now`` fixes the clock (tests simulate time with it).
+    """
+    clock = now or utcnow()
+    with session_factory() as db:
+        candidates = list(
+            db.scalars(
+                select(WebhookMessage.id)
+                .where(*_due(clock))
+                .order_by(WebhookMessage.next_attempt_at)
+                .limit(batch)
+            )
+        )
+    if not candidates:
+        return 0
+    client = http_client or httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False)
+    attempted = 0
+    try:
+        for message_id in candidates:
+            if should_stop is not None and should_stop():
+                break
+            outcome = _deliver_one(session_factory, rt, client, message_id, now or utcnow())
+            if outcome is not None:
+                attempted += 1
+                if on_outcome is not None:
+                    on_outcome(outcome)
+    finally:
+        if http_client is None:
+            client.close()
+    return attempted
+
+
+def _claim(db: Session, message_id: uuid.UUID, now: datetime, lock: datetime) -> bool:
+    claimed = db.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.id == message_id, *_due(now))
+        .values(locked_until=lock)
+        .execution_options(synchronize_session=False)
+    )
+    return int(claimed.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def _deliver_one(
+    session_factory: sessionmaker[Session],
+    rt: Runtime,
+    client: httpx.Client,
+    message_id: uuid.UUID,
+    now: datetime,
+) -> DeliveryOutcome | None:
+    lock = now + CLAIM_FOR
+    with session_factory() as db, db.begin():
+        if not _claim(db, message_id, now, lock):
+            return None  # another worker has it, or it is no longer due
+        message = db.get_one(WebhookMessage, message_id)
+        app = db.get_one(VendorApp, message.app_id)
+        event_type, payload = message.event_type, message.payload
+        client_id, url = app.client_id, app.webhook_url
+        secret = webhook_secret_for(rt, app)
+
+    started = time.monotonic()
+    problem = (
+        webhook_url_problem(url, allow_loopback_http=not rt.settings.is_production)
+        if url
+        else "the app has no webhook URL"
+    )
+    status: int | None = None
+    if problem is None:
+        assert url is not None
+        body = _body(payload)
+        timestamp = int(utcnow().timestamp())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": str(message_id),
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, str(message_id), timestamp, body),
+        }
+        status, problem = _post(client, url, headers, body)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return _record(
+        session_factory,
+        message_id=message_id,
+        now=now,
+        lock=lock,
+        status=status,
+        error=problem,
+        duration_ms=duration_ms,
+        client_id=client_id,
+        event_type=event_type,
+    )
+
+
+def _record(
+    session_factory: sessionmaker[Session],
+    *,
+    message_id: uuid.UUID,
+    now: datetime,
+    lock: datetime,
+    status: int | None,
+    error: str | None,
+    duration_ms: int,
+    client_id: str,
+    event_type: str,
+) -> DeliveryOutcome:
+    with session_factory() as db, db.begin():
+        db.add(
+            WebhookAttempt(
+                message_id=message_id,
+                attempted_at=now,
+                status_code=status,
+                error=_short(error) if error else None,
+                duration_ms=duration_ms,
+            )
+        )
+        message = db.get_one(WebhookMessage, message_id)
+        attempt = message.attempts + 1
+        next_attempt_at: datetime | None = None
+        values: dict[str, Any] = {"attempts": attempt, "locked_until": None}
+        if error is None:
+            result = "delivered"
+            values["delivered_at"] = now
+        elif attempt >= MAX_ATTEMPTS:
+            result = "abandoned"
+            values["abandoned_at"] = now
+        else:
+            result = "retrying"
+            next_attempt_at = now + _with_jitter(backoff(attempt))
+            values["next_attempt_at"] = next_attempt_at
+        # Only while our claim holds: if it expired and another worker took the message,
+        # that worker decides its state; our attempt is still logged.
+        settled = db.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id == message_id, WebhookMessage.locked_until == lock)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if int(settled.rowcount) != 1:  # type: ignore[attr-defined]
+            result, next_attempt_at = "claim expired", None
+    return DeliveryOutcome(
+        message_id=message_id,
+        client_id=client_id,
+        event_type=event_type,
+        attempt=attempt,
+        status_code=status,
+        error=error,
+        result=result,
+        next_attempt_at=next_attempt_at,
+    )
+
+
+# -- The delivery log on the vendor's console page --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLogEntry:
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLogEntry:
+    message_id: uuid.UUID
+    event_type: str
+    created_at: datetime
+    status: str
+    """``pending`` (not tried yet), ``retrying``, ``delivered`` or ``abandoned``."""
+    next_attempt_at: datetime | None
+    """When the worker tries again; ``None`` once delivered or abandoned."""
+    delivered_at: datetime | None
+    abandoned_at: datetime | None
+    payload: dict[str, Any]
+    """What the vendor's endpoint receives (the same for every attempt)."""
+    attempts: list[AttemptLogEntry] = field(default_factory=list)
+    """Oldest first."""
+
+
+def delivery_log(db: Session, app_id: uuid.UUID, limit: int = 50) -> list[DeliveryLogEntry]:
+    """The app's most recent messages, newest first, each with its attempts."""
+    limit = max(1, min(limit, 500))
+    messages = list(
+        db.scalars(
+            select(WebhookMessage)
+            .where(WebhookMessage.app_id == app_id)
+            .order_by(WebhookMessage.created_at.desc(), WebhookMessage.id)
+            .limit(limit)
+        )
+    )
+    by_message: dict[uuid.UUID, list[AttemptLogEntry]] = {m.id: [] for m in messages}
+    if messages:
+        for attempt in db.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.message_id.in_(list(by_message)))
+            .order_by(WebhookAttempt.attempted_at, WebhookAttempt.id)
+        ):
+            by_message[attempt.message_id].append(
+                AttemptLogEntry(
+                    attempted_at=attempt.attempted_at,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    duration_ms=attempt.duration_ms,
+                )
+            )
+    return [
+        DeliveryLogEntry(
+            message_id=m.id,
+            event_type=m.event_type,
+            created_at=m.created_at,
+            status=_status(m),
+            next_attempt_at=None if m.delivered_at or m.abandoned_at else m.next_attempt_at,
+            delivered_at=m.delivered_at,
+            abandoned_at=m.abandoned_at,
+            payload=m.payload,
+            attempts=by_message[m.id],
+        )
+        for m in messages
+    ]
+
+
+def _status(message: WebhookMessage) -> str:
+    if message.delivered_at is not None:
+        return "delivered"
+    if message.abandoned_at is not None:
+        return "abandoned"
+    return "retrying" if message.attempts else "pending"
