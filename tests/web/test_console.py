@@ -1,0 +1,586 @@
+"""The developer console: vendor sign-up, apps registered, secrets shown once, edits, deletion."""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from datetime import timedelta
+from html.parser import HTMLParser
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent.models import Grant, VendorApp, WebhookAttempt, WebhookMessage
+from consent.vendors import authenticate_client
+from tests.helpers import PASSWORD, csrf_from, page_csrf, post_form, sign_in, sign_up, unique_email
+from tests.web.conftest import Count
+from vault.accounts.models import Account, Role
+from vault.accounts.service import AccountService, email_index
+from vault.base import utcnow
+from vault.runtime import Runtime
+
+APP_FORM: dict[str, object] = {
+    "name": "Acme Outdoor",
+    "homepage_url": "https://acme.example",
+    "privacy_policy_url": "https://acme.example/privacy",
+    "redirect_uris": "https://acme.example/callback\r\nhttp://127.0.0.1:8765/cb",
+    "purpose": "Ship your orders and size your boots.",
+    "webhook_url": "https://acme.example/hooks/vrm",
+    "accepted_agreements": ["service-only", "no-tracking"],
+    "vendor_scopes": ["intents:read"],
+}
+SECRET_SHOWN = re.compile(r'id="client_secret" type="text" readonly value="([^"]+)"')
+
+
+def sign_up_vendor(client: TestClient, email: str | None = None) -> str:
+    email = email or unique_email("vendor")
+    response = post_form(
+        client,
+        "/signup/vendor",
+        {"email": email, "password": PASSWORD, "password_confirm": PASSWORD},
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/console"
+    return email
+
+
+def register(client: TestClient, **changes: object) -> str:
+    """Register an app through the form; returns its page's path."""
+    response = post_form(
+        client, "/console/apps", {**APP_FORM, **changes}, form_page="/console/apps/new"
+    )
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert re.fullmatch(r"/console/apps/[0-9a-f-]{36}", location)
+    return str(location)
+
+
+def app_at(db: Session, path: str) -> VendorApp:
+    db.expire_all()
+    app = db.get(VendorApp, uuid.UUID(path.rsplit("/", 1)[1]))
+    assert app is not None
+    return app
+
+
+def create_secret(client: TestClient, path: str) -> tuple[Response, str]:
+    response = post_form(client, f"{path}/secret", {}, form_page=path)
+    assert response.status_code == 200, response.text
+    match = SECRET_SHOWN.search(response.text)
+    assert match, "the new secret is not on the page"
+    return response, match.group(1)
+
+
+def field_error(html: str, name: str) -> str:
+    match = re.search(rf'<p class="field-error" id="{name}-error">([^<]*)</p>', html)
+    assert match, f"no message next to {name}"
+    return match.group(1)
+
+
+# -- vendor sign-up -------------------------------------------------------------------------
+
+
+def test_the_sign_up_page_links_to_vendor_sign_up(client: TestClient) -> None:
+    page = client.get("/signup")
+    assert 'href="/signup/vendor"' in page.text
+    assert "Sign up as a vendor" in page.text
+
+
+def test_vendor_sign_up_creates_a_vendor_account_and_opens_the_console(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    email = sign_up_vendor(client)
+
+    db.expire_all()
+    account = db.scalars(select(Account).where(Account.email_index == email_index(rt, email)))
+    assert account.one().role == Role.VENDOR.value
+    console = client.get("/console")
+    assert console.status_code == 200
+    assert "Your vendor account is ready" in console.text
+    assert '<a href="/console" aria-current="page">Developer console</a>' in console.text
+    assert 'href="/profile"' not in console.text
+    assert "No apps yet." in console.text
+
+
+def test_vendor_sign_up_repeats_the_password_check_next_to_the_field(
+    client: TestClient, count: Count
+) -> None:
+    before = count(Account)
+    response = post_form(
+        client,
+        "/signup/vendor",
+        {"email": unique_email(), "password": PASSWORD, "password_confirm": PASSWORD + "!"},
+    )
+    assert response.status_code == 400
+    assert field_error(response.text, "password_confirm") == "The two passwords are not the same."
+    assert count(Account) == before
+
+
+def test_a_vendor_signing_in_lands_on_the_console(
+    client: TestClient, second_client: TestClient
+) -> None:
+    email = sign_up_vendor(client)
+    response = sign_in(second_client, email)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console"
+    assert second_client.get("/").headers["location"] == "/console"
+
+
+def test_a_vendor_has_no_profile(client: TestClient) -> None:
+    sign_up_vendor(client)
+    assert client.get("/profile").status_code == 403
+
+
+# -- who may open the console ---------------------------------------------------------------
+
+
+def test_an_individual_gets_403_on_the_console(client: TestClient) -> None:
+    sign_up(client)
+    for path in ("/console", "/console/apps/new"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert "for vendor accounts" in response.text
+    token = page_csrf(client, "/profile")
+    posted = client.post("/console/apps", data={**APP_FORM, "csrf_token": token})
+    assert posted.status_code == 403
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client: TestClient) -> None:
+    response = client.get("/console")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/signin?next=/console"
+
+
+def test_another_vendor_gets_404_for_every_page_of_an_app(
+    client: TestClient, second_client: TestClient, db: Session, rt: Runtime
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    sign_up_vendor(second_client)
+    token = page_csrf(second_client, "/console")
+    hash_before = app_at(db, path).client_secret_hash
+
+    for get in (path, f"{path}/edit", f"{path}/delete"):
+        assert second_client.get(get).status_code == 404, get
+    for post, data in (
+        (f"{path}/secret", {}),
+        (path, APP_FORM),
+        (f"{path}/delete", {"confirm": "yes"}),
+    ):
+        response = second_client.post(post, data={**data, "csrf_token": token})
+        assert response.status_code == 404, post
+    app = app_at(db, path)
+    assert app.name == "Acme Outdoor"
+    assert app.client_secret_hash == hash_before
+    assert "Acme Outdoor" not in second_client.get("/console").text
+
+
+def test_an_unknown_or_malformed_app_id_is_404(client: TestClient) -> None:
+    sign_up_vendor(client)
+    assert client.get(f"/console/apps/{uuid.uuid4()}").status_code == 404
+    assert client.get("/console/apps/not-an-id").status_code == 404
+
+
+# -- registering ----------------------------------------------------------------------------
+
+
+def test_registering_an_app_shows_its_client_id_and_registration(
+    client: TestClient, db: Session
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    app = app_at(db, path)
+
+    page = client.get(path)
+
+    assert page.status_code == 200
+    assert "Acme Outdoor is registered." in page.text
+    assert app.client_id in page.text
+    for shown in (
+        "https://acme.example/callback",
+        "http://127.0.0.1:8765/cb",
+        "Ship your orders and size your boots.",
+        "https://acme.example/hooks/vrm",
+        "service-only",
+        "no-tracking",
+        "intents:read",
+    ):
+        assert shown in page.text
+    assert "Create client secret" in page.text
+    assert app.client_secret_hash is None
+    assert app.redirect_uris == ["https://acme.example/callback", "http://127.0.0.1:8765/cb"]
+    assert app.registered_via == "console"
+    listing = client.get("/console").text
+    assert f'href="{path}"' in listing
+    assert app.client_id in listing
+
+
+def test_register_errors_are_shown_next_to_each_field_and_nothing_is_stored(
+    client: TestClient, count: Count
+) -> None:
+    sign_up_vendor(client)
+    before = count(VendorApp)
+
+    response = post_form(
+        client,
+        "/console/apps",
+        {
+            **APP_FORM,
+            "name": "",
+            "redirect_uris": "http://acme.example/callback",
+            "privacy_policy_url": "http://acme.example/privacy",
+            "accepted_agreements": [],
+        },
+        form_page="/console/apps/new",
+    )
+
+    assert response.status_code == 400
+    assert "plain http is allowed only on 127.0.0.1" in field_error(response.text, "redirect_uris")
+    assert field_error(response.text, "name") == "App name cannot be empty."
+    assert "must use https" in field_error(response.text, "privacy_policy_url")
+    assert "at least one" in field_error(response.text, "accepted_agreements")
+    assert 'aria-describedby="redirect_uris-hint redirect_uris-error"' in response.text
+    # What was typed is kept.
+    assert "http://acme.example/callback</textarea>" in response.text
+    assert 'value="https://acme.example/hooks/vrm"' in response.text
+    assert count(VendorApp) == before
+
+
+# -- client secrets -------------------------------------------------------------------------
+
+
+def test_the_client_secret_is_shown_once_and_never_again(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+
+    response, secret = create_secret(client, path)
+
+    app = app_at(db, path)
+    assert authenticate_client(db, rt, app.client_id, secret) is not None
+    assert "shown only this once" in response.text
+    assert "location" not in response.headers
+    assert secret not in response.headers.get("set-cookie", "")
+    assert response.headers["cache-control"] == "no-store"
+    for later in (path, "/console", f"{path}/edit", "/account"):
+        page = client.get(later)
+        assert page.status_code == 200
+        assert secret not in page.text, later
+    assert "Rotate client secret" in client.get(path).text
+    assert secret not in str(client.cookies)
+
+
+def test_rotating_the_secret_invalidates_the_old_one(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    _, old = create_secret(client, path)
+
+    response, new = create_secret(client, path)
+
+    assert new != old
+    assert "Your new client secret" in response.text
+    client_id = app_at(db, path).client_id
+    assert authenticate_client(db, rt, client_id, old) is None
+    assert authenticate_client(db, rt, client_id, new) is not None
+
+
+def test_creating_a_secret_needs_the_csrf_token(client: TestClient, db: Session) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+
+    missing = client.post(f"{path}/secret", data={})
+    forged = client.post(f"{path}/secret", data={"csrf_token": "forged"})
+
+    assert missing.status_code == 403
+    assert forged.status_code == 403
+    assert "did not come from this site" in missing.text
+    assert not SECRET_SHOWN.search(missing.text + forged.text)
+    assert app_at(db, path).client_secret_hash is None
+
+
+def test_every_console_form_needs_the_csrf_token(client: TestClient, count: Count) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    before = count(VendorApp)
+
+    for post, data in (
+        ("/console/apps", APP_FORM),
+        (path, {**APP_FORM, "name": "Renamed"}),
+        (f"{path}/delete", {"confirm": "yes"}),
+    ):
+        assert client.post(post, data=data).status_code == 403, post
+    assert count(VendorApp) == before
+    assert "Acme Outdoor" in client.get(path).text
+
+
+# -- editing --------------------------------------------------------------------------------
+
+
+def test_the_edit_form_is_filled_in_and_saves_changes(client: TestClient, db: Session) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    form = client.get(f"{path}/edit")
+    assert 'value="Acme Outdoor"' in form.text
+    assert "https://acme.example/callback\nhttp://127.0.0.1:8765/cb</textarea>" in form.text
+    assert re.search(r'value="no-tracking"\s+checked', form.text)
+    assert not re.search(r'value="intent-sharing"\s+checked', form.text)
+
+    response = client.post(
+        path,
+        data={
+            **APP_FORM,
+            "name": "Acme Trail",
+            "redirect_uris": "https://trail.example/cb",
+            "webhook_url": "",
+            "accepted_agreements": ["intent-sharing"],
+            "vendor_scopes": [],
+            "csrf_token": csrf_from(form.text),
+        },
+    )
+
+    assert response.status_code == 303
+    assert response.headers["location"] == path
+    assert "Acme Trail is saved." in client.get(path).text
+    app = app_at(db, path)
+    assert (app.name, app.redirect_uris, app.webhook_url) == (
+        "Acme Trail",
+        ["https://trail.example/cb"],
+        None,
+    )
+    assert (app.accepted_agreements, app.vendor_scopes) == (["intent-sharing"], [])
+
+
+def test_edit_errors_are_shown_next_to_the_fields_and_change_nothing(
+    client: TestClient, db: Session
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+
+    response = post_form(
+        client,
+        path,
+        {
+            **APP_FORM,
+            "name": "Renamed",
+            "redirect_uris": "https://acme.example/cb#section",
+            "purpose": "p" * 501,
+            "webhook_url": "ftp://acme.example/hook",
+        },
+        form_page=f"{path}/edit",
+    )
+
+    assert response.status_code == 400
+    assert "must not contain a fragment" in field_error(response.text, "redirect_uris")
+    assert field_error(response.text, "purpose") == "Purpose can be at most 500 characters."
+    assert "must be an absolute https:// URL" in field_error(response.text, "webhook_url")
+    assert 'id="name" name="name" type="text" required maxlength="100" value="Renamed"' in (
+        response.text
+    )
+    assert f'action="{path}"' in response.text
+    app = app_at(db, path)
+    assert app.name == "Acme Outdoor"
+    assert app.redirect_uris == ["https://acme.example/callback", "http://127.0.0.1:8765/cb"]
+
+
+# -- deleting -------------------------------------------------------------------------------
+
+
+def test_delete_asks_for_confirmation_first(client: TestClient, db: Session) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    confirm = client.get(f"{path}/delete")
+    assert confirm.status_code == 200
+    assert 'name="confirm"' in confirm.text
+
+    response = post_form(client, f"{path}/delete", {}, form_page=f"{path}/delete")
+
+    assert response.status_code == 400
+    assert field_error(response.text, "confirm") == "Tick the box to confirm the deletion."
+    assert app_at(db, path).name == "Acme Outdoor"
+
+
+def test_deleting_an_app_removes_it_and_its_grants(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    _, secret = create_secret(client, path)
+    app = app_at(db, path)
+    client_id, app_id = app.client_id, app.id
+    person = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+    db.add(
+        Grant(
+            individual_id=person.id,
+            app_id=app_id,
+            fields=["email"],
+            purpose=app.purpose,
+            agreement_id="service-only",
+            granted_at=utcnow(),
+        )
+    )
+    db.commit()
+
+    response = post_form(client, f"{path}/delete", {"confirm": "yes"}, form_page=f"{path}/delete")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console"
+    listing = client.get("/console").text
+    assert "Acme Outdoor is deleted" in listing
+    assert "No apps yet." in listing
+    assert client.get(path).status_code == 404
+    db.expire_all()
+    assert db.get(VendorApp, app_id) is None
+    assert db.scalars(select(Grant).where(Grant.app_id == app_id)).all() == []
+    assert authenticate_client(db, rt, client_id, secret) is None
+
+
+# -- webhook deliveries ---------------------------------------------------------------------
+
+
+def test_the_app_page_lists_webhook_deliveries_and_their_attempts(
+    client: TestClient, db: Session
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    app = app_at(db, path)
+    now = utcnow()
+    message = WebhookMessage(
+        app_id=app.id,
+        event_type="grant.revoked",
+        payload={"type": "grant.revoked"},
+        created_at=now - timedelta(minutes=3),
+        next_attempt_at=now + timedelta(minutes=1),
+        attempts=1,
+    )
+    db.add(message)
+    db.flush()
+    db.add(
+        WebhookAttempt(
+            message_id=message.id,
+            attempted_at=now - timedelta(minutes=2),
+            status_code=503,
+            error=None,
+            duration_ms=87,
+        )
+    )
+    db.commit()
+
+    page = client.get(path).text
+
+    assert "Webhook deliveries" in page
+    assert "grant.revoked" in page
+    assert "HTTP 503" in page
+    assert "87 ms" in page
+
+
+def test_the_webhook_signing_secret_is_shown_and_can_be_rotated(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    from consent.webhooks import webhook_secret_for
+
+    sign_up_vendor(client)
+    path = register(client)
+    old = webhook_secret_for(rt, app_at(db, path))
+    assert old in client.get(path).text
+
+    response = post_form(client, f"{path}/webhook-secret", {}, form_page=path)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == path
+    new = webhook_secret_for(rt, app_at(db, path))
+    assert new != old
+    page = client.get(path).text
+    assert new in page
+    assert old not in page
+    assert "signing secret is replaced" in page
+
+
+def test_another_vendor_cannot_rotate_the_signing_secret(
+    client: TestClient, second_client: TestClient, db: Session
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    version = app_at(db, path).webhook_secret_version
+    sign_up_vendor(second_client)
+    token = page_csrf(second_client, "/console")
+
+    response = second_client.post(f"{path}/webhook-secret", data={"csrf_token": token})
+
+    assert response.status_code == 404
+    assert app_at(db, path).webhook_secret_version == version
+
+
+def test_the_app_page_works_without_the_webhooks_module(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    monkeypatch.setitem(sys.modules, "consent.webhooks", None)  # import now fails
+
+    page = client.get(path)
+
+    assert page.status_code == 200
+    assert "Webhook deliveries" not in page.text
+    assert "Acme Outdoor" in page.text
+
+
+# -- markup ---------------------------------------------------------------------------------
+
+
+class FormAudit(HTMLParser):
+    """Collects inputs' ids, labels' targets, forms' CSRF fields and any inline script/style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[str] = []
+        self.labels: set[str] = set()
+        self.forms = 0
+        self.csrf_fields = 0
+        self.inline: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self.forms += 1
+        if tag in ("input", "textarea", "select"):
+            if a.get("type") == "hidden":
+                self.csrf_fields += a.get("name") == "csrf_token"
+            else:
+                self.inputs.append(a.get("id") or "<no id>")
+        if tag == "label" and a.get("for"):
+            self.labels.add(str(a["for"]))
+        if tag == "style" or "style" in a or any(k.startswith("on") for k in a):
+            self.inline.append(tag)
+        if tag == "script" and "src" not in a:
+            self.inline.append(tag)
+
+
+def test_every_console_page_labels_its_inputs_and_protects_its_forms(
+    client: TestClient,
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    secret_page, _ = create_secret(client, path)
+    invalid = post_form(client, "/console/apps", {"name": ""}, form_page="/console/apps/new")
+    pages = {
+        "/console": client.get("/console").text,
+        "new": client.get("/console/apps/new").text,
+        "app": client.get(path).text,
+        "edit": client.get(f"{path}/edit").text,
+        "delete": client.get(f"{path}/delete").text,
+        "secret": secret_page.text,
+        "invalid": invalid.text,
+    }
+    for name, html in pages.items():
+        audit = FormAudit()
+        audit.feed(html)
+        unlabelled = [i for i in audit.inputs if i not in audit.labels]
+        assert unlabelled == [], name
+        assert audit.csrf_fields == audit.forms, name
+        assert audit.inline == [], name

@@ -1,0 +1,320 @@
+"""The vendors' developer console: sign up as a vendor, register and manage apps."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from consent.models import VendorApp
+from consent.scopes import VENDOR_SCOPES
+from consent.vendors import (
+    AppInput,
+    InvalidApp,
+    agreements,
+    app_of_owner,
+    apps_of,
+    create_client_secret,
+    delete_app,
+    register_app,
+    update_app,
+)
+from vault import csrf
+from vault.accounts.dependencies import ViewerDep, client_address, set_session_cookie
+from vault.accounts.models import Account, Role
+from vault.accounts.service import AccountService
+from vault.dependencies import DbDep, RuntimeDep
+from vault.errors import Forbidden, NotFound, VaultError
+from vault.runtime import Runtime
+from web.accounts import home_for
+from web.dependencies import CSRFChecked, FormDep, require_account
+from web.templating import flash, render
+
+router = APIRouter(include_in_schema=False)
+
+
+def require_vendor(request: Request, viewer: ViewerDep) -> Account:
+    account = require_account(request, viewer)
+    if account.role != Role.VENDOR:
+        raise Forbidden("The developer console is for vendor accounts.")
+    return account
+
+
+PageVendor = Annotated[Account, Depends(require_vendor)]
+
+
+# -- vendor sign-up -----------------------------------------------------------------------
+
+
+def _text(form: FormData, name: str, limit: int = 5000) -> str:
+    value = form.get(name, "")
+    return value[:limit] if isinstance(value, str) else ""
+
+
+@router.get("/signup/vendor")
+def vendor_signup_form(request: Request, viewer: ViewerDep) -> Response:
+    if viewer.account is not None:
+        return RedirectResponse(home_for(viewer.account), status_code=303)
+    return render(request, "signup_vendor.html", {"form": {}, "errors": {}})
+
+
+@router.post("/signup/vendor", dependencies=[CSRFChecked])
+def vendor_signup_submit(request: Request, db: DbDep, rt: RuntimeDep, form: FormDep) -> Response:
+    email = _text(form, "email", 300)
+    password = _text(form, "password", 300)
+    errors: dict[str, str] = {}
+    status = 400
+    if password != _text(form, "password_confirm", 300):
+        errors["password_confirm"] = "The two passwords are not the same."
+    else:
+        svc = AccountService(db, rt)
+        try:
+            account = svc.sign_up(
+                email, password, role=Role.VENDOR, client_address=client_address(request, rt)
+            )
+        except VaultError as exc:
+            errors[getattr(exc, "field", None) or "form"] = exc.message
+            status = exc.status_code
+        else:
+            signed = svc.start_session(account)
+            response = RedirectResponse("/console", status_code=303)
+            set_session_cookie(response, signed, rt)
+            csrf.rotate(request)
+            flash(
+                request,
+                response,
+                "Welcome! Your vendor account is ready. Register your first app below.",
+                "success",
+            )
+            return response
+    return render(
+        request,
+        "signup_vendor.html",
+        {"form": {"email": email[:254]}, "errors": errors},
+        status_code=status,
+    )
+
+
+# -- apps ---------------------------------------------------------------------------------
+
+
+def _app_input(form: FormData) -> AppInput:
+    redirect_text = _text(form, "redirect_uris", 20_000)
+    webhook = _text(form, "webhook_url", 1000).strip()
+    return AppInput(
+        name=_text(form, "name", 1000),
+        homepage_url=_text(form, "homepage_url", 1000),
+        privacy_policy_url=_text(form, "privacy_policy_url", 1000),
+        redirect_uris=[line.strip() for line in redirect_text.splitlines()],
+        purpose=_text(form, "purpose", 5000),
+        accepted_agreements=[v for v in form.getlist("accepted_agreements") if isinstance(v, str)],
+        webhook_url=webhook or None,
+        vendor_scopes=[v for v in form.getlist("vendor_scopes") if isinstance(v, str)],
+    )
+
+
+def _form_values(form: FormData) -> dict[str, Any]:
+    return {
+        "name": _text(form, "name", 1000),
+        "homepage_url": _text(form, "homepage_url", 1000),
+        "privacy_policy_url": _text(form, "privacy_policy_url", 1000),
+        "redirect_uris": _text(form, "redirect_uris", 20_000),
+        "purpose": _text(form, "purpose", 5000),
+        "webhook_url": _text(form, "webhook_url", 1000),
+        "accepted_agreements": [
+            v for v in form.getlist("accepted_agreements") if isinstance(v, str)
+        ],
+        "vendor_scopes": [v for v in form.getlist("vendor_scopes") if isinstance(v, str)],
+    }
+
+
+def _app_values(app: VendorApp) -> dict[str, Any]:
+    return {
+        "name": app.name,
+        "homepage_url": app.homepage_url,
+        "privacy_policy_url": app.privacy_policy_url,
+        "redirect_uris": "\n".join(app.redirect_uris),
+        "purpose": app.purpose,
+        "webhook_url": app.webhook_url or "",
+        "accepted_agreements": list(app.accepted_agreements),
+        "vendor_scopes": list(app.vendor_scopes),
+    }
+
+
+def _form_page(
+    request: Request,
+    app: VendorApp | None,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "console_app_form.html",
+        {
+            "app": app,
+            "form": values,
+            "errors": errors,
+            "agreements": agreements(),
+            "vendor_scopes": VENDOR_SCOPES,
+        },
+        status_code=status_code,
+    )
+
+
+def _webhooks() -> ModuleType | None:
+    """The webhooks module, or None while it is not there (the console works without it)."""
+    try:
+        return importlib.import_module("consent.webhooks")
+    except ImportError:
+        return None
+
+
+def _deliveries(rt: Runtime, db: Session, app: VendorApp) -> dict[str, Any] | None:
+    """The app's webhook delivery log and signing secret, as far as the webhooks module offers."""
+    webhooks = _webhooks()
+    delivery_log = getattr(webhooks, "delivery_log", None)
+    if delivery_log is None:
+        return None
+    secret_for = getattr(webhooks, "webhook_secret_for", None)
+    return {
+        "log": list(delivery_log(db, app.id)),
+        "signing_secret": secret_for(rt, app) if secret_for is not None else None,
+        "can_rotate": getattr(webhooks, "rotate_webhook_secret", None) is not None,
+    }
+
+
+def _app_page(
+    request: Request,
+    rt: Runtime,
+    db: Session,
+    app: VendorApp,
+    *,
+    new_secret: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "console_app.html",
+        {
+            "app": app,
+            "new_secret": new_secret,
+            "agreements": agreements(),
+            "vendor_scopes": VENDOR_SCOPES,
+            "webhooks": _deliveries(rt, db, app),
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/console")
+def console_home(request: Request, vendor: PageVendor, db: DbDep) -> Response:
+    return render(request, "console.html", {"apps": apps_of(db, vendor.id)})
+
+
+@router.get("/console/apps/new")
+def new_app_form(request: Request, vendor: PageVendor) -> Response:
+    return _form_page(request, None, {"accepted_agreements": [], "vendor_scopes": []}, {})
+
+
+@router.post("/console/apps", dependencies=[CSRFChecked])
+def register_app_submit(
+    request: Request, vendor: PageVendor, db: DbDep, rt: RuntimeDep, form: FormDep
+) -> Response:
+    try:
+        app, _ = register_app(db, rt, _app_input(form), owner_id=vendor.id)
+    except InvalidApp as exc:
+        return _form_page(request, None, _form_values(form), exc.errors, 400)
+    response = RedirectResponse(f"/console/apps/{app.id}", status_code=303)
+    flash(
+        request,
+        response,
+        f"{app.name} is registered. Create a client secret to start using it.",
+        "success",
+    )
+    return response
+
+
+@router.get("/console/apps/{app_id}")
+def app_page(
+    app_id: str, request: Request, vendor: PageVendor, db: DbDep, rt: RuntimeDep
+) -> Response:
+    return _app_page(request, rt, db, app_of_owner(db, vendor.id, app_id))
+
+
+@router.get("/console/apps/{app_id}/edit")
+def edit_app_form(app_id: str, request: Request, vendor: PageVendor, db: DbDep) -> Response:
+    app = app_of_owner(db, vendor.id, app_id)
+    return _form_page(request, app, _app_values(app), {})
+
+
+@router.post("/console/apps/{app_id}", dependencies=[CSRFChecked])
+def save_app(
+    app_id: str, request: Request, vendor: PageVendor, db: DbDep, form: FormDep
+) -> Response:
+    app = app_of_owner(db, vendor.id, app_id)
+    try:
+        update_app(db, app, _app_input(form))
+    except InvalidApp as exc:
+        return _form_page(request, app, _form_values(form), exc.errors, 400)
+    response = RedirectResponse(f"/console/apps/{app.id}", status_code=303)
+    flash(request, response, f"{app.name} is saved.", "success")
+    return response
+
+
+@router.post("/console/apps/{app_id}/secret", dependencies=[CSRFChecked])
+def new_secret(
+    app_id: str, request: Request, vendor: PageVendor, db: DbDep, rt: RuntimeDep
+) -> Response:
+    """Create or rotate the client secret and show it on this response only (never again)."""
+    app = app_of_owner(db, vendor.id, app_id)
+    secret = create_client_secret(db, rt, app)
+    return _app_page(request, rt, db, app, new_secret=secret)
+
+
+@router.post("/console/apps/{app_id}/webhook-secret", dependencies=[CSRFChecked])
+def rotate_signing_secret(app_id: str, request: Request, vendor: PageVendor, db: DbDep) -> Response:
+    """Replace the webhook signing secret (derived, so the page can show it again)."""
+    app = app_of_owner(db, vendor.id, app_id)
+    rotate = getattr(_webhooks(), "rotate_webhook_secret", None)
+    if rotate is None:
+        raise NotFound("Webhook signing is not available.")
+    rotate(db, app)
+    response = RedirectResponse(f"/console/apps/{app.id}", status_code=303)
+    flash(
+        request,
+        response,
+        "The webhook signing secret is replaced. Messages from now on are signed with the new one.",
+        "success",
+    )
+    return response
+
+
+@router.get("/console/apps/{app_id}/delete")
+def delete_app_form(app_id: str, request: Request, vendor: PageVendor, db: DbDep) -> Response:
+    app = app_of_owner(db, vendor.id, app_id)
+    return render(request, "console_app_delete.html", {"app": app, "errors": {}})
+
+
+@router.post("/console/apps/{app_id}/delete", dependencies=[CSRFChecked])
+def delete_app_submit(
+    app_id: str, request: Request, vendor: PageVendor, db: DbDep, form: FormDep
+) -> Response:
+    app = app_of_owner(db, vendor.id, app_id)
+    if form.get("confirm") != "yes":
+        return render(
+            request,
+            "console_app_delete.html",
+            {"app": app, "errors": {"confirm": "Tick the box to confirm the deletion."}},
+            status_code=400,
+        )
+    name = app.name
+    delete_app(db, app)
+    response = RedirectResponse("/console", status_code=303)
+    flash(request, response, f"{name} is deleted, with every grant and token it held.", "success")
+    return response
