@@ -1,0 +1,67 @@
+"""OpenID Connect UserInfo: the granted fields as standard claims, under the pairwise ``sub``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from consent.access import read_profile_for
+from consent.grants import pairwise_subject
+from vault.dependencies import DbDep, RuntimeDep
+from vault.errors import error_responses
+from vault.profile.catalogue import countries
+from vendor_api.dependencies import IndividualTokenDep
+from vendor_api.errors import InsufficientScope, InvalidToken
+
+router = APIRouter(tags=["oauth"])
+
+_CLAIM = {
+    "given_name": "given_name",
+    "family_name": "family_name",
+    "email": "email",
+    "phone": "phone_number",
+    "birthdate": "birthdate",
+    "language": "locale",
+}
+
+
+def to_claims(values: dict[str, Any]) -> dict[str, Any]:
+    """Profile values as OIDC claims (non-standard fields under ``vrm:`` names)."""
+    claims: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _CLAIM:
+            claims[_CLAIM[key]] = value
+        elif key == "address":
+            street = "\n".join(p for p in (value.get("street"), value.get("extra")) if p)
+            claims["address"] = {
+                "street_address": street,
+                "locality": value.get("locality"),
+                "region": value.get("region"),
+                "postal_code": value.get("postal_code"),
+                "country": countries().get(value.get("country", ""), value.get("country")),
+            }
+        else:
+            claims[f"vrm:{key}"] = value
+    if "email" in claims:
+        claims["email_verified"] = False
+    return claims
+
+
+_ERRORS = error_responses(InvalidToken, InsufficientScope)
+
+
+@router.post("/oauth/userinfo", responses=_ERRORS)
+def userinfo_post(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> dict[str, Any]:
+    """The same as GET (OpenID Connect Core 5.3.1 allows both)."""
+    return userinfo(ctx, db, rt)
+
+
+@router.get("/oauth/userinfo", responses=_ERRORS)
+def userinfo(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> dict[str, Any]:
+    """Claims for the granted fields; each call is a read in the individual's access log."""
+    if "openid" not in ctx.scopes:
+        raise InsufficientScope("UserInfo needs a token with the openid scope.", scope="openid")
+    assert ctx.grant is not None
+    values = read_profile_for(db, rt, ctx)
+    return {"sub": pairwise_subject(rt, ctx.app.id, ctx.grant.individual_id), **to_claims(values)}
