@@ -1,5 +1,131 @@
-"""Routes of the consent domain (the authorization server lands here)."""
+"""OAuth 2 / OpenID Connect protocol endpoints (the consent screen itself is in ``web``)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter(tags=["consent"])
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from consent import scopes
+from consent.oidc import jwks
+from consent.server import AUTH_METHODS, GRANT_TYPES, VaultAuthorizationServer, VaultRequest
+from vault.dependencies import DbDep, RuntimeDep
+from vault.runtime import Runtime
+
+router = APIRouter(tags=["oauth"])
+
+MAX_FORM_FIELDS = 50
+
+
+async def oauth_form(request: Request) -> list[tuple[str, str]]:
+    """The urlencoded body as pairs (repeated parameters kept, so Authlib can refuse them)."""
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    return [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+
+
+FormPairs = Annotated[list[tuple[str, str]], Depends(oauth_form)]
+
+
+def vault_request(request: Request, rt: Runtime, form: list[tuple[str, str]]) -> VaultRequest:
+    uri = rt.settings.base_url + request.url.path
+    if request.url.query:
+        uri += "?" + request.url.query
+    return VaultRequest(
+        request.method, uri, request.headers, list(request.query_params.multi_items()), form
+    )
+
+
+def to_response(result: tuple[int, Any, list[tuple[str, str]]]) -> Response:
+    status, body, headers = result
+    content = json.dumps(body) if isinstance(body, dict) else (body or "")
+    response = Response(content, status_code=status, media_type="application/json")
+    for key, value in headers:
+        response.headers[key] = value
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def metadata(rt: Runtime) -> dict[str, Any]:
+    base = rt.settings.base_url
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/oauth/authorize",
+        "token_endpoint": f"{base}/oauth/token",
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "introspection_endpoint": f"{base}/oauth/introspect",
+        "registration_endpoint": f"{base}/oauth/register",
+        "userinfo_endpoint": f"{base}/oauth/userinfo",
+        "jwks_uri": f"{base}/oauth/jwks",
+        "scopes_supported": scopes.all_scopes(),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "code_challenge_methods_supported": ["S256"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "given_name",
+            "family_name",
+            "email",
+            "phone_number",
+            "address",
+            "birthdate",
+            "locale",
+        ],
+        "service_documentation": f"{base}/api/docs",
+    }
+
+
+@router.get("/.well-known/oauth-authorization-server")
+def authorization_server_metadata(rt: RuntimeDep) -> dict[str, Any]:
+    """RFC 8414 metadata."""
+    return metadata(rt)
+
+
+@router.get("/.well-known/openid-configuration")
+def openid_configuration(rt: RuntimeDep) -> dict[str, Any]:
+    """OpenID Connect Discovery 1.0."""
+    return metadata(rt)
+
+
+@router.get("/oauth/jwks")
+def json_web_key_set(rt: RuntimeDep) -> JSONResponse:
+    """The public keys that sign id_tokens."""
+    return JSONResponse(jwks(rt), headers={"cache-control": "public, max-age=300"})
+
+
+@router.post("/oauth/token")
+def token(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Response:
+    """Authorization code (PKCE S256), refresh token (rotating) and client credentials."""
+    server = VaultAuthorizationServer(db, rt)
+    return to_response(server.create_token_response(vault_request(request, rt, form)))
+
+
+@router.post("/oauth/revoke")
+def revoke(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Response:
+    """RFC 7009 token revocation."""
+    server = VaultAuthorizationServer(db, rt)
+    return to_response(
+        server.create_endpoint_response("revocation", vault_request(request, rt, form))
+    )
+
+
+@router.post("/oauth/introspect")
+def introspect(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Response:
+    """RFC 7662 token introspection (a client may introspect only its own tokens)."""
+    server = VaultAuthorizationServer(db, rt)
+    return to_response(
+        server.create_endpoint_response("introspection", vault_request(request, rt, form))
+    )

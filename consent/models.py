@@ -170,3 +170,17 @@ class WebhookAttempt(IdMixin, Base):
 
     def __repr__(self) -> str:
         return f"WebhookAttempt(id={self.id}, status={self.status_code})"
+
+
+class RegistrationToken(IdMixin, Base):
+    """An initial access token for RFC 7591 dynamic registration (single use, keyed hash)."""
+
+    __tablename__ = "registration_tokens"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"RegistrationToken(id={self.id}, expires_at={self.expires_at})"

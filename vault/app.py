@@ -52,9 +52,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     runtime = runtime or Runtime.from_settings(settings)
 
     from consent.endpoints import router as consent_router
+    from consent.registration import router as registration_router
     from intents.endpoints import router as intents_router
     from vault.profile.endpoints import router as profile_router
     from vendor_api.endpoints import router as vendor_router
+    from vendor_api.userinfo import router as userinfo_router
     from web.accounts import sign_in_required
     from web.dependencies import SignInRequired
     from web.endpoints import router as web_router
@@ -69,6 +71,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
+    from consent.oidc import signing_key
+
+    signing_key(runtime)  # production refuses to start without an operator-made signing key
 
     def error_response(
         request: Request,
@@ -128,7 +133,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         response.headers["cache-control"] = "no-store"
         return response
 
-    for router in (web_router, profile_router, consent_router, intents_router, vendor_router):
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers (no database work)."""
+        return {"status": "ok"}
+
+    for router in (
+        web_router,
+        profile_router,
+        consent_router,
+        registration_router,
+        intents_router,
+        vendor_router,
+        userinfo_router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

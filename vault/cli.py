@@ -25,6 +25,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(auditors_app, name="auditors")
+vendors_app = typer.Typer(help="Vendors' apps (OAuth clients).", no_args_is_help=True)
+app.add_typer(vendors_app, name="vendors")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -113,10 +115,13 @@ def db_current() -> None:
 @keys_app.command("init")
 def keys_init() -> None:
     """Create any missing key (for production: keys are never created on start there)."""
+    from consent.oidc import KEY_FILE, ensure_signing_key
     from vault.keys import KeyDirectory
 
     settings = get_settings()
     created = KeyDirectory(settings.key_dir).initialise(origin="operator")
+    if ensure_signing_key(settings.key_dir, "operator"):
+        created.append(settings.key_dir / KEY_FILE)
     for path in created:
         typer.echo(f"created {path} (mode 0600)")
     if not created:
@@ -224,6 +229,156 @@ def auditors_add(
             raise _fail(exc.message) from exc
         account_id = account.id
     typer.echo(f"auditor account {account_id} created")
+
+
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option(help="Deliver what is due now, then exit (instead of looping).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, max=3600, help="Seconds between looks at the outbox.")
+    ] = 5.0,
+) -> None:
+    """Deliver signed webhooks from the outbox, retrying failures with backoff.
+
+    Runs until SIGINT or SIGTERM; the message being delivered is finished first. Several
+    workers may run at once: each message is claimed by exactly one of them.
+    """
+    import signal
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    from consent.webhooks import DeliveryOutcome, deliver_due
+
+    def report(outcome: DeliveryOutcome) -> None:
+        status = f"HTTP {outcome.status_code}" if outcome.status_code else "no response"
+        line = f"{outcome.message_id} {outcome.client_id} {outcome.event_type} {status}"
+        line += f" attempt {outcome.attempt}: {outcome.result}"
+        if outcome.next_attempt_at is not None:
+            line += f", next at {outcome.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+        if outcome.error and outcome.status_code is None:
+            line += f" ({outcome.error})"
+        typer.echo(line)
+
+    stop = threading.Event()
+    with _service() as rt:
+        if once:
+            while deliver_due(rt.sessions, rt, on_outcome=report):
+                pass
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum: int, _frame: object) -> None:
+            typer.echo(f"received {signal.Signals(signum).name}; stopping after this delivery")
+            stop.set()
+
+        for sig in previous:
+            signal.signal(sig, request_stop)
+        typer.echo(f"webhook worker started; looking at the outbox every {interval:g} s")
+        try:
+            while not stop.is_set():
+                try:
+                    delivered = deliver_due(
+                        rt.sessions, rt, on_outcome=report, should_stop=stop.is_set
+                    )
+                except OperationalError as exc:
+                    # The database went away (restart, failover): wait and try again.
+                    typer.echo(f"database unavailable ({type(exc.orig).__name__}); retrying")
+                    delivered = 0
+                if not delivered:
+                    stop.wait(interval)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    typer.echo("webhook worker stopped")
+
+
+@vendors_app.command("add")
+def vendors_add(
+    name: Annotated[str, typer.Option(help="The app's name, shown to individuals.")],
+    redirect_uri: Annotated[
+        list[str], typer.Option(help="A redirect URI (repeatable; https, or loopback http).")
+    ],
+    homepage: Annotated[str, typer.Option(help="The vendor's homepage (https).")],
+    privacy_policy: Annotated[str, typer.Option(help="The privacy policy URL (https).")],
+    purpose: Annotated[str, typer.Option(help="Why the app wants personal data.")],
+    agreement: Annotated[
+        list[str], typer.Option(help="A standard agreement id the vendor accepts (repeatable).")
+    ],
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Where signed events are delivered.")
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="A vendor capability: intents:read or offers:write (repeatable)."),
+    ] = None,
+    auth_method: Annotated[
+        str, typer.Option(help="client_secret_basic or client_secret_post.")
+    ] = "client_secret_basic",
+) -> None:
+    """Register an app for a vendor and print its client id and secret (shown only now)."""
+    from consent.vendors import AppInput, InvalidApp, register_app
+
+    data = AppInput(
+        name=name,
+        homepage_url=homepage,
+        privacy_policy_url=privacy_policy,
+        redirect_uris=redirect_uri,
+        purpose=purpose,
+        accepted_agreements=agreement,
+        webhook_url=webhook_url,
+        vendor_scopes=scope or [],
+        token_endpoint_auth_method=auth_method,
+    )
+    with _service() as rt, rt.sessions() as session, session.begin():
+        try:
+            app_row, secret = register_app(
+                session, rt, data, owner_id=None, registered_via="cli", with_secret=True
+            )
+        except InvalidApp as exc:
+            options = {
+                "name": "--name",
+                "homepage_url": "--homepage",
+                "privacy_policy_url": "--privacy-policy",
+                "redirect_uris": "--redirect-uri",
+                "purpose": "--purpose",
+                "webhook_url": "--webhook-url",
+                "accepted_agreements": "--agreement",
+                "vendor_scopes": "--scope",
+                "token_endpoint_auth_method": "--auth-method",
+            }
+            lines = [f"{options.get(k, k)}: {v}" for k, v in exc.errors.items()]
+            raise _fail("the app was not registered.\n  " + "\n  ".join(lines)) from exc
+        client_id = app_row.client_id
+    typer.echo(f"client_id: {client_id}")
+    typer.echo(f"client_secret: {secret}")
+    typer.echo("Store the secret now: it is shown only once (only a keyed hash is kept).")
+
+
+@vendors_app.command("registration-token")
+def vendors_registration_token(
+    expires_in_hours: Annotated[
+        int, typer.Option(min=1, max=720, help="Hours until the token expires.")
+    ] = 24,
+) -> None:
+    """Issue a single-use initial access token for RFC 7591 registration at /oauth/register."""
+    from datetime import timedelta
+
+    from consent.registration import issue_registration_token
+
+    with _service() as rt, rt.sessions() as session, session.begin():
+        row, token = issue_registration_token(
+            session, rt, expires_in=timedelta(hours=expires_in_hours)
+        )
+        expires_at = row.expires_at
+    typer.echo(token)
+    typer.echo(
+        f"Single use; expires {expires_at:%Y-%m-%d %H:%M} UTC. Send it as "
+        f"`Authorization: Bearer <token>` to {rt.settings.base_url}/oauth/register.",
+        err=True,
+    )
 
 
 if __name__ == "__main__":

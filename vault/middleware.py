@@ -14,6 +14,8 @@ CSP = (
 
 
 def wants_json(path: str) -> bool:
+    if path.startswith("/oauth/authorize"):
+        return False  # the consent screen is a page
     return path.startswith(("/api/", "/vendor/", "/oauth/", "/.well-known/"))
 
 

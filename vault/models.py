@@ -1,5 +1,6 @@
 """Every model of every package, imported so that ``Base.metadata`` is complete."""
 
+from consent.events import ConsentEvent
 from consent.models import (
     AccessLogEntry,
     AuthorizationCode,
@@ -20,6 +21,7 @@ __all__ = [
     "AccountSession",
     "AuthorizationCode",
     "Base",
+    "ConsentEvent",
     "DataKeyRecord",
     "Grant",
     "OAuthToken",

@@ -31,6 +31,8 @@ OptionalFormStr = Annotated[str, Form()]
 
 
 def home_for(account: Account) -> str:
+    if account.role == Role.VENDOR:
+        return "/console"
     return "/profile" if account.role == Role.INDIVIDUAL else "/account"
 
 

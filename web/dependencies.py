@@ -65,7 +65,7 @@ def signin_url(next_path: str) -> str:
 
 def safe_next(value: str | None) -> str | None:
     """Only same-site relative paths; never ``//host`` or a scheme."""
-    if not value or len(value) > 300 or not value.startswith("/") or value.startswith("//"):
+    if not value or len(value) > 4000 or not value.startswith("/") or value.startswith("//"):
         return None
     if "\\" in value or any(ord(c) < 32 for c in value):
         return None

@@ -2,8 +2,13 @@
 
 from fastapi import APIRouter
 
-from web import accounts, profile
+from web import accounts, connections, console, profile, terms
+from web import consent as consent_screen
 
 router = APIRouter(include_in_schema=False)
 router.include_router(accounts.router)
 router.include_router(profile.router)
+router.include_router(console.router)
+router.include_router(consent_screen.router)
+router.include_router(terms.router)
+router.include_router(connections.router)

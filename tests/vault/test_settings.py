@@ -105,20 +105,21 @@ def test_production_refuses_keys_generated_for_development(tmp_path: Path) -> No
     Runtime.from_settings(make_settings(tmp_path / "keys", f"sqlite:///{tmp_path}/vrm.db"))
     with pytest.raises(SettingsError, match="development keys") as refused:
         Runtime.from_settings(production(tmp_path))
-    for name in ("blind-index", "cookie", "token-hash", "local:v1"):
+    for name in ("blind-index", "cookie", "token-hash", "webhook", "local:v1"):
         assert name in str(refused.value)
 
 
-@pytest.mark.parametrize("dev_file", ["cookie.json", "kek/v2.json"])
+@pytest.mark.parametrize("dev_file", ["cookie.json", "webhook.json", "kek/v2.json"])
 def test_production_refuses_even_one_development_key(tmp_path: Path, dev_file: str) -> None:
     """The cookie-signing key is the secret that once was VRM_SECRET_KEY: a development one
-    is a placeholder. So is a KEK added by a rotation run in development mode."""
+    is a placeholder. So is a development webhook master key (every vendor's signing secret
+    derives from it), and a KEK added by a rotation run in development mode."""
     key_dir = tmp_path / "keys"
     KeyDirectory(key_dir).initialise(origin="operator")
-    if dev_file == "cookie.json":
+    if not dev_file.startswith("kek/"):
         payload = json.loads((key_dir / dev_file).read_text())
         (key_dir / dev_file).write_text(json.dumps({**payload, "origin": "development"}))
-        expected = "cookie"
+        expected = dev_file.removesuffix(".json")
     else:
         LocalKeyProvider(key_dir).add_version(origin="development")
         expected = "local:v2"
@@ -137,7 +138,7 @@ def test_production_starts_with_operator_keys_and_https(
     assert key_files(deployment.key_dir) == []
 
     output = deployment.ok("keys", "init")
-    assert output.count("(mode 0600)") == 4
+    assert output.count("(mode 0600)") == 6
     created = key_files(deployment.key_dir)
     deployment.ok("db", "upgrade")
     assert "local:v1 (current): 0 data keys" in deployment.ok("keys", "status")
@@ -173,6 +174,7 @@ def test_development_creates_keys_on_first_start_and_reuses_them(tmp_path: Path)
         "cookie.json",
         "kek/v1.json",
         "token-hash.json",
+        "webhook.json",
     ]
     assert KeyDirectory(tmp_path / "keys").development_keys()
     second = Runtime.from_settings(settings)
@@ -183,6 +185,7 @@ def test_development_creates_keys_on_first_start_and_reuses_them(tmp_path: Path)
         "cookie.json",
         "kek/v1.json",
         "token-hash.json",
+        "webhook.json",
     ]
     first.engine.dispose()
     second.engine.dispose()

@@ -103,6 +103,19 @@ class ProfileService:
                 values[row.field_key] = value
         return Profile(values, custom)
 
+    def values(self, owner_id: uuid.UUID, keys: list[str]) -> dict[str, Any]:
+        """Only the named standard fields that are filled in; nothing else is decrypted."""
+        wanted = [key for key in keys if key in FIELDS]
+        if not wanted:
+            return {}
+        rows = self.db.scalars(
+            select(ProfileField).where(
+                ProfileField.owner_id == owner_id, ProfileField.field_key.in_(wanted)
+            )
+        )
+        found = {row.field_key: self._decrypt(row, "value_ct", row.value_ct) for row in rows}
+        return {key: found[key] for key in wanted if key in found}
+
     def email_of(self, owner_id: uuid.UUID) -> str | None:
         row = self._row(owner_id, "email")
         return None if row is None else str(self._decrypt(row, "value_ct", row.value_ct))

@@ -1,0 +1,199 @@
+"""Grants: the one record of who may read what, why, under which terms, until when.
+
+Revoking a grant (or narrowing it to nothing) kills every code and token that points to it
+in the same transaction, so the vendor's next call fails.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from consent import scopes
+from consent.models import AuthorizationCode, Grant, OAuthToken, VendorApp
+from vault.base import utcnow
+from vault.crypto import blind_index
+from vault.errors import InvalidInput, NotFound
+from vault.runtime import Runtime
+
+DURATIONS: dict[str, tuple[str, timedelta | None]] = {
+    "1d": ("1 day", timedelta(days=1)),
+    "30d": ("30 days", timedelta(days=30)),
+    "1y": ("1 year", timedelta(days=365)),
+    "revoked": ("Until I revoke it", None),
+}
+DEFAULT_DURATION = "30d"
+
+
+def pairwise_subject(rt: Runtime, app_id: uuid.UUID, individual_id: uuid.UUID) -> str:
+    """The ``sub`` one app sees for one individual; two apps can't correlate it."""
+    mac = blind_index(rt.secrets.blind_index_key, "pairwise-sub", f"{app_id}:{individual_id}")
+    return mac.hex()
+
+
+def is_active(grant: Grant, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    return grant.revoked_at is None and (grant.expires_at is None or grant.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the individual chose on the consent screen."""
+
+    fields: list[str]
+    duration: str
+
+
+class GrantService:
+    def __init__(self, db: Session, rt: Runtime) -> None:
+        self.db = db
+        self.rt = rt
+
+    def current(self, individual_id: uuid.UUID, app_id: uuid.UUID) -> Grant | None:
+        """The grant row for this pair, active or not."""
+        return self.db.scalars(
+            select(Grant).where(Grant.individual_id == individual_id, Grant.app_id == app_id)
+        ).one_or_none()
+
+    def active(self, individual_id: uuid.UUID, app_id: uuid.UUID) -> Grant | None:
+        grant = self.current(individual_id, app_id)
+        return grant if grant is not None and is_active(grant) else None
+
+    def for_individual(self, individual_id: uuid.UUID) -> list[tuple[Grant, VendorApp]]:
+        now = utcnow()
+        rows = self.db.execute(
+            select(Grant, VendorApp)
+            .join(VendorApp, VendorApp.id == Grant.app_id)
+            .where(
+                Grant.individual_id == individual_id,
+                Grant.revoked_at.is_(None),
+                or_(Grant.expires_at.is_(None), Grant.expires_at > now),
+            )
+            .order_by(VendorApp.name)
+        ).all()
+        return [(grant, app) for grant, app in rows]
+
+    def decide(
+        self, individual_id: uuid.UUID, app: VendorApp, decision: Decision, agreement_id: str
+    ) -> Grant:
+        """Record an Allow on the consent screen: create, extend, narrow or widen the grant."""
+        fields = scopes.check_fields(decision.fields)
+        if decision.duration not in DURATIONS:
+            raise InvalidInput(
+                "Choose how long the vendor may read these fields.", field="duration"
+            )
+        now = utcnow()
+        length = DURATIONS[decision.duration][1]
+        expires_at = now + length if length else None
+        grant = self.current(individual_id, app.id)
+        if grant is None:
+            grant = Grant(
+                id=uuid.uuid4(),
+                individual_id=individual_id,
+                app_id=app.id,
+                fields=fields,
+                purpose=app.purpose,
+                agreement_id=agreement_id,
+                granted_at=now,
+                expires_at=expires_at,
+                revoked_at=None,
+            )
+            self.db.add(grant)
+            self.db.flush()
+            self._notify(app, grant, "consent.granted")
+            return grant
+        was_active = is_active(grant, now)
+        changed = (
+            grant.fields != fields
+            or grant.expires_at != expires_at
+            or grant.agreement_id != agreement_id
+            or grant.purpose != app.purpose
+        )
+        grant.fields = fields
+        grant.purpose = app.purpose
+        grant.agreement_id = agreement_id
+        grant.expires_at = expires_at
+        if not was_active:
+            grant.revoked_at = None
+            grant.granted_at = now
+        self.db.flush()
+        if not was_active:
+            self._notify(app, grant, "consent.granted")
+        elif changed:
+            self._notify(app, grant, "consent.changed")
+        return grant
+
+    def narrow(self, individual_id: uuid.UUID, grant_id: uuid.UUID, remove: list[str]) -> Grant:
+        """Remove single fields; removing the last one revokes the grant."""
+        grant, app = self._owned(individual_id, grant_id)
+        if not is_active(grant):
+            raise InvalidInput("This connection has already ended.", field="fields")
+        remaining = [f for f in grant.fields if f not in set(remove)]
+        if remaining == grant.fields:
+            return grant
+        if not remaining:
+            return self.revoke(individual_id, grant_id)
+        # Tokens keep working, but profile reads return only what is still granted.
+        grant.fields = remaining
+        self.db.flush()
+        self._notify(app, grant, "consent.changed")
+        return grant
+
+    def revoke(self, individual_id: uuid.UUID, grant_id: uuid.UUID) -> Grant:
+        grant, app = self._owned(individual_id, grant_id)
+        if is_active(grant):
+            now = utcnow()
+            grant.revoked_at = now
+            self.kill_credentials(grant.id, now)
+            self.db.flush()
+            self._notify(app, grant, "consent.revoked")
+        return grant
+
+    def kill_credentials(self, grant_id: uuid.UUID, now: datetime | None = None) -> None:
+        """Every code and token of the grant stops working, in this transaction."""
+        now = now or utcnow()
+        self.db.execute(
+            update(OAuthToken)
+            .where(OAuthToken.grant_id == grant_id, OAuthToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        self.db.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.grant_id == grant_id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    def _owned(self, individual_id: uuid.UUID, grant_id: uuid.UUID) -> tuple[Grant, VendorApp]:
+        row = self.db.execute(
+            select(Grant, VendorApp)
+            .join(VendorApp, VendorApp.id == Grant.app_id)
+            .where(Grant.id == grant_id, Grant.individual_id == individual_id)
+        ).first()
+        if row is None:
+            raise NotFound("There is no such connection.")
+        return row[0], row[1]
+
+    def _notify(self, app: VendorApp, grant: Grant, event_type: str) -> None:
+        from consent.webhooks import enqueue
+
+        enqueue(
+            self.db,
+            app,
+            event_type,
+            {
+                "grant_id": str(grant.id),
+                "subject": pairwise_subject(self.rt, app.id, grant.individual_id),
+                "scopes": [scopes.PROFILE_PREFIX + f for f in grant.fields],
+                "purpose": grant.purpose,
+                "agreement": grant.agreement_id,
+                "granted_at": grant.granted_at.isoformat(),
+                "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+                "revoked_at": grant.revoked_at.isoformat() if grant.revoked_at else None,
+            },
+        )
