@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from consent import scopes
@@ -118,6 +118,9 @@ class GrantService:
         grant.agreement_id = agreement_id
         grant.expires_at = expires_at
         if not was_active:
+            # An expired grant's codes and tokens were refused but never revoked; revoke them
+            # now, so that consenting again does not bring the old ones back to life.
+            self.kill_credentials(grant.id, now)
             grant.revoked_at = None
             grant.granted_at = now
         self.db.flush()
@@ -162,10 +165,10 @@ class GrantService:
             .values(revoked_at=now)
             .execution_options(synchronize_session=False)
         )
+        # Unredeemed codes are deleted, so presenting one later is "unknown", not a replay.
         self.db.execute(
-            update(AuthorizationCode)
+            delete(AuthorizationCode)
             .where(AuthorizationCode.grant_id == grant_id, AuthorizationCode.used_at.is_(None))
-            .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
 

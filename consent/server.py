@@ -354,6 +354,19 @@ class VendorCredentialsGrant(grants.ClientCredentialsGrant):
                 f"Ask for scopes this app may use: {' '.join(client.app.vendor_scopes)}."
             )
 
+    def generate_token(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The token carries the vendor scopes asked for.
+
+        ``Client.get_allowed_scope`` (which the token generator applies) admits only what an
+        individual can consent to, so it would strip ``intents:read`` and the like.
+        """
+        token: dict[str, Any] = super().generate_token(*args, **kwargs)
+        client: Client = self.request.client
+        scope = client.allowed_vendor_scope(self.request.payload.scope)
+        if scope:
+            token["scope"] = scope
+        return token
+
 
 class VaultOpenIDCode(OpenIDCode):
     def __init__(self, server: VaultAuthorizationServer) -> None:
