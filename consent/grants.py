@@ -122,6 +122,7 @@ class GrantService:
             # now, so that consenting again does not bring the old ones back to life.
             self.kill_credentials(grant.id, now)
             grant.revoked_at = None
+            grant.expiry_processed_at = None
             grant.granted_at = now
         self.db.flush()
         if not was_active:
@@ -153,8 +154,51 @@ class GrantService:
             grant.revoked_at = now
             self.kill_credentials(grant.id, now)
             self.db.flush()
-            self._notify(app, grant, "consent.revoked")
+            self._notify(app, grant, "consent.revoked", reason="revoked")
         return grant
+
+    def expire_due(self, *, now: datetime | None = None, limit: int = 500) -> int:
+        """Grants whose time is up: kill their credentials and tell their vendors, once each.
+
+        Expired grants already fail every check; this makes it explicit and sends
+        ``consent.revoked`` with ``"reason": "expired"``. Safe with several workers: each
+        grant is claimed with a conditional update.
+        """
+        now = now or utcnow()
+        due = self.db.scalars(
+            select(Grant.id)
+            .where(
+                Grant.revoked_at.is_(None),
+                Grant.expires_at <= now,
+                Grant.expiry_processed_at.is_(None),
+            )
+            .limit(limit)
+        ).all()
+        done = 0
+        for grant_id in due:
+            claimed = self.db.execute(
+                update(Grant)
+                .where(
+                    Grant.id == grant_id,
+                    Grant.expiry_processed_at.is_(None),
+                    Grant.revoked_at.is_(None),
+                )
+                .values(expiry_processed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                continue
+            self.kill_credentials(grant_id, now)
+            row = self.db.execute(
+                select(Grant, VendorApp)
+                .join(VendorApp, VendorApp.id == Grant.app_id)
+                .where(Grant.id == grant_id)
+                .execution_options(populate_existing=True)
+            ).first()
+            if row is not None:
+                self._notify(row[1], row[0], "consent.revoked", reason="expired")
+            done += 1
+        return done
 
     def kill_credentials(self, grant_id: uuid.UUID, now: datetime | None = None) -> None:
         """Every code and token of the grant stops working, in this transaction."""
@@ -182,8 +226,12 @@ class GrantService:
             raise NotFound("There is no such connection.")
         return row[0], row[1]
 
-    def _notify(self, app: VendorApp, grant: Grant, event_type: str) -> None:
+    def _notify(
+        self, app: VendorApp, grant: Grant, event_type: str, reason: str | None = None
+    ) -> None:
         from consent.webhooks import enqueue
+
+        extra = {"reason": reason} if reason else {}
 
         enqueue(
             self.db,
@@ -198,5 +246,6 @@ class GrantService:
                 "granted_at": grant.granted_at.isoformat(),
                 "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
                 "revoked_at": grant.revoked_at.isoformat() if grant.revoked_at else None,
+                **extra,
             },
         )

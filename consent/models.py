@@ -59,6 +59,8 @@ class Grant(IdMixin, TimestampMixin, Base):
     granted_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    expiry_processed_at: Mapped[datetime | None]
+    """When the expiry sweep killed the expired grant's tokens and told the vendor."""
 
     def __repr__(self) -> str:
         return f"Grant(id={self.id}, app_id={self.app_id}, fields={self.fields})"

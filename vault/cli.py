@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy import Engine, func, select
 
 from vault.settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from vault.runtime import Runtime
 
 app = typer.Typer(
     help="VRM Vault: operate the service.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -250,7 +253,14 @@ def worker(
 
     from sqlalchemy.exc import OperationalError
 
+    from consent.grants import GrantService
     from consent.webhooks import DeliveryOutcome, deliver_due
+
+    def sweep(rt: Runtime) -> None:
+        with rt.sessions() as session, session.begin():
+            expired = GrantService(session, rt).expire_due()
+        if expired:
+            typer.echo(f"{expired} expired grants ended; their vendors will be told")
 
     def report(outcome: DeliveryOutcome) -> None:
         status = f"HTTP {outcome.status_code}" if outcome.status_code else "no response"
@@ -265,6 +275,7 @@ def worker(
     stop = threading.Event()
     with _service() as rt:
         if once:
+            sweep(rt)
             while deliver_due(rt.sessions, rt, on_outcome=report):
                 pass
             return
@@ -280,6 +291,7 @@ def worker(
         try:
             while not stop.is_set():
                 try:
+                    sweep(rt)
                     delivered = deliver_due(
                         rt.sessions, rt, on_outcome=report, should_stop=stop.is_set
                     )
