@@ -29,7 +29,7 @@ venv: $(STAMP)
 
 run: $(STAMP) ## Set up, migrate and start the service on http://$(HOST):$(PORT)
 	$(BIN)/vrm db upgrade
-	$(BIN)/vrm serve --host $(HOST) --port $(PORT)
+	VRM_BASE_URL="$${VRM_BASE_URL:-http://$(HOST):$(PORT)}" $(BIN)/vrm serve --host $(HOST) --port $(PORT)
 
 $(CHROMIUM):
 	@echo "Installing Debian's chromium for the browser tests..."
