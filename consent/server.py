@@ -39,6 +39,8 @@ from vault.crypto import hash_token, new_token
 from vault.runtime import Runtime
 
 CODE_SECONDS = 60
+MAX_STATE = 1000
+MAX_NONCE = 255
 ID_TOKEN_SECONDS = 600
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"]
@@ -208,6 +210,9 @@ class S256Only(CodeChallenge):
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
+        for name, limit in (("state", MAX_STATE), ("nonce", MAX_NONCE)):
+            if len(data.get(name) or "") > limit:
+                raise InvalidRequestError(f"'{name}' is longer than {limit} characters.")
         if not data.get("code_challenge"):
             raise InvalidRequestError("PKCE is required: send code_challenge with method S256.")
         if data.get("code_challenge_method") != "S256":
@@ -275,7 +280,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):
                 TokenService(db, self.server.rt).revoke_family(row.token_family_id, now)
             from consent.events import record_event
 
-            record_event(db, "code.replayed", app_id=row.app_id, grant_id=row.grant_id)
+            record_event(
+                db, "code.replayed", app_id=row.app_id, grant_id=row.grant_id, rt=self.server.rt
+            )
             return None
         if row.expires_at <= now:
             return None
@@ -311,6 +318,9 @@ class RefreshGrant(grants.RefreshTokenGrant):
         client: Client = self.request.client
         if row.app_id != client.app.id:
             return None
+        asked = set(scopes.split(self.request.payload.scope))
+        if asked - set(scopes.split(row.scope)):
+            return None  # a wider scope is refused before the token is spent
         if row.refreshed_at is not None:
             service.reuse_detected(row)
             return None

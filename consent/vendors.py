@@ -219,6 +219,18 @@ def _scopes(values: Iterable[object]) -> list[str]:
     return [scope for scope in VENDOR_SCOPES if scope in chosen]
 
 
+def _webhook_url(value: str) -> str:
+    url = check_url(value, "Webhook URL", loopback_http=True)
+    from consent.webhooks import internal_address_problem
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        problem = internal_address_problem(parts.hostname, resolve=False)
+        if problem:
+            raise InvalidInput(f"Webhook URL: {problem}.", field="webhook_url")
+    return url
+
+
 def validate_app(data: AppInput) -> CleanApp:
     """Check every field; raise ``InvalidApp`` naming each faulty one."""
     errors: dict[str, str] = {}
@@ -240,7 +252,7 @@ def validate_app(data: AppInput) -> CleanApp:
         ("purpose", lambda: _text(data.purpose, "Purpose", MAX_PURPOSE, multiline=True)),
         (
             "webhook_url",
-            lambda: check_url(webhook, "Webhook URL", loopback_http=True) if webhook else None,
+            lambda: _webhook_url(webhook) if webhook else None,
         ),
         ("accepted_agreements", lambda: _agreements(data.accepted_agreements)),
         ("vendor_scopes", lambda: _scopes(data.vendor_scopes)),
@@ -303,7 +315,28 @@ def register_app(
     db.add(app)
     secret = create_client_secret(db, rt, app) if with_secret else None
     db.flush()
+    _record(db, app, "vendor.registered")
     return app, secret
+
+
+def _record(db: Session, app: VendorApp, event_type: str) -> None:
+    """Vendor app events go into the consent ledger (no subject: they concern no individual)."""
+    from consent.ledger.store import append
+
+    append(
+        db,
+        {
+            "event_type": event_type,
+            "vendor_id": str(app.id),
+            "subject": None,
+            "fields": [],
+            "purpose": app.purpose,
+            "agreement_id": None,
+            "accepted_agreements": list(app.accepted_agreements),
+            "redirect_uris": list(app.redirect_uris),
+            "consent_text_hash": None,
+        },
+    )
 
 
 def update_app(db: Session, app: VendorApp, data: AppInput) -> VendorApp:
@@ -319,11 +352,25 @@ def update_app(db: Session, app: VendorApp, data: AppInput) -> VendorApp:
     app.vendor_scopes = clean.vendor_scopes
     app.token_endpoint_auth_method = clean.token_endpoint_auth_method
     db.flush()
+    _record(db, app, "vendor.changed")
     return app
 
 
-def delete_app(db: Session, app: VendorApp) -> None:
-    """Delete the app; its grants, codes, tokens and webhook messages go with it (FK cascade)."""
+def delete_app(db: Session, app: VendorApp, rt: Runtime | None = None) -> None:
+    """Delete the app; its grants, codes, tokens and webhook messages go with it (FK cascade).
+
+    With ``rt``, every active grant is revoked first, so the ledger and each individual's
+    history record the end of the connection before the rows go.
+    """
+    if rt is not None:
+        from consent.grants import GrantService, is_active
+        from consent.models import Grant
+
+        service = GrantService(db, rt)
+        for grant in db.scalars(select(Grant).where(Grant.app_id == app.id)).all():
+            if is_active(grant):
+                service.revoke(grant.individual_id, grant.id)
+    _record(db, app, "vendor.deleted")
     db.delete(app)
     db.flush()
 

@@ -27,6 +27,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -203,7 +204,34 @@ def verify_signature(
 # -- Webhook URLs -----------------------------------------------------------------------------
 
 
-def webhook_url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
+def internal_address_problem(host: str, *, resolve: bool) -> str | None:
+    """Refuse hosts that are, or resolve to, non-public addresses (SSRF into the network).
+
+    IP literals and ``localhost`` are checked always; names are resolved only when
+    ``resolve`` (the worker, just before it posts). The remaining gap is a name that resolves
+    differently between this check and the connection (DNS rebinding).
+    """
+    name = host.strip("[]").lower()
+    try:
+        addresses = [ipaddress.ip_address(name)]
+    except ValueError:
+        if name == "localhost" or name.endswith(".localhost"):
+            return "the webhook URL points at this machine"
+        if not resolve:
+            return None
+        try:
+            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return None  # unresolvable: the POST fails and is retried like any outage
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    if any(not address.is_global for address in addresses):
+        return "the webhook URL points at a private or internal address"
+    return None
+
+
+def webhook_url_problem(
+    url: str, *, allow_loopback_http: bool, resolve: bool = False
+) -> str | None:
     """Why the worker will not POST to ``url``, or ``None`` if it will.
 
     https only; plain http only to the loopback address (127.0.0.1, localhost, [::1]) and only
@@ -220,7 +248,7 @@ def webhook_url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
     if parts.username is not None or parts.password is not None:
         return "the webhook URL must not carry credentials"
     if parts.scheme == "https":
-        return None
+        return internal_address_problem(host, resolve=resolve)
     if parts.scheme == "http" and allow_loopback_http and _is_loopback(host):
         return None
     if parts.scheme == "http" and _is_loopback(host):
@@ -382,7 +410,7 @@ def _deliver_one(
 
     started = time.monotonic()
     problem = (
-        webhook_url_problem(url, allow_loopback_http=not rt.settings.is_production)
+        webhook_url_problem(url, allow_loopback_http=not rt.settings.is_production, resolve=True)
         if url
         else "the app has no webhook URL"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -111,6 +112,26 @@ def _page(
     )
 
 
+def consent_text_hash(app: Any, requested: list[str], agreement_id: str) -> str:
+    """SHA-256 of what the consent screen stated, without any profile value.
+
+    The ledger keeps this hash, so an auditor can later check the wording a person saw
+    against the published template without the ledger holding personal data.
+    """
+    from consent.terms import AGREEMENTS
+
+    agreement = AGREEMENTS.get(agreement_id)
+    lines = [
+        "VRM Vault consent screen v1",
+        f"vendor: {app.name}",
+        f"purpose: {app.purpose}",
+        "fields: " + ", ".join(FIELDS[key].label for key in requested),
+        f"agreement: {agreement.id} v{agreement.version}" if agreement else "agreement: -",
+        "durations: " + ", ".join(label for label, _ in DURATIONS.values()),
+    ]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def _issue(
     server: VaultAuthorizationServer, oreq: Any, grant: Any, rt: Runtime, grant_row: Any
 ) -> Response:
@@ -143,8 +164,16 @@ def authorize(request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep) ->
     app = grant.request.client.app
     existing = GrantService(db, rt).active(viewer.account.id, app.id)
     requested = scopes.fields_in(grant.request.scope)
-    prompt = grant.request.payload.data.get("prompt")
-    if existing is not None and set(requested) <= set(existing.fields) and prompt != "consent":
+    prompts = set((grant.request.payload.data.get("prompt") or "").split())
+    unchanged_terms = existing is not None and (
+        existing.purpose == app.purpose and existing.agreement_id in app.accepted_agreements
+    )
+    if (
+        existing is not None
+        and unchanged_terms
+        and set(requested) <= set(existing.fields)
+        and "consent" not in prompts
+    ):
         # Incremental consent: nothing new is asked, so nothing is asked.
         return _issue(server, oreq, grant, rt, existing)
     return _page(request, rt, db, viewer.account, grant)
@@ -189,7 +218,11 @@ def decide(
         )
     try:
         row = service.decide(
-            account.id, app, Decision(fields, choice.get("duration", "")), agreement
+            account.id,
+            app,
+            Decision(fields, choice.get("duration", "")),
+            agreement,
+            consent_text_hash=consent_text_hash(app, requested, agreement),
         )
     except InvalidInput as exc:
         return _page(request, rt, db, account, grant, {exc.field or "form": exc.message}, 400)

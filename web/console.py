@@ -303,7 +303,7 @@ def delete_app_form(app_id: str, request: Request, vendor: PageVendor, db: DbDep
 
 @router.post("/console/apps/{app_id}/delete", dependencies=[CSRFChecked])
 def delete_app_submit(
-    app_id: str, request: Request, vendor: PageVendor, db: DbDep, form: FormDep
+    app_id: str, request: Request, vendor: PageVendor, db: DbDep, rt: RuntimeDep, form: FormDep
 ) -> Response:
     app = app_of_owner(db, vendor.id, app_id)
     if form.get("confirm") != "yes":
@@ -314,7 +314,7 @@ def delete_app_submit(
             status_code=400,
         )
     name = app.name
-    delete_app(db, app)
+    delete_app(db, app, rt)
     response = RedirectResponse("/console", status_code=303)
     flash(request, response, f"{name} is deleted, with every grant and token it held.", "success")
     return response
