@@ -13,6 +13,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from vault.base import Base, IdMixin, utcnow
+from vault.runtime import Runtime
 
 EVENT_TYPES = frozenset({"token.reuse_detected", "code.replayed"})
 
@@ -34,8 +35,14 @@ class ConsentEvent(IdMixin, Base):
 
 
 def record_event(
-    db: Session, event_type: str, *, app_id: uuid.UUID | None, grant_id: uuid.UUID | None
+    db: Session,
+    event_type: str,
+    *,
+    app_id: uuid.UUID | None,
+    grant_id: uuid.UUID | None,
+    rt: Runtime | None = None,
 ) -> ConsentEvent:
+    """Remember a security event and append it to the consent ledger (same transaction)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown consent event {event_type!r}")
     event = ConsentEvent(
@@ -43,4 +50,21 @@ def record_event(
     )
     db.add(event)
     db.flush()
+    from consent.ledger.store import append, pseudonym_for
+    from consent.models import Grant
+
+    grant = db.get(Grant, grant_id) if grant_id else None
+    append(
+        db,
+        {
+            "event_type": event_type,
+            "vendor_id": str(app_id) if app_id else None,
+            "subject": pseudonym_for(db, rt, grant.individual_id) if grant and rt else None,
+            "grant_id": str(grant_id) if grant_id else None,
+            "fields": list(grant.fields) if grant else [],
+            "purpose": grant.purpose if grant else None,
+            "agreement_id": grant.agreement_id if grant else None,
+            "consent_text_hash": None,
+        },
+    )
     return event

@@ -78,9 +78,18 @@ class GrantService:
         return [(grant, app) for grant, app in rows]
 
     def decide(
-        self, individual_id: uuid.UUID, app: VendorApp, decision: Decision, agreement_id: str
+        self,
+        individual_id: uuid.UUID,
+        app: VendorApp,
+        decision: Decision,
+        agreement_id: str,
+        *,
+        consent_text_hash: str | None = None,
     ) -> Grant:
-        """Record an Allow on the consent screen: create, extend, narrow or widen the grant."""
+        """Record an Allow on the consent screen: create, extend, narrow or widen the grant.
+
+        ``consent_text_hash`` (SHA-256 hex of what the screen said) goes into the ledger entry.
+        """
         fields = scopes.check_fields(decision.fields)
         if decision.duration not in DURATIONS:
             raise InvalidInput(
@@ -90,6 +99,9 @@ class GrantService:
         length = DURATIONS[decision.duration][1]
         expires_at = now + length if length else None
         grant = self.current(individual_id, app.id)
+        if grant is not None and not fields and is_active(grant, now):
+            # Unticking everything on a new consent screen takes everything back.
+            return self.revoke(individual_id, grant.id)
         if grant is None:
             grant = Grant(
                 id=uuid.uuid4(),
@@ -104,9 +116,11 @@ class GrantService:
             )
             self.db.add(grant)
             self.db.flush()
+            self._record(app, grant, "grant.given", consent_text_hash)
             self._notify(app, grant, "consent.granted")
             return grant
         was_active = is_active(grant, now)
+        old_fields, old_expiry = set(grant.fields), grant.expires_at
         changed = (
             grant.fields != fields
             or grant.expires_at != expires_at
@@ -126,8 +140,19 @@ class GrantService:
             grant.granted_at = now
         self.db.flush()
         if not was_active:
+            self._record(app, grant, "grant.given", consent_text_hash)
             self._notify(app, grant, "consent.granted")
         elif changed:
+            new_fields = set(fields)
+            if new_fields < old_fields:
+                kind = "grant.narrowed"
+            elif new_fields > old_fields:
+                kind = "grant.given"
+            elif new_fields == old_fields and old_expiry != expires_at:
+                kind = "grant.extended"
+            else:
+                kind = "grant.changed"
+            self._record(app, grant, kind, consent_text_hash)
             self._notify(app, grant, "consent.changed")
         return grant
 
@@ -144,6 +169,7 @@ class GrantService:
         # Tokens keep working, but profile reads return only what is still granted.
         grant.fields = remaining
         self.db.flush()
+        self._record(app, grant, "grant.narrowed")
         self._notify(app, grant, "consent.changed")
         return grant
 
@@ -154,6 +180,7 @@ class GrantService:
             grant.revoked_at = now
             self.kill_credentials(grant.id, now)
             self.db.flush()
+            self._record(app, grant, "grant.revoked")
             self._notify(app, grant, "consent.revoked", reason="revoked")
         return grant
 
@@ -196,6 +223,7 @@ class GrantService:
                 .execution_options(populate_existing=True)
             ).first()
             if row is not None:
+                self._record(row[1], row[0], "grant.expired")
                 self._notify(row[1], row[0], "consent.revoked", reason="expired")
             done += 1
         return done
@@ -225,6 +253,27 @@ class GrantService:
         if row is None:
             raise NotFound("There is no such connection.")
         return row[0], row[1]
+
+    def _record(
+        self, app: VendorApp, grant: Grant, event_type: str, consent_text_hash: str | None = None
+    ) -> None:
+        """Append the event to the consent ledger, in this transaction."""
+        from consent.ledger.store import append, pseudonym_for
+
+        append(
+            self.db,
+            {
+                "event_type": event_type,
+                "vendor_id": str(app.id),
+                "subject": pseudonym_for(self.db, self.rt, grant.individual_id),
+                "grant_id": str(grant.id),
+                "fields": list(grant.fields),
+                "purpose": grant.purpose,
+                "agreement_id": grant.agreement_id,
+                "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+                "consent_text_hash": consent_text_hash,
+            },
+        )
 
     def _notify(
         self, app: VendorApp, grant: Grant, event_type: str, reason: str | None = None

@@ -135,4 +135,6 @@ class TokenService:
         log.warning("token.reuse_detected app=%s family=%s", row.app_id, row.family_id)
         from consent.events import record_event
 
-        record_event(self.db, "token.reuse_detected", app_id=row.app_id, grant_id=row.grant_id)
+        record_event(
+            self.db, "token.reuse_detected", app_id=row.app_id, grant_id=row.grant_id, rt=self.rt
+        )

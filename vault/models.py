@@ -1,6 +1,13 @@
 """Every model of every package, imported so that ``Base.metadata`` is complete."""
 
 from consent.events import ConsentEvent
+from consent.ledger.models import (
+    LedgerCheckpoint,
+    LedgerEntry,
+    LedgerHead,
+    LedgerNode,
+    LedgerSubject,
+)
 from consent.models import (
     AccessLogEntry,
     AuthorizationCode,
@@ -24,6 +31,11 @@ __all__ = [
     "ConsentEvent",
     "DataKeyRecord",
     "Grant",
+    "LedgerCheckpoint",
+    "LedgerEntry",
+    "LedgerHead",
+    "LedgerNode",
+    "LedgerSubject",
     "OAuthToken",
     "ProfileField",
     "SignInThrottle",

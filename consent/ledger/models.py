@@ -1,0 +1,85 @@
+"""The consent ledger's storage: entries, completed Merkle nodes, the head, checkpoints,
+and the deletable pseudonym links."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vault.base import Base, TimestampMixin
+
+
+class LedgerEntry(Base):
+    """One appended event. ``entry`` is the canonical JSON that the leaf hash covers."""
+
+    __tablename__ = "ledger_entries"
+
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    event_type: Mapped[str] = mapped_column(String(64), index=True)
+    vendor_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    subject: Mapped[str | None] = mapped_column(String(64), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+
+    def __repr__(self) -> str:
+        return f"LedgerEntry(index={self.index}, type={self.event_type})"
+
+
+class LedgerNode(Base):
+    """The hash of a completed perfect subtree: height ``level`` >= 1, position ``index``."""
+
+    __tablename__ = "ledger_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    def __repr__(self) -> str:
+        return f"LedgerNode(level={self.level}, index={self.index})"
+
+
+class LedgerHead(Base):
+    """The one row every append locks: tree size and the compact range (right frontier)."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    frontier: Mapped[list[str]] = mapped_column(JSON)
+
+    def __repr__(self) -> str:
+        return f"LedgerHead(size={self.size})"
+
+
+class LedgerCheckpoint(Base):
+    """A signed checkpoint (C2SP tlog-checkpoint in a signed note)."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"LedgerCheckpoint(size={self.size})"
+
+
+class LedgerSubject(TimestampMixin, Base):
+    """The link pseudonym -> individual: the pseudonym is encrypted under the individual's key
+    and the row goes with the account, so erasure leaves entries that name no one."""
+
+    __tablename__ = "ledger_subjects"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
+    )
+    pseudonym_ct: Mapped[bytes] = mapped_column(LargeBinary)
+
+    def __repr__(self) -> str:
+        return f"LedgerSubject(id={self.id}, owner_id={self.owner_id})"

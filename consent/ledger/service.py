@@ -1,0 +1,124 @@
+"""Checkpoints: the ledger's Ed25519 signing key, and signing the tree head in batches."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
+from consent.ledger.merkle import verify_consistency
+from consent.ledger.models import LedgerCheckpoint
+from consent.ledger.store import StoredTree
+from vault.base import utcnow
+from vault.runtime import Runtime
+from vault.settings import SettingsError
+
+KEY_FILE = "ledger-signing.json"
+
+
+def origin(rt: Runtime) -> str:
+    """The checkpoint origin line: this vault's host and path, without a scheme."""
+    base = rt.settings.base_url.split("://", 1)[-1]
+    return f"{base}/consent-ledger"
+
+
+def ensure_signing_key(key_dir: Path, key_origin: Literal["development", "operator"]) -> bool:
+    path = key_dir / KEY_FILE
+    if path.exists():
+        return False
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    raw = Ed25519PrivateKey.generate().private_bytes_raw()
+    payload = {
+        "key": base64.b64encode(raw).decode(),
+        "alg": "Ed25519",
+        "origin": key_origin,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh)
+    return True
+
+
+@lru_cache(maxsize=8)
+def _load(path: Path, mtime: float) -> tuple[Ed25519PrivateKey, str]:
+    if path.stat().st_mode & 0o077:
+        raise SettingsError(f"{path} is readable by others; run `chmod 600 {path}`.")
+    data = json.loads(path.read_text())
+    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["key"]))
+    return key, str(data.get("origin", "operator"))
+
+
+def signing_key(rt: Runtime) -> Ed25519PrivateKey:
+    path = rt.settings.key_dir / KEY_FILE
+    if not path.exists():
+        if rt.settings.is_production:
+            raise SettingsError(f"Missing {path}; create it with `vrm keys init`.")
+        ensure_signing_key(rt.settings.key_dir, "development")
+    key, key_origin = _load(path, path.stat().st_mtime)
+    if rt.settings.is_production and key_origin == "development":
+        raise SettingsError(f"{path} was generated for development; refusing it in production.")
+    return key
+
+
+def public_key_text(rt: Runtime) -> str:
+    """The verifier key (``name+keyid+base64``) an auditor needs to check checkpoints."""
+    return verifier_key(origin(rt), signing_key(rt).public_key())
+
+
+def latest_checkpoint(db: Session) -> LedgerCheckpoint | None:
+    return db.scalars(
+        select(LedgerCheckpoint).order_by(LedgerCheckpoint.size.desc()).limit(1)
+    ).one_or_none()
+
+
+def checkpoint_at_least(db: Session, size: int) -> LedgerCheckpoint | None:
+    """The smallest stored checkpoint covering ``size`` entries."""
+    return db.scalars(
+        select(LedgerCheckpoint)
+        .where(LedgerCheckpoint.size >= size)
+        .order_by(LedgerCheckpoint.size)
+        .limit(1)
+    ).one_or_none()
+
+
+class InconsistentLedger(RuntimeError):
+    """The stored tree does not extend the last signed checkpoint: refuse to sign."""
+
+
+def create_checkpoint(db: Session, rt: Runtime) -> LedgerCheckpoint | None:
+    """Sign the current tree head if it grew since the last checkpoint (else None).
+
+    Before signing, the new root is proven consistent with the previous checkpoint from the
+    stored nodes, so the vault never signs a history that contradicts one it signed before.
+    """
+    tree = StoredTree(db)
+    size = tree.size()
+    previous = latest_checkpoint(db)
+    if size == 0 or (previous is not None and previous.size >= size):
+        return None
+    root = tree.root(size)
+    if previous is not None:
+        proof = tree.consistency(previous.size, size)
+        if not verify_consistency(previous.size, size, bytes(previous.root), root, proof):
+            raise InconsistentLedger(
+                f"the stored tree at size {size} is not consistent with checkpoint "
+                f"{previous.size}; refusing to sign"
+            )
+    note = sign_checkpoint(Checkpoint(origin(rt), size, root), origin(rt), signing_key(rt))
+    row = LedgerCheckpoint(size=size, root=root, note=note, created_at=utcnow())
+    db.add(row)
+    db.flush()
+    return row

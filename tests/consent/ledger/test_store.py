@@ -1,0 +1,88 @@
+"""The stored ledger: appends in order, nodes that give O(log n) proofs, signed checkpoints."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from consent.ledger.checkpoint import verify_signed_checkpoint
+from consent.ledger.merkle import (
+    InMemoryTree,
+    leaf_hash,
+    root_from_leaf_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
+from consent.ledger.models import LedgerEntry
+from consent.ledger.service import create_checkpoint, public_key_text
+from consent.ledger.store import StoredTree, append
+from vault.runtime import Runtime
+
+
+def _append(db: Session, n: int) -> None:
+    for i in range(n):
+        append(
+            db,
+            {
+                "event_type": "grant.given",
+                "vendor_id": None,
+                "subject": f"p-{i}",
+                "fields": ["email"],
+                "purpose": "test",
+                "agreement_id": "service-only",
+            },
+        )
+
+
+def _leaves(db: Session) -> list[bytes]:
+    return [bytes(h) for h in db.scalars(select(LedgerEntry.leaf_hash).order_by(LedgerEntry.index))]
+
+
+def test_appends_take_consecutive_indexes_and_hash_the_stored_entry(db: Session) -> None:
+    start = StoredTree(db).size()
+    _append(db, 5)
+    rows = db.scalars(
+        select(LedgerEntry).where(LedgerEntry.index >= start).order_by(LedgerEntry.index)
+    ).all()
+    assert [r.index for r in rows] == list(range(start, start + 5))
+    assert all(bytes(r.leaf_hash) == leaf_hash(bytes(r.entry)) for r in rows)
+    assert b'"index":' + str(start).encode() in bytes(rows[0].entry)
+
+
+def test_stored_root_and_proofs_match_an_in_memory_tree(db: Session) -> None:
+    _append(db, 37)
+    leaves = _leaves(db)
+    tree, memory = StoredTree(db), InMemoryTree(leaves)
+    size = len(leaves)
+    assert tree.root(size) == root_from_leaf_hashes(leaves)
+    for index in (0, 1, size // 2, size - 1):
+        proof = tree.inclusion(index, size)
+        assert proof == memory.inclusion_proof(index, size)
+        assert verify_inclusion(leaves[index], index, size, proof, tree.root(size))
+    for old in (1, 8, size - 1):
+        proof = tree.consistency(old, size)
+        assert verify_consistency(old, size, tree.root(old), tree.root(size), proof)
+
+
+def test_a_proof_reads_logarithmically_many_stored_nodes(db: Session) -> None:
+    _append(db, 300)
+    tree = StoredTree(db)
+    size = tree.size()
+    tree.lookups = 0
+    tree.inclusion(size // 3, size)
+    assert tree.lookups <= 2 * size.bit_length() + 2
+
+
+def test_checkpoints_are_signed_batched_and_verifiable(db: Session, rt: Runtime) -> None:
+    _append(db, 3)
+    first = create_checkpoint(db, rt)
+    assert first is not None
+    assert create_checkpoint(db, rt) is None  # nothing new to sign
+    checkpoint = verify_signed_checkpoint(first.note, public_key_text(rt))
+    assert checkpoint.size == first.size == StoredTree(db).size()
+    assert checkpoint.root == StoredTree(db).root(first.size)
+    _append(db, 2)
+    second = create_checkpoint(db, rt)
+    assert second is not None and second.size == first.size + 2
+    count = db.scalar(select(func.count()).select_from(LedgerEntry))
+    assert count == second.size
