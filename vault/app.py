@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     runtime = runtime or Runtime.from_settings(settings)
 
     from consent.endpoints import router as consent_router
+    from consent.ledger.endpoints import router as audit_router
     from consent.registration import router as registration_router
     from intents.endpoints import router as intents_router
     from vault.profile.endpoints import router as profile_router
@@ -73,7 +74,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     from consent.oidc import signing_key
 
-    signing_key(runtime)  # production refuses to start without an operator-made signing key
+    from consent.ledger.service import signing_key as ledger_signing_key
+
+    # Production refuses to start without operator-made signing keys (id_tokens, checkpoints).
+    signing_key(runtime)
+    ledger_signing_key(runtime)
 
     def error_response(
         request: Request,
@@ -146,6 +151,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         intents_router,
         vendor_router,
         userinfo_router,
+        audit_router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -30,6 +31,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(auditors_app, name="auditors")
 vendors_app = typer.Typer(help="Vendors' apps (OAuth clients).", no_args_is_help=True)
 app.add_typer(vendors_app, name="vendors")
+ledger_app = typer.Typer(
+    help="The consent ledger: checkpoints, export, offline verification.", no_args_is_help=True
+)
+app.add_typer(ledger_app, name="ledger")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -125,6 +130,10 @@ def keys_init() -> None:
     created = KeyDirectory(settings.key_dir).initialise(origin="operator")
     if ensure_signing_key(settings.key_dir, "operator"):
         created.append(settings.key_dir / KEY_FILE)
+    from consent.ledger import service as ledger
+
+    if ledger.ensure_signing_key(settings.key_dir, "operator"):
+        created.append(settings.key_dir / ledger.KEY_FILE)
     for path in created:
         typer.echo(f"created {path} (mode 0600)")
     if not created:
@@ -257,10 +266,16 @@ def worker(
     from consent.webhooks import DeliveryOutcome, deliver_due
 
     def sweep(rt: Runtime) -> None:
+        from consent.ledger.service import create_checkpoint
+
         with rt.sessions() as session, session.begin():
             expired = GrantService(session, rt).expire_due()
         if expired:
             typer.echo(f"{expired} expired grants ended; their vendors will be told")
+        with rt.sessions() as session, session.begin():
+            signed = create_checkpoint(session, rt)
+            if signed is not None:
+                typer.echo(f"ledger checkpoint signed at size {signed.size}")
 
     def report(outcome: DeliveryOutcome) -> None:
         status = f"HTTP {outcome.status_code}" if outcome.status_code else "no response"
@@ -391,6 +406,77 @@ def vendors_registration_token(
         f"`Authorization: Bearer <token>` to {rt.settings.base_url}/oauth/register.",
         err=True,
     )
+
+
+@ledger_app.command("checkpoint")
+def ledger_checkpoint() -> None:
+    """Sign a checkpoint now if the ledger grew (the worker does this on every pass)."""
+    from consent.ledger.service import create_checkpoint, latest_checkpoint
+
+    with _service() as rt, rt.sessions() as session, session.begin():
+        row = create_checkpoint(session, rt) or latest_checkpoint(session)
+        if row is None:
+            typer.echo("the ledger is empty; nothing to sign")
+            return
+        typer.echo(row.note, nl=False)
+
+
+@ledger_app.command("public-key")
+def ledger_public_key() -> None:
+    """Print the verifier key auditors use to check checkpoints."""
+    from consent.ledger.service import public_key_text
+
+    with _service() as rt:
+        typer.echo(public_key_text(rt))
+
+
+@ledger_app.command("export")
+def ledger_export(
+    output: Annotated[Path, typer.Argument(help="File to write (JSON Lines).")],
+    with_proofs: Annotated[
+        bool,
+        typer.Option(
+            help="Add each entry's inclusion proof, so a tampered entry is pinpointed exactly."
+        ),
+    ] = False,
+) -> None:
+    """Write the latest checkpoint and every entry it covers, for offline verification."""
+    from consent.ledger.models import LedgerEntry
+    from consent.ledger.service import create_checkpoint, latest_checkpoint
+    from consent.ledger.verify import export_lines
+
+    with _service() as rt, rt.sessions() as session, session.begin():
+        create_checkpoint(session, rt)
+        row = latest_checkpoint(session)
+        if row is None:
+            raise _fail("the ledger is empty; nothing to export")
+        entries = [
+            bytes(e)
+            for e in session.scalars(
+                select(LedgerEntry.entry)
+                .where(LedgerEntry.index < row.size)
+                .order_by(LedgerEntry.index)
+            )
+        ]
+        note, size = row.note, row.size
+    with output.open("w", encoding="utf-8") as fh:
+        for line in export_lines(note, entries, with_proofs=with_proofs):
+            fh.write(line if line.endswith("\n") else line + "\n")
+    typer.echo(f"wrote checkpoint and {size} entries to {output}")
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    export: Annotated[Path, typer.Argument(help="A file written by `vrm ledger export`.")],
+    public_key: Annotated[Path, typer.Option(help="File holding the verifier key.")],
+    previous_checkpoint: Annotated[
+        Path | None, typer.Option(help="An older signed checkpoint to check consistency with.")
+    ] = None,
+) -> None:
+    """Verify an export offline (no database): signature, root, order, consistency."""
+    from consent.ledger.verify import main_verify
+
+    raise typer.Exit(code=main_verify(export, public_key, previous_checkpoint))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def test_commands_refuse_a_database_that_is_not_upgraded(deployment: Deployment)
 def test_keys_init_creates_operator_keys_once(deployment: Deployment) -> None:
     output = deployment.ok("keys", "init")
     created = re.findall(r"created (\S+) \(mode 0600\)", output)
-    assert len(created) == 6
+    assert len(created) == 7
     for path in created:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(deployment.key_dir.stat().st_mode) == 0o700

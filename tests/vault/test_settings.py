@@ -138,7 +138,7 @@ def test_production_starts_with_operator_keys_and_https(
     assert key_files(deployment.key_dir) == []
 
     output = deployment.ok("keys", "init")
-    assert output.count("(mode 0600)") == 6
+    assert output.count("(mode 0600)") == 7
     created = key_files(deployment.key_dir)
     deployment.ok("db", "upgrade")
     assert "local:v1 (current): 0 data keys" in deployment.ok("keys", "status")

@@ -1,0 +1,160 @@
+"""The audit API (``/api/audit/v1``): checkpoints, entries and proofs for privacy auditors.
+
+Entries name individuals only by pseudonym; nothing here reads a profile.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from consent.ledger.models import LedgerEntry
+from consent.ledger.service import latest_checkpoint, origin, public_key_text
+from consent.ledger.store import StoredTree
+from vault.accounts.dependencies import ViewerDep
+from vault.accounts.models import Account, Role
+from vault.dependencies import DbDep, RuntimeDep
+from vault.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound, error_responses
+
+MAX_ENTRIES = 1000
+
+
+def require_auditor(viewer: ViewerDep) -> Account:
+    if viewer.account is None:
+        raise NotAuthenticated("Sign in with an auditor account first.")
+    if viewer.role != Role.AUDITOR:
+        raise Forbidden("The audit API is for privacy auditors.")
+    return viewer.account
+
+
+AuditorDep = Annotated[Account, Depends(require_auditor)]
+router = APIRouter(prefix="/api/audit/v1", tags=["audit"])
+_auth = (NotAuthenticated, Forbidden)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class CheckpointOut(BaseModel):
+    size: int
+    root: str
+    note: str
+
+
+class PublicKeyOut(BaseModel):
+    origin: str
+    algorithm: str
+    verifier_key: str
+
+
+class EntryOut(BaseModel):
+    index: int
+    leaf_hash: str
+    entry: dict[str, Any]
+
+
+class EntriesOut(BaseModel):
+    tree_size: int
+    entries: list[EntryOut]
+
+
+class ProofOut(BaseModel):
+    tree_size: int
+    root: str
+    proof: list[str]
+
+
+@router.get(
+    "/checkpoint", response_model=CheckpointOut, responses=error_responses(*_auth, NotFound)
+)
+def checkpoint(auditor: AuditorDep, db: DbDep) -> CheckpointOut:
+    """The latest signed checkpoint (C2SP signed note)."""
+    row = latest_checkpoint(db)
+    if row is None:
+        raise NotFound("No checkpoint has been signed yet.")
+    return CheckpointOut(size=row.size, root=b64(bytes(row.root)), note=row.note)
+
+
+@router.get("/public-key", response_model=PublicKeyOut, responses=error_responses(*_auth))
+def public_key(auditor: AuditorDep, rt: RuntimeDep) -> PublicKeyOut:
+    """The Ed25519 verifier key for checkpoints (``name+keyid+base64``)."""
+    return PublicKeyOut(origin=origin(rt), algorithm="Ed25519", verifier_key=public_key_text(rt))
+
+
+@router.get("/entries", response_model=EntriesOut, responses=error_responses(*_auth, InvalidInput))
+def entries(
+    auditor: AuditorDep,
+    db: DbDep,
+    start: Annotated[int, Query(ge=0)] = 0,
+    end: Annotated[int | None, Query(ge=1)] = None,
+) -> EntriesOut:
+    """Entries ``start <= index < end`` (at most 1000 at a time)."""
+    size = StoredTree(db).size()
+    end = min(end if end is not None else start + 100, size)
+    if end - start > MAX_ENTRIES:
+        raise InvalidInput(f"Ask for at most {MAX_ENTRIES} entries at a time.", field="end")
+    rows = db.scalars(
+        select(LedgerEntry)
+        .where(LedgerEntry.index >= start, LedgerEntry.index < end)
+        .order_by(LedgerEntry.index)
+    ).all()
+    return EntriesOut(
+        tree_size=size,
+        entries=[
+            EntryOut(index=r.index, leaf_hash=bytes(r.leaf_hash).hex(), entry=json.loads(r.entry))
+            for r in rows
+        ],
+    )
+
+
+def _size(db: DbDep, size: int) -> StoredTree:
+    tree = StoredTree(db)
+    if size > tree.size():
+        raise InvalidInput(f"The ledger has only {tree.size()} entries.", field="size")
+    return tree
+
+
+@router.get(
+    "/proofs/inclusion", response_model=ProofOut, responses=error_responses(*_auth, InvalidInput)
+)
+def inclusion(
+    auditor: AuditorDep,
+    db: DbDep,
+    index: Annotated[int, Query(ge=0)],
+    size: Annotated[int, Query(ge=1)],
+) -> ProofOut:
+    """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+    if index >= size:
+        raise InvalidInput("The index must be below the tree size.", field="index")
+    tree = _size(db, size)
+    return ProofOut(
+        tree_size=size,
+        root=b64(tree.root(size)),
+        proof=[b64(p) for p in tree.inclusion(index, size)],
+    )
+
+
+@router.get(
+    "/proofs/consistency", response_model=ProofOut, responses=error_responses(*_auth, InvalidInput)
+)
+def consistency(
+    auditor: AuditorDep,
+    db: DbDep,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[int, Query(ge=1)],
+) -> ProofOut:
+    """RFC 9162 consistency proof between tree sizes ``first`` <= ``second``."""
+    if first > second:
+        raise InvalidInput("The first size must not exceed the second.", field="first")
+    tree = _size(db, second)
+    return ProofOut(
+        tree_size=second,
+        root=b64(tree.root(second)),
+        proof=[b64(p) for p in tree.consistency(first, second)],
+    )
