@@ -72,9 +72,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
-    from consent.oidc import signing_key
-
     from consent.ledger.service import signing_key as ledger_signing_key
+    from consent.oidc import signing_key
 
     # Production refuses to start without operator-made signing keys (id_tokens, checkpoints).
     signing_key(runtime)

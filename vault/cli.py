@@ -266,16 +266,20 @@ def worker(
     from consent.webhooks import DeliveryOutcome, deliver_due
 
     def sweep(rt: Runtime) -> None:
-        from consent.ledger.service import create_checkpoint
+        from consent.ledger.service import InconsistentLedger, create_checkpoint
 
         with rt.sessions() as session, session.begin():
             expired = GrantService(session, rt).expire_due()
         if expired:
             typer.echo(f"{expired} expired grants ended; their vendors will be told")
-        with rt.sessions() as session, session.begin():
-            signed = create_checkpoint(session, rt)
-            if signed is not None:
-                typer.echo(f"ledger checkpoint signed at size {signed.size}")
+        try:
+            with rt.sessions() as session, session.begin():
+                signed = create_checkpoint(session, rt)
+                if signed is not None:
+                    typer.echo(f"ledger checkpoint signed at size {signed.size}")
+        except InconsistentLedger as exc:
+            # Keep delivering webhooks and ending grants; say it on every pass until fixed.
+            typer.secho(f"error: {exc}: the stored ledger was altered", fg="red", err=True)
 
     def report(outcome: DeliveryOutcome) -> None:
         status = f"HTTP {outcome.status_code}" if outcome.status_code else "no response"
@@ -411,10 +415,13 @@ def vendors_registration_token(
 @ledger_app.command("checkpoint")
 def ledger_checkpoint() -> None:
     """Sign a checkpoint now if the ledger grew (the worker does this on every pass)."""
-    from consent.ledger.service import create_checkpoint, latest_checkpoint
+    from consent.ledger.service import InconsistentLedger, create_checkpoint, latest_checkpoint
 
     with _service() as rt, rt.sessions() as session, session.begin():
-        row = create_checkpoint(session, rt) or latest_checkpoint(session)
+        try:
+            row = create_checkpoint(session, rt) or latest_checkpoint(session)
+        except InconsistentLedger as exc:
+            raise _fail(f"{exc}: the stored ledger was altered; see `vrm ledger export`") from exc
         if row is None:
             typer.echo("the ledger is empty; nothing to sign")
             return
@@ -440,29 +447,55 @@ def ledger_export(
         ),
     ] = False,
 ) -> None:
-    """Write the latest checkpoint and every entry it covers, for offline verification."""
-    from consent.ledger.models import LedgerEntry
-    from consent.ledger.service import create_checkpoint, latest_checkpoint
-    from consent.ledger.verify import export_lines
+    """Write the latest checkpoint and every entry it covers, for offline verification.
 
+    Entries are written as stored, so whatever was done to the stored rows is there for
+    `vrm ledger verify` to find; proofs come from the stored tree that was signed.
+    """
+    from consent.ledger.models import LedgerEntry
+    from consent.ledger.service import (
+        InconsistentLedger,
+        create_checkpoint,
+        latest_checkpoint,
+        stored_subtrees,
+    )
+    from consent.ledger.verify import export_rows
+
+    warnings: list[str] = []
     with _service() as rt, rt.sessions() as session, session.begin():
-        create_checkpoint(session, rt)
+        try:
+            create_checkpoint(session, rt)
+        except InconsistentLedger as exc:
+            warnings.append(f"{exc}; exporting under the last signed checkpoint")
         row = latest_checkpoint(session)
         if row is None:
             raise _fail("the ledger is empty; nothing to export")
-        entries = [
-            bytes(e)
-            for e in session.scalars(
-                select(LedgerEntry.entry)
-                .where(LedgerEntry.index < row.size)
+        note, size = row.note, row.size
+        rows = [
+            (index, bytes(entry))
+            for index, entry in session.execute(
+                select(LedgerEntry.index, LedgerEntry.entry)
+                .where(LedgerEntry.index < size)
                 .order_by(LedgerEntry.index)
             )
         ]
-        note, size = row.note, row.size
+        missing = next((i for i, (index, _) in enumerate(rows) if index != i), len(rows))
+        complete = missing == len(rows) == size
+        if not complete:
+            warnings.append(
+                f"the checkpoint covers {size} entries but {len(rows)} are stored, the first "
+                f"missing being index {missing}; the export will not verify"
+            )
+        subtree = None
+        if with_proofs and complete:
+            subtree = stored_subtrees(session, size)
+        elif with_proofs:
+            warnings.append("proofs need every stored entry; the export has none")
     with output.open("w", encoding="utf-8") as fh:
-        for line in export_lines(note, entries, with_proofs=with_proofs):
-            fh.write(line if line.endswith("\n") else line + "\n")
-    typer.echo(f"wrote checkpoint and {size} entries to {output}")
+        fh.writelines(export_rows(note, rows, subtree=subtree))
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"wrote checkpoint ({size} entries) and {len(rows)} entries to {output}")
 
 
 @ledger_app.command("verify")

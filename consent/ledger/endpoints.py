@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -19,7 +21,14 @@ from consent.ledger.store import StoredTree
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound, error_responses
+from vault.errors import (
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    VaultError,
+    error_responses,
+)
 
 MAX_ENTRIES = 1000
 
@@ -95,10 +104,11 @@ def entries(
     end: Annotated[int | None, Query(ge=1)] = None,
 ) -> EntriesOut:
     """Entries ``start <= index < end`` (at most 1000 at a time)."""
-    size = StoredTree(db).size()
-    end = min(end if end is not None else start + 100, size)
-    if end - start > MAX_ENTRIES:
+    end = end if end is not None else start + 100
+    if end - start > MAX_ENTRIES:  # the range asked for, however many entries there are yet
         raise InvalidInput(f"Ask for at most {MAX_ENTRIES} entries at a time.", field="end")
+    size = StoredTree(db).size()
+    end = min(end, size)
     rows = db.scalars(
         select(LedgerEntry)
         .where(LedgerEntry.index >= start, LedgerEntry.index < end)
@@ -113,6 +123,23 @@ def entries(
     )
 
 
+class LedgerDamaged(VaultError):
+    """The stored ledger lacks a hash a proof needs: its storage was damaged or altered."""
+
+    status_code = 500
+    code = "ledger_damaged"
+
+
+@contextmanager
+def _stored() -> Iterator[None]:
+    try:
+        yield
+    except LookupError as exc:  # a row of the signed tree is gone from storage
+        raise LedgerDamaged(
+            f"The stored ledger cannot give this proof ({exc}): its storage was damaged or altered."
+        ) from exc
+
+
 def _size(db: DbDep, size: int) -> StoredTree:
     tree = StoredTree(db)
     if size > tree.size():
@@ -121,7 +148,9 @@ def _size(db: DbDep, size: int) -> StoredTree:
 
 
 @router.get(
-    "/proofs/inclusion", response_model=ProofOut, responses=error_responses(*_auth, InvalidInput)
+    "/proofs/inclusion",
+    response_model=ProofOut,
+    responses=error_responses(*_auth, InvalidInput, LedgerDamaged),
 )
 def inclusion(
     auditor: AuditorDep,
@@ -133,15 +162,18 @@ def inclusion(
     if index >= size:
         raise InvalidInput("The index must be below the tree size.", field="index")
     tree = _size(db, size)
-    return ProofOut(
-        tree_size=size,
-        root=b64(tree.root(size)),
-        proof=[b64(p) for p in tree.inclusion(index, size)],
-    )
+    with _stored():
+        return ProofOut(
+            tree_size=size,
+            root=b64(tree.root(size)),
+            proof=[b64(p) for p in tree.inclusion(index, size)],
+        )
 
 
 @router.get(
-    "/proofs/consistency", response_model=ProofOut, responses=error_responses(*_auth, InvalidInput)
+    "/proofs/consistency",
+    response_model=ProofOut,
+    responses=error_responses(*_auth, InvalidInput, LedgerDamaged),
 )
 def consistency(
     auditor: AuditorDep,
@@ -153,8 +185,9 @@ def consistency(
     if first > second:
         raise InvalidInput("The first size must not exceed the second.", field="first")
     tree = _size(db, second)
-    return ProofOut(
-        tree_size=second,
-        root=b64(tree.root(second)),
-        proof=[b64(p) for p in tree.consistency(first, second)],
-    )
+    with _stored():
+        return ProofOut(
+            tree_size=second,
+            root=b64(tree.root(second)),
+            proof=[b64(p) for p in tree.consistency(first, second)],
+        )

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
-from consent.ledger.merkle import verify_consistency
-from consent.ledger.models import LedgerCheckpoint
+from consent.ledger.merkle import SubtreeHash, verify_consistency
+from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerNode
 from consent.ledger.store import StoredTree
 from vault.base import utcnow
 from vault.runtime import Runtime
@@ -122,3 +122,28 @@ def create_checkpoint(db: Session, rt: Runtime) -> LedgerCheckpoint | None:
     db.add(row)
     db.flush()
     return row
+
+
+def stored_subtrees(db: Session, size: int) -> SubtreeHash:
+    """The stored hashes of the tree of ``size`` entries, read in two queries, for exports.
+
+    Leaf hashes come from the entry rows' ``leaf_hash`` (as written at append time, not
+    recomputed from the entry bytes) and the rest from the stored nodes, so the proofs an
+    export carries are those of the tree that was signed. A missing hash raises ``KeyError``.
+    """
+    hashes: dict[tuple[int, int], bytes] = {
+        (0, index): bytes(digest)
+        for index, digest in db.execute(
+            select(LedgerEntry.index, LedgerEntry.leaf_hash).where(LedgerEntry.index < size)
+        )
+    }
+    for level, index, digest in db.execute(
+        select(LedgerNode.level, LedgerNode.index, LedgerNode.hash)
+    ):
+        if (index + 1) << level <= size:
+            hashes[(level, index)] = bytes(digest)
+
+    def subtree(level: int, index: int) -> bytes:
+        return hashes[(level, index)]
+
+    return subtree

@@ -13,8 +13,9 @@ hashes (as :func:`~consent.ledger.merkle.canonical_json`) to a leaf of the signe
 given an earlier checkpoint, that the log only grew since then. With per-entry proofs the
 first altered entry is pinpointed; without them an alteration shows as a root mismatch.
 
-:func:`export_lines` writes this format, so the exporter and the verifier agree by
-construction; :func:`main_verify` is the ``vrm ledger verify`` command's body.
+:func:`export_lines` and :func:`export_rows` (rows as stored, tampered or not) write this
+format, so the exporter and the verifier agree by construction; :func:`main_verify` is the
+``vrm ledger verify`` command's body.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ from consent.ledger.checkpoint import (
 from consent.ledger.merkle import (
     HASH_SIZE,
     InMemoryTree,
+    SubtreeHash,
     canonical_json,
+    inclusion_proof,
     leaf_hash,
     root_from_leaf_hashes,
     verify_inclusion,
 )
 
-__all__ = ["VerifyReport", "export_lines", "main_verify", "verify_export"]
+__all__ = ["VerifyReport", "export_lines", "export_rows", "main_verify", "verify_export"]
 
 MAX_LISTED_PROBLEMS = 20
 
@@ -95,15 +98,59 @@ def export_lines(
     if len(entries) != size:
         raise ValueError(f"the checkpoint covers {size} entries, {len(entries)} given")
     tree = InMemoryTree(leaf_hash(e) for e in entries) if with_proofs else None
-    yield canonical_json({"checkpoint": checkpoint_note}).decode("utf-8") + "\n"
+    yield _checkpoint_line(checkpoint_note)
     for index, data in enumerate(entries):
         obj = json.loads(data)
         if not isinstance(obj, dict) or canonical_json(obj) != data:
             raise ValueError(f"ledger entry {index} is not a canonical JSON object")
-        line: dict[str, Any] = {"index": index, "entry": obj}
-        if tree is not None:
-            line["proof"] = [p.hex() for p in tree.inclusion_proof(index)]
-        yield canonical_json(line).decode("utf-8") + "\n"
+        yield _entry_line(index, obj, tree.inclusion_proof(index) if tree is not None else None)
+
+
+def export_rows(
+    checkpoint_note: str, rows: Iterable[tuple[int, bytes]], *, subtree: SubtreeHash | None = None
+) -> Iterator[str]:
+    """The lines of an export of stored ``rows`` (index, entry bytes), written as found.
+
+    For exporting from storage that may have been tampered with. Unlike :func:`export_lines`
+    nothing is renumbered or refused: each line carries the row's own stored index, so a row
+    removed, inserted or moved shows to the verifier as an index missing, repeated or out of
+    order, and an entry that is not JSON is written as a string (which the verifier rejects).
+    With ``subtree`` (the stored hashes of the signed tree) each line carries its inclusion
+    proof at the checkpoint's size taken from those hashes, not from the exported bytes: an
+    entry altered in storage then fails its own proof while the others still pass, which pins
+    it down. A line whose proof needs a hash that storage no longer holds gets no proof.
+    """
+    text, _ = split_signed_note(checkpoint_note)
+    size = parse_checkpoint_body(text).size
+    yield _checkpoint_line(checkpoint_note)
+    for index, data in rows:
+        proof = None
+        if subtree is not None and 0 <= index < size:
+            try:
+                proof = inclusion_proof(index, size, subtree)
+            except LookupError:
+                proof = None
+        yield _entry_line(index, _stored_entry(data), proof)
+
+
+def _stored_entry(data: bytes) -> Any:
+    try:
+        obj = json.loads(data)
+        canonical_json(obj)
+    except ValueError:  # not UTF-8, not JSON, or NaN: keep the text for the report
+        return data.decode("utf-8", "replace")
+    return obj
+
+
+def _checkpoint_line(checkpoint_note: str) -> str:
+    return canonical_json({"checkpoint": checkpoint_note}).decode("utf-8") + "\n"
+
+
+def _entry_line(index: int, entry: Any, proof: Sequence[bytes] | None) -> str:
+    line: dict[str, Any] = {"index": index, "entry": entry}
+    if proof is not None:
+        line["proof"] = [p.hex() for p in proof]
+    return canonical_json(line).decode("utf-8") + "\n"
 
 
 # -- reading --------------------------------------------------------------------------------
