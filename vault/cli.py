@@ -512,5 +512,33 @@ def ledger_verify(
     raise typer.Exit(code=main_verify(export, public_key, previous_checkpoint))
 
 
+@ledger_app.command("verify-receipt")
+def ledger_verify_receipt(
+    receipt: Annotated[Path, typer.Argument(help="A consent receipt file (compact JWS).")],
+    public_key: Annotated[Path, typer.Option(help="File holding the verifier key.")],
+) -> None:
+    """Verify a consent receipt offline (no database): JWS signature, checkpoint signature,
+    and the inclusion proof from the receipt's ledger entry to the checkpoint root."""
+    import json
+
+    from consent.receipts import ReceiptError, verify_receipt
+
+    try:
+        payload = verify_receipt(
+            receipt.read_text(encoding="utf-8"), public_key.read_text(encoding="utf-8").strip()
+        )
+    except OSError as exc:
+        raise _fail(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    except ReceiptError as exc:
+        raise _fail(f"the receipt does not verify: {exc}") from exc
+    ledger = payload["ledger"]
+    typer.echo(
+        f"OK: receipt {payload.get('record_id')} ({payload.get('event', {}).get('type')}) is "
+        f"ledger entry {ledger['index']}, included in the signed checkpoint of size "
+        f"{ledger['tree_size']}"
+    )
+    typer.echo(json.dumps({k: v for k, v in payload.items() if k != "ledger"}, indent=2))
+
+
 if __name__ == "__main__":
     app()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import APIRouter
 
 from consent import scopes
 from consent.access import read_profile_for, readable_fields
 from consent.grants import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import error_responses
-from vendor_api.dependencies import IndividualTokenDep
+from vault.errors import NotFound, error_responses
+from vendor_api.dependencies import IndividualTokenDep, TokenDep
 from vendor_api.errors import InsufficientScope, InvalidToken
-from vendor_api.schemas import VendorProfileOut
+from vendor_api.schemas import ReceiptOut, VendorProfileOut
 
 router = APIRouter(prefix="/vendor/v1", tags=["vendor"])
 
@@ -42,3 +44,30 @@ def read_profile(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> VendorPr
         granted_fields=granted,
         expires_at=ctx.grant.expires_at,
     )
+
+
+@router.get(
+    "/receipts/{grant_id}",
+    response_model=ReceiptOut,
+    responses=error_responses(InvalidToken, NotFound),
+)
+def read_receipt(grant_id: str, ctx: TokenDep, db: DbDep, rt: RuntimeDep) -> ReceiptOut:
+    """The signed consent receipt of a grant to your app, for its latest event.
+
+    A compact JWS (`alg` `EdDSA`, `kid` the ledger key's id) with the ISO/IEC TS 27560 consent
+    record fields, the ledger index, a signed checkpoint covering it and the inclusion proof;
+    verify it offline with the vault's ledger public key. Any live token of your app works
+    (also a client-credentials token, so receipts of revoked grants stay fetchable). A grant
+    to another app is 404.
+    """
+    from consent.models import Grant
+    from consent.receipts import receipt_for
+
+    try:
+        gid = uuid.UUID(grant_id)
+    except ValueError:
+        raise NotFound("There is no such grant.") from None
+    grant = db.get(Grant, gid)
+    if grant is None or grant.app_id != ctx.app.id:
+        raise NotFound("There is no such grant.")
+    return ReceiptOut(receipt=receipt_for(db, rt, grant.id)["receipt"])

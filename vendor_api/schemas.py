@@ -21,3 +21,12 @@ class VendorProfileOut(BaseModel):
     expires_at: datetime | None = Field(
         description="When the individual's permission ends; null: until they revoke it."
     )
+
+
+class ReceiptOut(BaseModel):
+    """A signed consent receipt."""
+
+    receipt: str = Field(
+        description="Compact JWS (EdDSA) over the receipt JSON; verify offline with the vault's "
+        "ledger public key."
+    )

@@ -137,6 +137,23 @@ def narrow(
     return response
 
 
+@router.get("/connections/{grant_id}/receipt")
+def receipt_download(grant_id: str, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
+    """The signed consent receipt of the connection's latest event (a compact JWS file)."""
+    from consent.receipts import MEDIA_TYPE, receipt_for
+
+    grant, _app = owned_grant(db, account.id, _grant_id(grant_id))
+    signed = receipt_for(db, rt, grant.id)["receipt"]
+    return Response(
+        signed + "\n",
+        media_type=MEDIA_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="receipt-{grant.id}.jws"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 @router.get("/connections/{grant_id}/log")
 def log_page(
     grant_id: str,

@@ -1,0 +1,362 @@
+"""Consent receipts: one signed, offline-verifiable record per grant event.
+
+Each ledger entry of a grant (``grant.given``, ``grant.narrowed``, ``grant.extended``,
+``grant.changed``, ``grant.revoked``, ``grant.expired``) yields a receipt carrying the fields
+of an ISO/IEC TS 27560 consent record (with the Kantara Consent Receipt names where they map,
+listed under ``kantara_names``), and the proof that the event is in the consent ledger: the
+exact entry bytes, its leaf hash and index, a signed checkpoint that covers it and the
+RFC 9162 inclusion proof from the leaf to that checkpoint's root.
+
+Signature: a JWS in compact serialization, ``alg`` = ``EdDSA`` (Ed25519), signed with the
+ledger's checkpoint key (:func:`consent.ledger.service.signing_key`). ``kid`` is the C2SP
+signed-note key ID of that key in hex (``SHA-256(origin || 0x0A || 0x01 || key)[:4]``), the
+same id that appears in the verifier key ``vrm ledger public-key`` prints, so the one public key
+an auditor holds verifies both checkpoints and receipts.
+
+Jurisdiction: the agreements in :mod:`consent.terms` name no jurisdiction and the vault has no
+setting for one, so receipts say ``"not specified"`` (:data:`JURISDICTION`) rather than guess.
+
+Offline verification (:func:`verify_receipt`) needs only the receipt and the verifier key: it
+checks the JWS signature, that the embedded entry hashes to the leaf hash and matches the
+receipt's fields, that the checkpoint is signed by the key, and that the inclusion proof links
+the leaf to the checkpoint's root.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent.ledger.checkpoint import (
+    CheckpointError,
+    VerifierKey,
+    key_id,
+    parse_signed_note,
+    parse_verifier_key,
+    verify_signed_checkpoint,
+)
+from consent.ledger.merkle import leaf_hash, verify_inclusion
+from consent.ledger.models import LedgerCheckpoint, LedgerEntry
+from consent.ledger.service import checkpoint_at_least, create_checkpoint, origin, signing_key
+from consent.ledger.store import StoredTree
+from consent.models import Grant, VendorApp
+from consent.terms import AGREEMENTS
+from vault.base import utcnow
+from vault.errors import NotFound
+from vault.runtime import Runtime
+
+RECEIPT_VERSION = "1"
+ALGORITHM = "EdDSA"
+MEDIA_TYPE = "application/jose"
+TYP = "consent-receipt+jws"
+JURISDICTION = "not specified"
+"""No agreement or setting names a jurisdiction; say so rather than invent one."""
+COLLECTION_METHOD = "web form consent screen (VRM Vault)"
+WITHDRAWAL_METHOD = "revoke on the Connections page of the vault, effective immediately"
+GRANT_EVENTS = frozenset(
+    {
+        "grant.given",
+        "grant.narrowed",
+        "grant.extended",
+        "grant.changed",
+        "grant.revoked",
+        "grant.expired",
+    }
+)
+KANTARA_NAMES = {
+    "consentReceiptID": "record_id",
+    "piiPrincipalId": "pii_principal_id",
+    "piiControllers": "controller",
+    "purposes": "purpose",
+    "piiCategory": "pii_categories",
+    "jurisdiction": "jurisdiction",
+    "collectionMethod": "collection_method",
+    "consentTimestamp": "event.time",
+    "termination": "withdrawal_method",
+    "policyUrl": "agreement.url",
+}
+"""Kantara Consent Receipt v1.1 field name -> the receipt field that carries it."""
+
+
+@contextmanager
+def _eddsa_allowed() -> Iterator[None]:
+    """joserfc warns that RFC 9864 deprecates the polymorphic ``EdDSA`` name in favour of
+    ``Ed25519``; receipts keep ``EdDSA`` (the name most JOSE libraries verify today), and the
+    key type is pinned to Ed25519 on both sides, so the warning is silenced here only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="EdDSA is deprecated")
+        yield
+
+
+class ReceiptError(ValueError):
+    """A receipt that does not verify; the message says why."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _duration(start: datetime, end: datetime | None) -> str | None:
+    """The validity as an ISO 8601 duration (``P30D`` or ``PT3600S``); None if open-ended."""
+    if end is None:
+        return None
+    seconds = int((end - start).total_seconds())
+    if seconds >= 0 and seconds % 86400 == 0:
+        return f"P{seconds // 86400}D"
+    return f"PT{max(seconds, 0)}S"
+
+
+def _state(event_type: str) -> str:
+    return {"grant.revoked": "revoked", "grant.expired": "expired"}.get(event_type, "active")
+
+
+def grant_entries(db: Session, grant: Grant) -> list[tuple[LedgerEntry, dict[str, Any]]]:
+    """The ledger entries of one grant, oldest first, each with its parsed JSON.
+
+    The grant id lives inside the entry JSON, so the query narrows by the indexed vendor id
+    and the event type, and the JSON is parsed to match the grant exactly.
+    """
+    rows = db.scalars(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.vendor_id == grant.app_id,
+            LedgerEntry.event_type.in_(sorted(GRANT_EVENTS)),
+        )
+        .order_by(LedgerEntry.index)
+    ).all()
+    found = []
+    for row in rows:
+        data = json.loads(bytes(row.entry))
+        if data.get("grant_id") == str(grant.id):
+            found.append((row, data))
+    return found
+
+
+def _covering_checkpoint(db: Session, rt: Runtime, index: int) -> LedgerCheckpoint:
+    checkpoint = checkpoint_at_least(db, index + 1)
+    if checkpoint is None:
+        checkpoint = create_checkpoint(db, rt) or checkpoint_at_least(db, index + 1)
+    if checkpoint is None:  # pragma: no cover - the entry exists, so the tree covers it
+        raise RuntimeError(f"no checkpoint covers ledger index {index}")
+    return checkpoint
+
+
+def receipt_payload(
+    db: Session, rt: Runtime, grant_id: uuid.UUID, *, index: int | None = None
+) -> dict[str, Any]:
+    """The unsigned receipt of the grant's latest ledger event (or of the one at ``index``)."""
+    row = db.execute(
+        select(Grant, VendorApp)
+        .join(VendorApp, VendorApp.id == Grant.app_id)
+        .where(Grant.id == grant_id)
+    ).first()
+    if row is None:
+        raise NotFound("There is no such connection.")
+    grant, app = row[0], row[1]
+    entries = grant_entries(db, grant)
+    if index is not None:
+        entries = [(e, d) for e, d in entries if e.index == index]
+    if not entries:
+        raise NotFound("The consent ledger holds no event for this connection.")
+    entry, data = entries[-1]
+    checkpoint = _covering_checkpoint(db, rt, entry.index)
+    proof = StoredTree(db).inclusion(entry.index, checkpoint.size)
+    agreement = AGREEMENTS.get(data.get("agreement_id") or grant.agreement_id)
+    base = rt.settings.base_url.rstrip("/")
+    expires_at = data.get("expires_at")
+    granted_at = _iso(grant.granted_at)
+    event_time = data.get("time")
+    return {
+        "receipt_version": RECEIPT_VERSION,
+        "standard": "ISO/IEC TS 27560 consent record",
+        "record_id": str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{origin(rt)}/receipts/{grant.id}/{entry.index}")
+        ),
+        "issued_at": _iso(utcnow()),
+        "issuer": {"origin": origin(rt), "url": base},
+        "grant_id": str(grant.id),
+        "pii_principal_id": data.get("subject"),
+        "controller": {"id": str(app.id), "name": app.name, "homepage": app.homepage_url},
+        "purpose": data.get("purpose"),
+        "pii_categories": list(data.get("fields") or []),
+        "agreement": {
+            "id": data.get("agreement_id"),
+            "version": agreement.version if agreement else None,
+            "title": agreement.title if agreement else None,
+            "url": base + agreement.url if agreement else None,
+        },
+        "jurisdiction": JURISDICTION,
+        "collection_method": COLLECTION_METHOD,
+        "event": {
+            "type": data.get("event_type"),
+            "time": event_time,
+            "state": _state(str(data.get("event_type"))),
+        },
+        "validity": {
+            "granted_at": granted_at,
+            "expires_at": expires_at,
+            "duration": _duration(
+                grant.granted_at,
+                datetime.fromisoformat(expires_at.replace("Z", "+00:00")) if expires_at else None,
+            ),
+        },
+        "withdrawal_method": WITHDRAWAL_METHOD,
+        "consent_text_hash": data.get("consent_text_hash"),
+        "kantara_names": KANTARA_NAMES,
+        "ledger": {
+            "index": entry.index,
+            "entry": base64.b64encode(bytes(entry.entry)).decode("ascii"),
+            "leaf_hash": bytes(entry.leaf_hash).hex(),
+            "tree_size": checkpoint.size,
+            "checkpoint": checkpoint.note,
+            "inclusion_proof": [base64.b64encode(h).decode("ascii") for h in proof],
+        },
+    }
+
+
+def receipt_kid(rt: Runtime) -> str:
+    """The JWS ``kid``: the C2SP signed-note key ID (hex) of the ledger's key."""
+    return key_id(origin(rt), signing_key(rt).public_key()).hex()
+
+
+def sign_receipt(rt: Runtime, payload: dict[str, Any]) -> str:
+    header = {"alg": ALGORITHM, "typ": TYP, "kid": receipt_kid(rt)}
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    key = OKPKey.import_key(signing_key(rt))
+    with _eddsa_allowed():
+        return jws.serialize_compact(header, body.encode("utf-8"), key, algorithms=[ALGORITHM])
+
+
+def receipt_for(
+    db: Session, rt: Runtime, grant_id: uuid.UUID, *, index: int | None = None
+) -> dict[str, Any]:
+    """The grant's receipt: ``{"receipt": <compact JWS>, "payload": {...}}``.
+
+    Signs a checkpoint first if none covers the entry yet (in the caller's transaction).
+    """
+    payload = receipt_payload(db, rt, grant_id, index=index)
+    return {"receipt": sign_receipt(rt, payload), "payload": payload}
+
+
+# -- offline verification -------------------------------------------------------------------
+
+
+def _verifier(public_key: str | VerifierKey | Ed25519PublicKey, note: str) -> VerifierKey:
+    if isinstance(public_key, VerifierKey):
+        return public_key
+    if isinstance(public_key, str):
+        return parse_verifier_key(public_key)
+    # A bare key: the signed-note key name is the checkpoint's origin (the log names itself).
+    name = parse_signed_note(note)[0].origin
+    return VerifierKey(name, key_id(name, public_key), public_key)
+
+
+def _b64(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise ReceiptError(f"the receipt's {what} is missing")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ReceiptError(f"the receipt's {what} is not valid base64") from None
+
+
+def verify_receipt(
+    jws_compact: str, public_key: str | VerifierKey | Ed25519PublicKey
+) -> dict[str, Any]:
+    """Verify a receipt offline and return its payload; raises :class:`ReceiptError`.
+
+    ``public_key`` is the ledger's verifier key text (``vrm ledger public-key``), a parsed
+    :class:`VerifierKey`, or the bare Ed25519 public key.
+    """
+    token = jws_compact.strip()
+    try:
+        header_segment = token.split(".", 1)[0]
+        header = json.loads(
+            base64.urlsafe_b64decode(header_segment + "=" * (-len(header_segment) % 4))
+        )
+    except (ValueError, binascii.Error):
+        raise ReceiptError("the receipt is not a compact JWS") from None
+    if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
+        raise ReceiptError(f"the receipt must be signed with {ALGORITHM}")
+    try:
+        if isinstance(public_key, str):
+            raw_key = parse_verifier_key(public_key).public_key
+        elif isinstance(public_key, VerifierKey):
+            raw_key = public_key.public_key
+        else:
+            raw_key = public_key
+    except CheckpointError as exc:
+        raise ReceiptError(f"the public key is not usable: {exc}") from None
+    try:
+        with _eddsa_allowed():
+            obj = jws.deserialize_compact(token, OKPKey.import_key(raw_key), algorithms=[ALGORITHM])
+    except (JoseError, ValueError):
+        raise ReceiptError("the receipt's signature does not verify with this key") from None
+    try:
+        payload = json.loads(obj.payload)
+    except ValueError:
+        raise ReceiptError("the receipt's payload is not JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("ledger"), dict):
+        raise ReceiptError("the receipt carries no ledger proof")
+    ledger = payload["ledger"]
+    note = ledger.get("checkpoint")
+    if not isinstance(note, str):
+        raise ReceiptError("the receipt carries no checkpoint")
+    try:
+        vkey = _verifier(public_key, note)
+        if header.get("kid") != vkey.key_id.hex():
+            raise ReceiptError("the receipt's kid is not the id of this key")
+        checkpoint = verify_signed_checkpoint(note, vkey)
+    except CheckpointError as exc:
+        raise ReceiptError(f"the receipt's checkpoint does not verify: {exc}") from None
+    entry_bytes = _b64(ledger.get("entry"), "ledger entry")
+    digest = leaf_hash(entry_bytes)
+    if digest.hex() != ledger.get("leaf_hash"):
+        raise ReceiptError("the ledger entry does not hash to the receipt's leaf hash")
+    index, size = ledger.get("index"), ledger.get("tree_size")
+    if not isinstance(index, int) or size != checkpoint.size:
+        raise ReceiptError("the receipt's tree size is not the checkpoint's")
+    proof_items = ledger.get("inclusion_proof")
+    if not isinstance(proof_items, list):
+        raise ReceiptError("the receipt carries no inclusion proof")
+    proof = [_b64(item, "inclusion proof") for item in proof_items]
+    if not verify_inclusion(digest, index, checkpoint.size, proof, checkpoint.root):
+        raise ReceiptError("the inclusion proof does not link the entry to the checkpoint root")
+    try:
+        entry = json.loads(entry_bytes)
+    except ValueError:
+        raise ReceiptError("the ledger entry is not JSON") from None
+    if not isinstance(entry, dict):
+        raise ReceiptError("the ledger entry is not a JSON object")
+    expected = {
+        "index": index,
+        "grant_id": payload.get("grant_id"),
+        "subject": payload.get("pii_principal_id"),
+        "event_type": (payload.get("event") or {}).get("type"),
+        "fields": payload.get("pii_categories"),
+        "purpose": payload.get("purpose"),
+        "agreement_id": (payload.get("agreement") or {}).get("id"),
+        "vendor_id": (payload.get("controller") or {}).get("id"),
+    }
+    for key, value in expected.items():
+        if entry.get(key) != value:
+            raise ReceiptError(f"the receipt's {key} does not match the ledger entry")
+    return payload

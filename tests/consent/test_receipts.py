@@ -1,0 +1,244 @@
+"""Consent receipts: signed (JWS, EdDSA), carrying the ledger proof, verifiable offline."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from consent.grants import GrantService
+from consent.ledger.checkpoint import key_id, parse_verifier_key, verify_signed_checkpoint
+from consent.ledger.merkle import verify_inclusion
+from consent.ledger.service import origin, public_key_text
+from consent.receipts import ReceiptError, receipt_for, verify_receipt
+from consent.terms import AGREEMENTS
+from tests.consent.factories import bearer, connect, individual, make_app
+from tests.helpers import sign_up
+from vault.cli import app as cli_app
+from vault.runtime import Runtime
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_grant_yields_a_receipt_that_verifies_offline(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    person = individual(client, db, rt)
+    app = make_app(db, name="Acme Shoes", purpose="Send the shoes you order.")
+    grant = connect(db, rt, person, app, ["phone", "shoe_size"], agreement="no-tracking")
+
+    signed = receipt_for(db, rt, grant.id)["receipt"]
+    vkey = public_key_text(rt)
+    payload = verify_receipt(signed, vkey)
+
+    header = json.loads(_unb64url(signed.split(".")[0]))
+    assert header["alg"] == "EdDSA"
+    assert header["kid"] == key_id(origin(rt), parse_verifier_key(vkey).public_key).hex()
+    assert payload["grant_id"] == str(grant.id)
+    assert payload["pii_principal_id"].startswith("p-")
+    assert payload["controller"] == {
+        "id": str(app.id),
+        "name": "Acme Shoes",
+        "homepage": "https://shop.example",
+    }
+    assert payload["purpose"] == grant.purpose == "Send the shoes you order."
+    assert payload["pii_categories"] == grant.fields
+    agreement = AGREEMENTS["no-tracking"]
+    assert payload["agreement"]["id"] == "no-tracking"
+    assert payload["agreement"]["version"] == agreement.version
+    assert payload["agreement"]["title"] == agreement.title
+    assert payload["event"]["type"] == "grant.given"
+    assert payload["event"]["state"] == "active"
+    assert payload["validity"]["expires_at"] is not None
+    assert payload["validity"]["duration"] == "P30D"
+    for key in ("record_id", "jurisdiction", "collection_method", "withdrawal_method"):
+        assert payload[key]
+    assert payload["kantara_names"]["piiPrincipalId"] == "pii_principal_id"
+    # The bare Ed25519 public key verifies it too.
+    assert (
+        verify_receipt(signed, parse_verifier_key(vkey).public_key)["record_id"]
+        == (payload["record_id"])
+    )
+
+
+def test_inclusion_proof_links_the_entry_to_the_checkpoint_root(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    person = individual(client, db, rt)
+    grant = connect(db, rt, person, make_app(db), ["email"])
+
+    ledger = receipt_for(db, rt, grant.id)["payload"]["ledger"]
+
+    checkpoint = verify_signed_checkpoint(ledger["checkpoint"], public_key_text(rt))
+    assert checkpoint.size == ledger["tree_size"] > ledger["index"]
+    proof = [base64.b64decode(h) for h in ledger["inclusion_proof"]]
+    leaf = bytes.fromhex(ledger["leaf_hash"])
+    assert verify_inclusion(leaf, ledger["index"], checkpoint.size, proof, checkpoint.root)
+    assert not verify_inclusion(bytes(32), ledger["index"], checkpoint.size, proof, checkpoint.root)
+
+
+def test_tampering_breaks_verification(client: TestClient, db: Session, rt: Runtime) -> None:
+    person = individual(client, db, rt)
+    grant = connect(db, rt, person, make_app(db), ["email", "phone"])
+    signed = receipt_for(db, rt, grant.id)["receipt"]
+    vkey = public_key_text(rt)
+    header, body, signature = signed.split(".")
+
+    payload = json.loads(_unb64url(body))
+    payload["pii_categories"] = ["email"]
+    forged = ".".join([header, _b64url(json.dumps(payload).encode()), signature])
+    with pytest.raises(ReceiptError, match="signature"):
+        verify_receipt(forged, vkey)
+
+    other = Ed25519PrivateKey.generate().public_key()
+    with pytest.raises(ReceiptError):
+        verify_receipt(signed, other)
+
+
+def test_receipt_checks_the_ledger_proof_not_only_the_signature(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    """A receipt signed by the right key whose proof does not match is still refused."""
+    from consent import receipts
+
+    person = individual(client, db, rt)
+    connect(db, rt, person, make_app(db, name="Earlier"), ["email"])
+    grant = connect(db, rt, person, make_app(db), ["email", "phone"])
+    payload = receipts.receipt_for(db, rt, grant.id)["payload"]
+    vkey = public_key_text(rt)
+
+    wrong_fields = {**payload, "pii_categories": ["email"]}
+    with pytest.raises(ReceiptError, match="fields"):
+        verify_receipt(receipts.sign_receipt(rt, wrong_fields), vkey)
+
+    bad_leaf = {**payload, "ledger": {**payload["ledger"], "leaf_hash": "00" * 32}}
+    with pytest.raises(ReceiptError, match="leaf hash"):
+        verify_receipt(receipts.sign_receipt(rt, bad_leaf), vkey)
+
+    ledger = payload["ledger"]
+    assert ledger["inclusion_proof"]
+    bad_proof = {
+        **payload,
+        "ledger": {
+            **ledger,
+            "inclusion_proof": [base64.b64encode(bytes(32)).decode()]
+            * len(ledger["inclusion_proof"]),
+        },
+    }
+    with pytest.raises(ReceiptError, match="inclusion proof"):
+        verify_receipt(receipts.sign_receipt(rt, bad_proof), vkey)
+
+
+def test_narrowed_grant_yields_a_receipt_for_the_new_index(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    person = individual(client, db, rt)
+    grant = connect(db, rt, person, make_app(db), ["email", "phone"])
+    first = verify_receipt(receipt_for(db, rt, grant.id)["receipt"], public_key_text(rt))
+
+    GrantService(db, rt).narrow(person.id, grant.id, ["phone"])
+    db.commit()
+    second = verify_receipt(receipt_for(db, rt, grant.id)["receipt"], public_key_text(rt))
+
+    assert second["ledger"]["index"] > first["ledger"]["index"]
+    assert second["ledger"]["tree_size"] > second["ledger"]["index"]
+    assert second["event"]["type"] == "grant.narrowed"
+    assert second["pii_categories"] == ["email"]
+    assert second["record_id"] != first["record_id"]
+    # The earlier event's receipt is still available by its index.
+    again = receipt_for(db, rt, grant.id, index=first["ledger"]["index"])["payload"]
+    assert again["record_id"] == first["record_id"]
+
+    GrantService(db, rt).revoke(person.id, grant.id)
+    db.commit()
+    third = verify_receipt(receipt_for(db, rt, grant.id)["receipt"], public_key_text(rt))
+    assert third["event"] == {**third["event"], "type": "grant.revoked", "state": "revoked"}
+
+
+def test_individual_downloads_own_receipt_and_others_get_404(
+    client: TestClient, app: FastAPI, db: Session, rt: Runtime
+) -> None:
+    person = individual(client, db, rt)
+    grant = connect(db, rt, person, make_app(db), ["email"])
+
+    page = client.get("/connections").text
+    assert f'href="/connections/{grant.id}/receipt"' in page
+    response = client.get(f"/connections/{grant.id}/receipt")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/jose")
+    assert f'filename="receipt-{grant.id}.jws"' in response.headers["content-disposition"]
+    assert verify_receipt(response.text, public_key_text(rt))["grant_id"] == str(grant.id)
+
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as other:
+        sign_up(other)
+        assert other.get(f"/connections/{grant.id}/receipt").status_code == 404
+        assert other.get("/connections/not-a-uuid/receipt").status_code == 404
+
+
+def test_vendor_fetches_receipts_of_its_own_grants_only(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    person = individual(client, db, rt)
+    shop = make_app(db, name="Shop")
+    rival = make_app(db, name="Rival")
+    grant = connect(db, rt, person, shop, ["email"])
+    rival_grant = connect(db, rt, person, rival, ["phone"])
+    headers = bearer(db, rt, shop, grant)
+
+    response = client.get(f"/vendor/v1/receipts/{grant.id}", headers=headers)
+
+    assert response.status_code == 200, response.text
+    payload = verify_receipt(response.json()["receipt"], public_key_text(rt))
+    assert payload["controller"]["id"] == str(shop.id)
+    assert client.get(f"/vendor/v1/receipts/{rival_grant.id}", headers=headers).status_code == 404
+    assert client.get("/vendor/v1/receipts/nope", headers=headers).status_code == 404
+    assert client.get(f"/vendor/v1/receipts/{grant.id}").status_code == 401
+
+    # After revocation the app's own (client credentials) token still fetches the receipt.
+    GrantService(db, rt).revoke(person.id, grant.id)
+    db.commit()
+    app_headers = bearer(db, rt, shop, None, scope="")
+    revoked = client.get(f"/vendor/v1/receipts/{grant.id}", headers=app_headers)
+    assert revoked.status_code == 200, revoked.text
+    assert verify_receipt(revoked.json()["receipt"], public_key_text(rt))["event"]["state"] == (
+        "revoked"
+    )
+
+
+def test_cli_verifies_a_receipt_offline(
+    client: TestClient, db: Session, rt: Runtime, tmp_path: Path
+) -> None:
+    person = individual(client, db, rt)
+    grant = connect(db, rt, person, make_app(db), ["email"])
+    receipt = tmp_path / "receipt.jws"
+    receipt.write_text(client.get(f"/connections/{grant.id}/receipt").text)
+    key = tmp_path / "ledger.pub"
+    key.write_text(public_key_text(rt) + "\n")
+    runner = CliRunner()
+
+    good = runner.invoke(
+        cli_app, ["ledger", "verify-receipt", str(receipt), "--public-key", str(key)]
+    )
+    assert good.exit_code == 0, good.output
+    assert "OK: receipt" in good.output
+
+    header, body, signature = receipt.read_text().strip().split(".")
+    receipt.write_text(".".join([header, body[:-4] + "AAAA", signature]))
+    bad = runner.invoke(
+        cli_app, ["ledger", "verify-receipt", str(receipt), "--public-key", str(key)]
+    )
+    assert bad.exit_code == 1
