@@ -33,6 +33,8 @@ OptionalFormStr = Annotated[str, Form()]
 def home_for(account: Account) -> str:
     if account.role == Role.VENDOR:
         return "/console"
+    if account.role == Role.AUDITOR:
+        return "/audit"
     return "/profile" if account.role == Role.INDIVIDUAL else "/account"
 
 

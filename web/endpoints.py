@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from web import accounts, connections, console, profile, terms
+from web import accounts, audit, connections, console, profile, terms
 from web import consent as consent_screen
 
 router = APIRouter(include_in_schema=False)
@@ -12,3 +12,4 @@ router.include_router(console.router)
 router.include_router(consent_screen.router)
 router.include_router(terms.router)
 router.include_router(connections.router)
+router.include_router(audit.router)

@@ -515,16 +515,17 @@ def make_auditor(db: Session, rt: Runtime) -> str:
     return email
 
 
-def test_auditor_signs_in_and_lands_on_the_account_page(
+def test_auditor_signs_in_and_lands_on_the_audit_console(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:
     email = make_auditor(db, rt)
     response = sign_in(client, email)
     assert response.status_code == 303
-    assert response.headers["location"] == "/account"
+    assert response.headers["location"] == "/audit"
     page = client.get("/account")
     assert page.status_code == 200
     assert 'href="/profile"' not in page.text
+    assert 'href="/audit"' in page.text
 
 
 def test_auditor_gets_403_on_the_profile_page(client: TestClient, db: Session, rt: Runtime) -> None:
