@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vault.errors import VaultError
+from vault.keys import KeyManagementError
 from vault.middleware import (
     BodyLimitMiddleware,
     CSRFCookieMiddleware,
@@ -20,7 +21,7 @@ from vault.middleware import (
     wants_json,
 )
 from vault.runtime import Runtime
-from vault.settings import Settings, get_settings
+from vault.settings import Settings, SettingsError, get_settings
 
 log = logging.getLogger("vrm")
 
@@ -76,8 +77,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from consent.oidc import signing_key
 
     # Production refuses to start without operator-made signing keys (id_tokens, checkpoints).
-    signing_key(runtime)
-    ledger_signing_key(runtime)
+    try:
+        signing_key(runtime)
+        ledger_signing_key(runtime)
+    except KeyManagementError as exc:
+        raise SettingsError(str(exc)) from exc
 
     def error_response(
         request: Request,

@@ -123,17 +123,15 @@ def db_current() -> None:
 @keys_app.command("init")
 def keys_init() -> None:
     """Create any missing key (for production: keys are never created on start there)."""
-    from consent.oidc import KEY_FILE, ensure_signing_key
+    from consent.ledger.service import KEY as LEDGER_KEY
+    from consent.oidc import KEY as OIDC_KEY
     from vault.keys import KeyDirectory
 
     settings = get_settings()
     created = KeyDirectory(settings.key_dir).initialise(origin="operator")
-    if ensure_signing_key(settings.key_dir, "operator"):
-        created.append(settings.key_dir / KEY_FILE)
-    from consent.ledger import service as ledger
-
-    if ledger.ensure_signing_key(settings.key_dir, "operator"):
-        created.append(settings.key_dir / ledger.KEY_FILE)
+    for key in (OIDC_KEY, LEDGER_KEY):
+        if key.ensure(settings.key_dir, "operator"):
+            created.append(settings.key_dir / key.filename)
     for path in created:
         typer.echo(f"created {path} (mode 0600)")
     if not created:

@@ -13,8 +13,10 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -185,6 +187,57 @@ class ServiceSecrets:
 
 
 _SECRET_FILES = ("blind-index", "token-hash", "cookie", "webhook")
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyFile:
+    """An asymmetric signing key kept in the key directory like the other keys.
+
+    Created on first use in development (origin "development"); in production only
+    `vrm keys init` creates it, and a development key is refused.
+    """
+
+    filename: str
+    alg: str
+    generate: Callable[[], str]
+    """Returns a new private key in its text form (PEM, base64, ...)."""
+
+    def ensure(self, key_dir: Path, origin: KeyOrigin) -> bool:
+        """Create the key if missing (never overwrites). True when this call created it."""
+        if (key_dir / self.filename).exists():
+            return False
+        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        payload: dict[str, object] = {
+            "key": self.generate(),
+            "alg": self.alg,
+            "origin": origin,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        try:
+            _write_secret_file(key_dir / self.filename, payload)
+        except FileExistsError:
+            return False  # another process created it first
+        return True
+
+    def load(self, key_dir: Path, *, production: bool) -> str:
+        """The private key's text form, checked for mode and origin."""
+        path = key_dir / self.filename
+        if not path.exists():
+            if production:
+                raise KeyManagementError(f"Missing {path}; create it with `vrm keys init`.")
+            self.ensure(key_dir, "development")
+        key, origin = _read_signing_key(path, path.stat().st_mtime)
+        if production and origin == "development":
+            raise KeyManagementError(
+                f"{path} was generated for development; refusing it in production."
+            )
+        return key
+
+
+@lru_cache(maxsize=16)
+def _read_signing_key(path: Path, mtime: float) -> tuple[str, str]:
+    data = _read_secret_file(path)
+    return str(data["key"]), str(data.get("origin", "operator"))
 
 
 class KeyDirectory:

@@ -90,10 +90,6 @@ class Settings(BaseSettings):
         return self.environment == "production"
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def https(self) -> bool:
         return self.base_url.lower().startswith("https://")
 

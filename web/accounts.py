@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
 
 from vault import csrf
 from vault.accounts.dependencies import (
@@ -73,6 +74,44 @@ def signup_form(request: Request, viewer: ViewerDep) -> Response:
     return render(request, "signup.html", {"form": {}})
 
 
+def sign_up_page(
+    request: Request,
+    db: Session,
+    rt: Runtime,
+    *,
+    email: str,
+    password: str,
+    password_confirm: str,
+    role: Role,
+    template: str,
+    welcome: str,
+) -> Response:
+    """Create the account and sign it in, or re-render ``template`` with the messages."""
+    errors: dict[str, str] = {}
+    status = 400
+    if password != password_confirm:
+        errors["password_confirm"] = "The two passwords are not the same."
+    else:
+        svc = AccountService(db, rt)
+        try:
+            account = svc.sign_up(
+                email, password, role=role, client_address=client_address(request, rt)
+            )
+        except VaultError as exc:
+            errors[getattr(exc, "field", None) or "form"] = exc.message
+            status = exc.status_code
+        else:
+            signed = svc.start_session(account)
+            response = RedirectResponse(home_for(account), status_code=303)
+            set_session_cookie(response, signed, rt)
+            csrf.rotate(request)
+            flash(request, response, welcome, "success")
+            return response
+    return render(
+        request, template, {"form": {"email": email[:254]}, "errors": errors}, status_code=status
+    )
+
+
 @router.post("/signup", dependencies=[CSRFChecked])
 def signup_submit(
     request: Request,
@@ -82,36 +121,17 @@ def signup_submit(
     password: FormStr = "",
     password_confirm: FormStr = "",
 ) -> Response:
-    errors: dict[str, str] = {}
-    if password != password_confirm:
-        errors["password_confirm"] = "The two passwords are not the same."
-    svc = AccountService(db, rt)
-    if not errors:
-        try:
-            account = svc.sign_up(email, password, client_address=client_address(request, rt))
-        except VaultError as exc:
-            errors[getattr(exc, "field", None) or "form"] = exc.message
-            status = exc.status_code
-        else:
-            signed = svc.start_session(account)
-            response = RedirectResponse("/profile", status_code=303)
-            set_session_cookie(response, signed, rt)
-            csrf.rotate(request)
-            flash(
-                request,
-                response,
-                "Welcome! Your vault is ready. Everything you add here is "
-                "encrypted with a key of your own.",
-                "success",
-            )
-            return response
-    else:
-        status = 400
-    return render(
+    return sign_up_page(
         request,
-        "signup.html",
-        {"form": {"email": email[:254]}, "errors": errors},
-        status_code=status,
+        db,
+        rt,
+        email=email,
+        password=password,
+        password_confirm=password_confirm,
+        role=Role.INDIVIDUAL,
+        template="signup.html",
+        welcome="Welcome! Your vault is ready. Everything you add here is encrypted with a "
+        "key of your own.",
     )
 
 

@@ -24,14 +24,12 @@ from consent.vendors import (
     register_app,
     update_app,
 )
-from vault import csrf
-from vault.accounts.dependencies import ViewerDep, client_address, set_session_cookie
+from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
-from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import Forbidden, NotFound, VaultError
+from vault.errors import Forbidden, NotFound
 from vault.runtime import Runtime
-from web.accounts import home_for
+from web.accounts import home_for, sign_up_page
 from web.dependencies import CSRFChecked, FormDep, require_account
 from web.templating import flash, render
 
@@ -65,38 +63,16 @@ def vendor_signup_form(request: Request, viewer: ViewerDep) -> Response:
 
 @router.post("/signup/vendor", dependencies=[CSRFChecked])
 def vendor_signup_submit(request: Request, db: DbDep, rt: RuntimeDep, form: FormDep) -> Response:
-    email = _text(form, "email", 300)
-    password = _text(form, "password", 300)
-    errors: dict[str, str] = {}
-    status = 400
-    if password != _text(form, "password_confirm", 300):
-        errors["password_confirm"] = "The two passwords are not the same."
-    else:
-        svc = AccountService(db, rt)
-        try:
-            account = svc.sign_up(
-                email, password, role=Role.VENDOR, client_address=client_address(request, rt)
-            )
-        except VaultError as exc:
-            errors[getattr(exc, "field", None) or "form"] = exc.message
-            status = exc.status_code
-        else:
-            signed = svc.start_session(account)
-            response = RedirectResponse("/console", status_code=303)
-            set_session_cookie(response, signed, rt)
-            csrf.rotate(request)
-            flash(
-                request,
-                response,
-                "Welcome! Your vendor account is ready. Register your first app below.",
-                "success",
-            )
-            return response
-    return render(
+    return sign_up_page(
         request,
-        "signup_vendor.html",
-        {"form": {"email": email[:254]}, "errors": errors},
-        status_code=status,
+        db,
+        rt,
+        email=_text(form, "email", 300),
+        password=_text(form, "password", 300),
+        password_confirm=_text(form, "password_confirm", 300),
+        role=Role.VENDOR,
+        template="signup_vendor.html",
+        welcome="Welcome! Your vendor account is ready. Register your first app below.",
     )
 
 

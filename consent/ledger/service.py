@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import base64
-import json
-import os
-from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
-from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
@@ -19,10 +14,15 @@ from consent.ledger.merkle import SubtreeHash, verify_consistency
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerNode
 from consent.ledger.store import StoredTree
 from vault.base import utcnow
+from vault.keys import SigningKeyFile
 from vault.runtime import Runtime
-from vault.settings import SettingsError
 
-KEY_FILE = "ledger-signing.json"
+KEY = SigningKeyFile(
+    "ledger-signing.json",
+    "Ed25519",
+    lambda: base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode(),
+)
+KEY_FILE = KEY.filename
 
 
 def origin(rt: Runtime) -> str:
@@ -31,46 +31,13 @@ def origin(rt: Runtime) -> str:
     return f"{base}/consent-ledger"
 
 
-def ensure_signing_key(key_dir: Path, key_origin: Literal["development", "operator"]) -> bool:
-    path = key_dir / KEY_FILE
-    if path.exists():
-        return False
-    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    raw = Ed25519PrivateKey.generate().private_bytes_raw()
-    payload = {
-        "key": base64.b64encode(raw).decode(),
-        "alg": "Ed25519",
-        "origin": key_origin,
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh)
-    return True
-
-
 @lru_cache(maxsize=8)
-def _load(path: Path, mtime: float) -> tuple[Ed25519PrivateKey, str]:
-    if path.stat().st_mode & 0o077:
-        raise SettingsError(f"{path} is readable by others; run `chmod 600 {path}`.")
-    data = json.loads(path.read_text())
-    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["key"]))
-    return key, str(data.get("origin", "operator"))
+def _import(text: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(text))
 
 
 def signing_key(rt: Runtime) -> Ed25519PrivateKey:
-    path = rt.settings.key_dir / KEY_FILE
-    if not path.exists():
-        if rt.settings.is_production:
-            raise SettingsError(f"Missing {path}; create it with `vrm keys init`.")
-        ensure_signing_key(rt.settings.key_dir, "development")
-    key, key_origin = _load(path, path.stat().st_mtime)
-    if rt.settings.is_production and key_origin == "development":
-        raise SettingsError(f"{path} was generated for development; refusing it in production.")
-    return key
+    return _import(KEY.load(rt.settings.key_dir, production=rt.settings.is_production))
 
 
 def public_key_text(rt: Runtime) -> str:

@@ -216,3 +216,31 @@ def test_production_accepts_a_generated_database_password(tmp_path: Path) -> Non
         tmp_path, database_url="postgresql://vrm:q8Zr2vLx9TcW4nPe@db.internal:5432/vrm"
     )
     settings.check_production()
+
+
+def test_production_app_refuses_missing_signing_keys(tmp_path: Path) -> None:
+    from vault.app import create_app
+
+    KeyDirectory(tmp_path / "keys").initialise(origin="operator")
+    rt = Runtime.from_settings(production(tmp_path))
+    with pytest.raises(SettingsError, match="vrm keys init"):
+        create_app(runtime=rt)
+    rt.engine.dispose()
+
+
+def test_production_app_refuses_signing_keys_made_for_development(tmp_path: Path) -> None:
+    from consent.ledger.service import KEY as LEDGER_KEY
+    from consent.oidc import KEY as OIDC_KEY
+    from vault.app import create_app
+
+    key_dir = tmp_path / "keys"
+    KeyDirectory(key_dir).initialise(origin="operator")
+    OIDC_KEY.ensure(key_dir, "operator")
+    LEDGER_KEY.ensure(key_dir, "development")
+    rt = Runtime.from_settings(production(tmp_path))
+    with pytest.raises(SettingsError, match=r"ledger-signing\.json was generated for development"):
+        create_app(runtime=rt)
+    LEDGER_KEY.ensure(key_dir, "operator")  # never overwrites an existing key
+    with pytest.raises(SettingsError, match="generated for development"):
+        create_app(runtime=rt)
+    rt.engine.dispose()
