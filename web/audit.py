@@ -173,7 +173,7 @@ def audit_page(
     has_next = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     checkpoint = latest_checkpoint(db)
-    tree = StoredTree(db)
+    tree = StoredTree(db, memoize=True)  # a page's proofs share most of their nodes
     names = vendor_names(db, {r.vendor_id for r in rows if r.vendor_id is not None})
     entries = [
         {

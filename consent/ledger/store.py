@@ -111,15 +111,20 @@ def append(db: Session, event: dict[str, Any], *, now: datetime | None = None) -
 class StoredTree:
     """Perfect-subtree hashes read from storage, for proofs at any size up to the head."""
 
-    def __init__(self, db: Session) -> None:
+    def __init__(self, db: Session, *, memoize: bool = False) -> None:
+        """``memoize`` keeps hashes read for later proofs in this object's life (stored
+        subtrees never change): many proofs over neighbouring entries then share their reads."""
         self.db = db
         self.lookups = 0
+        self._memo: dict[tuple[int, int], bytes] | None = {} if memoize else None
 
     def size(self) -> int:
         head = self.db.get(LedgerHead, HEAD_ID)
         return head.size if head else 0
 
     def subtree(self, level: int, index: int) -> bytes:
+        if self._memo is not None and (level, index) in self._memo:
+            return self._memo[(level, index)]
         self.lookups += 1
         if level == 0:
             found = self.db.scalar(select(LedgerEntry.leaf_hash).where(LedgerEntry.index == index))
@@ -129,6 +134,8 @@ class StoredTree:
             )
         if found is None:
             raise LookupError(f"no stored subtree at level {level}, index {index}")
+        if self._memo is not None:
+            self._memo[(level, index)] = bytes(found)
         return bytes(found)
 
     def root(self, size: int) -> bytes:

@@ -86,3 +86,12 @@ def test_checkpoints_are_signed_batched_and_verifiable(db: Session, rt: Runtime)
     assert second is not None and second.size == first.size + 2
     count = db.scalar(select(func.count()).select_from(LedgerEntry))
     assert count == second.size
+
+
+def test_memoized_proofs_of_neighbouring_entries_share_their_reads(db: Session) -> None:
+    _append(db, 200)
+    size = StoredTree(db).size()
+    plain, memo = StoredTree(db), StoredTree(db, memoize=True)
+    for index in range(size - 50, size):
+        assert memo.inclusion(index, size) == plain.inclusion(index, size)
+    assert memo.lookups < plain.lookups / 3
