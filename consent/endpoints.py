@@ -10,7 +10,12 @@ from fastapi.responses import JSONResponse, Response
 
 from consent import scopes
 from consent.oidc import jwks
-from consent.server import AUTH_METHODS, GRANT_TYPES, VaultAuthorizationServer, VaultRequest
+from consent.server import (
+    AUTH_METHODS,
+    VaultAuthorizationServer,
+    VaultRequest,
+    grant_types_supported,
+)
 from vault.dependencies import DbDep, RuntimeDep
 from vault.runtime import Runtime
 
@@ -61,7 +66,7 @@ def metadata(rt: Runtime) -> dict[str, Any]:
         "scopes_supported": scopes.all_scopes(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": GRANT_TYPES,
+        "grant_types_supported": grant_types_supported(),
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,

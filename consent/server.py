@@ -44,6 +44,22 @@ MAX_NONCE = 255
 ID_TOKEN_SECONDS = 600
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"]
+EXTENSION_GRANTS: dict[str, type[grants.BaseGrant]] = {}
+"""Extension grants (RFC 6749 section 4.5) other packages add, by their absolute-URI type."""
+
+
+def register_extension_grant(grant: type[grants.BaseGrant]) -> None:
+    """Add an extension grant to every authorization server built from now on.
+
+    The grant's ``validate_token_request`` sets ``request.vault_grant`` (the consent grant the
+    tokens point to); ``save_token`` stores the tokens against it.
+    """
+    assert grant.GRANT_TYPE and ":" in grant.GRANT_TYPE, "extension grant types are URIs"
+    EXTENSION_GRANTS[grant.GRANT_TYPE] = grant
+
+
+def grant_types_supported() -> list[str]:
+    return [*GRANT_TYPES, *EXTENSION_GRANTS]
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -128,7 +144,7 @@ class Client(ClientMixin):
     def check_grant_type(self, grant_type: str) -> bool:
         if grant_type == "client_credentials":
             return bool(self.app.vendor_scopes)
-        return grant_type in GRANT_TYPES
+        return grant_type in GRANT_TYPES or grant_type in EXTENSION_GRANTS
 
 
 @dataclass
@@ -489,6 +505,8 @@ class VaultAuthorizationServer(AuthorizationServer):
         self.register_grant(CodeGrant, [S256Only(required=True), VaultOpenIDCode(self)])
         self.register_grant(RefreshGrant)
         self.register_grant(VendorCredentialsGrant)
+        for extension in EXTENSION_GRANTS.values():
+            self.register_grant(extension)
         self.register_endpoint(Revocation(self))
         self.register_endpoint(Introspection(self))
 
@@ -517,6 +535,8 @@ class VaultAuthorizationServer(AuthorizationServer):
             old: OAuthToken = request.refresh_token.row
             grant = self.db.get(Grant, old.grant_id) if old.grant_id else None
             family_id = old.family_id
+        elif grant_type in EXTENSION_GRANTS:
+            grant = request.vault_grant
         row = service.issue(
             client.app,
             token.get("scope", ""),

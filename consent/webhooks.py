@@ -44,7 +44,17 @@ from consent.models import VendorApp, WebhookAttempt, WebhookMessage
 from vault.base import utcnow
 from vault.runtime import Runtime
 
-EVENT_TYPES: Final = frozenset({"consent.granted", "consent.changed", "consent.revoked"})
+EVENT_TYPES: Final = frozenset(
+    {
+        "consent.granted",
+        "consent.changed",
+        "consent.revoked",
+        "offer.accepted",
+        "offer.declined",
+        "offer.lapsed",
+        "intent.withdrawn",
+    }
+)
 
 MAX_ATTEMPTS: Final = 10
 """After this many failed attempts a message is abandoned (about three and a half days)."""

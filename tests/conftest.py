@@ -30,6 +30,8 @@ from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vault.settings import Settings
 
+pytest_plugins = ["tests.webhook_receiver"]
+
 PG_ADMIN_URL = os.environ.get("VRM_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("VRM_REQUIRE_POSTGRES") == "1"
 RUN_ID = os.environ.get("VRM_TEST_RUN_ID") or uuid.uuid4().hex[:8]

@@ -55,9 +55,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from consent.endpoints import router as consent_router
     from consent.ledger.endpoints import router as audit_router
     from consent.registration import router as registration_router
-    from intents.endpoints import router as intents_router
+    from consent.server import register_extension_grant
+    from intents.tokens import AcceptedOfferGrant
     from vault.profile.endpoints import router as profile_router
     from vendor_api.endpoints import router as vendor_router
+    from vendor_api.intents import router as vendor_intents_router
     from vendor_api.userinfo import router as userinfo_router
     from web.accounts import sign_in_required
     from web.dependencies import SignInRequired
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
+    register_extension_grant(AcceptedOfferGrant)
     from consent.ledger.service import signing_key as ledger_signing_key
     from consent.oidc import signing_key
 
@@ -151,8 +154,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         profile_router,
         consent_router,
         registration_router,
-        intents_router,
         vendor_router,
+        vendor_intents_router,
         userinfo_router,
         audit_router,
     ):

@@ -265,11 +265,16 @@ def worker(
 
     def sweep(rt: Runtime) -> None:
         from consent.ledger.service import InconsistentLedger, create_checkpoint
+        from intents.service import IntentService
 
         with rt.sessions() as session, session.begin():
             expired = GrantService(session, rt).expire_due()
         if expired:
             typer.echo(f"{expired} expired grants ended; their vendors will be told")
+        with rt.sessions() as session, session.begin():
+            closed = IntentService(session, rt).expire_due()
+        if closed:
+            typer.echo(f"{closed} intents reached their closing date; their offers lapsed")
         try:
             with rt.sessions() as session, session.begin():
                 signed = create_checkpoint(session, rt)

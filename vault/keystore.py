@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,6 +69,26 @@ class KeyStore:
         key = DataKey(id=record.id, owner_id=owner_id, material=material)
         self._cache()[owner_id] = key
         return key
+
+    def preload(self, owner_ids: Iterable[uuid.UUID]) -> None:
+        """Open several owners' data keys with one query (a page of many owners' rows).
+
+        Owners without a key are skipped; decrypting their values then fails as usual.
+        """
+        cache = self._cache()
+        wanted = {owner for owner in owner_ids if owner not in cache}
+        if not wanted:
+            return
+        for record in self.session.scalars(
+            select(DataKeyRecord).where(DataKeyRecord.owner_id.in_(wanted))
+        ):
+            material = self.provider.unwrap(
+                WrappedKey(record.kek_id, record.wrapped),
+                wrap_associated_data(record.id, record.owner_id),
+            )
+            cache[record.owner_id] = DataKey(
+                id=record.id, owner_id=record.owner_id, material=material
+            )
 
     def encrypt(self, binding: Binding, plaintext: bytes) -> bytes:
         return self.for_owner(binding.owner_id).encrypt(plaintext, binding)

@@ -17,10 +17,12 @@ from consent.models import (
     WebhookAttempt,
     WebhookMessage,
 )
+from intents.models import Intent, IntentBlock, Offer
 from vault.accounts.models import Account, AccountSession, SignInThrottle
 from vault.base import Base
 from vault.keystore import DataKeyRecord
 from vault.profile.models import ProfileField
+from vendor_api.models import RateLimitWindow
 
 __all__ = [
     "AccessLogEntry",
@@ -31,13 +33,17 @@ __all__ = [
     "ConsentEvent",
     "DataKeyRecord",
     "Grant",
+    "Intent",
+    "IntentBlock",
     "LedgerCheckpoint",
     "LedgerEntry",
     "LedgerHead",
     "LedgerNode",
     "LedgerSubject",
     "OAuthToken",
+    "Offer",
     "ProfileField",
+    "RateLimitWindow",
     "SignInThrottle",
     "VendorApp",
     "WebhookAttempt",

@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    vendor_reads_per_minute: int = Field(
+        default=600,
+        ge=1,
+        le=1_000_000,
+        description="Vendor API GET requests one app may make per minute before 429.",
+    )
+    vendor_writes_per_minute: int = Field(
+        default=120,
+        ge=1,
+        le=1_000_000,
+        description="Vendor API POST, PATCH and DELETE requests one app may make per minute.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For is believed.",

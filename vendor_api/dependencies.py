@@ -1,14 +1,17 @@
-"""Typed dependencies of the vendor API: the bearer access token and what it stands for."""
+"""Typed dependencies of the vendor API: the bearer access token, its rate limit, its scopes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from consent.tokens import TokenContext, TokenService
-from vault.dependencies import DbDep, RuntimeDep
+from vault.dependencies import RuntimeDep
+from vault.errors import Forbidden, TooManyRequests
+from vendor_api import ratelimit
 from vendor_api.errors import InsufficientScope, InvalidToken
 
 bearer_scheme = HTTPBearer(
@@ -18,19 +21,42 @@ bearer_scheme = HTTPBearer(
 )
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
+INTENT_AGREEMENT = "intent-sharing"
 
-def access_token(credentials: Credentials, db: DbDep, rt: RuntimeDep) -> TokenContext:
-    """The live token in ``Authorization: Bearer``; anything else is 401 ``invalid_token``."""
+
+def access_token(
+    request: Request, response: Response, credentials: Credentials, rt: RuntimeDep
+) -> TokenContext:
+    """The live token in ``Authorization: Bearer``, counted against its app's rate limit.
+
+    Anything but a live token is 401 ``invalid_token``; an app over its limit is 429 with
+    ``Retry-After``. The lookup and the count commit in their own short transaction before
+    the request's own work begins, so a request that fails afterwards still counts.
+    """
     if credentials is None:
         raise InvalidToken(
             "Send an access token in the Authorization header: 'Bearer <token>'.", missing=True
         )
-    ctx = TokenService(db, rt).validate_access_token(credentials.credentials)
-    if ctx is None:
-        raise InvalidToken(
-            "The access token is unknown, expired or revoked, or the individual's permission "
-            "has ended. Get a new token."
+    bucket = ratelimit.bucket_for(request.method)
+    limit = ratelimit.limit_for(rt.settings, bucket)
+    with rt.sessions() as db, db.begin():
+        ctx = TokenService(db, rt).validate_access_token(credentials.credentials)
+        if ctx is None:
+            raise InvalidToken(
+                "The access token is unknown, expired or revoked, or the individual's "
+                "permission has ended. Get a new token."
+            )
+        usage = ratelimit.hit(db, ctx.app.id, bucket, limit)
+    headers = usage.headers()
+    if usage.exceeded:
+        kind = "reads (GET)" if bucket == ratelimit.READ else "writes (POST, PATCH, DELETE)"
+        raise TooManyRequests(
+            f"Your app made more than {limit} {kind} this minute. Try again in "
+            f"{usage.reset_seconds()} seconds.",
+            code="rate_limited",
+            headers={**headers, "Retry-After": str(usage.reset_seconds())},
         )
+    response.headers.update(headers)
     return ctx
 
 
@@ -49,3 +75,29 @@ def individual_token(ctx: TokenDep) -> TokenContext:
 
 
 IndividualTokenDep = Annotated[TokenContext, Depends(individual_token)]
+
+
+def app_token(scope: str) -> Callable[[TokenContext], TokenContext]:
+    """A dependency: the app's own token (client credentials) carrying ``scope``, for an app
+    that accepts the intent-sharing agreement (the terms intents are published under)."""
+
+    def check(ctx: TokenDep) -> TokenContext:
+        if ctx.grant is not None or scope not in ctx.scopes:
+            raise InsufficientScope(
+                f"This needs your app's own token with the {scope} scope: use the client "
+                f"credentials grant with scope={scope}.",
+                scope=scope,
+            )
+        if INTENT_AGREEMENT not in ctx.app.accepted_agreements:
+            raise Forbidden(
+                "Intents are shared only with apps that accept the intent-sharing agreement "
+                "(/terms/intent-sharing). Add it to your app in the developer console.",
+                code="agreement_required",
+            )
+        return ctx
+
+    return check
+
+
+IntentsReader = Annotated[TokenContext, Depends(app_token("intents:read"))]
+OffersWriter = Annotated[TokenContext, Depends(app_token("offers:write"))]

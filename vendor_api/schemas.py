@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class VendorProfileOut(BaseModel):
@@ -30,3 +30,111 @@ class ReceiptOut(BaseModel):
         description="Compact JWS (EdDSA) over the receipt JSON; verify offline with the vault's "
         "ledger public key."
     )
+
+
+# -- intents and offers -----------------------------------------------------------------------
+
+Amount = str | int | float
+
+
+class CategoryOut(BaseModel):
+    id: str = Field(examples=["electronics.laptops"])
+    label: str
+
+
+class CategoryTreeOut(BaseModel):
+    id: str = Field(examples=["electronics"])
+    label: str
+    children: list[CategoryOut]
+
+
+class OfferOut(BaseModel):
+    """One of your app's offers."""
+
+    id: str
+    intent_id: str
+    owner: str = Field(description="The intent owner's pseudonym for your app.")
+    status: str = Field(
+        description="`live`, `expired` (live but past valid_until), `withdrawn` (by you), "
+        "`accepted`, `declined` or `lapsed` (the intent closed without it)."
+    )
+    price: str = Field(description="Decimal string in the intent's currency.", examples=["849.00"])
+    currency: str = Field(examples=["EUR"])
+    message: str
+    valid_until: datetime
+    created_at: datetime
+    updated_at: datetime
+    decided_at: datetime | None
+    lapse_reason: str | None = Field(
+        description="For lapsed offers: `another_offer_accepted`, `intent_withdrawn`, "
+        "`intent_expired` or `intent_unavailable`."
+    )
+    grant_id: str | None = Field(
+        description="Accepted with shared fields: the grant that lets you read them."
+    )
+    shared_fields: list[str] = Field(
+        description="Accepted: the profile scopes the individual shared with you."
+    )
+    tokens_claimed: bool = Field(
+        description="Whether the accepted offer was already exchanged for tokens (once only)."
+    )
+
+
+class IntentOut(BaseModel):
+    """An open purchase intent. The owner appears only as a pseudonym for your app."""
+
+    id: str
+    owner: str = Field(
+        description="Pseudonym of the intent's owner: the same on every intent of that "
+        "individual for your app, different for every other app. Never their identity."
+    )
+    category: str = Field(examples=["sports.bicycles"])
+    category_label: str = Field(examples=["Sports and outdoors > Bicycles"])
+    title: str
+    description: str
+    quantity: int
+    max_budget: str = Field(description="Decimal string.", examples=["900.00"])
+    currency: str = Field(examples=["EUR"])
+    country: str | None = Field(description="ISO 3166-1 alpha-2, or null.")
+    city: str | None
+    online: bool = Field(description="Delivery or an online service is fine.")
+    needed_by: date | None
+    expires_at: datetime
+    published_at: datetime
+    your_offer: OfferOut | None = Field(description="Your app's offer on it, if any.")
+
+
+class IntentPage(BaseModel):
+    data: list[IntentOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class OfferPage(BaseModel):
+    data: list[OfferOut]
+    next_cursor: str | None
+
+
+class OfferCreate(BaseModel):
+    """An offer. A second offer from your app on the same intent replaces the first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price: Amount = Field(description="Decimal string (or number).", examples=["849.00"])
+    currency: str = Field(description="Must be the intent's currency.", examples=["EUR"])
+    message: str | None = Field(default=None, description="Up to 2,000 characters.")
+    valid_until: str | datetime = Field(
+        description="ISO 8601 with a time zone, in the future, at most 180 days ahead.",
+        examples=["2027-01-15T18:00:00Z"],
+    )
+
+
+class OfferUpdate(BaseModel):
+    """Change a live offer: any of price, message and valid_until."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price: Amount | None = None
+    message: str | None = None
+    valid_until: str | datetime | None = None

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -19,9 +18,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from consent.webhooks import (
     webhook_url_problem,
 )
 from tests.vault.conftest import Deployment, make_settings
+from tests.webhook_receiver import Received, Receiver
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.runtime import Runtime
@@ -51,73 +50,6 @@ from vault.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GRANT_DATA = {"grant_id": "7a0c0b8e-0000-4000-8000-000000000001", "fields": ["email"]}
-
-
-# -- A real receiver --------------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """An HTTP endpoint on 127.0.0.1 that records requests and answers as it is told."""
-
-    url: str
-    requests: list[Received] = field(default_factory=list)
-    answers: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
-    default: int = 200
-    delay: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def answer(self, *statuses: int) -> None:
-        for status in statuses:
-            self.answers.put(status)
-
-    def next_status(self) -> int:
-        try:
-            return self.answers.get_nowait()
-        except queue.Empty:
-            return self.default
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    box: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            recv = box[0]
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            if recv.delay:
-                time.sleep(recv.delay)
-            with recv.lock:
-                recv.requests.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                )
-            status = recv.next_status()
-            self.send_response(status)
-            if 300 <= status < 400:
-                self.send_header("location", f"{recv.url}/elsewhere")
-            self.send_header("content-length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Receiver(url=f"http://127.0.0.1:{server.server_port}/hooks"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield box[0]
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 # -- Helpers ----------------------------------------------------------------------------------

@@ -1,5 +1,0 @@
-"""Routes of the intents domain."""
-
-from fastapi import APIRouter
-
-router = APIRouter(tags=["intents"])

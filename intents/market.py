@@ -1,0 +1,358 @@
+"""The vendors' side of intents: list what is open to them, answer with offers.
+
+What a vendor app sees, and nothing more: intents that are published, open and not past their
+closing time, whose owner's account is active and has not blocked the app. Never a draft, a
+withdrawn, closed or expired intent, an intent of an erased individual, nor another app's
+offers. Each intent shows its owner as a pseudonym stable for this app and different for any
+other (:mod:`intents.pseudonyms`).
+
+Listings are keyset-paginated in a stable order (newest published first, then id), so a page
+costs the same at any depth and at any table size: the partial indexes over open intents
+(``ix_intents_open_*``) are read in order and stop after one page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from consent.models import VendorApp
+from intents import taxonomy
+from intents.errors import IntentClosed, OfferNotLive
+from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
+from intents.rules import parse_offer
+from intents.service import binding
+from vault.accounts.models import Account, AccountStatus
+from vault.base import utcnow
+from vault.errors import Conflict, InvalidInput, NotFound
+from vault.keystore import KeyStore
+from vault.runtime import Runtime
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class IntentFilters:
+    category: taxonomy.Category | None = None
+    country: str | None = None
+    city: str | None = None
+    online: bool | None = None
+    currency: str | None = None
+    budget_min: int | None = None
+    budget_max: int | None = None
+    needed_before: date | None = None
+    published_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VendorIntent:
+    intent: Intent
+    title: str
+    description: str
+    pseudonym: str
+    own_offer: Offer | None
+
+
+def encode_cursor(moment: datetime, row_id: uuid.UUID) -> str:
+    raw = f"{moment.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    problem = InvalidInput(
+        "The cursor is not one this API gave out; pass next_cursor from the previous page "
+        "unchanged.",
+        field="cursor",
+    )
+    if len(cursor) > 200:
+        raise problem
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment_text, _, id_text = raw.partition("|")
+        moment = datetime.fromisoformat(moment_text)
+        row_id = uuid.UUID(id_text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise problem from None
+    if moment.tzinfo is None:
+        raise problem
+    return moment, row_id
+
+
+def page_size(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit is between 1 and {MAX_PAGE}.", field="limit")
+    return limit
+
+
+class Market:
+    """One vendor app's view of the intents and its own offers."""
+
+    def __init__(self, db: Session, rt: Runtime, app: VendorApp) -> None:
+        self.db = db
+        self.rt = rt
+        self.app = app
+
+    # -- what this app may see ----------------------------------------------------------------
+
+    def _visible(self, now: datetime) -> list[ColumnElement[bool]]:
+        blocked = exists().where(
+            IntentBlock.owner_id == Intent.owner_id, IntentBlock.app_id == self.app.id
+        )
+        owner_active = exists().where(
+            Account.id == Intent.owner_id, Account.status == AccountStatus.ACTIVE
+        )
+        return [
+            Intent.status == IntentStatus.OPEN,
+            Intent.expires_at > now,
+            Intent.published_at.is_not(None),
+            owner_active,
+            ~blocked,
+        ]
+
+    def _filters(self, f: IntentFilters) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if f.category is not None:
+            where.append(Intent.category_root == f.category.root)
+            if not f.category.is_root:
+                where.append(Intent.category == f.category.id)
+        if f.country is not None:
+            where.append(Intent.country == f.country)
+        if f.city is not None:
+            where.append(Intent.city == f.city)
+        if f.online is not None:
+            where.append(Intent.online.is_(f.online))
+        if f.currency is not None:
+            where.append(Intent.currency == f.currency)
+        if f.budget_min is not None:
+            where.append(Intent.budget_minor >= f.budget_min)
+        if f.budget_max is not None:
+            where.append(Intent.budget_minor <= f.budget_max)
+        if f.needed_before is not None:
+            where.append(Intent.needed_by <= f.needed_before)
+        if f.published_since is not None:
+            where.append(Intent.published_at >= f.published_since)
+        return where
+
+    def _views(self, intents: list[Intent]) -> list[VendorIntent]:
+        from intents.pseudonyms import owner_pseudonym
+
+        keys = KeyStore(self.db, self.rt.keys)
+        keys.preload({i.owner_id for i in intents})
+        own: dict[uuid.UUID, Offer] = {}
+        if intents:
+            own = {
+                o.intent_id: o
+                for o in self.db.scalars(
+                    select(Offer).where(
+                        Offer.app_id == self.app.id, Offer.intent_id.in_([i.id for i in intents])
+                    )
+                )
+            }
+        return [
+            VendorIntent(
+                intent=i,
+                title=keys.decrypt(binding(i, "title_ct"), i.title_ct).decode(),
+                description=keys.decrypt(binding(i, "description_ct"), i.description_ct).decode(),
+                pseudonym=owner_pseudonym(self.rt, self.app.id, i.owner_id),
+                own_offer=own.get(i.id),
+            )
+            for i in intents
+        ]
+
+    def list_intents(
+        self, filters: IntentFilters, *, cursor: str | None = None, limit: int | None = None
+    ) -> tuple[list[VendorIntent], str | None]:
+        """One page of open intents, newest published first; the cursor of the next page."""
+        size = page_size(limit)
+        now = utcnow()
+        query = select(Intent).where(*self._visible(now), *self._filters(filters))
+        if cursor:
+            moment, row_id = decode_cursor(cursor)
+            query = query.where(tuple_(Intent.published_at, Intent.id) < tuple_(moment, row_id))
+        rows = list(
+            self.db.scalars(
+                query.order_by(Intent.published_at.desc(), Intent.id.desc()).limit(size + 1)
+            )
+        )
+        next_cursor = None
+        if len(rows) > size:
+            rows = rows[:size]
+            last = rows[-1]
+            assert last.published_at is not None
+            next_cursor = encode_cursor(last.published_at, last.id)
+        return self._views(rows), next_cursor
+
+    def _find(self, intent_id: uuid.UUID, *, lock: bool = False) -> Intent:
+        """The intent if this app may see it now; 404 otherwise (never saying why)."""
+        query = select(Intent).where(Intent.id == intent_id, *self._visible(utcnow()))
+        if lock:
+            query = query.with_for_update(of=Intent)
+        intent = self.db.scalars(query).one_or_none()
+        if intent is None:
+            raise NotFound("There is no open intent with this id.")
+        return intent
+
+    def intent(self, intent_id: uuid.UUID) -> VendorIntent:
+        return self._views([self._find(intent_id)])[0]
+
+    def _closed_to_offers(self, intent_id: uuid.UUID) -> None:
+        """For an intent this app cannot see: 409 if it once could (it closed), else 404."""
+        row = self.db.execute(
+            select(Intent.status, Intent.published_at, Intent.owner_id).where(
+                Intent.id == intent_id
+            )
+        ).first()
+        if row is None or row.published_at is None:
+            raise NotFound("There is no open intent with this id.")
+        blocked = self.db.get(IntentBlock, (row.owner_id, self.app.id))
+        if blocked is not None:
+            raise NotFound("There is no open intent with this id.")
+        owner = self.db.get(Account, row.owner_id)
+        if owner is None or owner.status != AccountStatus.ACTIVE:
+            raise NotFound("There is no open intent with this id.")
+        raise IntentClosed("This intent is closed: it no longer takes offers.")
+
+    # -- offers -------------------------------------------------------------------------------
+
+    def make_offer(self, intent_id: uuid.UUID, raw: dict[str, Any]) -> tuple[Offer, bool]:
+        """Offer on an open intent, replacing this app's live or withdrawn offer on it.
+
+        Returns the offer and whether it is new. The intent row is locked, so an offer and
+        an acceptance never cross.
+        """
+        try:
+            intent = self._find(intent_id, lock=True)
+        except NotFound:
+            self._closed_to_offers(intent_id)
+            raise
+        now = utcnow()
+        clean = parse_offer(raw, intent.currency, now=now)
+        offer = self.db.scalars(
+            select(Offer).where(Offer.intent_id == intent.id, Offer.app_id == self.app.id)
+        ).one_or_none()
+        if offer is None:
+            offer = Offer(
+                id=uuid.uuid4(),
+                intent_id=intent.id,
+                app_id=self.app.id,
+                status=OfferStatus.LIVE,
+                currency=intent.currency,
+                **clean,
+            )
+            self.db.add(offer)
+            self.db.flush()
+            return offer, True
+        if offer.status == OfferStatus.DECLINED:
+            raise Conflict(
+                "The individual declined your offer on this intent; it takes no new offer "
+                "from you.",
+                code="offer_declined",
+            )
+        if offer.status not in (OfferStatus.LIVE, OfferStatus.WITHDRAWN):
+            raise OfferNotLive(f"Your offer on this intent was {offer.status}.")
+        for column, value in clean.items():
+            setattr(offer, column, value)
+        offer.status = OfferStatus.LIVE
+        offer.decided_at = None
+        offer.updated_at = now
+        self.db.flush()
+        return offer, False
+
+    def _own(self, offer_id: uuid.UUID) -> Offer:
+        offer = self.db.scalars(
+            select(Offer).where(Offer.id == offer_id, Offer.app_id == self.app.id)
+        ).one_or_none()
+        if offer is None:
+            raise NotFound("Your app has no offer with this id.")
+        return offer
+
+    def offer(self, offer_id: uuid.UUID) -> tuple[Offer, str]:
+        """One of this app's offers and the pseudonym of the intent's owner."""
+        from intents.pseudonyms import owner_pseudonym
+
+        offer = self._own(offer_id)
+        owner_id = self.db.scalar(select(Intent.owner_id).where(Intent.id == offer.intent_id))
+        assert owner_id is not None
+        return offer, owner_pseudonym(self.rt, self.app.id, owner_id)
+
+    def offers(
+        self, *, status: str | None = None, cursor: str | None = None, limit: int | None = None
+    ) -> tuple[list[tuple[Offer, str]], str | None]:
+        """This app's offers, newest first, each with its owner's pseudonym."""
+        from intents.pseudonyms import owner_pseudonym
+
+        size = page_size(limit)
+        query = (
+            select(Offer, Intent.owner_id)
+            .join(Intent, Intent.id == Offer.intent_id)
+            .where(Offer.app_id == self.app.id)
+        )
+        if status is not None:
+            if status == "expired":
+                query = query.where(Offer.status == OfferStatus.LIVE, Offer.valid_until <= utcnow())
+            elif status in set(OfferStatus):
+                query = query.where(Offer.status == status)
+                if status == OfferStatus.LIVE:
+                    query = query.where(Offer.valid_until > utcnow())
+            else:
+                raise InvalidInput(
+                    "status is one of live, expired, withdrawn, accepted, declined, lapsed.",
+                    field="status",
+                )
+        if cursor:
+            moment, row_id = decode_cursor(cursor)
+            query = query.where(tuple_(Offer.created_at, Offer.id) < tuple_(moment, row_id))
+        rows = self.db.execute(
+            query.order_by(Offer.created_at.desc(), Offer.id.desc()).limit(size + 1)
+        ).all()
+        next_cursor = None
+        if len(rows) > size:
+            rows = rows[:size]
+            next_cursor = encode_cursor(rows[-1][0].created_at, rows[-1][0].id)
+        return [
+            (offer, owner_pseudonym(self.rt, self.app.id, owner_id)) for offer, owner_id in rows
+        ], next_cursor
+
+    def update_offer(self, offer_id: uuid.UUID, raw: dict[str, Any]) -> Offer:
+        """Change a live offer's price, message or validity (the intent must still be open)."""
+        offer = self._own(offer_id)
+        if offer.status != OfferStatus.LIVE:
+            raise OfferNotLive(f"This offer was {offer.status}; it can no longer be changed.")
+        try:
+            intent = self._find(offer.intent_id, lock=True)
+        except NotFound:
+            raise IntentClosed("This intent is closed: its offers can no longer change.") from None
+        self.db.refresh(offer)
+        if offer.status != OfferStatus.LIVE:
+            raise OfferNotLive(f"This offer was {offer.status}; it can no longer be changed.")
+        clean = parse_offer(raw, intent.currency, now=utcnow(), partial=True)
+        for column, value in clean.items():
+            setattr(offer, column, value)
+        offer.updated_at = utcnow()
+        self.db.flush()
+        return offer
+
+    def withdraw_offer(self, offer_id: uuid.UUID) -> Offer:
+        offer = self._own(offer_id)
+        if offer.status != OfferStatus.LIVE:
+            raise OfferNotLive(f"This offer was {offer.status}; there is nothing to withdraw.")
+        withdrawn = self.db.execute(
+            update(Offer)
+            .where(Offer.id == offer.id, Offer.status == OfferStatus.LIVE)
+            .values(status=OfferStatus.WITHDRAWN, decided_at=utcnow(), updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if withdrawn.rowcount != 1:  # type: ignore[attr-defined]
+            raise OfferNotLive("This offer was decided a moment ago; nothing was withdrawn.")
+        self.db.refresh(offer)
+        return offer

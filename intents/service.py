@@ -1,0 +1,517 @@
+"""The individual's side of intents: write, publish, withdraw, compare offers, accept, block.
+
+Every change that a vendor must learn of (an accepted, declined or lapsed offer, a withdrawn
+intent) queues its webhook in the same transaction. Accepting an offer closes the intent with
+a conditional ``UPDATE ... WHERE status = 'open'``, so of two parallel acceptances exactly one
+wins; sharing fields on acceptance creates an ordinary grant (ledger entry, receipt, webhook).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from consent import scopes
+from consent.grants import DEFAULT_DURATION, DURATIONS, Decision, GrantService
+from consent.models import Grant, VendorApp
+from consent.terms import AGREEMENTS, Agreement, agreement_for
+from intents import taxonomy
+from intents.errors import IntentClosed, OfferNotLive
+from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
+from intents.notify import offer_event
+from intents.rules import CleanIntent
+from vault.accounts.models import Account
+from vault.base import utcnow
+from vault.crypto import Binding
+from vault.errors import InvalidInput, NotFound
+from vault.keystore import KeyStore
+from vault.profile.catalogue import FIELDS
+from vault.runtime import Runtime
+
+_TABLE = Intent.__tablename__
+INTENT_AGREEMENT = "intent-sharing"
+"""The standard agreement under which intents are shown to vendors."""
+SORTS = ("price", "valid_until", "received")
+
+
+def binding(intent: Intent, column: str) -> Binding:
+    return Binding(intent.owner_id, _TABLE, column, intent.id)
+
+
+def effective_status(intent: Intent, now: datetime | None = None) -> str:
+    """An open intent past its closing time is expired, even before the worker notices."""
+    if intent.status == IntentStatus.OPEN and intent.expires_at <= (now or utcnow()):
+        return IntentStatus.EXPIRED
+    return intent.status
+
+
+def offer_status(offer: Offer, now: datetime | None = None) -> str:
+    """``expired`` for a live offer past its validity; otherwise the stored status."""
+    if offer.status == OfferStatus.LIVE and offer.valid_until <= (now or utcnow()):
+        return "expired"
+    return offer.status
+
+
+@dataclass
+class IntentView:
+    intent: Intent
+    title: str
+    description: str
+    category: taxonomy.Category
+    status: str
+    live_offers: int = 0
+
+
+@dataclass
+class OfferView:
+    offer: Offer
+    app: VendorApp
+    status: str
+    agreements: list[Agreement] = field(default_factory=list)
+    over_budget: bool = False
+
+
+def choose_agreement(account: Account, app: VendorApp) -> Agreement:
+    """The agreement a grant made on acceptance records: the individual's own if the app
+    accepts it, else intent sharing (which every app that sees intents accepts)."""
+    preferred = agreement_for(account)
+    if preferred.id in app.accepted_agreements:
+        return preferred
+    if INTENT_AGREEMENT in app.accepted_agreements:
+        return AGREEMENTS[INTENT_AGREEMENT]
+    for agreement_id in app.accepted_agreements:
+        if agreement_id in AGREEMENTS:
+            return AGREEMENTS[agreement_id]
+    return AGREEMENTS[INTENT_AGREEMENT]
+
+
+def acceptance_text_hash(app: VendorApp, fields: list[str], agreement: Agreement) -> str:
+    """SHA-256 of what the acceptance screen stated (no profile value), for the ledger."""
+    lines = [
+        "VRM Vault offer acceptance v1",
+        f"vendor: {app.name}",
+        f"purpose: {app.purpose}",
+        "fields: " + ", ".join(FIELDS[key].label for key in fields),
+        f"agreement: {agreement.id} v{agreement.version}",
+        "durations: " + ", ".join(label for label, _ in DURATIONS.values()),
+    ]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+class IntentService:
+    def __init__(self, db: Session, rt: Runtime) -> None:
+        self.db = db
+        self.rt = rt
+        self.keys = KeyStore(db, rt.keys)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _decrypt(self, intent: Intent, column: str) -> str:
+        return self.keys.decrypt(binding(intent, column), getattr(intent, column)).decode()
+
+    def _view(self, intent: Intent, live_offers: int = 0) -> IntentView:
+        return IntentView(
+            intent=intent,
+            title=self._decrypt(intent, "title_ct"),
+            description=self._decrypt(intent, "description_ct"),
+            category=taxonomy.CATEGORIES.get(intent.category)
+            or taxonomy.Category(intent.category, intent.category, intent.category_root, ""),
+            status=effective_status(intent),
+            live_offers=live_offers,
+        )
+
+    def owned(self, owner_id: uuid.UUID, intent_id: uuid.UUID, *, lock: bool = False) -> Intent:
+        query = select(Intent).where(Intent.id == intent_id, Intent.owner_id == owner_id)
+        if lock:
+            query = query.with_for_update()
+        intent = self.db.scalars(query).one_or_none()
+        if intent is None:
+            raise NotFound("There is no such intent.")
+        return intent
+
+    def mine(self, owner_id: uuid.UUID) -> list[IntentView]:
+        """Every intent of this individual, newest first, with its count of live offers."""
+        intents = list(
+            self.db.scalars(
+                select(Intent)
+                .where(Intent.owner_id == owner_id)
+                .order_by(Intent.created_at.desc(), Intent.id)
+            )
+        )
+        counts = dict(
+            self.db.execute(
+                select(Offer.intent_id, func.count())
+                .join(Intent, Intent.id == Offer.intent_id)
+                .where(Intent.owner_id == owner_id, Offer.status == OfferStatus.LIVE)
+                .group_by(Offer.intent_id)
+            ).all()
+        )
+        return [self._view(i, int(counts.get(i.id, 0))) for i in intents]
+
+    def view(self, owner_id: uuid.UUID, intent_id: uuid.UUID) -> IntentView:
+        return self._view(self.owned(owner_id, intent_id))
+
+    def offers(
+        self, owner_id: uuid.UUID, intent_id: uuid.UUID, sort: str = "price"
+    ) -> list[OfferView]:
+        """The offers on one of this individual's intents (never withdrawn ones), sorted."""
+        intent = self.owned(owner_id, intent_id)
+        rows = self.db.execute(
+            select(Offer, VendorApp)
+            .join(VendorApp, VendorApp.id == Offer.app_id)
+            .where(Offer.intent_id == intent.id, Offer.status != OfferStatus.WITHDRAWN)
+        ).all()
+        now = utcnow()
+        views = [
+            OfferView(
+                offer=offer,
+                app=app,
+                status=offer_status(offer, now),
+                agreements=[AGREEMENTS[a] for a in app.accepted_agreements if a in AGREEMENTS],
+                over_budget=offer.price_minor > intent.budget_minor,
+            )
+            for offer, app in rows
+        ]
+        if sort == "valid_until":
+            views.sort(key=lambda v: (v.offer.valid_until, v.offer.price_minor), reverse=True)
+        elif sort == "received":
+            views.sort(key=lambda v: v.offer.created_at, reverse=True)
+        else:
+            views.sort(key=lambda v: (v.offer.price_minor, v.offer.created_at))
+        # Offers still open to a decision first, whatever the sort.
+        views.sort(key=lambda v: v.status != OfferStatus.LIVE)
+        return views
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _fill(self, intent: Intent, clean: CleanIntent) -> None:
+        intent.category = clean.category.id
+        intent.category_root = clean.category.root
+        intent.title_ct = self.keys.encrypt(binding(intent, "title_ct"), clean.title.encode())
+        intent.description_ct = self.keys.encrypt(
+            binding(intent, "description_ct"), clean.description.encode()
+        )
+        intent.quantity = clean.quantity
+        intent.budget_minor = clean.budget_minor
+        intent.currency = clean.currency
+        intent.country = clean.country
+        intent.city = clean.city
+        intent.online = clean.online
+        intent.needed_by = clean.needed_by
+        intent.expires_at = clean.expires_at
+
+    def create(self, owner: Account, clean: CleanIntent, *, publish: bool = False) -> Intent:
+        intent = Intent(id=uuid.uuid4(), owner_id=owner.id, status=IntentStatus.DRAFT)
+        self._fill(intent, clean)
+        if publish:
+            intent.status = IntentStatus.OPEN
+            intent.published_at = utcnow()
+        self.db.add(intent)
+        self.db.flush()
+        return intent
+
+    def update(self, owner: Account, intent_id: uuid.UUID, clean: CleanIntent) -> Intent:
+        """Edit a draft or an open intent; live offers stay (vendors may replace them)."""
+        intent = self.owned(owner.id, intent_id, lock=True)
+        if effective_status(intent) not in (IntentStatus.DRAFT, IntentStatus.OPEN):
+            raise IntentClosed("This intent is closed; it can no longer be changed.")
+        if intent.status == IntentStatus.OPEN:
+            live_currency = self.db.scalar(
+                select(Offer.currency)
+                .where(Offer.intent_id == intent.id, Offer.status == OfferStatus.LIVE)
+                .limit(1)
+            )
+            if live_currency is not None and live_currency != clean.currency:
+                raise InvalidInput(
+                    f"Vendors have offered in {live_currency}; the currency can change only "
+                    "while no offer is waiting for your decision.",
+                    field="currency",
+                )
+        self._fill(intent, clean)
+        self.db.flush()
+        return intent
+
+    def publish(self, owner: Account, intent_id: uuid.UUID) -> Intent:
+        intent = self.owned(owner.id, intent_id, lock=True)
+        if intent.status == IntentStatus.OPEN:
+            return intent
+        if intent.status != IntentStatus.DRAFT:
+            raise IntentClosed("Only a draft can be published.")
+        if intent.expires_at <= utcnow():
+            raise InvalidInput(
+                "The closing date of this draft has passed; edit it and choose a new one.",
+                field="expires_on",
+            )
+        intent.status = IntentStatus.OPEN
+        intent.published_at = utcnow()
+        self.db.flush()
+        return intent
+
+    def withdraw(self, owner: Account, intent_id: uuid.UUID) -> Intent:
+        """Take an open intent back (its live offers lapse, their vendors are told); a draft
+        is deleted."""
+        intent = self.owned(owner.id, intent_id, lock=True)
+        if intent.status == IntentStatus.DRAFT:
+            self.db.delete(intent)
+            self.db.flush()
+            return intent
+        if intent.status != IntentStatus.OPEN:
+            raise IntentClosed("This intent is already closed.")
+        self._close(intent, IntentStatus.WITHDRAWN, reason="intent_withdrawn")
+        return intent
+
+    def _close(self, intent: Intent, status: str, *, reason: str) -> None:
+        """Close an open intent and lapse its live offers, telling each vendor once."""
+        now = utcnow()
+        intent.status = status
+        intent.closed_at = now
+        self.db.flush()
+        for offer, app in self._live_offers(intent.id):
+            offer.status = OfferStatus.LAPSED
+            offer.lapse_reason = reason
+            offer.decided_at = now
+            self.db.flush()
+            if reason == "intent_withdrawn":
+                offer_event(self.db, self.rt, app, intent, offer, "intent.withdrawn")
+            else:
+                offer_event(self.db, self.rt, app, intent, offer, "offer.lapsed", reason=reason)
+
+    def _live_offers(
+        self, intent_id: uuid.UUID, *, except_id: uuid.UUID | None = None
+    ) -> list[tuple[Offer, VendorApp]]:
+        query = (
+            select(Offer, VendorApp)
+            .join(VendorApp, VendorApp.id == Offer.app_id)
+            .where(Offer.intent_id == intent_id, Offer.status == OfferStatus.LIVE)
+            .order_by(Offer.created_at, Offer.id)
+        )
+        if except_id is not None:
+            query = query.where(Offer.id != except_id)
+        return [(offer, app) for offer, app in self.db.execute(query).all()]
+
+    def _owned_offer(self, intent: Intent, offer_id: uuid.UUID) -> tuple[Offer, VendorApp]:
+        row = self.db.execute(
+            select(Offer, VendorApp)
+            .join(VendorApp, VendorApp.id == Offer.app_id)
+            .where(Offer.id == offer_id, Offer.intent_id == intent.id)
+        ).first()
+        if row is None or row[0].status == OfferStatus.WITHDRAWN:
+            raise NotFound("There is no such offer on this intent.")
+        return row[0], row[1]
+
+    def _decidable(self, intent: Intent, offer: Offer) -> None:
+        now = utcnow()
+        if effective_status(intent, now) != IntentStatus.OPEN:
+            raise IntentClosed("This intent is closed; its offers can no longer be answered.")
+        status = offer_status(offer, now)
+        if status == "expired":
+            raise OfferNotLive("This offer is no longer valid: its validity has ended.")
+        if status != OfferStatus.LIVE:
+            raise OfferNotLive(f"This offer was already {status}.")
+
+    def accept(
+        self,
+        owner: Account,
+        intent_id: uuid.UUID,
+        offer_id: uuid.UUID,
+        *,
+        fields: list[str] | None = None,
+        duration: str = DEFAULT_DURATION,
+    ) -> Offer:
+        """Accept one offer: the intent closes, the other offers lapse, the vendor is told.
+
+        ``fields`` (profile keys) are shared with the vendor through a grant (added to any
+        fields it may already read) for ``duration``.
+        """
+        intent = self.owned(owner.id, intent_id, lock=True)
+        offer, app = self._owned_offer(intent, offer_id)
+        self._decidable(intent, offer)
+        chosen = scopes.check_fields(fields or [])
+        if chosen and duration not in DURATIONS:
+            raise InvalidInput(
+                "Choose how long the vendor may read these fields.", field="duration"
+            )
+        now = utcnow()
+        closed = self.db.execute(
+            update(Intent)
+            .where(Intent.id == intent.id, Intent.status == IntentStatus.OPEN)
+            .values(
+                status=IntentStatus.CLOSED,
+                closed_at=now,
+                accepted_offer_id=offer.id,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if closed.rowcount != 1:  # type: ignore[attr-defined]
+            raise IntentClosed("This intent was closed a moment ago; nothing was accepted.")
+        self.db.refresh(intent)
+        grant: Grant | None = None
+        if chosen:
+            grants = GrantService(self.db, self.rt)
+            existing = grants.active(owner.id, app.id)
+            kept = [f for f in (existing.fields if existing else []) if f not in chosen]
+            agreement = choose_agreement(owner, app)
+            grant = grants.decide(
+                owner.id,
+                app,
+                Decision([*chosen, *kept], duration),
+                agreement.id,
+                consent_text_hash=acceptance_text_hash(app, chosen, agreement),
+            )
+        offer.status = OfferStatus.ACCEPTED
+        offer.decided_at = now
+        offer.grant_id = grant.id if grant else None
+        offer.shared_fields = chosen or None
+        self.db.flush()
+        offer_event(
+            self.db,
+            self.rt,
+            app,
+            intent,
+            offer,
+            "offer.accepted",
+            grant_id=str(grant.id) if grant else None,
+            shared_fields=[scopes.PROFILE_PREFIX + f for f in chosen],
+        )
+        for other, other_app in self._live_offers(intent.id, except_id=offer.id):
+            other.status = OfferStatus.LAPSED
+            other.lapse_reason = "another_offer_accepted"
+            other.decided_at = now
+            self.db.flush()
+            offer_event(
+                self.db,
+                self.rt,
+                other_app,
+                intent,
+                other,
+                "offer.lapsed",
+                reason="another_offer_accepted",
+            )
+        return offer
+
+    def decline(self, owner: Account, intent_id: uuid.UUID, offer_id: uuid.UUID) -> Offer:
+        intent = self.owned(owner.id, intent_id, lock=True)
+        offer, app = self._owned_offer(intent, offer_id)
+        self._decidable(intent, offer)
+        offer.status = OfferStatus.DECLINED
+        offer.decided_at = utcnow()
+        self.db.flush()
+        offer_event(self.db, self.rt, app, intent, offer, "offer.declined")
+        return offer
+
+    # -- blocking -----------------------------------------------------------------------------
+
+    def block(self, owner: Account, app_id: uuid.UUID) -> VendorApp:
+        """The app no longer sees this individual's intents; its live offers on them lapse."""
+        app = self.db.get(VendorApp, app_id)
+        if app is None:
+            raise NotFound("There is no such vendor.")
+        exists = self.db.get(IntentBlock, (owner.id, app.id))
+        if exists is None:
+            self.db.add(IntentBlock(owner_id=owner.id, app_id=app.id, created_at=utcnow()))
+            self.db.flush()
+        rows = self.db.execute(
+            select(Offer, Intent)
+            .join(Intent, Intent.id == Offer.intent_id)
+            .where(
+                Intent.owner_id == owner.id,
+                Offer.app_id == app.id,
+                Offer.status == OfferStatus.LIVE,
+            )
+        ).all()
+        now = utcnow()
+        for offer, intent in rows:
+            offer.status = OfferStatus.LAPSED
+            offer.lapse_reason = "intent_unavailable"
+            offer.decided_at = now
+            self.db.flush()
+            offer_event(
+                self.db, self.rt, app, intent, offer, "offer.lapsed", reason="intent_unavailable"
+            )
+        return app
+
+    def unblock(self, owner: Account, app_id: uuid.UUID) -> None:
+        self.db.execute(
+            delete(IntentBlock).where(
+                IntentBlock.owner_id == owner.id, IntentBlock.app_id == app_id
+            )
+        )
+
+    def blocked(self, owner_id: uuid.UUID) -> list[tuple[IntentBlock, VendorApp]]:
+        rows = self.db.execute(
+            select(IntentBlock, VendorApp)
+            .join(VendorApp, VendorApp.id == IntentBlock.app_id)
+            .where(IntentBlock.owner_id == owner_id)
+            .order_by(VendorApp.name)
+        ).all()
+        return [(block, app) for block, app in rows]
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def expire_due(self, *, now: datetime | None = None, limit: int = 500) -> int:
+        """Open intents past their closing time become expired; their offers lapse, once.
+
+        Safe with several workers: each intent is claimed with a conditional update.
+        """
+        now = now or utcnow()
+        due = self.db.scalars(
+            select(Intent.id)
+            .where(Intent.status == IntentStatus.OPEN, Intent.expires_at <= now)
+            .limit(limit)
+        ).all()
+        done = 0
+        for intent_id in due:
+            claimed = self.db.execute(
+                update(Intent)
+                .where(Intent.id == intent_id, Intent.status == IntentStatus.OPEN)
+                .values(status=IntentStatus.EXPIRED, closed_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            intent = self.db.get_one(Intent, intent_id, populate_existing=True)
+            for offer, app in self._live_offers(intent.id):
+                offer.status = OfferStatus.LAPSED
+                offer.lapse_reason = "intent_expired"
+                offer.decided_at = now
+                self.db.flush()
+                offer_event(
+                    self.db, self.rt, app, intent, offer, "offer.lapsed", reason="intent_expired"
+                )
+            done += 1
+        return done
+
+    def erase_individual(self, owner_id: uuid.UUID) -> dict[str, Any]:
+        """Erasure's part for intents: withdraw open intents (vendors with live offers are
+        told), then delete every intent, offer and block of the individual. Returns counts."""
+        open_intents = self.db.scalars(
+            select(Intent)
+            .where(Intent.owner_id == owner_id, Intent.status == IntentStatus.OPEN)
+            .with_for_update()
+        ).all()
+        for intent in open_intents:
+            self._close(intent, IntentStatus.WITHDRAWN, reason="intent_withdrawn")
+        ids = select(Intent.id).where(Intent.owner_id == owner_id)
+        offers = self.db.execute(
+            delete(Offer)
+            .where(Offer.intent_id.in_(ids))
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        intents = self.db.execute(
+            delete(Intent)
+            .where(Intent.owner_id == owner_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        blocks = self.db.execute(
+            delete(IntentBlock)
+            .where(IntentBlock.owner_id == owner_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        return {"intents": int(intents), "offers": int(offers), "blocks": int(blocks)}

@@ -1,0 +1,77 @@
+"""A real webhook receiver: an HTTP endpoint on 127.0.0.1 in a thread, recording requests."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that records requests and answers as it is told."""
+
+    url: str
+    requests: list[Received] = field(default_factory=list)
+    answers: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
+    default: int = 200
+    delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, *statuses: int) -> None:
+        for status in statuses:
+            self.answers.put(status)
+
+    def next_status(self) -> int:
+        try:
+            return self.answers.get_nowait()
+        except queue.Empty:
+            return self.default
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    box: list[Receiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            recv = box[0]
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if recv.delay:
+                time.sleep(recv.delay)
+            with recv.lock:
+                recv.requests.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
+            status = recv.next_status()
+            self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("location", f"{recv.url}/elsewhere")
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    box.append(Receiver(url=f"http://127.0.0.1:{server.server_port}/hooks"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield box[0]
+    server.shutdown()
+    server.server_close()
+    thread.join()

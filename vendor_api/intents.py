@@ -1,0 +1,335 @@
+"""The vendor API for intents and offers (``/vendor/v1/intents``, ``/vendor/v1/offers``).
+
+Authenticated with the app's own token (client credentials): ``intents:read`` to list and read
+open intents, ``offers:write`` to make, list, change and withdraw offers. Only apps that accept
+the intent-sharing agreement see intents.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from consent import scopes
+from intents import money, taxonomy
+from intents.errors import CurrencyMismatch, IntentClosed, InvalidIntent, OfferNotLive
+from intents.market import IntentFilters, Market, VendorIntent
+from intents.models import Offer
+from intents.rules import parse_date, parse_datetime
+from intents.service import offer_status
+from vault.dependencies import DbDep, RuntimeDep
+from vault.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
+from vault.errors import error_responses as _responses
+from vendor_api.dependencies import IntentsReader, OffersWriter
+from vendor_api.errors import InsufficientScope, InvalidToken
+from vendor_api.schemas import (
+    CategoryTreeOut,
+    IntentOut,
+    IntentPage,
+    OfferCreate,
+    OfferOut,
+    OfferPage,
+    OfferUpdate,
+)
+
+router = APIRouter(prefix="/vendor/v1", tags=["intents and offers"])
+
+_AUTH = (InvalidToken, InsufficientScope, Forbidden, TooManyRequests)
+Text = Annotated[str | None, Query(max_length=100)]
+
+
+def _uuid(raw: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"There is no {what} with this id.") from None
+
+
+def offer_out(offer: Offer, owner: str) -> OfferOut:
+    return OfferOut(
+        id=str(offer.id),
+        intent_id=str(offer.intent_id),
+        owner=owner,
+        status=offer_status(offer),
+        price=money.format_amount(offer.price_minor, offer.currency),
+        currency=offer.currency,
+        message=offer.message,
+        valid_until=offer.valid_until,
+        created_at=offer.created_at,
+        updated_at=offer.updated_at,
+        decided_at=offer.decided_at,
+        lapse_reason=offer.lapse_reason,
+        grant_id=str(offer.grant_id) if offer.grant_id else None,
+        shared_fields=[scopes.PROFILE_PREFIX + f for f in offer.shared_fields or []],
+        tokens_claimed=offer.tokens_claimed_at is not None,
+    )
+
+
+def intent_out(view: VendorIntent) -> IntentOut:
+    intent = view.intent
+    category = taxonomy.CATEGORIES.get(intent.category)
+    assert intent.published_at is not None
+    return IntentOut(
+        id=str(intent.id),
+        owner=view.pseudonym,
+        category=intent.category,
+        category_label=category.path_label if category else intent.category,
+        title=view.title,
+        description=view.description,
+        quantity=intent.quantity,
+        max_budget=money.format_amount(intent.budget_minor, intent.currency),
+        currency=intent.currency,
+        country=intent.country,
+        city=intent.city,
+        online=intent.online,
+        needed_by=intent.needed_by,
+        expires_at=intent.expires_at,
+        published_at=intent.published_at,
+        your_offer=offer_out(view.own_offer, view.pseudonym) if view.own_offer else None,
+    )
+
+
+def _online(raw: str | None) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise InvalidInput("online is true or false.", field="online")
+
+
+def _filters(
+    category: str | None,
+    country: str | None,
+    city: str | None,
+    online: str | None,
+    currency: str | None,
+    budget_min: str | None,
+    budget_max: str | None,
+    needed_before: str | None,
+    published_since: str | None,
+) -> IntentFilters:
+    """Query parameters as filters; each bad one is named in one 400."""
+    errors: dict[str, str] = {}
+
+    def attempt(name: str, parse):  # type: ignore[no-untyped-def]
+        try:
+            return parse()
+        except InvalidInput as exc:
+            errors[exc.field or name] = exc.message
+            return None
+
+    cat = attempt("category", lambda: taxonomy.get(category)) if category else None
+    code = attempt("currency", lambda: money.parse_currency(currency)) if currency else None
+    bounds: dict[str, int | None] = {"budget_min": None, "budget_max": None}
+    for name, raw in (("budget_min", budget_min), ("budget_max", budget_max)):
+        if raw is None or raw == "":
+            continue
+        if code is None and "currency" not in errors:
+            errors[name] = "Budget filters need a currency: add currency=EUR (or another)."
+            continue
+        if code is not None:
+            bounds[name] = attempt(
+                name,
+                lambda raw=raw, name=name: money.parse_amount(
+                    raw, code, field=name, label=name.replace("_", " ")
+                ),
+            )
+    if (
+        bounds["budget_min"] is not None
+        and bounds["budget_max"] is not None
+        and bounds["budget_min"] > bounds["budget_max"]
+    ):
+        errors["budget_min"] = "budget_min is larger than budget_max."
+    country_code = None
+    if country:
+        from vault.profile.catalogue import countries
+
+        if country.upper() not in countries():
+            errors["country"] = "country is an ISO 3166-1 alpha-2 code such as NL."
+        else:
+            country_code = country.upper()
+    flag = attempt("online", lambda: _online(online))
+    before = (
+        attempt(
+            "needed_before",
+            lambda: parse_date(needed_before, field="needed_before", label="needed_before"),
+        )
+        if needed_before
+        else None
+    )
+    since: datetime | None = (
+        attempt(
+            "published_since",
+            lambda: parse_datetime(
+                published_since, field="published_since", label="published_since"
+            ),
+        )
+        if published_since
+        else None
+    )
+    if errors:
+        raise InvalidIntent(errors)
+    return IntentFilters(
+        category=cat,
+        country=country_code,
+        city=" ".join(city.split()) if city else None,
+        online=flag,
+        currency=code,
+        budget_min=bounds["budget_min"],
+        budget_max=bounds["budget_max"],
+        needed_before=before,
+        published_since=since,
+    )
+
+
+@router.get("/categories", response_model=list[CategoryTreeOut])
+def categories() -> list[dict[str, object]]:
+    """The category taxonomy. Filtering by a top-level category includes its subcategories."""
+    return taxonomy.as_tree()
+
+
+@router.get("/intents", response_model=IntentPage, responses=_responses(InvalidInput, *_AUTH))
+def list_intents(
+    ctx: IntentsReader,
+    db: DbDep,
+    rt: RuntimeDep,
+    category: Annotated[
+        str | None,
+        Query(max_length=100, description="A category id; a top-level one includes its subtree."),
+    ] = None,
+    country: Annotated[str | None, Query(max_length=100, description="ISO 3166-1 alpha-2.")] = None,
+    city: Text = None,
+    online: Annotated[
+        str | None, Query(max_length=100, description="true: only intents open to delivery.")
+    ] = None,
+    currency: Annotated[str | None, Query(max_length=100, description="ISO 4217.")] = None,
+    budget_min: Annotated[
+        str | None, Query(max_length=100, description="Lowest max budget (needs currency).")
+    ] = None,
+    budget_max: Annotated[
+        str | None, Query(max_length=100, description="Highest max budget (needs currency).")
+    ] = None,
+    needed_before: Annotated[
+        str | None, Query(max_length=100, description="Needed by this date or earlier.")
+    ] = None,
+    published_since: Annotated[
+        str | None, Query(max_length=100, description="ISO 8601 date-time with zone.")
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int | None, Query(description="Page size, 1 to 100 (default 20).")] = None,
+) -> IntentPage:
+    """Open intents your app may see, newest published first, in pages.
+
+    Never drafts, withdrawn, closed or expired intents, intents of individuals who blocked
+    your app, or of erased individuals. The order is stable: follow `next_cursor` until it
+    is null.
+    """
+    filters = _filters(
+        category,
+        country,
+        city,
+        online,
+        currency,
+        budget_min,
+        budget_max,
+        needed_before,
+        published_since,
+    )
+    views, next_cursor = Market(db, rt, ctx.app).list_intents(filters, cursor=cursor, limit=limit)
+    return IntentPage(data=[intent_out(v) for v in views], next_cursor=next_cursor)
+
+
+@router.get(
+    "/intents/{intent_id}", response_model=IntentOut, responses=_responses(NotFound, *_AUTH)
+)
+def read_intent(intent_id: str, ctx: IntentsReader, db: DbDep, rt: RuntimeDep) -> IntentOut:
+    """One open intent; 404 for anything your app may not see (never saying why)."""
+    return intent_out(Market(db, rt, ctx.app).intent(_uuid(intent_id, "open intent")))
+
+
+@router.post(
+    "/intents/{intent_id}/offers",
+    response_model=OfferOut,
+    status_code=201,
+    responses={
+        200: {"description": "Your earlier offer on this intent was replaced.", "model": OfferOut},
+        **_responses(InvalidInput, CurrencyMismatch, NotFound, IntentClosed, Conflict, *_AUTH),
+    },
+)
+def make_offer(
+    intent_id: str,
+    body: OfferCreate,
+    response: Response,
+    ctx: OffersWriter,
+    db: DbDep,
+    rt: RuntimeDep,
+) -> OfferOut:
+    """Answer an open intent. One live offer per app per intent: a new one replaces it (200).
+
+    409 `intent_closed` when the intent no longer takes offers; 409 `offer_declined` when the
+    individual declined your offer on it.
+    """
+    market = Market(db, rt, ctx.app)
+    offer, created = market.make_offer(
+        _uuid(intent_id, "open intent"), body.model_dump(exclude_unset=True)
+    )
+    response.status_code = 201 if created else 200
+    if created:
+        response.headers["Location"] = f"/vendor/v1/offers/{offer.id}"
+    return offer_out(*market.offer(offer.id))
+
+
+@router.get("/offers", response_model=OfferPage, responses=_responses(InvalidInput, *_AUTH))
+def list_offers(
+    ctx: OffersWriter,
+    db: DbDep,
+    rt: RuntimeDep,
+    status: Annotated[
+        str | None,
+        Query(
+            max_length=16,
+            description="live, expired, withdrawn, accepted, declined or lapsed.",
+        ),
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int | None, Query(description="Page size, 1 to 100 (default 20).")] = None,
+) -> OfferPage:
+    """Your app's offers with their status, newest first."""
+    rows, next_cursor = Market(db, rt, ctx.app).offers(status=status, cursor=cursor, limit=limit)
+    return OfferPage(data=[offer_out(o, owner) for o, owner in rows], next_cursor=next_cursor)
+
+
+@router.get("/offers/{offer_id}", response_model=OfferOut, responses=_responses(NotFound, *_AUTH))
+def read_offer(offer_id: str, ctx: OffersWriter, db: DbDep, rt: RuntimeDep) -> OfferOut:
+    """One of your app's offers; another app's is 404."""
+    return offer_out(*Market(db, rt, ctx.app).offer(_uuid(offer_id, "offer")))
+
+
+@router.patch(
+    "/offers/{offer_id}",
+    response_model=OfferOut,
+    responses=_responses(InvalidInput, NotFound, OfferNotLive, IntentClosed, *_AUTH),
+)
+def update_offer(
+    offer_id: str, body: OfferUpdate, ctx: OffersWriter, db: DbDep, rt: RuntimeDep
+) -> OfferOut:
+    """Change a live offer's price, message or validity while its intent is open."""
+    market = Market(db, rt, ctx.app)
+    offer = market.update_offer(_uuid(offer_id, "offer"), body.model_dump(exclude_unset=True))
+    return offer_out(*market.offer(offer.id))
+
+
+@router.delete(
+    "/offers/{offer_id}",
+    status_code=204,
+    responses=_responses(NotFound, OfferNotLive, *_AUTH),
+)
+def withdraw_offer(offer_id: str, ctx: OffersWriter, db: DbDep, rt: RuntimeDep) -> Response:
+    """Withdraw a live offer. You may make a new one while the intent is open."""
+    Market(db, rt, ctx.app).withdraw_offer(_uuid(offer_id, "offer"))
+    return Response(status_code=204)
