@@ -1,5 +1,5 @@
-"""Vendor API tests use the portal's extra-browser fixtures (a second individual)."""
+"""Vendor API tests share the portal's fixtures: a second browser, row counts, other settings."""
 
-from tests.web.conftest import browsers, second_client
+from tests.web.conftest import browsers, client_with, count, second_client
 
-__all__ = ["browsers", "second_client"]
+__all__ = ["browsers", "client_with", "count", "second_client"]
