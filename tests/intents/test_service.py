@@ -1,0 +1,242 @@
+"""The rules of intents and offers: parsing, closing, expiry, erasure, and parallel decisions."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from consent.models import WebhookMessage
+from intents import money
+from intents.errors import IntentClosed, InvalidIntent
+from intents.models import Intent, IntentBlock, Offer
+from intents.rules import parse_intent
+from intents.service import IntentService
+from tests.conftest import test_settings as make_settings
+from tests.consent.factories import individual
+from tests.helpers import PASSWORD, unique_email
+from tests.intents.factories import BIKE, app_token, make_intent, market_vendor, offer_body
+from vault.accounts.service import AccountService
+from vault.db import make_engine
+from vault.migrate import upgrade
+from vault.runtime import Runtime
+
+
+def events(db: Session) -> list[tuple[str, str | None]]:
+    db.expire_all()
+    return sorted(
+        (m.event_type, m.payload["data"].get("reason")) for m in db.scalars(select(WebhookMessage))
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "currency", "minor"),
+    [
+        ("899", "EUR", 89900),
+        ("899.5", "EUR", 89950),
+        ("899,50", "EUR", 89950),
+        (899, "EUR", 89900),
+        ("1500", "JPY", 1500),
+        ("12.345", "BHD", 12345),
+    ],
+)
+def test_amounts_are_stored_in_the_currencys_minor_unit(
+    raw: object, currency: str, minor: int
+) -> None:
+    assert money.parse_amount(raw, currency, field="budget", label="budget") == minor
+
+
+@pytest.mark.parametrize(
+    ("raw", "currency", "message"),
+    [
+        ("1500.5", "JPY", "at most 0 decimal places"),
+        ("1.2345", "BHD", "at most 3 decimal places"),
+        ("1,000.00", "EUR", "plain number"),
+        ("€900", "EUR", "plain number"),
+        (True, "EUR", "as a number"),
+        ("1e6", "EUR", "plain number"),
+    ],
+)
+def test_unclear_amounts_are_refused_with_a_reason(
+    raw: object, currency: str, message: str
+) -> None:
+    with pytest.raises(Exception, match=message):
+        money.parse_amount(raw, currency, field="budget", label="budget")
+
+
+def test_money_is_shown_with_the_currencys_decimals() -> None:
+    assert money.format_amount(89950, "EUR") == "899.50"
+    assert money.format_amount(1500, "JPY") == "1500"
+    assert money.display(123456789, "EUR") == "EUR 1,234,567.89"
+
+
+def test_an_intent_defaults_to_closing_in_30_days_and_needs_a_place_or_online() -> None:
+    today = date(2026, 12, 1)
+    clean = parse_intent({**BIKE, "expires_on": ""}, today=today)
+    assert clean.expires_at == datetime(2027, 1, 1, tzinfo=UTC)  # open through 31 December
+
+    with pytest.raises(InvalidIntent) as caught:
+        parse_intent({**BIKE, "country": "", "city": "", "online": ""}, today=today)
+    assert "online" in caught.value.errors["country"]
+    with pytest.raises(InvalidIntent) as caught:
+        parse_intent({**BIKE, "country": "", "online": "on"}, today=today)
+    assert caught.value.errors == {"country": "Choose the country of the city."}
+
+
+def test_an_intent_stays_open_at_most_a_year_and_quantities_are_bounded() -> None:
+    today = date(2026, 12, 1)
+    with pytest.raises(InvalidIntent) as caught:
+        parse_intent({**BIKE, "expires_on": "2028-01-01", "quantity": "0"}, today=today)
+    assert set(caught.value.errors) == {"expires_on", "quantity"}
+
+
+def test_an_open_intent_past_its_closing_time_is_expired_at_once_and_then_swept_once(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    vendor = market_vendor(db, rt)
+    client.post(
+        f"/vendor/v1/intents/{intent.id}/offers",
+        headers=app_token(db, rt, vendor),
+        json=offer_body(),
+    )
+    db.execute(
+        update(Intent)
+        .where(Intent.id == intent.id)
+        .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+    )
+    db.commit()
+    assert IntentService(db, rt).view(owner.id, intent.id).status == "expired"
+
+    assert IntentService(db, rt).expire_due() == 1
+    db.commit()
+    assert IntentService(db, rt).expire_due() == 0
+
+    db.expire_all()
+    assert db.get_one(Intent, intent.id).status == "expired"
+    assert db.scalars(select(Offer.lapse_reason)).one() == "intent_expired"
+    assert events(db) == [("offer.lapsed", "intent_expired")]
+
+
+def test_the_currency_cannot_change_while_offers_wait(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    client.post(
+        f"/vendor/v1/intents/{intent.id}/offers",
+        headers=app_token(db, rt, market_vendor(db, rt)),
+        json=offer_body(),
+    )
+    with pytest.raises(Exception, match="currency can change only"):
+        IntentService(db, rt).update(owner, intent.id, parse_intent({**BIKE, "currency": "GBP"}))
+
+
+def test_a_closed_intent_can_no_longer_be_edited_or_withdrawn(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    service = IntentService(db, rt)
+    service.withdraw(owner, intent.id)
+    with pytest.raises(IntentClosed):
+        service.withdraw(owner, intent.id)
+    with pytest.raises(IntentClosed):
+        service.update(owner, intent.id, parse_intent(BIKE))
+
+
+def test_erasing_an_individuals_intents_tells_vendors_and_leaves_others_alone(
+    client: TestClient, second_client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner, other = individual(client, db, rt), individual(second_client, db, rt)
+    gone = make_intent(db, rt, owner)
+    make_intent(db, rt, owner, publish=False)
+    kept = make_intent(db, rt, other)
+    vendor = market_vendor(db, rt)
+    headers = app_token(db, rt, vendor)
+    for intent in (gone, kept):
+        client.post(f"/vendor/v1/intents/{intent.id}/offers", headers=headers, json=offer_body())
+    IntentService(db, rt).block(owner, market_vendor(db, rt, name="Blocked").app.id)
+    db.commit()
+    before = events(db)
+
+    counts = IntentService(db, rt).erase_individual(owner.id)
+    db.commit()
+
+    assert counts == {"intents": 2, "offers": 1, "blocks": 1}
+    assert [e for e in events(db) if e not in before] == [("intent.withdrawn", None)]
+    assert db.scalar(select(func.count()).select_from(Intent)) == 1
+    assert db.scalar(select(func.count()).select_from(IntentBlock)) == 0
+    assert db.scalars(select(Offer.intent_id)).all() == [kept.id]
+
+
+# -- parallel decisions on committed data -----------------------------------------------------
+
+
+@pytest.fixture
+def committed_rt(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Runtime]:
+    engine = make_engine(new_database(backend))
+    upgrade(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    yield Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
+    engine.dispose()
+
+
+def test_of_two_parallel_acceptances_exactly_one_wins(committed_rt: Runtime) -> None:
+    rt = committed_rt
+    with rt.sessions() as db, db.begin():
+        owner = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+        intent = IntentService(db, rt).create(owner, parse_intent(BIKE), publish=True)
+    with rt.sessions() as db:
+        vendors = [market_vendor(db, rt, name=f"Vendor {n}") for n in range(2)]
+    offer_ids = []
+    with rt.sessions() as db, db.begin():
+        from intents.market import Market
+
+        for vendor in vendors:
+            app = db.merge(vendor.app)
+            offer, _ = Market(db, rt, app).make_offer(intent.id, offer_body())
+            offer_ids.append(offer.id)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def accept(offer_id: uuid.UUID) -> None:
+        with rt.sessions() as db:
+            barrier.wait(timeout=10)
+            try:
+                with db.begin():
+                    IntentService(db, rt).accept(owner, intent.id, offer_id, fields=["email"])
+                outcomes.append("accepted")
+            except IntentClosed:
+                outcomes.append("closed")
+            except Exception as exc:  # a lock timeout would show here
+                outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=accept, args=(oid,)) for oid in offer_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(outcomes) == ["accepted", "closed"]
+    with rt.sessions() as db:
+        statuses = sorted(db.scalars(select(Offer.status)))
+        assert statuses == ["accepted", "lapsed"]
+        assert db.get_one(Intent, intent.id).status == "closed"
+        assert (
+            db.scalar(
+                select(func.count())
+                .select_from(WebhookMessage)
+                .where(WebhookMessage.event_type == "offer.accepted")
+            )
+            == 1
+        )
