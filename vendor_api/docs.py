@@ -48,7 +48,7 @@ from web.templating import render
 router = APIRouter(include_in_schema=False)
 
 VENDOR_PREFIX: Final = "/vendor/v1"
-TOKEN_PATH: Final = "/oauth/token"
+TOKEN_PATH: Final = "/oauth/token"  # noqa: S105 (a path, not a secret)
 USERINFO_PATH: Final = "/oauth/userinfo"
 _STATE_KEY: Final = "vendor_openapi"
 
@@ -264,7 +264,7 @@ WEBHOOK_EVENTS: Final = (
 )
 
 
-# -- Which routes, and what each needs -----------------------------------------------------------
+# -- Which routes, and what each needs ------------------------------------------------------------
 
 
 def _dependency(annotated: Any) -> Callable[..., Any]:
@@ -489,8 +489,9 @@ def _webhooks() -> dict[str, Any]:
     hours = int(webhooks.BACKOFF_CAP.total_seconds() // 3600)
     retry = (
         f"Anything else, a redirect, or no answer within {webhooks.REQUEST_TIMEOUT:g} seconds is "
-        f"retried after {int(webhooks.BACKOFF_BASE.total_seconds())} s × "
-        f"{webhooks.BACKOFF_FACTOR}ⁿ (at most {hours} h, with jitter), and abandoned after "
+        f"retried after {int(webhooks.BACKOFF_BASE.total_seconds())} s, each wait "
+        f"{webhooks.BACKOFF_FACTOR} times the last (at most {hours} h, with jitter), and "
+        "abandoned after "
         f"{webhooks.MAX_ATTEMPTS} attempts. The developer console shows every attempt."
     )
     found: dict[str, Any] = {}
@@ -609,7 +610,7 @@ def vendor_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     return cached
 
 
-# -- The document as a page -------------------------------------------------------------------------
+# -- The document as a page -----------------------------------------------------------------------
 
 _CODE = re.compile(r"``?([^`]+?)``?")
 
@@ -618,14 +619,16 @@ def text(value: str | None) -> Markup:
     """Plain text with `code` spans, as paragraphs (escaped first, so it stays text)."""
     paragraphs = [" ".join(p.split()) for p in (value or "").split("\n\n") if p.strip()]
     return Markup("").join(
-        Markup("<p>{}</p>").format(Markup(_CODE.sub(r"<code>\1</code>", str(escape(p)))))
+        # Escaped first: only the <code> tags added here are markup.
+        Markup("<p>{}</p>").format(Markup(_CODE.sub(r"<code>\1</code>", str(escape(p)))))  # noqa: S704
         for p in paragraphs
     )
 
 
 def inline(value: str | None) -> Markup:
     """Like :func:`text`, without the paragraphs (for table cells)."""
-    return Markup(_CODE.sub(r"<code>\1</code>", str(escape(" ".join((value or "").split())))))
+    escaped = str(escape(" ".join((value or "").split())))
+    return Markup(_CODE.sub(r"<code>\1</code>", escaped))  # noqa: S704 (escaped first)
 
 
 def schema_name(schema: dict[str, Any]) -> str | None:
@@ -692,6 +695,8 @@ class FieldRow:
     required: bool
     description: Markup
     notes: list[Markup] = field(default_factory=list)
+    location: str | None = None
+    """Where a parameter goes: ``query``, ``path`` or ``header``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -724,6 +729,16 @@ class OperationView:
     body_media: str | None
     body: SchemaView | None
     responses: list[ResponseView]
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without its ``null`` branch: an optional parameter is left out."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    return branches[0] if len(branches) == 1 else schema
+
+
+def _status_order(status: str) -> tuple[int, str]:
+    return (0, status) if status[:1].isdigit() else (1, status)
 
 
 class Reader:
@@ -763,22 +778,25 @@ class Reader:
     def operation(self, path: str, method: str, operation: dict[str, Any]) -> OperationView:
         parameters = [
             FieldRow(
-                name=f"{p['name']} ({p['in']})",
-                type=type_label(p.get("schema", {})),
+                name=p["name"],
+                location=p["in"],
+                type=type_label(_not_null(p.get("schema", {}))),
                 required=bool(p.get("required")),
                 description=inline(p.get("description") or p.get("schema", {}).get("description")),
                 notes=notes(p.get("schema", {})),
             )
             for p in operation.get("parameters", [])
         ]
-        media, body = None, None
-        for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
-            media, body = media_type, self.view(content.get("schema", {}))
+        media: str | None = None
+        body: SchemaView | None = None
+        for media_type, request in operation.get("requestBody", {}).get("content", {}).items():
+            media, body = media_type, self.view(request.get("schema", {}))
             break
         responses = []
-        for status, response in operation.get("responses", {}).items():
-            content = response.get("content", {})
-            schema = next(iter(content.values()), {}).get("schema") if content else None
+        declared: dict[str, Any] = operation.get("responses", {})
+        for status, response in sorted(declared.items(), key=lambda kv: _status_order(kv[0])):
+            contents: list[dict[str, Any]] = list(response.get("content", {}).values())
+            schema = contents[0].get("schema") if contents else None
             responses.append(
                 ResponseView(
                     status=status,
@@ -839,7 +857,7 @@ class Reader:
         return found
 
 
-# -- The worked example ------------------------------------------------------------------------------
+# -- The worked example ---------------------------------------------------------------------------
 
 EXAMPLE_SECRET: Final = "whsec_" + base64.b64encode(b"example-secret-not-a-real-one!!!").decode()
 """A made-up signing secret: the sample webhook on the page is signed with it."""
@@ -889,8 +907,8 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
     base = settings.base_url
     today = (now or datetime.now(UTC)).replace(hour=9, minute=0, second=0, microsecond=0)
     app_token = TokenResponse(
-        access_token="q8Vd3kLm0RzT1yXw5bNc7hJf2pGs4aUe6iOo9lKj1Hg",
-        token_type="Bearer",
+        access_token="q8Vd3kLm0RzT1yXw5bNc7hJf2pGs4aUe6iOo9lKj1Hg",  # noqa: S106 (a sample)
+        token_type="Bearer",  # noqa: S106
         expires_in=ACCESS_TOKEN_SECONDS,
         scope="intents:read offers:write",
     )
@@ -957,10 +975,10 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
     timestamp = int(accepted_at.timestamp()) + 2
     signature = webhooks.sign(EXAMPLE_SECRET, _IDS["message"], timestamp, body.encode())
     user_token = TokenResponse(
-        access_token="Zx4c8Vb2Nm6Lk0Jh3Gf5Ds7Ap9Qw1Er3Ty5Ui7Op9As",
-        token_type="Bearer",
+        access_token="Zx4c8Vb2Nm6Lk0Jh3Gf5Ds7Ap9Qw1Er3Ty5Ui7Op9As",  # noqa: S106 (a sample)
+        token_type="Bearer",  # noqa: S106
         expires_in=ACCESS_TOKEN_SECONDS,
-        refresh_token="Rt2y4U6i8O0p1A3s5D7f9G1h3J5k7L9z1X3c5V7b9Nm",
+        refresh_token="Rt2y4U6i8O0p1A3s5D7f9G1h3J5k7L9z1X3c5V7b9Nm",  # noqa: S106
         scope=" ".join(shared),
     )
     profile = VendorProfileOut(
@@ -984,7 +1002,8 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
         ),
         "intents_command": (
             f"curl {bearer} \\\n"
-            f'  "$BASE{VENDOR_PREFIX}/intents?category=sports&country=NL&currency=EUR&budget_max=1000"'
+            f'  "$BASE{VENDOR_PREFIX}/intents'
+            '?category=sports&country=NL&currency=EUR&budget_max=1000"'
         ),
         "intents_response": _pretty(
             IntentPage(data=[intent], next_cursor=None).model_dump(mode="json")
@@ -1028,7 +1047,9 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
             f"  -d offer_id=$OFFER_ID $BASE{TOKEN_PATH}"
         ),
         "exchange_response": _pretty(user_token.model_dump(mode="json", exclude_none=True)),
-        "profile_command": f'curl -H "Authorization: Bearer $USER_TOKEN" $BASE{VENDOR_PREFIX}/profile',
+        "profile_command": (
+            f'curl -H "Authorization: Bearer $USER_TOKEN" $BASE{VENDOR_PREFIX}/profile'
+        ),
         "profile_response": _pretty(profile.model_dump(mode="json")),
         "refresh_command": (
             f"{auth} -d grant_type=refresh_token -d refresh_token=$REFRESH_TOKEN $BASE{TOKEN_PATH}"
