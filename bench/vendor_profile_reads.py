@@ -155,6 +155,8 @@ def main() -> None:
                 "VRM_DATABASE_URL": db_url,
                 "VRM_KEY_DIR": str(key_dir),
                 "VRM_BASE_URL": f"http://127.0.0.1:{port}",
+                # Measure throughput, not the per-app rate limit.
+                "VRM_VENDOR_READS_PER_MINUTE": "1000000",
             }
             server = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
                 [

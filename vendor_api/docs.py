@@ -591,6 +591,11 @@ def build_document(app: FastAPI, settings: Settings) -> dict[str, Any]:
             *((event.data, "serialization") for event in WEBHOOK_EVENTS),
         ]
     )
+    for prop in described["TokenRequest"]["properties"].values():
+        prop.update(_not_null(prop))  # a form field is sent or left out, never null
+        prop.pop("anyOf", None)
+        if prop.get("default", "") is None:
+            del prop["default"]
     clash = set(described) & set(schemas)
     if clash:
         raise RuntimeError(f"vendor API schema names used twice: {sorted(clash)}")
@@ -715,6 +720,8 @@ class ResponseView:
     description: Markup
     schema: SchemaView | None
     headers: list[str]
+    show_fields: bool = False
+    """A success body whose fields the page lists (once per schema and operation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -793,16 +800,22 @@ class Reader:
             media, body = media_type, self.view(request.get("schema", {}))
             break
         responses = []
+        shown: set[str] = set()
         declared: dict[str, Any] = operation.get("responses", {})
         for status, response in sorted(declared.items(), key=lambda kv: _status_order(kv[0])):
             contents: list[dict[str, Any]] = list(response.get("content", {}).values())
             schema = contents[0].get("schema") if contents else None
+            view = self.view(schema) if schema else None
+            listed = str(view.type) if view else ""
+            show = bool(view and view.rows and status.startswith("2") and listed not in shown)
+            shown.add(listed)
             responses.append(
                 ResponseView(
                     status=status,
                     description=inline(response.get("description")),
-                    schema=self.view(schema) if schema else None,
+                    schema=view,
                     headers=list(response.get("headers", {})),
+                    show_fields=show,
                 )
             )
         security = [

@@ -335,9 +335,7 @@ def accept_form(
     db: DbDep,
     rt: RuntimeDep,
 ) -> Response:
-    context = _accept_context(
-        db, rt, account, _id(intent_id, "intent"), _id(offer_id, "offer")
-    )
+    context = _accept_context(db, rt, account, _id(intent_id, "intent"), _id(offer_id, "offer"))
     return render(request, "intent_accept.html", {**context, "errors": {}})
 
 

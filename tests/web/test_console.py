@@ -584,3 +584,16 @@ def test_every_console_page_labels_its_inputs_and_protects_its_forms(
         assert unlabelled == [], name
         assert audit.csrf_fields == audit.forms, name
         assert audit.inline == [], name
+
+
+def test_the_app_page_warns_when_intent_scopes_lack_the_intent_sharing_agreement(
+    client: TestClient,
+) -> None:
+    sign_up_vendor(client)
+    without = register(client)  # intents:read, service-only and no-tracking
+    with_it = register(
+        client, name="Acme Intents", accepted_agreements=["intent-sharing", "service-only"]
+    )
+
+    assert "agreement_required" in client.get(without).text
+    assert "agreement_required" not in client.get(with_it).text
