@@ -65,7 +65,9 @@ def parse_currency(raw: object, *, field: str = "currency") -> str:
 
 def parse_amount(raw: object, currency: str, *, field: str, label: str) -> int:
     """A positive amount in ``currency`` as minor units; a clear 400 for anything else."""
-    if isinstance(raw, bool) or raw is None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise InvalidInput(f"Enter the {label}, e.g. 899.00.", field=field)
+    if isinstance(raw, bool):
         raise InvalidInput(f"Enter the {label} as a number, e.g. 899.00.", field=field)
     if isinstance(raw, int):
         text = str(raw)

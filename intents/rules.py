@@ -153,11 +153,18 @@ def parse_intent(raw: Mapping[str, Any], *, today: date | None = None) -> CleanI
     today = today or datetime.now(UTC).date()
     errors: dict[str, str] = {}
     category = _collect(errors, "category", lambda: taxonomy.get(raw.get("category")))
-    title = _collect(
-        errors,
-        "title",
-        lambda: clean_text(raw.get("title", ""), "title", "The title", limit=MAX_TITLE),
+    title_raw = raw.get("title")
+    title = (
+        _collect(
+            errors,
+            "title",
+            lambda: clean_text(title_raw, "title", "The title", limit=MAX_TITLE),
+        )
+        if isinstance(title_raw, str) and title_raw.strip()
+        else None
     )
+    if title is None and "title" not in errors:
+        errors["title"] = 'Say in a short title what you want, e.g. "Road bike, size 56".'
     description_raw = raw.get("description") or ""
     description = (
         _collect(

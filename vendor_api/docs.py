@@ -918,7 +918,9 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
     """The commands and answers of the whole loop, built from the API's own models (so their
     shapes match the reference) and dated from today (so an offer's validity is in range)."""
     base = settings.base_url
+    # Yesterday morning: every sample moment is past, the offer's validity and expiry ahead.
     today = (now or datetime.now(UTC)).replace(hour=9, minute=0, second=0, microsecond=0)
+    today -= timedelta(days=1)
     app_token = TokenResponse(
         access_token="q8Vd3kLm0RzT1yXw5bNc7hJf2pGs4aUe6iOo9lKj1Hg",  # noqa: S106 (a sample)
         token_type="Bearer",  # noqa: S106
@@ -943,7 +945,7 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
         published_at=today - timedelta(hours=2),
         your_offer=None,
     )
-    valid_until = today.replace(hour=18) + timedelta(days=7)
+    valid_until = today.replace(hour=18) + timedelta(days=8)
     offer_request = {
         "price": "849.00",
         "currency": "EUR",
@@ -1001,6 +1003,8 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
         expires_at=accepted_at + timedelta(days=30),
     )
     auth = 'curl -u "$CLIENT_ID:$CLIENT_SECRET"'
+    intents_query = "?category=sports&country=NL&currency=EUR&budget_max=1000"
+    offer_body = json.dumps(offer_request)
     bearer = '-H "Authorization: Bearer $TOKEN"'
     return {
         "setup": f"BASE={base}\nCLIENT_ID=<your client id>\nCLIENT_SECRET=<your client secret>",
@@ -1013,11 +1017,8 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
             f"TOKEN=$({auth.replace('curl', 'curl -s')} -d grant_type=client_credentials \\\n"
             f'  -d "scope=intents:read offers:write" $BASE{TOKEN_PATH} | jq -r .access_token)'
         ),
-        "intents_command": (
-            f"curl {bearer} \\\n"
-            f'  "$BASE{VENDOR_PREFIX}/intents'
-            '?category=sports&country=NL&currency=EUR&budget_max=1000"'
-        ),
+        "intents_command": f'curl {bearer} \\\n  "$BASE{VENDOR_PREFIX}/intents{intents_query}"',
+        "intents_query": intents_query,
         "intents_response": _pretty(
             IntentPage(data=[intent], next_cursor=None).model_dump(mode="json")
         ),
@@ -1025,9 +1026,10 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
             f"INTENT_ID={_IDS['intent']}\n"
             f"curl -X POST {bearer} \\\n"
             '  -H "Content-Type: application/json" \\\n'
-            f"  -d '{json.dumps(offer_request)}' \\\n"
+            f"  -d '{offer_body}' \\\n"
             f'  "$BASE{VENDOR_PREFIX}/intents/$INTENT_ID/offers"'
         ),
+        "offer_body": offer_body,
         "offer_response": _pretty(offer.model_dump(mode="json")),
         "offer_location": f"{VENDOR_PREFIX}/offers/{_IDS['offer']}",
         "webhook_request": (

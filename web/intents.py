@@ -85,6 +85,19 @@ def _values_of(view: IntentView) -> dict[str, str]:
     }
 
 
+def _form_errors(exc: InvalidInput) -> dict[str, str]:
+    """Each message next to its field, and a summary at the top of a long form."""
+    errors = dict(getattr(exc, "errors", None) or {exc.field or "form": exc.message})
+    if "form" not in errors:
+        n = len(errors)
+        errors["form"] = (
+            "One field needs your attention; it is marked below."
+            if n == 1
+            else f"{n} fields need your attention; each is marked below."
+        )
+    return errors
+
+
 def _form_page(
     request: Request,
     values: dict[str, str],
@@ -149,8 +162,7 @@ def create_intent(
     try:
         clean = parse_intent(values)
     except InvalidInput as exc:
-        errors = getattr(exc, "errors", None) or {exc.field or "form": exc.message}
-        return _form_page(request, values, errors, status_code=400)
+        return _form_page(request, values, _form_errors(exc), status_code=400)
     intent = IntentService(db, rt).create(account, clean, publish=publish)
     if publish:
         return _show(request, intent.id, "Your intent is published. Vendors can now answer it.")
@@ -263,8 +275,7 @@ def edit_intent(
     try:
         service.update(account, intent.id, parse_intent(values))
     except InvalidInput as exc:
-        errors = getattr(exc, "errors", None) or {exc.field or "form": exc.message}
-        return _form_page(request, values, errors, intent=intent, status_code=400)
+        return _form_page(request, values, _form_errors(exc), intent=intent, status_code=400)
     except IntentClosed as exc:
         return _show(request, intent.id, exc.message, "error")
     return _show(request, intent.id, "Your changes are saved.")

@@ -291,3 +291,17 @@ def test_the_list_shows_each_intent_with_its_waiting_offers(
 
     assert "Standing desk" in page and "Home &gt; Furniture" in page
     assert re.search(r"<td>1</td>", page)
+
+
+def test_an_empty_form_says_what_to_fill_in(client: TestClient, count: Count) -> None:
+    sign_up(client)
+
+    response = new_intent(client, category="", title="", budget="", country="", city="", online="")
+
+    assert response.status_code == 400
+    assert "4 fields need your attention" in response.text
+    assert "Choose a category." in response.text
+    assert "Say in a short title what you want" in response.text
+    assert "Enter the maximum budget, e.g. 899.00." in response.text
+    assert "or tick online / delivered" in response.text
+    assert count(Intent) == 0
