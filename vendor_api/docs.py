@@ -622,18 +622,15 @@ _CODE = re.compile(r"``?([^`]+?)``?")
 
 def text(value: str | None) -> Markup:
     """Plain text with `code` spans, as paragraphs (escaped first, so it stays text)."""
-    paragraphs = [" ".join(p.split()) for p in (value or "").split("\n\n") if p.strip()]
-    return Markup("").join(
-        # Escaped first: only the <code> tags added here are markup.
-        Markup("<p>{}</p>").format(Markup(_CODE.sub(r"<code>\1</code>", str(escape(p)))))  # noqa: S704
-        for p in paragraphs
-    )
+    paragraphs = [p for p in (value or "").split("\n\n") if p.strip()]
+    return Markup("").join(Markup("<p>{}</p>").format(inline(p)) for p in paragraphs)
 
 
 def inline(value: str | None) -> Markup:
     """Like :func:`text`, without the paragraphs (for table cells)."""
     escaped = str(escape(" ".join((value or "").split())))
-    return Markup(_CODE.sub(r"<code>\1</code>", escaped))  # noqa: S704 (escaped first)
+    # Escaped first: only the <code> tags added here are markup.
+    return Markup(_CODE.sub(r"<code>\1</code>", escaped))  # noqa: S704
 
 
 def schema_name(schema: dict[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from consent.models import WebhookMessage
+from consent.webhooks import verify_signature, webhook_secret_for
 from intents import money
 from intents.errors import IntentClosed, InvalidIntent
 from intents.models import Intent, IntentBlock, Offer
@@ -24,6 +25,8 @@ from tests.conftest import test_settings as make_settings
 from tests.consent.factories import individual
 from tests.helpers import PASSWORD, unique_email
 from tests.intents.factories import BIKE, app_token, make_intent, market_vendor, offer_body
+from tests.vault.conftest import Deployment
+from tests.webhook_receiver import Receiver
 from vault.accounts.service import AccountService
 from vault.db import make_engine
 from vault.migrate import upgrade
@@ -240,3 +243,38 @@ def test_of_two_parallel_acceptances_exactly_one_wins(committed_rt: Runtime) -> 
             )
             == 1
         )
+
+
+def test_vrm_worker_closes_intents_past_their_closing_date(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    deployment.upgrade()
+    rt = deployment.runtime()
+    with rt.sessions() as db, db.begin():
+        owner = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+        intent = IntentService(db, rt).create(owner, parse_intent(BIKE), publish=True)
+    with rt.sessions() as db:
+        vendor = market_vendor(db, rt, webhook_url=receiver.url)
+    with rt.sessions() as db, db.begin():
+        from intents.market import Market
+
+        Market(db, rt, db.merge(vendor.app)).make_offer(intent.id, offer_body())
+        db.execute(
+            update(Intent)
+            .where(Intent.id == intent.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+    output = deployment.ok("worker", "--once")
+
+    assert "1 intents reached their closing date; their offers lapsed" in output
+    assert "offer.lapsed HTTP 200" in output
+    [got] = receiver.requests
+    assert (
+        verify_signature(webhook_secret_for(rt, vendor.app), got.headers, got.body)["data"][
+            "reason"
+        ]
+        == "intent_expired"
+    )
+    with rt.sessions() as db:
+        assert db.get_one(Intent, intent.id).status == "expired"
