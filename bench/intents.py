@@ -1,6 +1,7 @@
 """Vendor intent listings and offer creation against PostgreSQL at growing table sizes.
 
     .venv/bin/python bench/intents.py [--sizes 10000 100000 1000000] [--requests 300]
+                                      [--plans 100]
 
 Creates a throwaway PostgreSQL database (VRM_BENCH_DATABASE_URL's server, default the local
 one), migrates it, signs up individuals through the account service (each gets a data key),
@@ -16,10 +17,14 @@ requests against uvicorn in a subprocess:
   currency and a budget range, page 1 and the pages after it (following ``next_cursor``);
 - ``POST /vendor/v1/intents/{id}/offers`` on distinct open EUR intents.
 
-Prints p50/p95 per endpoint and size, the ratios to the bare endpoint, and at the largest size
-the PostgreSQL plan (EXPLAIN ANALYZE, BUFFERS) of the exact listing query the API issues, as a
-custom plan and as the generic plan a prepared statement may switch to. The machine is shared
-and noisy: compare ratios and their trend with size, not absolute numbers.
+Prints p50/p95 per endpoint and size and the ratios to the bare endpoint. At each size it also
+runs EXPLAIN ANALYZE on the exact SQL ``Market.list_intents`` issues for 100 listings of the same
+mix (how the intents table was read, how many of its rows were examined) and runs them as the
+API's connections do (psycopg prepares after 5 runs) to count generic plans. At the largest size
+it prints EXPLAIN (ANALYZE, BUFFERS) of a typical listing and of the one that examined the most
+rows, as a custom plan and as the generic plan a prepared statement may switch to. The machine
+is shared and noisy: compare ratios, rows examined and their trend with size, not absolute
+times.
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
+from functools import partial
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -308,9 +315,14 @@ def seed(conninfo: str, generator: IntentRows, count: int, batch: int = 100_000)
 # -- driving ----------------------------------------------------------------------------------
 
 
-def pct(values: list[float], p: float) -> float:
+def quantile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def pct(values: list[float], p: float) -> float:
+    """The ``p`` quantile of durations in seconds, in milliseconds."""
+    return quantile(values, p) * 1000
 
 
 def listing_params(rng: random.Random) -> dict[str, str]:
@@ -361,6 +373,17 @@ def offer_targets(
         raise SystemExit(f"found only {len(found)} open EUR intents to offer on; seed more")
     rng.shuffle(found)
     return found[:wanted]
+
+
+TYPICAL = {
+    "category": "sports.bicycles",
+    "country": "NL",
+    "currency": "EUR",
+    "budget_min": "100",
+    "budget_max": "1000",
+    "limit": "20",
+}
+"""A representative vendor filter: a leaf category, a large country, a middle budget."""
 
 
 @dataclass
@@ -438,79 +461,149 @@ def measure(client: httpx.Client, requests: int, warmup: int, targets: list[str]
 # -- the plan ---------------------------------------------------------------------------------
 
 
-def capture_listing_sql(rt: Any, app_id: uuid.UUID, params: dict[str, str]) -> tuple[str, Any]:
-    """The SQL and parameters ``Market.list_intents`` sends for these filters (page 1)."""
+def capture_listing_sql(
+    rt: Any, app_id: uuid.UUID, param_sets: list[dict[str, str]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The SQL and parameters ``Market.list_intents`` sends for each filter set (page 1)."""
     from consent.models import VendorApp
     from intents import money, taxonomy
     from intents.market import IntentFilters, Market
 
-    seen: list[tuple[str, Any]] = []
+    seen: list[tuple[str, dict[str, Any]]] = []
 
     def listen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if re.search(r"FROM intents\s", statement) and "ORDER BY" in statement:
-            seen.append((statement, parameters))
+            seen.append((statement, dict(parameters)))
 
     event.listen(rt.engine, "before_cursor_execute", listen)
     try:
         with rt.sessions() as db:
             app = db.get_one(VendorApp, app_id)
-            category = taxonomy.get(params["category"])
-            filters = IntentFilters(
-                category=category,
-                country=params["country"],
-                currency="EUR",
-                budget_min=money.parse_amount(params["budget_min"], "EUR", field="", label=""),
-                budget_max=money.parse_amount(params["budget_max"], "EUR", field="", label=""),
-            )
-            Market(db, rt, app).list_intents(filters, limit=int(params["limit"]))
+            for params in param_sets:
+                amount = partial(money.parse_amount, currency="EUR", field="", label="")
+                filters = IntentFilters(
+                    category=taxonomy.get(params["category"]),
+                    country=params["country"],
+                    currency=params["currency"],
+                    budget_min=amount(params["budget_min"]),
+                    budget_max=amount(params["budget_max"]),
+                )
+                Market(db, rt, app).list_intents(filters, limit=int(params["limit"]))
     finally:
         event.remove(rt.engine, "before_cursor_execute", listen)
-    return seen[0]
+    assert len(seen) == len(param_sets)
+    return seen
 
 
-def explain(rt: Any, params: dict[str, str], app_id: uuid.UUID) -> None:
-    statement, parameters = capture_listing_sql(rt, app_id, params)
-    print()
-    print(
-        "Listing query at the largest size, filters "
-        + ", ".join(f"{k}={v}" for k, v in params.items())
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
+@dataclass
+class Plan:
+    shape: str
+    """How the intents table was read: an ordered index scan, or a bitmap scan then a sort."""
+    examined: int
+    """Intents rows the scan looked at (returned plus removed by the filter)."""
+    milliseconds: float
+
+
+def read_plan(explained: dict[str, Any]) -> Plan:
+    nodes = list(_nodes(explained["Plan"]))
+    scan = next(n for n in nodes if n.get("Relation Name") == "intents")
+    if scan["Node Type"] == "Bitmap Heap Scan":
+        indexes = [n["Index Name"] for n in _nodes(scan) if "Index Name" in n]
+        sort = any(n["Node Type"] == "Sort" for n in nodes)
+        shape = f"bitmap {'+'.join(indexes)}" + (" + sort" if sort else "")
+    else:
+        shape = f"{scan['Node Type'].lower()} {scan.get('Index Name', '')}".strip()
+        if any(n["Node Type"] == "Sort" for n in nodes):
+            shape += " + sort"
+        else:
+            shape = "ordered " + shape
+    examined = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
+    examined += scan.get("Rows Removed by Index Recheck", 0)
+    return Plan(shape, int(examined), float(explained["Execution Time"]))
+
+
+@dataclass
+class Census:
+    plans: list[Plan]
+    generic: int
+    custom: int
+    worst: tuple[dict[str, str], str, dict[str, Any]]
+    """The filters, SQL and parameters of the listing that examined the most rows."""
+
+
+def plan_census(rt: Any, conninfo: str, app_id: uuid.UUID, combos: int) -> Census:
+    """EXPLAIN ANALYZE the API's own SQL for ``combos`` listing filters of the benchmark mix.
+
+    Then runs the same statements on one connection the way the API's pooled connections do
+    (psycopg prepares a statement server-side after 5 runs; PostgreSQL may then switch it to a
+    generic plan) and counts the generic and custom plans PostgreSQL used.
+    """
+    rng = random.Random(11)
+    param_sets = [listing_params(rng) for _ in range(combos)]
+    queries = capture_listing_sql(rt, app_id, param_sets)
+    plans: list[Plan] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn, psycopg.ClientCursor(conn) as cur:
+        for statement, parameters in queries:
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
+            row = cur.fetchone()
+            assert row is not None
+            plans.append(read_plan(row[0][0]))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for statement, parameters in queries:
+            conn.execute(statement, parameters).fetchall()
+        generic, custom = conn.execute(
+            "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) "
+            "FROM pg_prepared_statements"
+        ).fetchone() or (0, 0)
+    worst = max(range(combos), key=lambda i: plans[i].examined)
+    return Census(plans, int(generic), int(custom), (param_sets[worst], *queries[worst]))
+
+
+@dataclass
+class Stage:
+    size: int
+    seed_seconds: float
+    timings: Timings
+    census: Census
+
+
+def census_line(size: int, census: Census) -> str:
+    shapes = Counter(p.shape for p in census.plans)
+    examined = [float(p.examined) for p in census.plans]
+    ms = [p.milliseconds for p in census.plans]
+
+    def spread(values: list[float], fmt: str) -> str:
+        return "/".join(format(quantile(values, q), fmt) for q in (0.5, 0.95, 1.0))
+
+    return (
+        f"{size:>9,}  examined {spread(examined, '.0f')}  execution {spread(ms, '.2f')} ms  "
+        + ", ".join(f"{n} x {shape}" for shape, n in shapes.most_common())
+        + f"; as prepared statements: {census.generic} generic, {census.custom} custom plans"
     )
-    print(re.sub(r"\s+", " ", statement))
-    print("parameters:", {k: str(v) for k, v in parameters.items()})
+
+
+def explain(conninfo: str, params: dict[str, str], statement: str, values: Any) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of one listing, as a custom and as a generic plan."""
+    print()
+    print("Filters: " + ", ".join(f"{k}={v}" for k, v in params.items()))
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
     numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", statement)
-    values = [parameters[n] for n in names]
-    with rt.engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with psycopg.ClientCursor(raw) as cur:
-            cur.execute(f"PREPARE listing AS {numbered}")
-            placeholders = ", ".join(["%s"] * len(values))
-            for mode in ("force_custom_plan", "force_generic_plan"):
-                cur.execute(f"SET plan_cache_mode = {mode}")
-                cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE listing({placeholders})", values)
-                print()
-                print(f"EXPLAIN (ANALYZE, BUFFERS), {mode}:")
-                for (line,) in cur.fetchall():
-                    print("  " + line)
-            cur.execute("RESET plan_cache_mode")
-            # What a server connection does: psycopg prepares a query after 5 runs, and
-            # PostgreSQL may then keep a generic plan. Run it as the server would, then look.
-            for _ in range(8):
-                cur.execute(f"EXECUTE listing({placeholders})", values)
-                cur.fetchall()
-            cur.execute(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                "WHERE name = 'listing'"
-            )
-            generic, custom = cur.fetchone() or (0, 0)
-            print()
-            print(
-                f"after 10 executions with plan_cache_mode=auto: {generic} generic, "
-                f"{custom} custom plans"
-            )
-            cur.execute("DEALLOCATE listing")
-        raw.rollback()
+    ordered = [values[n] for n in names]
+    placeholders = ", ".join(["%s"] * len(ordered))
+    with psycopg.connect(conninfo, autocommit=True) as conn, psycopg.ClientCursor(conn) as cur:
+        cur.execute(f"PREPARE listing AS {numbered}")
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            cur.execute(f"SET plan_cache_mode = {mode}")
+            cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE listing({placeholders})", ordered)
+            print(f"EXPLAIN (ANALYZE, BUFFERS), plan_cache_mode = {mode}:")
+            for (line,) in cur.fetchall():
+                print("  " + line)
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -560,6 +653,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="timed requests of each kind")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--individuals", type=int, default=2000)
+    parser.add_argument("--plans", type=int, default=100, help="listings to EXPLAIN per size")
     args = parser.parse_args()
     sizes = sorted(args.sizes)
 
@@ -587,7 +681,7 @@ def main() -> None:
             generator = IntentRows(prepared.keys, seed=1)
             server, base = start_server(db_url, key_dir)
             auth = {"Authorization": f"Bearer {prepared.token}"}
-            results: list[tuple[int, Timings]] = []
+            stages: list[Stage] = []
             taken: set[str] = set()
             seeded = 0
             with httpx.Client(base_url=base, headers=auth, timeout=60) as client:
@@ -595,7 +689,8 @@ def main() -> None:
                     seconds = seed(conninfo, generator, size - seeded)
                     print(
                         f"seeded {size - seeded:,} intents (total {size:,}) in {seconds:.1f} s "
-                        f"({(size - seeded) / seconds:,.0f}/s, COPY, ANALYZE included)"
+                        f"({(size - seeded) / seconds:,.0f}/s; COPY and ANALYZE)",
+                        flush=True,
                     )
                     seeded = size
                     check = client.get("/vendor/v1/intents", params=listing_params(random.Random()))
@@ -604,26 +699,18 @@ def main() -> None:
                         client, random.Random(size), args.requests + args.warmup, taken
                     )
                     timings = measure(client, args.requests, args.warmup, targets)
-                    results.append((size, timings))
-                    print(
-                        f"  measured at {size:,}: healthz p50 {pct(timings.healthz, 0.5):.1f} ms, "
-                        f"listing p50 {pct(timings.page1, 0.5):.1f} ms, offer p50 "
-                        f"{pct(timings.offer, 0.5):.1f} ms, {timings.errors} errors",
-                        flush=True,
-                    )
-            report(results, args.requests)
-            explain(
-                rt,
-                {
-                    "category": "sports.bicycles",
-                    "country": "NL",
-                    "currency": "EUR",
-                    "budget_min": "100",
-                    "budget_max": "1000",
-                    "limit": "20",
-                },
-                prepared.app_id,
-            )
+                    census = plan_census(rt, conninfo, prepared.app_id, args.plans)
+                    stages.append(Stage(size, seconds, timings, census))
+                    print(f"  measured at {size:,}", flush=True)
+            report(stages, args.requests, args.plans)
+            print()
+            print(f"The listing query the API sends, at {sizes[-1]:,} intents (page 1):")
+            print(re.sub(r"\s+", " ", stages[-1].census.worst[1]))
+            statement, values = capture_listing_sql(rt, prepared.app_id, [TYPICAL])[0]
+            explain(conninfo, TYPICAL, statement, values)
+            print()
+            print(f"The listing of the {args.plans} that examined the most rows:")
+            explain(conninfo, *stages[-1].census.worst)
     finally:
         if server is not None:
             server.terminate()
@@ -635,27 +722,48 @@ def main() -> None:
         admin.dispose()
 
 
-def report(results: list[tuple[int, Timings]], requests: int) -> None:
+def _cell(values: list[float]) -> str:
+    return f"{pct(values, 0.5):.1f}/{pct(values, 0.95):.1f}" if values else "-"
+
+
+def _ratio(values: list[float], bare: float) -> str:
+    return f"{pct(values, 0.5) / bare:.1f}" if values else "-"
+
+
+def report(stages: list[Stage], requests: int, plans: int) -> None:
     print()
     print(
         f"PostgreSQL, 1 uvicorn worker, {requests} sequential keep-alive requests of each kind "
-        f"per size, {os.cpu_count()} cores shared with the load generator; p50 / p95 in ms"
+        f"per size, {os.cpu_count()} cores shared with the load generator. p50/p95 ms; ratios "
+        "of p50 to the bare endpoint's."
     )
     print(
-        f"{'intents':>9}  {'healthz':>11}  {'listing p1':>11}  {'listing p2-3':>12}  "
-        f"{'offer':>11}  {'list/bare':>9}  {'offer/bare':>10}  {'errors':>6}"
+        f"{'intents':>9}  {'healthz':>9}  {'listing p1':>10}  {'pages 2-3':>10}  "
+        f"{'offer':>10}  {'list/bare':>9}  {'deep/bare':>9}  {'offer/bare':>10}  {'errors':>6}"
     )
-    for size, t in results:
+    for stage in stages:
+        t = stage.timings
         bare = pct(t.healthz, 0.5)
-
-        def cell(values: list[float]) -> str:
-            return f"{pct(values, 0.5):.1f}/{pct(values, 0.95):.1f}" if values else "-"
-
         print(
-            f"{size:>9,}  {cell(t.healthz):>11}  {cell(t.page1):>11}  {cell(t.deeper):>12}  "
-            f"{cell(t.offer):>11}  {pct(t.page1, 0.5) / bare:>9.1f}  "
-            f"{pct(t.offer, 0.5) / bare:>10.1f}  {t.errors:>6}"
+            f"{stage.size:>9,}  {_cell(t.healthz):>9}  {_cell(t.page1):>10}  "
+            f"{_cell(t.deeper):>10}  {_cell(t.offer):>10}  {_ratio(t.page1, bare):>9}  "
+            f"{_ratio(t.deeper, bare):>9}  {_ratio(t.offer, bare):>10}  {t.errors:>6}"
         )
+    print()
+    previous = 0
+    steps = []
+    for stage in stages:
+        steps.append(f"+{stage.size - previous:,} in {stage.seed_seconds:.1f} s")
+        previous = stage.size
+    total = sum(stage.seed_seconds for stage in stages)
+    print(f"Seeding intents (COPY, ANALYZE): {', '.join(steps)}; {total:.0f} s in all")
+    print()
+    print(
+        f"Plans of {plans} page-1 listings of the same mix (EXPLAIN ANALYZE of the API's SQL): "
+        "intents rows examined and execution time, p50/p95/max"
+    )
+    for stage in stages:
+        print(census_line(stage.size, stage.census))
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def metadata(rt: Runtime) -> dict[str, Any]:
             "birthdate",
             "locale",
         ],
-        "service_documentation": f"{base}/api/docs",
+        "service_documentation": f"{base}/vendor/docs",
     }
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select, tuple_, update
+from sqlalchemy import ColumnElement, exists, literal_column, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from consent.models import VendorApp
@@ -112,7 +112,9 @@ class Market:
             Account.id == Intent.owner_id, Account.status == AccountStatus.ACTIVE
         )
         return [
-            Intent.status == IntentStatus.OPEN,
+            # A literal, not a bound parameter: a generic (prepared) plan can then still use
+            # the partial indexes over open intents.
+            Intent.status == literal_column(f"'{IntentStatus.OPEN.value}'"),
             Intent.expires_at > now,
             Intent.published_at.is_not(None),
             owner_active,
@@ -122,8 +124,12 @@ class Market:
     def _filters(self, f: IntentFilters) -> list[ColumnElement[bool]]:
         where: list[ColumnElement[bool]] = []
         if f.category is not None:
-            where.append(Intent.category_root == f.category.root)
-            if not f.category.is_root:
+            # A leaf implies its root: name only the leaf, so the planner's estimate is not
+            # the product of two correlated conditions (which makes it give up the ordered
+            # index scan that stops after one page).
+            if f.category.is_root:
+                where.append(Intent.category_root == f.category.root)
+            else:
                 where.append(Intent.category == f.category.id)
         if f.country is not None:
             where.append(Intent.country == f.country)

@@ -66,6 +66,8 @@ class Intent(IdMixin, TimestampMixin, Base):
             "ix_intents_open_root_country", "category_root", "country", "published_at", "id"
         ),
         _open_index("ix_intents_open_country", "country", "published_at", "id"),
+        _open_index("ix_intents_open_leaf", "category", "published_at", "id"),
+        _open_index("ix_intents_open_leaf_country", "category", "country", "published_at", "id"),
         Index("ix_intents_owner_created", "owner_id", "created_at"),
         Index("ix_intents_status_expires", "status", "expires_at"),
     )

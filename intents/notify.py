@@ -1,6 +1,7 @@
 """Webhooks to vendors about their offers, queued in the outbox in the change's transaction.
 
-Payloads name the individual only by the intent pseudonym the app already knows, never with
+Payloads name the individual only by the intent pseudonym the app already knows (``owner``,
+as in the API), never with
 personal data; ``offer.accepted`` adds the grant id when the individual shared fields.
 """
 
@@ -34,7 +35,7 @@ def offer_event(
         {
             "offer_id": str(offer.id),
             "intent_id": str(intent.id),
-            "subject": owner_pseudonym(rt, app.id, intent.owner_id),
+            "owner": owner_pseudonym(rt, app.id, intent.owner_id),
             "offer_status": offer.status,
             "price": money.format_amount(offer.price_minor, offer.currency),
             "currency": offer.currency,

@@ -8,7 +8,8 @@ the vendor, so the vendor asks the token endpoint with an extension grant (RFC 6
     POST /oauth/token
     grant_type=urn:vrm:params:oauth:grant-type:accepted-offer&offer_id=<id>
 
-and gets an access token and a rotating refresh token for exactly the shared fields. The
+and gets an access token and a rotating refresh token for the grant's fields: the ones shared on
+acceptance, plus any the individual already let this app read. The
 exchange is claimed atomically (``UPDATE offers ... WHERE tokens_claimed_at IS NULL``): it
 works once; afterwards the refresh token is how the vendor keeps reading.
 """

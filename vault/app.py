@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from consent.server import register_extension_grant
     from intents.tokens import AcceptedOfferGrant
     from vault.profile.endpoints import router as profile_router
+    from vendor_api.docs import router as vendor_docs_router
     from vendor_api.endpoints import router as vendor_router
     from vendor_api.intents import router as vendor_intents_router
     from vendor_api.userinfo import router as userinfo_router
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from web.dependencies import SignInRequired
     from web.endpoints import router as web_router
     from web.templating import STATIC_DIR, render_error
+    from web.vendor_reference import router as vendor_reference_router
 
     app = FastAPI(
         title="VRM Vault",
@@ -95,10 +97,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         extra: dict[str, str] | None = None,
     ) -> Response:
         if wants_json(request.url.path):
+            # A vendor API call counted against its rate limit says so on errors too.
+            counted = getattr(request.state, "rate_limit_headers", None) or {}
             return JSONResponse(
                 {"error": code, "detail": detail, **(extra or {})},
                 status_code=status,
-                headers=headers,
+                headers={**counted, **(headers or {})},
             )
         return render_error(request, status, detail, headers=headers)
 
@@ -157,6 +161,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         vendor_router,
         vendor_intents_router,
         userinfo_router,
+        vendor_docs_router,
+        vendor_reference_router,
         audit_router,
     ):
         app.include_router(router)

@@ -32,27 +32,35 @@ class VaultError(Exception):
 
 
 class NotFound(VaultError):
+    """There is nothing with this id that you may see."""
+
     status_code = 404
     code = "not_found"
 
 
 class NotAuthenticated(VaultError):
+    """Sign in first."""
+
     status_code = 401
     code = "not_authenticated"
 
 
 class Forbidden(VaultError):
+    """You may not do this."""
+
     status_code = 403
     code = "forbidden"
 
 
 class Conflict(VaultError):
+    """The request conflicts with the current state."""
+
     status_code = 409
     code = "conflict"
 
 
 class InvalidInput(VaultError):
-    """Input that parsed but breaks a rule; ``field`` says which one."""
+    """Input that parsed but breaks a rule; the field says which one."""
 
     status_code = 400
     code = "invalid_input"
@@ -69,15 +77,25 @@ class InvalidInput(VaultError):
 
 
 class TooManyRequests(VaultError):
+    """Too many requests: wait as long as Retry-After says."""
+
     status_code = 429
     code = "too_many_requests"
 
 
 def error_responses(*errors: type[VaultError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the errors an endpoint can raise."""
+    """OpenAPI ``responses=`` entries for the errors an endpoint can raise.
+
+    Errors sharing a status code are listed together, each with its ``error`` code.
+    """
     from vault.schemas import ErrorBody
 
+    by_status: dict[int, list[str]] = {}
+    for err in errors:
+        line = f"`{err.code}`: {' '.join((err.__doc__ or err.code).split())}"
+        if line not in by_status.setdefault(err.status_code, []):
+            by_status[err.status_code].append(line)
     return {
-        err.status_code: {"model": ErrorBody, "description": err.__doc__ or err.code}
-        for err in errors
+        status: {"model": ErrorBody, "description": " \n".join(lines)}
+        for status, lines in by_status.items()
     }

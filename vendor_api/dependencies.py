@@ -48,6 +48,8 @@ def access_token(
             )
         usage = ratelimit.hit(db, ctx.app.id, bucket, limit)
     headers = usage.headers()
+    # Error responses are built by the app's handlers; they add these too.
+    request.state.rate_limit_headers = headers
     if usage.exceeded:
         kind = "reads (GET)" if bucket == ratelimit.READ else "writes (POST, PATCH, DELETE)"
         raise TooManyRequests(

@@ -10,7 +10,7 @@ from consent import scopes
 from consent.access import read_profile_for, readable_fields
 from consent.grants import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import NotFound, error_responses
+from vault.errors import NotFound, TooManyRequests, error_responses
 from vendor_api.dependencies import IndividualTokenDep, TokenDep
 from vendor_api.errors import InsufficientScope, InvalidToken
 from vendor_api.schemas import ReceiptOut, VendorProfileOut
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/vendor/v1", tags=["vendor"])
 @router.get(
     "/profile",
     response_model=VendorProfileOut,
-    responses=error_responses(InvalidToken, InsufficientScope),
+    responses=error_responses(InvalidToken, InsufficientScope, TooManyRequests),
 )
 def read_profile(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> VendorProfileOut:
     """The individual's fields this token may read now, and nothing else.
@@ -49,7 +49,7 @@ def read_profile(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> VendorPr
 @router.get(
     "/receipts/{grant_id}",
     response_model=ReceiptOut,
-    responses=error_responses(InvalidToken, NotFound),
+    responses=error_responses(InvalidToken, NotFound, TooManyRequests),
 )
 def read_receipt(grant_id: str, ctx: TokenDep, db: DbDep, rt: RuntimeDep) -> ReceiptOut:
     """The signed consent receipt of a grant to your app, for its latest event.

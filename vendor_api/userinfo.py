@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from consent.access import read_profile_for
 from consent.grants import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import error_responses
+from vault.errors import TooManyRequests, error_responses
 from vault.profile.catalogue import countries
 from vendor_api.dependencies import IndividualTokenDep
 from vendor_api.errors import InsufficientScope, InvalidToken
@@ -48,7 +48,7 @@ def to_claims(values: dict[str, Any]) -> dict[str, Any]:
     return claims
 
 
-_ERRORS = error_responses(InvalidToken, InsufficientScope)
+_ERRORS = error_responses(InvalidToken, InsufficientScope, TooManyRequests)
 
 
 @router.post("/oauth/userinfo", responses=_ERRORS)

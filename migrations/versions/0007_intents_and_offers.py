@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-01 16:01:12.160489
+Create Date: 2026-12-01 16:27:24.166975
 """
 
 from collections.abc import Sequence
@@ -59,6 +59,20 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_intents_open_feed",
             ["published_at", "id"],
+            unique=False,
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        )
+        batch_op.create_index(
+            "ix_intents_open_leaf",
+            ["category", "published_at", "id"],
+            unique=False,
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        )
+        batch_op.create_index(
+            "ix_intents_open_leaf_country",
+            ["category", "country", "published_at", "id"],
             unique=False,
             postgresql_where=sa.text("status = 'open'"),
             sqlite_where=sa.text("status = 'open'"),
@@ -178,6 +192,16 @@ def downgrade() -> None:
         )
         batch_op.drop_index(
             "ix_intents_open_root",
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        )
+        batch_op.drop_index(
+            "ix_intents_open_leaf_country",
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        )
+        batch_op.drop_index(
+            "ix_intents_open_leaf",
             postgresql_where=sa.text("status = 'open'"),
             sqlite_where=sa.text("status = 'open'"),
         )

@@ -84,7 +84,7 @@ def test_the_whole_loop_from_app_token_to_reading_the_shared_field(
     assert set(by_type) == {"offer.accepted", "consent.granted"}
     accepted = by_type["offer.accepted"]
     assert accepted["offer_id"] == offer_id
-    assert accepted["subject"] == pseudonym
+    assert accepted["owner"] == pseudonym
     assert accepted["shared_fields"] == ["profile:email"]
     assert accepted["grant_id"] == by_type["consent.granted"]["grant_id"]
     assert "@" not in json.dumps(payloads)  # no personal value travels in a webhook

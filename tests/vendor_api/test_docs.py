@@ -24,26 +24,13 @@ from intents.service import IntentService
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER
 from tests.consent.factories import individual
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
-from vault.app import create_app
 from vault.runtime import Runtime
 from vendor_api import docs
+from web import vendor_reference
 
 DOC = "/vendor/openapi.json"
 PAGE = "/vendor/docs"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-
-
-def _serves(app: FastAPI, path: str) -> bool:
-    return any(getattr(r, "path_format", None) == path for r in iter_route_contexts(app.routes))
-
-
-@pytest.fixture
-def app(rt: Runtime) -> FastAPI:
-    """The app, with the docs router included until vault/app.py includes it itself."""
-    app = create_app(runtime=rt)
-    if not _serves(app, DOC):
-        app.include_router(docs.router)
-    return app
 
 
 @pytest.fixture
@@ -274,7 +261,7 @@ def test_every_queued_webhook_payload_matches_its_documented_schema(
 def test_the_worked_example_loop_runs_against_the_api(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:
-    example = docs.worked_example(rt.settings)
+    example = vendor_reference.worked_example(rt.settings)
     owner = individual(client, db, rt, given_name="Ada", email="ada@example.org")
     intent = make_intent(db, rt, owner)
     shop = market_vendor(db, rt)
@@ -323,7 +310,7 @@ def test_the_worked_example_loop_runs_against_the_api(
 
 
 def test_the_sample_webhook_verifies_with_the_documented_python_snippet(rt: Runtime) -> None:
-    example = docs.worked_example(rt.settings, now=datetime(2026, 3, 1, tzinfo=UTC))
+    example = vendor_reference.worked_example(rt.settings, now=datetime(2026, 3, 1, tzinfo=UTC))
     headers = {
         "webhook-id": example["webhook_id"],
         "webhook-timestamp": example["webhook_timestamp"],
@@ -331,7 +318,7 @@ def test_the_sample_webhook_verifies_with_the_documented_python_snippet(rt: Runt
     }
     body = example["webhook_raw_body"].encode()
     namespace: dict[str, Any] = {}
-    exec(docs.VERIFY_SNIPPET, namespace)  # noqa: S102 (our own documented snippet)
+    exec(vendor_reference.VERIFY_SNIPPET, namespace)  # noqa: S102 (our own documented snippet)
     verify = namespace["verify"]
 
     payload = verify(example["webhook_secret"], headers, body, tolerance=10**10)
@@ -373,7 +360,7 @@ def test_the_reference_page_shows_every_vendor_path_and_the_whole_loop(
     assert "webhook-signature: v1," in page
     assert f"grant_type={ACCEPTED_OFFER}" in page
     assert "$BASE/vendor/v1/profile" in page
-    assert docs.VERIFY_SNIPPET.strip() in page
+    assert vendor_reference.VERIFY_SNIPPET.strip() in page
 
 
 def test_the_reference_page_documents_rate_limits_and_errors(client: TestClient) -> None:

@@ -266,8 +266,18 @@ def test_an_expired_offer_shows_as_expired_and_cannot_be_accepted(
         IntentService(db, rt).accept(owner, intent.id, uuid.UUID(offer_id))
 
 
+@pytest.fixture
+def frozen_window(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The rate limiter's clock stopped mid-minute, so no test straddles a window boundary."""
+    from vendor_api import ratelimit
+
+    moment = datetime.now(UTC).replace(second=20, microsecond=0)
+    monkeypatch.setattr(ratelimit, "utcnow", lambda: moment)
+    return moment
+
+
 def test_writes_over_the_limit_get_429_with_retry_after(
-    client_with: MakeClient, db: Session, rt: Runtime, count: Count
+    client_with: MakeClient, db: Session, rt: Runtime, count: Count, frozen_window: datetime
 ) -> None:
     vendor_client = client_with(vendor_writes_per_minute=3, vendor_reads_per_minute=5)
     owner = individual(vendor_client, db, rt)
@@ -279,7 +289,7 @@ def test_writes_over_the_limit_get_429_with_retry_after(
     assert statuses == [201, 201, 201, 429]
     refused = post_offer(vendor_client, headers, intents[3].id)
     assert refused.json()["error"] == "rate_limited"
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["retry-after"] == "40"  # the window ends at :00
     assert refused.headers["ratelimit-limit"] == "3"
     assert refused.headers["ratelimit-remaining"] == "0"
     assert count(Offer) == 3
