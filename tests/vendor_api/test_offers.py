@@ -299,7 +299,9 @@ def test_writes_over_the_limit_get_429_with_retry_after(
     assert (read.headers["ratelimit-limit"], read.headers["ratelimit-remaining"]) == ("5", "4")
 
 
-def test_each_app_has_its_own_limit(client_with: MakeClient, db: Session, rt: Runtime) -> None:
+def test_each_app_has_its_own_limit(
+    client_with: MakeClient, db: Session, rt: Runtime, frozen_window: datetime
+) -> None:
     vendor_client = client_with(vendor_reads_per_minute=2)
     one, two = market_vendor(db, rt, name="One"), market_vendor(db, rt, name="Two")
     one_headers, two_headers = app_token(db, rt, one), app_token(db, rt, two)
