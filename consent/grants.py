@@ -156,6 +156,31 @@ class GrantService:
             self._notify(app, grant, "consent.changed")
         return grant
 
+    def widen(
+        self,
+        individual_id: uuid.UUID,
+        app: VendorApp,
+        fields: list[str],
+        *,
+        consent_text_hash: str | None = None,
+    ) -> Grant:
+        """Add fields to the active grant of this pair, keeping its agreement, purpose and end.
+
+        Used when the individual shares more with a vendor it is already connected to (e.g.
+        on accepting its offer): the new fields join the connection on its existing terms.
+        """
+        grant = self.active(individual_id, app.id)
+        if grant is None:
+            raise NotFound("There is no such connection.")
+        new = [f for f in scopes.check_fields(fields) if f not in grant.fields]
+        if not new:
+            return grant
+        grant.fields = scopes.check_fields([*grant.fields, *new])
+        self.db.flush()
+        self._record(app, grant, "grant.given", consent_text_hash)
+        self._notify(app, grant, "consent.changed")
+        return grant
+
     def narrow(self, individual_id: uuid.UUID, grant_id: uuid.UUID, remove: list[str]) -> Grant:
         """Remove single fields; removing the last one revokes the grant."""
         grant, app = self._owned(individual_id, grant_id)

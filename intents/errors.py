@@ -36,6 +36,12 @@ class OfferNotLive(Conflict):
     code = "offer_not_live"
 
 
+class OfferChanged(Conflict):
+    """The vendor changed the offer after the individual opened it."""
+
+    code = "offer_changed"
+
+
 class CurrencyMismatch(InvalidInput):
     """The offer's currency is not the intent's."""
 

@@ -28,7 +28,7 @@ from intents import taxonomy
 from intents.errors import IntentClosed, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
 from intents.rules import parse_offer
-from intents.service import binding
+from intents.service import binding, sibling_apps
 from vault.accounts.models import Account, AccountStatus
 from vault.base import utcnow
 from vault.errors import Conflict, InvalidInput, NotFound
@@ -101,12 +101,24 @@ class Market:
         self.db = db
         self.rt = rt
         self.app = app
+        self._apps: set[uuid.UUID] | None = None
+
+    @property
+    def vendor_apps(self) -> set[uuid.UUID]:
+        """This app and its vendor's other apps: a block of any of them applies to all."""
+        if self._apps is None:
+            self._apps = sibling_apps(self.db, self.app)
+        return self._apps
 
     # -- what this app may see ----------------------------------------------------------------
 
     def _visible(self, now: datetime) -> list[ColumnElement[bool]]:
+        apps = self.vendor_apps
         blocked = exists().where(
-            IntentBlock.owner_id == Intent.owner_id, IntentBlock.app_id == self.app.id
+            IntentBlock.owner_id == Intent.owner_id,
+            IntentBlock.app_id == self.app.id
+            if len(apps) == 1
+            else IntentBlock.app_id.in_(sorted(apps)),
         )
         owner_active = exists().where(
             Account.id == Intent.owner_id, Account.status == AccountStatus.ACTIVE
@@ -220,18 +232,18 @@ class Market:
         ).first()
         if row is None or row.published_at is None:
             raise NotFound("There is no open intent with this id.")
-        blocked = self.db.get(IntentBlock, (row.owner_id, self.app.id))
-        if blocked is not None:
-            raise NotFound("There is no open intent with this id.")
         owner = self.db.get(Account, row.owner_id)
         if owner is None or owner.status != AccountStatus.ACTIVE:
             raise NotFound("There is no open intent with this id.")
+        # Closed, withdrawn, expired, or closed to this vendor by a block: the same answer,
+        # so a vendor cannot tell it was blocked.
         raise IntentClosed("This intent is closed: it no longer takes offers.")
 
     # -- offers -------------------------------------------------------------------------------
 
     def make_offer(self, intent_id: uuid.UUID, raw: dict[str, Any]) -> tuple[Offer, bool]:
-        """Offer on an open intent, replacing this app's live or withdrawn offer on it.
+        """Offer on an open intent, replacing this app's earlier offer on it (live, withdrawn,
+        or lapsed because the intent changed or the app was unblocked).
 
         Returns the offer and whether it is new. The intent row is locked, so an offer and
         an acceptance never cross.
@@ -264,12 +276,15 @@ class Market:
                 "from you.",
                 code="offer_declined",
             )
-        if offer.status not in (OfferStatus.LIVE, OfferStatus.WITHDRAWN):
+        if offer.status not in (OfferStatus.LIVE, OfferStatus.WITHDRAWN, OfferStatus.LAPSED):
             raise OfferNotLive(f"Your offer on this intent was {offer.status}.")
         for column, value in clean.items():
             setattr(offer, column, value)
+        offer.currency = intent.currency
         offer.status = OfferStatus.LIVE
+        offer.lapse_reason = None
         offer.decided_at = None
+        offer.revision += 1
         offer.updated_at = now
         self.db.flush()
         return offer, False
@@ -344,6 +359,7 @@ class Market:
         clean = parse_offer(raw, intent.currency, now=utcnow(), partial=True)
         for column, value in clean.items():
             setattr(offer, column, value)
+        offer.revision += 1
         offer.updated_at = utcnow()
         self.db.flush()
         return offer
@@ -352,6 +368,8 @@ class Market:
         offer = self._own(offer_id)
         if offer.status != OfferStatus.LIVE:
             raise OfferNotLive(f"This offer was {offer.status}; there is nothing to withdraw.")
+        # Lock the intent, as a decision on the offer does, so the two never cross.
+        self.db.execute(select(Intent.id).where(Intent.id == offer.intent_id).with_for_update())
         withdrawn = self.db.execute(
             update(Offer)
             .where(Offer.id == offer.id, Offer.status == OfferStatus.LIVE)

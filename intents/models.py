@@ -107,6 +107,8 @@ class Offer(IdMixin, TimestampMixin, Base):
     intent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("intents.id", ondelete="CASCADE"))
     app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vendor_apps.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default=OfferStatus.LIVE)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    """Bumped by every change the vendor makes, so an acceptance names the version it saw."""
     price_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     message: Mapped[str] = mapped_column(Text)

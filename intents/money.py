@@ -15,7 +15,15 @@ import pycountry
 from vault.errors import InvalidInput
 
 MAX_MAJOR_UNITS = Decimal(10_000_000)
-"""No budget or price above ten million units of any currency: beyond that it is a mistake."""
+"""No budget or price above ten million units of a currency: beyond that it is a mistake..."""
+MAX_MAJOR_UNITS_SMALL = Decimal(10_000_000_000)
+"""...except for currencies whose unit is worth less than about a cent (ten billion there)."""
+# Currencies of which a euro buys roughly a hundred units or more.
+_SMALL_UNITS = frozenset(
+    {"AMD", "BIF", "CDF", "CLP", "COP", "DJF", "GNF", "HUF", "IDR", "IQD", "IRR", "ISK", "JPY"}
+    | {"KHR", "KMF", "KPW", "KRW", "KZT", "LAK", "LBP", "MGA", "MMK", "MNT", "MWK", "NGN"}
+    | {"PYG", "RWF", "SLL", "SOS", "SYP", "TZS", "UGX", "UZS", "VND", "XAF", "XOF", "YER"}
+)
 
 # ISO 4217 minor units that are not 2 (the list's "E" column).
 _EXPONENTS = {
@@ -31,7 +39,7 @@ _NOT_TENDER = frozenset(
     {"BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW", "XAG", "XAU"}
     | {"XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"}
 )
-_AMOUNT = re.compile(r"^\d{1,12}(\.\d{1,4})?$")
+_AMOUNT = re.compile(r"^\d{1,14}(\.\d{1,4})?$")
 COMMON = ("EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JPY", "CAD", "AUD")
 """Shown first in the portal's currency list."""
 
@@ -96,10 +104,9 @@ def parse_amount(raw: object, currency: str, *, field: str, label: str) -> int:
         raise InvalidInput(f"{currency} amounts have at most {places} decimal places.", field=field)
     if amount <= 0:
         raise InvalidInput(f"The {label} must be more than zero.", field=field)
-    if amount > MAX_MAJOR_UNITS:
-        raise InvalidInput(
-            f"The {label} can be at most {MAX_MAJOR_UNITS:,} {currency}.", field=field
-        )
+    ceiling = MAX_MAJOR_UNITS_SMALL if currency in _SMALL_UNITS else MAX_MAJOR_UNITS
+    if amount > ceiling:
+        raise InvalidInput(f"The {label} can be at most {ceiling:,} {currency}.", field=field)
     return int(amount.scaleb(places))
 
 

@@ -101,7 +101,10 @@ def parse_datetime(raw: object, *, field: str, label: str) -> datetime:
         raise InvalidInput(
             f"The {label} needs a time zone (for example a trailing Z for UTC).", field=field
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"The {label} is out of range.", field=field) from None
 
 
 def _quantity(raw: object) -> int:

@@ -22,7 +22,7 @@ from consent.grants import DEFAULT_DURATION, DURATIONS, Decision, GrantService
 from consent.models import Grant, VendorApp
 from consent.terms import AGREEMENTS, Agreement, agreement_for
 from intents import taxonomy
-from intents.errors import IntentClosed, OfferNotLive
+from intents.errors import IntentClosed, OfferChanged, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
 from intents.notify import offer_event
 from intents.rules import CleanIntent
@@ -104,6 +104,13 @@ def acceptance_text_hash(app: VendorApp, fields: list[str], agreement: Agreement
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def sibling_apps(db: Session, app: VendorApp) -> set[uuid.UUID]:
+    """This app and every other app of the same vendor account (blocks apply to all)."""
+    if app.owner_id is None:
+        return {app.id}
+    return set(db.scalars(select(VendorApp.id).where(VendorApp.owner_id == app.owner_id)))
+
+
 class IntentService:
     def __init__(self, db: Session, rt: Runtime) -> None:
         self.db = db
@@ -174,7 +181,8 @@ class IntentService:
                 app=app,
                 status=offer_status(offer, now),
                 agreements=[AGREEMENTS[a] for a in app.accepted_agreements if a in AGREEMENTS],
-                over_budget=offer.price_minor > intent.budget_minor,
+                over_budget=offer.currency == intent.currency
+                and offer.price_minor > intent.budget_minor,
             )
             for offer, app in rows
         ]
@@ -216,26 +224,37 @@ class IntentService:
         self.db.flush()
         return intent
 
-    def update(self, owner: Account, intent_id: uuid.UUID, clean: CleanIntent) -> Intent:
-        """Edit a draft or an open intent; live offers stay (vendors may replace them)."""
+    def update(self, owner: Account, intent_id: uuid.UUID, clean: CleanIntent) -> int:
+        """Edit a draft or an open intent. Returns how many live offers lapsed.
+
+        Offers answer the intent as it was: when an open intent's terms change (anything but
+        its closing date), its live offers lapse (``intent_changed``) and their vendors are
+        told, so nobody accepts an offer made for other terms. They may offer again.
+        """
         intent = self.owned(owner.id, intent_id, lock=True)
         if effective_status(intent) not in (IntentStatus.DRAFT, IntentStatus.OPEN):
             raise IntentClosed("This intent is closed; it can no longer be changed.")
-        if intent.status == IntentStatus.OPEN:
-            live_currency = self.db.scalar(
-                select(Offer.currency)
-                .where(Offer.intent_id == intent.id, Offer.status == OfferStatus.LIVE)
-                .limit(1)
-            )
-            if live_currency is not None and live_currency != clean.currency:
-                raise InvalidInput(
-                    f"Vendors have offered in {live_currency}; the currency can change only "
-                    "while no offer is waiting for your decision.",
-                    field="currency",
-                )
+        before = self._terms(intent)
         self._fill(intent, clean)
         self.db.flush()
-        return intent
+        if intent.status != IntentStatus.OPEN or self._terms(intent) == before:
+            return 0
+        return self._lapse(self._live_offers(intent.id), intent, "intent_changed")
+
+    def _terms(self, intent: Intent) -> tuple[object, ...]:
+        """What an offer answers: everything the individual wrote except the closing date."""
+        return (
+            intent.category,
+            self._decrypt(intent, "title_ct"),
+            self._decrypt(intent, "description_ct"),
+            intent.quantity,
+            intent.budget_minor,
+            intent.currency,
+            intent.country,
+            intent.city,
+            intent.online,
+            intent.needed_by,
+        )
 
     def publish(self, owner: Account, intent_id: uuid.UUID) -> Intent:
         intent = self.owned(owner.id, intent_id, lock=True)
@@ -268,11 +287,16 @@ class IntentService:
 
     def _close(self, intent: Intent, status: str, *, reason: str) -> None:
         """Close an open intent and lapse its live offers, telling each vendor once."""
-        now = utcnow()
         intent.status = status
-        intent.closed_at = now
+        intent.closed_at = utcnow()
         self.db.flush()
-        for offer, app in self._live_offers(intent.id):
+        self._lapse(self._live_offers(intent.id), intent, reason)
+
+    def _lapse(self, offers: list[tuple[Offer, VendorApp]], intent: Intent, reason: str) -> int:
+        """Lapse these live offers and tell each vendor: ``intent.withdrawn`` when the intent
+        went away for them, ``offer.lapsed`` with the reason otherwise."""
+        now = utcnow()
+        for offer, app in offers:
             offer.status = OfferStatus.LAPSED
             offer.lapse_reason = reason
             offer.decided_at = now
@@ -281,6 +305,7 @@ class IntentService:
                 offer_event(self.db, self.rt, app, intent, offer, "intent.withdrawn")
             else:
                 offer_event(self.db, self.rt, app, intent, offer, "offer.lapsed", reason=reason)
+        return len(offers)
 
     def _live_offers(
         self, intent_id: uuid.UUID, *, except_id: uuid.UUID | None = None
@@ -302,10 +327,10 @@ class IntentService:
             .where(Offer.id == offer_id, Offer.intent_id == intent.id)
         ).first()
         if row is None or row[0].status == OfferStatus.WITHDRAWN:
-            raise NotFound("There is no such offer on this intent.")
+            raise NotFound("There is no such offer on this intent: the vendor withdrew it.")
         return row[0], row[1]
 
-    def _decidable(self, intent: Intent, offer: Offer) -> None:
+    def _decidable(self, intent: Intent, offer: Offer, revision: int | None) -> None:
         now = utcnow()
         if effective_status(intent, now) != IntentStatus.OPEN:
             raise IntentClosed("This intent is closed; its offers can no longer be answered.")
@@ -314,6 +339,32 @@ class IntentService:
             raise OfferNotLive("This offer is no longer valid: its validity has ended.")
         if status != OfferStatus.LIVE:
             raise OfferNotLive(f"This offer was already {status}.")
+        if revision is not None and revision != offer.revision:
+            raise OfferChanged(
+                "The vendor changed this offer since you opened it: look at it again."
+            )
+
+    def _claim(self, offer: Offer, status: str, revision: int | None) -> datetime:
+        """Decide a live offer atomically: ``UPDATE ... WHERE status = 'live'`` (and still at
+        the revision the individual saw), so a decision never crosses the vendor's change or
+        withdrawal. Returns the moment of the decision."""
+        now = utcnow()
+        query = update(Offer).where(
+            Offer.id == offer.id, Offer.status == OfferStatus.LIVE, Offer.valid_until > now
+        )
+        if revision is not None:
+            query = query.where(Offer.revision == revision)
+        claimed = self.db.execute(
+            query.values(status=status, decided_at=now, updated_at=now).execution_options(
+                synchronize_session=False
+            )
+        )
+        self.db.refresh(offer)
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            if offer.status == OfferStatus.LIVE and revision not in (None, offer.revision):
+                raise OfferChanged("The vendor changed this offer a moment ago: look at it again.")
+            raise OfferNotLive("The vendor withdrew or changed this offer a moment ago.")
+        return now
 
     def accept(
         self,
@@ -323,21 +374,26 @@ class IntentService:
         *,
         fields: list[str] | None = None,
         duration: str = DEFAULT_DURATION,
+        revision: int | None = None,
     ) -> Offer:
-        """Accept one offer: the intent closes, the other offers lapse, the vendor is told.
+        """Accept one offer: the intent closes, the other offers lapse, the vendors are told.
 
-        ``fields`` (profile keys) are shared with the vendor through a grant (added to any
-        fields it may already read) for ``duration``.
+        ``fields`` (profile keys) are shared with the vendor: a new grant for ``duration``
+        under :func:`choose_agreement`, or, if the vendor already has a connection, added to
+        it on its existing terms. ``revision`` is the offer's revision the individual saw;
+        if the vendor changed it since, nothing is accepted (:class:`OfferChanged`).
         """
         intent = self.owned(owner.id, intent_id, lock=True)
         offer, app = self._owned_offer(intent, offer_id)
-        self._decidable(intent, offer)
+        self._decidable(intent, offer, revision)
         chosen = scopes.check_fields(fields or [])
-        if chosen and duration not in DURATIONS:
+        grants = GrantService(self.db, self.rt)
+        existing = grants.active(owner.id, app.id) if chosen else None
+        if chosen and existing is None and duration not in DURATIONS:
             raise InvalidInput(
                 "Choose how long the vendor may read these fields.", field="duration"
             )
-        now = utcnow()
+        now = self._claim(offer, OfferStatus.ACCEPTED, revision)
         closed = self.db.execute(
             update(Intent)
             .where(Intent.id == intent.id, Intent.status == IntentStatus.OPEN)
@@ -353,20 +409,25 @@ class IntentService:
             raise IntentClosed("This intent was closed a moment ago; nothing was accepted.")
         self.db.refresh(intent)
         grant: Grant | None = None
-        if chosen:
-            grants = GrantService(self.db, self.rt)
-            existing = grants.active(owner.id, app.id)
-            kept = [f for f in (existing.fields if existing else []) if f not in chosen]
+        if existing is not None:
+            agreement = AGREEMENTS.get(existing.agreement_id) or choose_agreement(owner, app)
+            grant = grants.widen(
+                owner.id,
+                app,
+                chosen,
+                consent_text_hash=acceptance_text_hash(
+                    app, scopes.check_fields([*existing.fields, *chosen]), agreement
+                ),
+            )
+        elif chosen:
             agreement = choose_agreement(owner, app)
             grant = grants.decide(
                 owner.id,
                 app,
-                Decision([*chosen, *kept], duration),
+                Decision(chosen, duration),
                 agreement.id,
                 consent_text_hash=acceptance_text_hash(app, chosen, agreement),
             )
-        offer.status = OfferStatus.ACCEPTED
-        offer.decided_at = now
         offer.grant_id = grant.id if grant else None
         offer.shared_fields = chosen or None
         self.db.flush()
@@ -380,61 +441,53 @@ class IntentService:
             grant_id=str(grant.id) if grant else None,
             shared_fields=[scopes.PROFILE_PREFIX + f for f in chosen],
         )
-        for other, other_app in self._live_offers(intent.id, except_id=offer.id):
-            other.status = OfferStatus.LAPSED
-            other.lapse_reason = "another_offer_accepted"
-            other.decided_at = now
-            self.db.flush()
-            offer_event(
-                self.db,
-                self.rt,
-                other_app,
-                intent,
-                other,
-                "offer.lapsed",
-                reason="another_offer_accepted",
-            )
+        self._lapse(
+            self._live_offers(intent.id, except_id=offer.id), intent, "another_offer_accepted"
+        )
         return offer
 
-    def decline(self, owner: Account, intent_id: uuid.UUID, offer_id: uuid.UUID) -> Offer:
+    def decline(
+        self,
+        owner: Account,
+        intent_id: uuid.UUID,
+        offer_id: uuid.UUID,
+        *,
+        revision: int | None = None,
+    ) -> Offer:
         intent = self.owned(owner.id, intent_id, lock=True)
         offer, app = self._owned_offer(intent, offer_id)
-        self._decidable(intent, offer)
-        offer.status = OfferStatus.DECLINED
-        offer.decided_at = utcnow()
-        self.db.flush()
+        self._decidable(intent, offer, revision)
+        self._claim(offer, OfferStatus.DECLINED, revision)
         offer_event(self.db, self.rt, app, intent, offer, "offer.declined")
         return offer
 
     # -- blocking -----------------------------------------------------------------------------
 
     def block(self, owner: Account, app_id: uuid.UUID) -> VendorApp:
-        """The app no longer sees this individual's intents; its live offers on them lapse."""
+        """The vendor no longer sees this individual's intents: this app, and every other app
+        of the same vendor account. Its live offers on them lapse; to the vendor that looks
+        like a withdrawn intent (``intent.withdrawn``), not like a block."""
         app = self.db.get(VendorApp, app_id)
         if app is None:
             raise NotFound("There is no such vendor.")
-        exists = self.db.get(IntentBlock, (owner.id, app.id))
-        if exists is None:
+        # Lock the open intents first: an offer in flight (which locks its intent) either
+        # lands before the block, and lapses below, or sees the block.
+        open_intents = list(
+            self.db.scalars(
+                select(Intent)
+                .where(Intent.owner_id == owner.id, Intent.status == IntentStatus.OPEN)
+                .with_for_update()
+            )
+        )
+        if self.db.get(IntentBlock, (owner.id, app.id)) is None:
             self.db.add(IntentBlock(owner_id=owner.id, app_id=app.id, created_at=utcnow()))
             self.db.flush()
-        rows = self.db.execute(
-            select(Offer, Intent)
-            .join(Intent, Intent.id == Offer.intent_id)
-            .where(
-                Intent.owner_id == owner.id,
-                Offer.app_id == app.id,
-                Offer.status == OfferStatus.LIVE,
-            )
-        ).all()
-        now = utcnow()
-        for offer, intent in rows:
-            offer.status = OfferStatus.LAPSED
-            offer.lapse_reason = "intent_unavailable"
-            offer.decided_at = now
-            self.db.flush()
-            offer_event(
-                self.db, self.rt, app, intent, offer, "offer.lapsed", reason="intent_unavailable"
-            )
+        apps = sibling_apps(self.db, app)
+        for intent in open_intents:
+            live = [
+                (offer, other) for offer, other in self._live_offers(intent.id) if other.id in apps
+            ]
+            self._lapse(live, intent, "intent_withdrawn")
         return app
 
     def unblock(self, owner: Account, app_id: uuid.UUID) -> None:

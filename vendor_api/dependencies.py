@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from consent.grants import is_active
+from consent.models import Grant
 from consent.tokens import TokenContext, TokenService
-from vault.dependencies import RuntimeDep
+from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden, TooManyRequests
 from vendor_api import ratelimit
 from vendor_api.errors import InsufficientScope, InvalidToken
@@ -65,15 +67,24 @@ def access_token(
 TokenDep = Annotated[TokenContext, Depends(access_token)]
 
 
-def individual_token(ctx: TokenDep) -> TokenContext:
-    """A token an individual granted; an app's own (client credentials) token is 403."""
+def individual_token(ctx: TokenDep, db: DbDep) -> TokenContext:
+    """A token an individual granted; an app's own (client credentials) token is 403.
+
+    The grant is read again in the request's own transaction, so a revocation or narrowing
+    that committed after the token check is already in force for this read.
+    """
     if ctx.grant is None:
         raise InsufficientScope(
             "This token belongs to your app itself (client credentials). Reading personal data "
             "needs a token from an individual's consent (the authorization code flow).",
             scope="openid",
         )
-    return ctx
+    grant = db.get(Grant, ctx.grant.id)
+    if grant is None or not is_active(grant):
+        raise InvalidToken(
+            "The individual's permission has ended. Get a new token after they consent again."
+        )
+    return TokenContext(ctx.token, ctx.app, grant)
 
 
 IndividualTokenDep = Annotated[TokenContext, Depends(individual_token)]

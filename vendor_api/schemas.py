@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 
 class VendorProfileOut(BaseModel):
@@ -34,7 +34,8 @@ class ReceiptOut(BaseModel):
 
 # -- intents and offers -----------------------------------------------------------------------
 
-Amount = str | int | float
+Amount = StrictStr | StrictInt | StrictFloat
+"""Strict: a JSON ``true`` is not the number 1."""
 
 
 class CategoryOut(BaseModel):

@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 
 from consent.grants import DEFAULT_DURATION, DURATIONS, GrantService
 from intents import money, taxonomy
-from intents.errors import IntentClosed, OfferNotLive
+from intents.errors import IntentClosed, OfferChanged, OfferNotLive
 from intents.models import Intent, IntentStatus
 from intents.rules import DEFAULT_EXPIRY_DAYS, MAX_DESCRIPTION, MAX_TITLE, parse_intent
 from intents.service import SORTS, IntentService, IntentView, choose_agreement
@@ -55,6 +55,14 @@ OFFER_LABELS = {
     "declined": "Declined",
     "lapsed": "Lapsed",
 }
+
+
+def _revision(form: FormData) -> int | None:
+    """The offer revision the page showed (its forms carry it); None if absent or garbled."""
+    raw = form.get("revision")
+    if isinstance(raw, str) and raw.isdigit() and len(raw) <= 9:
+        return int(raw)
+    return None
 
 
 def _id(raw: str, what: str) -> uuid.UUID:
@@ -162,6 +170,7 @@ def create_intent(
     try:
         clean = parse_intent(values)
     except InvalidInput as exc:
+        db.rollback()  # nothing of a refused change is kept
         return _form_page(request, values, _form_errors(exc), status_code=400)
     intent = IntentService(db, rt).create(account, clean, publish=publish)
     if publish:
@@ -273,11 +282,21 @@ def edit_intent(
     intent = service.owned(account.id, _id(intent_id, "intent"))
     values = _form_values(form)
     try:
-        service.update(account, intent.id, parse_intent(values))
+        lapsed = service.update(account, intent.id, parse_intent(values))
     except InvalidInput as exc:
+        db.rollback()  # nothing of a refused change is kept
         return _form_page(request, values, _form_errors(exc), intent=intent, status_code=400)
     except IntentClosed as exc:
+        db.rollback()  # nothing of a refused change is kept
         return _show(request, intent.id, exc.message, "error")
+    if lapsed:
+        offers = "offer was" if lapsed == 1 else f"{lapsed} offers were"
+        return _show(
+            request,
+            intent.id,
+            f"Your changes are saved. The {offers} made for the old terms and lapsed; "
+            "the vendors are told and may offer again.",
+        )
     return _show(request, intent.id, "Your changes are saved.")
 
 
@@ -289,6 +308,7 @@ def publish_intent(
     try:
         IntentService(db, rt).publish(account, iid)
     except (InvalidInput, IntentClosed) as exc:
+        db.rollback()  # nothing of a refused change is kept
         return _show(request, iid, exc.message, "error")
     return _show(request, iid, "Your intent is published. Vendors can now answer it.")
 
@@ -303,6 +323,7 @@ def withdraw_intent(
     try:
         service.withdraw(account, iid)
     except IntentClosed as exc:
+        db.rollback()  # nothing of a refused change is kept
         return _show(request, iid, exc.message, "error")
     if was_draft:
         response = RedirectResponse("/intents", status_code=303)
@@ -321,7 +342,11 @@ def _accept_context(
         raise NotFound("There is no such offer on this intent.")
     profile = ProfileService(db, rt).get(account.id)
     existing = GrantService(db, rt).active(account.id, offer.app.id)
+    from consent.terms import AGREEMENTS
+
     return {
+        "existing": existing,
+        "existing_agreement": AGREEMENTS.get(existing.agreement_id) if existing else None,
         "view": view,
         "offer": offer,
         "money": money.display,
@@ -370,8 +395,22 @@ def accept_offer(
             oid,
             fields=fields,
             duration=duration if isinstance(duration, str) else "",
+            revision=_revision(form),
         )
+    except OfferChanged as exc:
+        db.rollback()  # nothing of a refused change is kept
+        context = _accept_context(db, rt, account, iid, oid)
+        return render(
+            request,
+            "intent_accept.html",
+            {**context, "errors": {"form": exc.message}},
+            status_code=409,
+        )
+    except NotFound as exc:
+        db.rollback()  # nothing of a refused change is kept
+        return _show(request, iid, exc.message, "error")
     except InvalidInput as exc:
+        db.rollback()  # nothing of a refused change is kept
         context = _accept_context(db, rt, account, iid, oid)
         return render(
             request,
@@ -380,6 +419,7 @@ def accept_offer(
             status_code=400,
         )
     except (IntentClosed, OfferNotLive) as exc:
+        db.rollback()  # nothing of a refused change is kept
         return _show(request, iid, exc.message, "error")
     from consent.models import VendorApp
 
@@ -400,10 +440,14 @@ def decline_offer(
     account: PageIndividual,
     db: DbDep,
     rt: RuntimeDep,
+    form: FormDep,
 ) -> Response:
     iid = _id(intent_id, "intent")
     try:
-        IntentService(db, rt).decline(account, iid, _id(offer_id, "offer"))
-    except (IntentClosed, OfferNotLive) as exc:
+        IntentService(db, rt).decline(
+            account, iid, _id(offer_id, "offer"), revision=_revision(form)
+        )
+    except (IntentClosed, OfferNotLive, OfferChanged, NotFound) as exc:
+        db.rollback()  # nothing of a refused change is kept
         return _show(request, iid, exc.message, "error")
     return _show(request, iid, "You declined the offer. The vendor is told.")

@@ -2,13 +2,14 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-01 16:27:24.166975
+Create Date: 2026-12-01 16:35:45.340854
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -135,6 +136,7 @@ def upgrade() -> None:
         sa.Column("intent_id", sa.Uuid(), nullable=False),
         sa.Column("app_id", sa.Uuid(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("price_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),

@@ -27,6 +27,7 @@ from tests.helpers import PASSWORD, unique_email
 from tests.intents.factories import BIKE, app_token, make_intent, market_vendor, offer_body
 from tests.vault.conftest import Deployment
 from tests.webhook_receiver import Receiver
+from vault.accounts.models import Role
 from vault.accounts.service import AccountService
 from vault.db import make_engine
 from vault.migrate import upgrade
@@ -130,18 +131,32 @@ def test_an_open_intent_past_its_closing_time_is_expired_at_once_and_then_swept_
     assert events(db) == [("offer.lapsed", "intent_expired")]
 
 
-def test_the_currency_cannot_change_while_offers_wait(
+def test_changing_an_open_intents_terms_lapses_its_offers_and_a_new_offer_follows_them(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:
     owner = individual(client, db, rt)
     intent = make_intent(db, rt, owner)
-    client.post(
+    headers = app_token(db, rt, market_vendor(db, rt))
+    offer_id = client.post(
+        f"/vendor/v1/intents/{intent.id}/offers", headers=headers, json=offer_body()
+    ).json()["id"]
+    service = IntentService(db, rt)
+
+    # Only the closing date: the offer stands.
+    assert service.update(owner, intent.id, parse_intent({**BIKE, "expires_on": ""})) == 0
+    # The terms (here the currency): it lapses, and the vendor is told why.
+    assert service.update(owner, intent.id, parse_intent({**BIKE, "currency": "JPY"})) == 1
+    db.commit()
+    assert events(db) == [("offer.lapsed", "intent_changed")]
+
+    again = client.post(
         f"/vendor/v1/intents/{intent.id}/offers",
-        headers=app_token(db, rt, market_vendor(db, rt)),
-        json=offer_body(),
+        headers=headers,
+        json=offer_body("140000", currency="JPY"),
     )
-    with pytest.raises(Exception, match="currency can change only"):
-        IntentService(db, rt).update(owner, intent.id, parse_intent({**BIKE, "currency": "GBP"}))
+    assert again.status_code == 200 and again.json()["id"] == offer_id
+    assert (again.json()["price"], again.json()["currency"]) == ("140000", "JPY")
+    assert again.json()["status"] == "live"
 
 
 def test_a_closed_intent_can_no_longer_be_edited_or_withdrawn(
@@ -278,3 +293,154 @@ def test_vrm_worker_closes_intents_past_their_closing_date(
     )
     with rt.sessions() as db:
         assert db.get_one(Intent, intent.id).status == "expired"
+
+
+# -- decisions that must match what the individual saw ------------------------------------------
+
+
+def offer_on(client: TestClient, headers: dict[str, str], intent_id: uuid.UUID, **body: Any) -> str:
+    response = client.post(
+        f"/vendor/v1/intents/{intent_id}/offers", headers=headers, json=offer_body(**body)
+    )
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])
+
+
+def test_an_offer_changed_after_the_page_was_opened_is_not_accepted(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    from intents.errors import OfferChanged
+
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    headers = app_token(db, rt, market_vendor(db, rt))
+    offer_id = uuid.UUID(offer_on(client, headers, intent.id))
+    seen = db.get_one(Offer, offer_id).revision
+    client.patch(f"/vendor/v1/offers/{offer_id}", headers=headers, json={"price": "1500"})
+
+    with pytest.raises(OfferChanged):
+        IntentService(db, rt).accept(owner, intent.id, offer_id, fields=["email"], revision=seen)
+    db.rollback()
+
+    db.expire_all()
+    assert db.get_one(Offer, offer_id).status == "live"
+    assert db.get_one(Intent, intent.id).status == "open"
+    assert events(db) == []
+
+
+def test_a_withdrawn_offer_cannot_be_accepted_or_declined(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    headers = app_token(db, rt, market_vendor(db, rt))
+    offer_id = uuid.UUID(offer_on(client, headers, intent.id))
+    assert client.delete(f"/vendor/v1/offers/{offer_id}", headers=headers).status_code == 204
+
+    from vault.errors import NotFound
+
+    for decide in (IntentService(db, rt).accept, IntentService(db, rt).decline):
+        with pytest.raises(NotFound, match="withdrew"):
+            decide(owner, intent.id, offer_id)
+    db.expire_all()
+    assert db.get_one(Offer, offer_id).status == "withdrawn"
+
+
+def test_sharing_more_with_a_connected_vendor_keeps_the_connections_terms(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    from tests.consent.factories import connect
+
+    owner = individual(client, db, rt, phone="+31 20 794 6138")
+    vendor = market_vendor(db, rt)
+    grant = connect(db, rt, owner, vendor.app, ["phone"], duration="revoked")
+    intent = make_intent(db, rt, owner)
+    offer_id = uuid.UUID(offer_on(client, app_token(db, rt, vendor), intent.id))
+
+    IntentService(db, rt).accept(owner, intent.id, offer_id, fields=["email"], duration="1d")
+    db.commit()
+
+    db.expire_all()
+    after = db.get_one(type(grant), grant.id)
+    assert after.fields == ["email", "phone"]
+    assert after.expires_at is None  # still "until I revoke it", not one day
+    assert after.agreement_id == "service-only"
+
+
+def test_a_vendor_account_blocked_through_one_app_is_blocked_in_all_its_apps(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    from consent.models import VendorApp
+
+    owner = individual(client, db, rt)
+    make_intent(db, rt, owner)
+    vendor_account = AccountService(db, rt).sign_up(
+        unique_email("vendor"), PASSWORD, role=Role.VENDOR
+    )
+    first, second = market_vendor(db, rt, name="First"), market_vendor(db, rt, name="Second")
+    for app in (first.app, second.app):
+        db.execute(
+            update(VendorApp).where(VendorApp.id == app.id).values(owner_id=vendor_account.id)
+        )
+    db.commit()
+    db.expire_all()
+    IntentService(db, rt).block(owner, first.app.id)
+    db.commit()
+
+    for vendor in (first, second):
+        listed = client.get("/vendor/v1/intents", headers=app_token(db, rt, vendor)).json()
+        assert listed["data"] == [], vendor.app.name
+
+
+def test_after_unblocking_the_vendor_may_offer_again(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    vendor = market_vendor(db, rt)
+    headers = app_token(db, rt, vendor)
+    offer_id = offer_on(client, headers, intent.id)
+    service = IntentService(db, rt)
+    service.block(owner, vendor.app.id)
+    db.commit()
+    assert events(db) == [("intent.withdrawn", None)]  # looks like a withdrawal, not a block
+    service.unblock(owner, vendor.app.id)
+    db.commit()
+
+    assert offer_on(client, headers, intent.id, price="800") == offer_id
+    db.expire_all()
+    assert db.get_one(Offer, uuid.UUID(offer_id)).status == "live"
+
+
+def test_out_of_range_dates_are_a_400_not_a_crash(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    intent = make_intent(db, rt, individual(client, db, rt))
+    headers = app_token(db, rt, market_vendor(db, rt))
+    for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        offered = client.post(
+            f"/vendor/v1/intents/{intent.id}/offers",
+            headers=headers,
+            json=offer_body(valid_until=moment),
+        )
+        assert offered.status_code == 400 and offered.json()["field"] == "valid_until"
+        listed = client.get(
+            "/vendor/v1/intents", headers=headers, params={"published_since": moment}
+        )
+        assert listed.status_code == 400 and listed.json()["field"] == "published_since"
+
+
+def test_a_json_true_is_not_a_price(client: TestClient, db: Session, rt: Runtime) -> None:
+    intent = make_intent(db, rt, individual(client, db, rt))
+    response = client.post(
+        f"/vendor/v1/intents/{intent.id}/offers",
+        headers=app_token(db, rt, market_vendor(db, rt)),
+        json=offer_body(price=True),
+    )
+    assert response.status_code == 422
+
+
+def test_small_unit_currencies_allow_everyday_amounts() -> None:
+    assert money.parse_amount("15000000", "IDR", field="budget", label="budget") == 1_500_000_000
+    with pytest.raises(Exception, match="at most 10,000,000 EUR"):
+        money.parse_amount("15000000", "EUR", field="budget", label="budget")

@@ -116,7 +116,9 @@ def test_a_blocked_vendor_sees_none_of_the_individuals_intents(
     refused = client.post(
         f"/vendor/v1/intents/{mine.id}/offers", headers=headers, json=offer_body()
     )
-    assert refused.status_code == 404
+    # The same answer as for a withdrawn intent: the vendor cannot tell it was blocked.
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "intent_closed"
 
 
 def test_intents_of_an_erased_or_disabled_individual_are_not_seen(

@@ -305,3 +305,28 @@ def test_an_empty_form_says_what_to_fill_in(client: TestClient, count: Count) ->
     assert "Enter the maximum budget, e.g. 899.00." in response.text
     assert "or tick online / delivered" in response.text
     assert count(Intent) == 0
+
+
+def test_accepting_an_offer_the_vendor_changed_meanwhile_shows_it_again(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    headers = app_token(db, rt, market_vendor(db, rt))
+    offer_id = offer_from(client, headers, intent.id, "800.00")
+    accept_page = f"/intents/{intent.id}/offers/{offer_id}/accept"
+    form = client.get(accept_page).text
+    revision = re.search(r'name="revision" value="(\d+)"', form)
+    assert revision is not None
+    client.patch(f"/vendor/v1/offers/{offer_id}", headers=headers, json={"price": "1500"})
+
+    response = client.post(
+        accept_page,
+        data={"csrf_token": page_csrf(client, accept_page), "revision": revision.group(1)},
+    )
+
+    assert response.status_code == 409
+    assert "changed this offer" in response.text
+    assert "EUR 1,500.00" in response.text
+    db.expire_all()
+    assert db.get_one(Offer, uuid.UUID(offer_id)).status == "live"
