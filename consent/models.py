@@ -186,3 +186,22 @@ class RegistrationToken(IdMixin, Base):
 
     def __repr__(self) -> str:
         return f"RegistrationToken(id={self.id}, expires_at={self.expires_at})"
+
+
+class PreviousVendors(IdMixin, Base):
+    """The vendors an individual was connected to in another vault they imported from.
+
+    Shown to them as a list to reconnect from; never grants. Encrypted under their data key:
+    which vendors someone uses says a lot about them.
+    """
+
+    __tablename__ = "previous_vendors"
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
+    )
+    vendors_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    imported_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"PreviousVendors(id={self.id}, owner_id={self.owner_id})"

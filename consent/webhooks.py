@@ -53,6 +53,7 @@ EVENT_TYPES: Final = frozenset(
         "offer.declined",
         "offer.lapsed",
         "intent.withdrawn",
+        "subject.erased",
     }
 )
 

@@ -170,5 +170,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.add_middleware(CSRFCookieMiddleware, secure=settings.https)
     app.add_middleware(SecurityHeadersMiddleware, https=settings.https)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        paths={"/signup/import": settings.max_import_bytes},
+    )
     return app

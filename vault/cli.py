@@ -543,5 +543,133 @@ def ledger_verify_receipt(
     typer.echo(json.dumps({k: v for k, v in payload.items() if k != "ledger"}, indent=2))
 
 
+# -- export, import, erasure (acting on an individual's request) -------------------------------
+
+
+def _individual(session, rt, email: str | None, account_id: str | None):  # type: ignore[no-untyped-def]
+    """The individual named by exactly one of --email and --account-id."""
+    import uuid as _uuid
+
+    from sqlalchemy import select
+
+    from vault.accounts.models import Account, Role
+    from vault.accounts.service import email_index
+
+    if (email is None) == (account_id is None):
+        raise _fail("name the individual with exactly one of --email and --account-id")
+    if email is not None:
+        account = session.scalars(
+            select(Account).where(Account.email_index == email_index(rt, email))
+        ).one_or_none()
+    else:
+        try:
+            account = session.get(Account, _uuid.UUID(str(account_id)))
+        except ValueError:
+            account = None
+    if account is None or account.role != Role.INDIVIDUAL:
+        raise _fail("there is no individual with that email address or id")
+    return account
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[Path, typer.Argument(help="Where to write the ZIP archive.")],
+    email: Annotated[str | None, typer.Option(help="The individual's sign-in address.")] = None,
+    account_id: Annotated[str | None, typer.Option(help="Or the account id.")] = None,
+) -> None:
+    """Export everything about one individual (on their request) as the portal would."""
+    from vault.portability import export
+    from vault.wiring import portability
+
+    with _service() as rt:
+        parts = portability(rt)
+        with rt.sessions() as session, session.begin():
+            owner_id = _individual(session, rt, email, account_id).id
+            export.prepare(session, rt, parts, owner_id)
+        written = 0
+        try:
+            with output.open("xb") as out:
+                for chunk in export.stream(rt, parts, owner_id):
+                    out.write(chunk)
+                    written += len(chunk)
+        except FileExistsError as exc:
+            raise _fail(f"{output} exists; choose another file") from exc
+        except OSError as exc:
+            raise _fail(f"cannot write {output}: {exc.strerror}") from exc
+    typer.echo(f"exported account {owner_id} to {output} ({written:,} bytes)")
+
+
+@app.command("import")
+def import_command(
+    archive: Annotated[Path, typer.Argument(help="An export archive from another vault.")],
+    email: Annotated[str, typer.Option(help="The new account's sign-in address.")],
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input instead of prompting.")
+    ] = False,
+) -> None:
+    """Create a new individual from another vault's export (verified before anything is
+    written; grants do not transfer)."""
+    from vault.accounts.service import AccountService
+    from vault.errors import VaultError
+    from vault.portability import importer
+    from vault.wiring import portability
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _service() as rt:
+        if archive.stat().st_size > rt.settings.max_import_bytes:
+            raise _fail(f"{archive} is larger than VRM_MAX_IMPORT_BYTES")
+        parts = portability(rt)
+        try:
+            with archive.open("rb") as handle:
+                verified = importer.verify(handle, parts)
+            with rt.sessions() as session, session.begin():
+                account = AccountService(session, rt).sign_up(email, password)
+                context = importer.import_into(session, rt, parts, account, verified)
+                account_id = account.id
+        except OSError as exc:
+            raise _fail(f"cannot read {archive}: {exc.strerror}") from exc
+        except VaultError as exc:
+            raise _fail(exc.message) from exc
+    got = ", ".join(f"{k} {v}" for k, v in sorted(context.imported.items())) or "nothing"
+    typer.echo(f"account {account_id} created from {verified.source}: {got}")
+    for note in context.notes:
+        typer.echo(f"note: {note}")
+
+
+@app.command("erase")
+def erase_command(
+    email: Annotated[str | None, typer.Option(help="The individual's sign-in address.")] = None,
+    account_id: Annotated[str | None, typer.Option(help="Or the account id.")] = None,
+    receipt: Annotated[
+        Path | None, typer.Option(help="Write the signed erasure receipt to this file.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase everything about one individual (on their request), as the portal's "Delete
+    everything" does, and print the signed erasure receipt."""
+    from vault.portability import erasure
+    from vault.wiring import portability
+
+    with _service() as rt:
+        with rt.sessions() as session:
+            owner_id = _individual(session, rt, email, account_id).id
+        if not yes:
+            typer.confirm(f"Erase account {owner_id} and everything about it?", abort=True)
+        with rt.sessions() as session, session.begin():
+            done = erasure.erase(session, rt, portability(rt), owner_id)
+        erasure.compact(rt)
+    if receipt is not None:
+        receipt.write_text(done.receipt + "\n", encoding="utf-8")
+    deleted = ", ".join(f"{k} {v}" for k, v in done.payload["deleted"].items())
+    typer.echo(f"erased account {owner_id}: {deleted}")
+    typer.echo(
+        f"vendors asked to delete their copies: {len(done.payload['vendors_asked_to_delete'])}"
+    )
+    typer.echo(done.receipt)
+
+
 if __name__ == "__main__":
     app()

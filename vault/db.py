@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Deleted rows are overwritten with zeros, not left in free pages (erasure means gone).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+SNAPSHOT = "vrm_snapshot"
+"""Execution option of a read-only snapshot transaction (see :func:`read_snapshot`)."""
 
 
 def _sqlite_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout instead of
-    # one failing when a read transaction tries to become a write transaction.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # one failing when a read transaction tries to become a write transaction. A read-only
+    # snapshot (a long export) begins DEFERRED: in WAL mode it sees one moment and blocks no
+    # writer.
+    if conn.get_execution_options().get(SNAPSHOT):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -54,6 +66,25 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+@contextmanager
+def read_snapshot(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in one read-only transaction that sees a single moment throughout:
+    REPEATABLE READ READ ONLY on PostgreSQL, a deferred transaction on SQLite (WAL). Nothing
+    it does is committed. A session already bound to a connection (tests) is used as is."""
+    with factory() as session:
+        bind = session.get_bind()
+        if isinstance(bind, Engine):
+            if bind.dialect.name == "postgresql":
+                options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+            else:
+                options = {SNAPSHOT: True}
+            session.connection(execution_options=options)
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:

@@ -26,23 +26,26 @@ class BodyTooLarge(Exception):
 class BodyLimitMiddleware:
     """Refuse bodies over ``limit`` bytes with 413, whether declared or streamed."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.paths = paths or {}
+        """Exact paths with a limit of their own (an archive upload)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope["path"], self.default)
         headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
-                too_big = int(declared) > self.limit
+                too_big = int(declared) > limit
             except ValueError:
                 too_big = True
             if too_big:
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, limit)
                 return
         received = 0
         started = False
@@ -54,7 +57,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     exceeded = True
                     raise BodyTooLarge
             return message
@@ -69,7 +72,7 @@ class BodyLimitMiddleware:
                 started = True
             if refused:
                 if message["type"] == "http.response.start":
-                    await self._refuse(scope, send)
+                    await self._refuse(scope, send, limit)
                 return
             await send(message)
 
@@ -77,10 +80,10 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, limit)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        detail = f"The request body is larger than the limit of {self.limit // 1024} KiB."
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        detail = f"The request body is larger than the limit of {limit // 1024} KiB."
         if wants_json(scope["path"]):
             body = json.dumps({"error": "payload_too_large", "detail": detail}).encode()
             ctype = b"application/json"

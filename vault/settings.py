@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         le=10 * 1024 * 1024,
         description="Requests with a larger body are refused with 413.",
     )
+    max_import_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Largest export archive the import page accepts (its own body limit).",
+    )
     signin_max_failures_per_account: int = Field(default=5, ge=1)
     signin_max_failures_per_address: int = Field(default=20, ge=1)
     signin_window_minutes: int = Field(default=15, ge=1)

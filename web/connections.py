@@ -70,7 +70,15 @@ def _connections_context(
         {"grant": grant, "app": app, "ended_at": ended_at(grant)}
         for grant, app in ended_grants(db, account.id)
     ]
-    return {"rows": rows, "ended": ended, "preferred": preferred, "errors": errors}
+    from consent.portability import previous_vendors
+
+    return {
+        "rows": rows,
+        "ended": ended,
+        "preferred": preferred,
+        "errors": errors,
+        "previous": previous_vendors(db, rt, account.id),
+    }
 
 
 @router.get("/connections")

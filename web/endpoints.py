@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from web import accounts, audit, connections, console, intents, profile, terms
+from web import accounts, audit, connections, console, intents, portability, profile, terms
 from web import consent as consent_screen
 
 router = APIRouter(include_in_schema=False)
@@ -13,4 +13,5 @@ router.include_router(consent_screen.router)
 router.include_router(terms.router)
 router.include_router(connections.router)
 router.include_router(intents.router)
+router.include_router(portability.router)
 router.include_router(audit.router)

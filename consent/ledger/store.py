@@ -48,6 +48,7 @@ EVENT_TYPES = frozenset(
         "token.reuse_detected",
         "code.replayed",
         "subject.erased",
+        "individual.erased",
     }
 )
 

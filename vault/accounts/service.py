@@ -180,6 +180,10 @@ class AccountService:
         bucket, _ = self._buckets(email, "")[0]
         self.db.execute(delete(SignInThrottle).where(SignInThrottle.bucket == bucket))
 
+    def check_password(self, account: Account, password: str) -> bool:
+        """Whether ``password`` is the account's (for confirming a grave step, like erasure)."""
+        return bool(password) and self._verify(account.password_hash, password)
+
     def _verify(self, password_hash: str, password: str) -> bool:
         try:
             return self.rt.passwords.verify(password_hash, password)

@@ -1,0 +1,558 @@
+"""Consent's part of export, import and erasure, and the vault's signer (the ledger key).
+
+Export: preferences (the terms the person offers), grants with their ledger history, every
+read by a vendor, consent receipts, and the person's ledger entries, each with its inclusion
+proof against the latest signed checkpoint. Import: preferences, and the list of vendors the
+person had, shown as "vendors you had" (grants never transfer: vendors must ask again).
+Erasure: every grant revoked (vendors told), every token dead, grants and reads deleted, an
+``individual.erased`` ledger entry naming only the pseudonym, the pseudonym link deleted, and
+``subject.erased`` queued to every vendor that ever held a grant or had an offer.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from consent.grants import GrantService, is_active, pairwise_subject
+from consent.ledger.models import LedgerEntry, LedgerSubject
+from consent.ledger.service import (
+    checkpoint_at_least,
+    create_checkpoint,
+    latest_checkpoint,
+    origin,
+    public_key_text,
+    signing_key,
+)
+from consent.ledger.store import StoredTree, append
+from consent.models import AccessLogEntry, Grant, PreviousVendors, VendorApp
+from consent.terms import AGREEMENTS
+from vault.accounts.models import Account
+from vault.base import utcnow
+from vault.crypto import Binding
+from vault.keystore import KeyStore
+from vault.portability.parts import ErasureContext, ImportContext, Section
+from vault.runtime import Runtime
+
+_BATCH = 1000
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PreferenceItem(Item):
+    """A choice the person made about how the vault deals for them."""
+
+    name: str = Field(description="`preferred_agreement`: the terms they offer vendors.")
+    value: str
+
+
+class HistoryItem(Item):
+    index: int = Field(description="The consent ledger index of the event.")
+    event_type: str
+    time: str
+    fields: list[str]
+    expires_at: str | None
+
+
+class GrantItem(Item):
+    """A permission the person gave a vendor, with every change to it."""
+
+    grant_id: str
+    vendor_id: str
+    vendor_name: str
+    vendor_homepage: str
+    fields: list[str]
+    purpose: str
+    agreement_id: str
+    granted_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    status: str = Field(description="`active`, `revoked` or `expired`.")
+    history: list[HistoryItem]
+
+
+class AccessItem(Item):
+    """One read of the person's fields by a vendor."""
+
+    accessed_at: datetime
+    vendor_id: str
+    vendor_name: str
+    fields: list[str]
+
+
+class ReceiptItem(Item):
+    """The signed consent receipt (compact JWS) of a grant's latest ledger event."""
+
+    grant_id: str
+    vendor_name: str
+    receipt: str
+
+
+class LedgerItem(Item):
+    """One consent-ledger entry about the person, provable against the checkpoint."""
+
+    index: int
+    entry: str = Field(description="The exact entry bytes (canonical JSON) the leaf covers.")
+    leaf_hash: str = Field(description="Hex SHA-256(0x00 || entry).")
+    tree_size: int
+    inclusion_proof: list[str] = Field(description="Hex hashes, RFC 9162 order.")
+
+
+class CheckpointItem(Item):
+    """The signed checkpoint the ledger entries' proofs lead to."""
+
+    tree_size: int
+    note: str = Field(description="C2SP signed note (tlog-checkpoint).")
+    public_key: str = Field(description="The verifier key of the vault that signed it.")
+
+
+class VendorHadItem(Item):
+    """A vendor the person was connected to in a previous vault (it must ask again)."""
+
+    vendor_name: str
+    vendor_homepage: str
+    fields: list[str]
+    source: str = Field(description="The vault the connection was in.")
+
+
+def existing_pseudonym(db: Session, rt: Runtime, owner_id: uuid.UUID) -> str | None:
+    """The individual's ledger pseudonym if they have one (never creates it)."""
+    row = db.scalars(select(LedgerSubject).where(LedgerSubject.owner_id == owner_id)).one_or_none()
+    if row is None:
+        return None
+    binding = Binding(owner_id, LedgerSubject.__tablename__, "pseudonym_ct", row.id)
+    return KeyStore(db, rt.keys).decrypt(binding, row.pseudonym_ct).decode()
+
+
+def _status(grant: Grant) -> str:
+    if grant.revoked_at is not None:
+        return "revoked"
+    return "active" if is_active(grant) else "expired"
+
+
+class ConsentPart:
+    name = "consent"
+
+    def prepare_export(self, db: Session, rt: Runtime, owner_id: uuid.UUID) -> None:
+        """Sign a checkpoint covering every entry so far, so each proof in the export (and
+        each receipt) leads to a signed tree head."""
+        create_checkpoint(db, rt)
+
+    def sections(self, db: Session, rt: Runtime, owner_id: uuid.UUID) -> list[Section]:
+        account = db.get_one(Account, owner_id)
+        apps = {
+            app.id: app
+            for app in db.scalars(
+                select(VendorApp).where(
+                    VendorApp.id.in_(
+                        select(Grant.app_id)
+                        .where(Grant.individual_id == owner_id)
+                        .union(
+                            select(AccessLogEntry.app_id).where(
+                                AccessLogEntry.individual_id == owner_id
+                            )
+                        )
+                    )
+                )
+            )
+        }
+        grants = list(
+            db.scalars(
+                select(Grant).where(Grant.individual_id == owner_id).order_by(Grant.granted_at)
+            )
+        )
+        subject = existing_pseudonym(db, rt, owner_id)
+        checkpoint = latest_checkpoint(db)
+
+        def preference_rows() -> Iterator[PreferenceItem]:
+            if account.preferred_agreement_id:
+                yield PreferenceItem(
+                    name="preferred_agreement", value=account.preferred_agreement_id
+                )
+
+        def history(grant: Grant) -> list[HistoryItem]:
+            from consent.receipts import grant_entries
+
+            return [
+                HistoryItem(
+                    index=entry.index,
+                    event_type=data["event_type"],
+                    time=data["time"],
+                    fields=list(data.get("fields") or []),
+                    expires_at=data.get("expires_at"),
+                )
+                for entry, data in grant_entries(db, grant)
+            ]
+
+        def grant_rows() -> Iterator[GrantItem]:
+            for grant in grants:
+                app = apps[grant.app_id]
+                yield GrantItem(
+                    grant_id=str(grant.id),
+                    vendor_id=str(app.id),
+                    vendor_name=app.name,
+                    vendor_homepage=app.homepage_url,
+                    fields=list(grant.fields),
+                    purpose=grant.purpose,
+                    agreement_id=grant.agreement_id,
+                    granted_at=grant.granted_at,
+                    expires_at=grant.expires_at,
+                    revoked_at=grant.revoked_at,
+                    status=_status(grant),
+                    history=history(grant),
+                )
+
+        def access_rows() -> Iterator[AccessItem]:
+            rows = db.execute(
+                select(AccessLogEntry.accessed_at, AccessLogEntry.app_id, AccessLogEntry.fields)
+                .where(AccessLogEntry.individual_id == owner_id)
+                .order_by(AccessLogEntry.accessed_at, AccessLogEntry.id)
+                .execution_options(yield_per=_BATCH)
+            )
+            for accessed_at, app_id, fields in rows:
+                app = apps.get(app_id)
+                yield AccessItem(
+                    accessed_at=accessed_at,
+                    vendor_id=str(app_id),
+                    vendor_name=app.name if app else "",
+                    fields=list(fields),
+                )
+
+        def access_count() -> int:
+            return int(
+                db.scalar(
+                    select(func.count())
+                    .select_from(AccessLogEntry)
+                    .where(AccessLogEntry.individual_id == owner_id)
+                )
+                or 0
+            )
+
+        def receipt_rows() -> Iterator[ReceiptItem]:
+            from consent.receipts import grant_entries, receipt_for
+
+            for grant in grants:
+                entries = grant_entries(db, grant)
+                if not entries or checkpoint_at_least(db, entries[-1][0].index + 1) is None:
+                    continue  # an event newer than the checkpoint: its receipt comes later
+                yield ReceiptItem(
+                    grant_id=str(grant.id),
+                    vendor_name=apps[grant.app_id].name,
+                    receipt=receipt_for(db, rt, grant.id)["receipt"],
+                )
+
+        def ledger_rows() -> Iterator[LedgerItem]:
+            if subject is None or checkpoint is None:
+                return
+            tree = StoredTree(db, memoize=True)
+            for entry in db.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.subject == subject, LedgerEntry.index < checkpoint.size)
+                .order_by(LedgerEntry.index)
+            ):
+                yield LedgerItem(
+                    index=entry.index,
+                    entry=bytes(entry.entry).decode(),
+                    leaf_hash=bytes(entry.leaf_hash).hex(),
+                    tree_size=checkpoint.size,
+                    inclusion_proof=[h.hex() for h in tree.inclusion(entry.index, checkpoint.size)],
+                )
+
+        def ledger_count() -> int:
+            if subject is None:
+                return 0
+            return int(
+                db.scalar(
+                    select(func.count())
+                    .select_from(LedgerEntry)
+                    .where(LedgerEntry.subject == subject)
+                )
+                or 0
+            )
+
+        def checkpoint_rows() -> Iterator[CheckpointItem]:
+            if checkpoint is not None:
+                yield CheckpointItem(
+                    tree_size=checkpoint.size,
+                    note=checkpoint.note,
+                    public_key=public_key_text(rt),
+                )
+
+        def had_rows() -> Iterator[VendorHadItem]:
+            for raw in previous_vendors(db, rt, owner_id):
+                yield VendorHadItem.model_validate(raw)
+
+        return [
+            Section(
+                "preferences",
+                "Preferences",
+                "The terms you offer vendors.",
+                "provided",
+                PreferenceItem,
+                preference_rows,
+                lambda: 1 if account.preferred_agreement_id else 0,
+            ),
+            Section(
+                "grants",
+                "Connections",
+                "Every vendor you let read your data: the fields, why, under which terms, until "
+                "when, and every change (each a consent-ledger event).",
+                "provided",
+                GrantItem,
+                grant_rows,
+                lambda: len(grants),
+                csv_columns=(
+                    "grant_id",
+                    "vendor_name",
+                    "fields",
+                    "purpose",
+                    "agreement_id",
+                    "granted_at",
+                    "expires_at",
+                    "revoked_at",
+                    "status",
+                ),
+            ),
+            Section(
+                "access_log",
+                "Reads by vendors",
+                "Every time a vendor read your data, and which fields.",
+                "observed",
+                AccessItem,
+                access_rows,
+                access_count,
+                csv_columns=("accessed_at", "vendor_name", "vendor_id", "fields"),
+            ),
+            Section(
+                "receipts",
+                "Consent receipts",
+                "Signed receipts (JWS, verifiable offline with the vault's public key).",
+                "observed",
+                ReceiptItem,
+                receipt_rows,
+                lambda: len(grants),
+            ),
+            Section(
+                "ledger_entries",
+                "Consent ledger entries",
+                "The entries of the consent ledger about you (under your pseudonym), each with "
+                "its inclusion proof against the checkpoint below.",
+                "observed",
+                LedgerItem,
+                ledger_rows,
+                ledger_count,
+            ),
+            Section(
+                "ledger_checkpoint",
+                "Ledger checkpoint",
+                "The signed tree head the proofs lead to.",
+                "observed",
+                CheckpointItem,
+                checkpoint_rows,
+                lambda: 1 if checkpoint else 0,
+            ),
+            Section(
+                "previous_vendors",
+                "Vendors you had before",
+                "Connections from a vault you imported from. They did not transfer: each "
+                "vendor must ask you again.",
+                "provided",
+                VendorHadItem,
+                had_rows,
+                lambda: len(previous_vendors(db, rt, owner_id)),
+            ),
+        ]
+
+    def import_data(
+        self,
+        db: Session,
+        rt: Runtime,
+        owner: Account,
+        sections: dict[str, list[dict[str, Any]]],
+        context: ImportContext,
+    ) -> None:
+        """Preferences, and the vendors the person had (as a list to look at, not grants)."""
+        for raw in sections.get("preferences", []):
+            item = PreferenceItem.model_validate(raw)
+            if item.name == "preferred_agreement":
+                if item.value in AGREEMENTS:
+                    owner.preferred_agreement_id = item.value
+                    context.imported["preferences"] = 1
+                else:
+                    context.notes.append(f"agreement {item.value[:40]!r} is unknown here")
+        had: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        for raw in sections.get("grants", []):
+            grant = GrantItem.model_validate(raw)
+            key = (grant.vendor_name, grant.vendor_homepage)
+            if key not in seen:
+                seen.add(key)
+                had.append(
+                    VendorHadItem(
+                        vendor_name=grant.vendor_name,
+                        vendor_homepage=grant.vendor_homepage,
+                        fields=grant.fields,
+                        source=context.source,
+                    ).model_dump()
+                )
+        for raw in sections.get("previous_vendors", []):
+            item_h = VendorHadItem.model_validate(raw)
+            key = (item_h.vendor_name, item_h.vendor_homepage)
+            if key not in seen:
+                seen.add(key)
+                had.append(item_h.model_dump())
+        if had:
+            store_previous_vendors(db, rt, owner.id, had)
+            context.imported["previous_vendors"] = len(had)
+        db.flush()
+
+    def erase(self, db: Session, rt: Runtime, owner_id: uuid.UUID, context: ErasureContext) -> None:
+        from consent.ledger.store import pseudonym_for
+
+        service = GrantService(db, rt)
+        grants = list(db.scalars(select(Grant).where(Grant.individual_id == owner_id)))
+        for grant in grants:
+            if is_active(grant):
+                service.revoke(owner_id, grant.id)
+            service.kill_credentials(grant.id)
+        for app_id in sorted({g.app_id for g in grants}):
+            context.notify.setdefault(app_id, {})["subject"] = pairwise_subject(
+                rt, app_id, owner_id
+            )
+            context.notify[app_id]["grant_ids"] = sorted(
+                str(g.id) for g in grants if g.app_id == app_id
+            )
+        subject = pseudonym_for(db, rt, owner_id)
+        context.subject = subject
+        appended = append(db, {"event_type": "individual.erased", "subject": subject})
+        context.ledger_index = appended.index
+        context.deleted["access_log"] = _deleted(
+            db, delete(AccessLogEntry).where(AccessLogEntry.individual_id == owner_id)
+        )
+        context.deleted["grants"] = _deleted(
+            db, delete(Grant).where(Grant.individual_id == owner_id)
+        )
+        context.deleted["ledger_pseudonym_links"] = _deleted(
+            db, delete(LedgerSubject).where(LedgerSubject.owner_id == owner_id)
+        )
+        context.deleted["previous_vendor_lists"] = _deleted(
+            db, delete(PreviousVendors).where(PreviousVendors.owner_id == owner_id)
+        )
+        db.flush()
+
+    def finish_erasure(self, db: Session, rt: Runtime, context: ErasureContext) -> None:
+        """``subject.erased`` to every vendor that held a grant or made an offer, and the
+        checkpoint and proof for the receipt (all still in the erasure's transaction)."""
+        from consent.ledger.service import checkpoint_at_least
+        from consent.webhooks import enqueue
+
+        for app_id, data in context.notify.items():
+            app = db.get(VendorApp, app_id)
+            if app is None:
+                continue
+            enqueue(
+                db,
+                app,
+                "subject.erased",
+                {
+                    **data,
+                    "request": "The individual erased their vault. Delete every copy of their "
+                    "data you hold, except records the law requires you to keep.",
+                },
+            )
+            context.vendors_notified.append(app.name)
+        if context.ledger_index is not None:
+            create_checkpoint(db, rt)
+            checkpoint = checkpoint_at_least(db, context.ledger_index + 1)
+            assert checkpoint is not None
+            entry = db.get_one(LedgerEntry, context.ledger_index)
+            context.evidence = {
+                "ledger_index": context.ledger_index,
+                "entry": bytes(entry.entry).decode(),
+                "leaf_hash": bytes(entry.leaf_hash).hex(),
+                "tree_size": checkpoint.size,
+                "checkpoint": checkpoint.note,
+                "inclusion_proof": [
+                    h.hex() for h in StoredTree(db).inclusion(context.ledger_index, checkpoint.size)
+                ],
+            }
+
+
+def _deleted(db: Session, statement: Any) -> int:
+    result = db.execute(statement.execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- vendors a person had in a previous vault -----------------------------------------------
+
+
+def previous_vendors(db: Session, rt: Runtime, owner_id: uuid.UUID) -> list[dict[str, Any]]:
+    row = db.scalars(
+        select(PreviousVendors).where(PreviousVendors.owner_id == owner_id)
+    ).one_or_none()
+    if row is None:
+        return []
+    binding = Binding(owner_id, PreviousVendors.__tablename__, "vendors_ct", row.id)
+    found: list[dict[str, Any]] = json.loads(KeyStore(db, rt.keys).decrypt(binding, row.vendors_ct))
+    return found
+
+
+def store_previous_vendors(
+    db: Session, rt: Runtime, owner_id: uuid.UUID, vendors: list[dict[str, Any]]
+) -> None:
+    row = PreviousVendors(id=uuid.uuid4(), owner_id=owner_id, vendors_ct=b"", imported_at=utcnow())
+    binding = Binding(owner_id, PreviousVendors.__tablename__, "vendors_ct", row.id)
+    row.vendors_ct = KeyStore(db, rt.keys).encrypt(
+        binding, json.dumps(vendors, ensure_ascii=False).encode()
+    )
+    db.add(row)
+    db.flush()
+
+
+# -- the vault's signer ------------------------------------------------------------------------
+
+
+class LedgerSigner:
+    """Signs exports and erasure receipts with the ledger key (EdDSA compact JWS), the key
+    whose verifier key ``vrm ledger public-key`` prints."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def origin(self) -> str:
+        return origin(self.rt)
+
+    def public_key(self) -> str:
+        return public_key_text(self.rt)
+
+    def sign(self, payload: bytes) -> str:
+        from consent.receipts import _eddsa_allowed, receipt_kid
+
+        header = {"alg": "EdDSA", "kid": receipt_kid(self.rt)}
+        key = OKPKey.import_key(signing_key(self.rt))
+        with _eddsa_allowed():
+            return str(jws.serialize_compact(header, payload, key, algorithms=["EdDSA"]))
+
+    def verify(self, token: str, public_key: str) -> bytes:
+        from consent.ledger.checkpoint import CheckpointError, parse_verifier_key
+        from consent.receipts import _eddsa_allowed
+
+        try:
+            key = OKPKey.import_key(parse_verifier_key(public_key.strip()).public_key)
+            with _eddsa_allowed():
+                obj = jws.deserialize_compact(token.strip(), key, algorithms=["EdDSA"])
+        except (CheckpointError, JoseError, ValueError, TypeError) as exc:
+            raise ValueError(f"the signature does not verify ({type(exc).__name__})") from None
+        return bytes(obj.payload)

@@ -1,0 +1,81 @@
+"""Erasure: everything about one individual, gone in one transaction, with a signed receipt.
+
+Every part erases its rows (consent first: it revokes every grant, telling the vendors, and
+appends the ``individual.erased`` ledger entry under the person's pseudonym while the
+pseudonym can still be read; the core part last: it destroys the data key, so every
+ciphertext of the person is unreadable, and deletes the account with its blind email index).
+Then the signer's part queues ``subject.erased`` to every vendor that knew the person and
+signs a checkpoint covering the erasure entry. All of it is one transaction: a failure
+midway leaves everything as it was, and running it again completes it.
+
+The receipt is a compact JWS (EdDSA, the ledger key) of what was done: when, the pseudonym,
+counts of what was deleted, the vendors asked to delete their copies, and the ledger entry
+with its checkpoint and inclusion proof, so anyone can check it offline.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from vault.base import utcnow
+from vault.portability.parts import ErasureContext, Portability
+from vault.runtime import Runtime
+
+RECEIPT_TYPE = "vrm-vault-erasure-receipt"
+
+
+@dataclass(frozen=True)
+class Erased:
+    receipt: str
+    """The compact JWS."""
+    payload: dict[str, Any]
+
+
+def erase(db: Session, rt: Runtime, portability: Portability, owner_id: uuid.UUID) -> Erased:
+    """Erase the individual in the caller's transaction (flushes; the caller commits)."""
+    context = ErasureContext(subject=None)
+    for part in reversed(portability.parts):
+        part.erase(db, rt, owner_id, context)
+    for part in portability.parts:
+        part.finish_erasure(db, rt, context)
+    signer = portability.signer
+    payload: dict[str, Any] = {
+        "type": RECEIPT_TYPE,
+        "version": 1,
+        "erased_at": utcnow().replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "vault": {
+            "base_url": rt.settings.base_url,
+            "origin": signer.origin(),
+            "public_key": signer.public_key(),
+        },
+        "subject": context.subject,
+        "deleted": dict(sorted(context.deleted.items())),
+        "vendors_asked_to_delete": sorted(context.vendors_notified),
+        "kept": (
+            "The consent ledger's entries about you stay, under your pseudonym only: the "
+            "pseudonym's link to you is deleted, so they name no one, and the ledger stays "
+            "verifiable."
+        ),
+        "ledger": context.evidence,
+    }
+    body = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return Erased(receipt=signer.sign(body.encode()), payload=payload)
+
+
+def compact(rt: Runtime) -> None:
+    """After an erasure committed: on SQLite, fold the write-ahead log into the database and
+    truncate it, so the old page images it held (the erased rows) leave the disk too. The
+    database itself zeroes deleted content (``PRAGMA secure_delete``). PostgreSQL keeps dead
+    rows until VACUUM reclaims them; they are unreadable through SQL meanwhile."""
+    if rt.engine.dialect.name != "sqlite":
+        return
+    raw = rt.engine.raw_connection()
+    try:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()

@@ -1,0 +1,232 @@
+"""Importing another vault's export into a new account, checked before anything is written.
+
+The archive is read defensively: a size limit on the upload, at most a few dozen members,
+flat names only (nothing that could escape a directory), a cap on every member's size and on
+the total as the bytes are actually inflated (declared sizes can lie), and a cap on the
+compression ratio (zip bombs). Then the manifest: its signature must verify under the
+exporting vault's key (which the manifest names and the page shows), every file must be
+listed with the right SHA-256 and size, and nothing unlisted may be present. Only then are
+the parts asked to take over what they own, in one transaction with the new account: any
+problem leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from sqlalchemy.orm import Session
+
+from vault.accounts.models import Account
+from vault.errors import InvalidInput
+from vault.portability.export import DATA, FORMAT, MANIFEST, SIGNATURE, VERSION
+from vault.portability.parts import ImportContext, Portability
+from vault.runtime import Runtime
+
+MAX_MEMBERS = 64
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+MAX_TOTAL_BYTES = 512 * 1024 * 1024
+MAX_RATIO = 200
+"""No member may inflate to more than this many times its compressed size."""
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_READ = 1024 * 1024
+
+
+class ArchiveRefused(InvalidInput):
+    """The uploaded archive is not a valid, intact VRM Vault export."""
+
+    code = "archive_refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="archive")
+
+
+@dataclass
+class VerifiedArchive:
+    """An export whose signature and hashes checked out."""
+
+    document: dict[str, Any]
+    manifest: dict[str, Any]
+    signer_key: str
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return str(self.manifest.get("vault", {}).get("origin", "another vault"))
+
+    def sections(self) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for name, section in self.document["sections"].items():
+            items = section.get("items") if isinstance(section, dict) else None
+            if not isinstance(items, list):
+                raise ArchiveRefused(f"data.json: section {name[:40]!r} has no list of items.")
+            clean = []
+            for item in items:
+                if not isinstance(item, dict):
+                    raise ArchiveRefused(f"data.json: an item of {name[:40]!r} is not an object.")
+                clean.append({k: v for k, v in item.items() if k != "provenance"})
+            found[str(name)] = clean
+        return found
+
+
+def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> tuple[bytes, int]:
+    """Read one member, refusing as soon as it inflates past its limits."""
+    limit = min(MAX_MEMBER_BYTES, budget, max(info.compress_size, 1) * MAX_RATIO)
+    digest = hashlib.sha256()
+    chunks: list[bytes] = []
+    size = 0
+    keep = info.filename in (DATA, MANIFEST, SIGNATURE)
+    try:
+        with archive.open(info) as member:
+            while True:
+                chunk = member.read(_READ)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise ArchiveRefused(
+                        f"{info.filename} inflates to more than its limit: the archive looks "
+                        "like a zip bomb, or is too large to import."
+                    )
+                digest.update(chunk)
+                if keep:
+                    chunks.append(chunk)
+    except zipfile.BadZipFile as exc:
+        raise ArchiveRefused(f"{info.filename} is corrupt ({exc}).") from None
+    except (EOFError, zipfile.LargeZipFile, NotImplementedError, OSError) as exc:
+        raise ArchiveRefused(f"{info.filename} cannot be read ({type(exc).__name__}).") from None
+    return b"".join(chunks) if keep else digest.digest(), size
+
+
+def verify(fileobj: IO[bytes], portability: Portability) -> VerifiedArchive:
+    """Check everything about the archive; raise :class:`ArchiveRefused` with the reason."""
+    try:
+        archive = zipfile.ZipFile(fileobj)
+    except zipfile.BadZipFile:
+        raise ArchiveRefused(
+            "This is not a ZIP archive, or it is truncated. Upload the .zip file the export "
+            "gave you, unchanged."
+        ) from None
+    except (OSError, EOFError, ValueError):
+        raise ArchiveRefused("The archive cannot be read.") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise ArchiveRefused(f"The archive holds more than {MAX_MEMBERS} files.")
+        names: set[str] = set()
+        for info in infos:
+            name = info.filename
+            if not _NAME.fullmatch(name) or ".." in name:
+                raise ArchiveRefused(
+                    f"The archive holds a path that is not allowed: {name[:80]!r}. An export "
+                    "holds plain file names only."
+                )
+            if name in names:
+                raise ArchiveRefused(f"The archive holds {name!r} twice.")
+            if info.flag_bits & 0x1:
+                raise ArchiveRefused("The archive is encrypted; exports never are.")
+            names.add(name)
+        for required in (MANIFEST, SIGNATURE, DATA):
+            if required not in names:
+                raise ArchiveRefused(f"The archive has no {required}: it is not a vault export.")
+        declared = sum(i.file_size for i in infos)
+        if declared > MAX_TOTAL_BYTES:
+            raise ArchiveRefused("The archive is too large to import.")
+        contents: dict[str, bytes] = {}
+        hashes: dict[str, tuple[str, int]] = {}
+        budget = MAX_TOTAL_BYTES
+        for info in infos:
+            data, size = _inflate(archive, info, budget)
+            budget -= size
+            if info.filename in (DATA, MANIFEST, SIGNATURE):
+                contents[info.filename] = data
+                hashes[info.filename] = (hashlib.sha256(data).hexdigest(), size)
+            else:
+                hashes[info.filename] = (data.hex(), size)
+    try:
+        manifest = json.loads(contents[MANIFEST])
+    except (ValueError, UnicodeDecodeError):
+        raise ArchiveRefused("manifest.json is not valid JSON.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArchiveRefused("manifest.json is not a VRM Vault export manifest.")
+    if manifest.get("version") != VERSION:
+        raise ArchiveRefused(
+            f"This export has format version {manifest.get('version')!r}; this vault reads "
+            f"version {VERSION}."
+        )
+    key = (
+        manifest.get("vault", {}).get("public_key")
+        if isinstance(manifest.get("vault"), dict)
+        else None
+    )
+    if not isinstance(key, str) or len(key) > 300:
+        raise ArchiveRefused("manifest.json does not name the exporting vault's public key.")
+    try:
+        signed = portability.signer.verify(contents[SIGNATURE].decode("ascii", "replace"), key)
+    except ValueError:
+        raise ArchiveRefused(
+            "The signature over manifest.json does not verify: the archive was altered."
+        ) from None
+    if signed != contents[MANIFEST]:
+        raise ArchiveRefused("manifest.jws does not sign this manifest.json: it was altered.")
+    listed = manifest.get("files")
+    if not isinstance(listed, list):
+        raise ArchiveRefused("manifest.json lists no files.")
+    expected: dict[str, tuple[str, int]] = {}
+    for entry in listed:
+        if not isinstance(entry, dict):
+            raise ArchiveRefused("manifest.json lists a file it does not describe.")
+        expected[str(entry.get("path"))] = (str(entry.get("sha256")), int(entry.get("bytes", -1)))
+    present = set(hashes) - {MANIFEST, SIGNATURE}
+    if present != set(expected):
+        extra = sorted(present - set(expected))
+        missing = sorted(set(expected) - present)
+        raise ArchiveRefused(
+            "The archive's files do not match its manifest"
+            + (f"; not listed: {', '.join(extra)[:200]}" if extra else "")
+            + (f"; missing: {', '.join(missing)[:200]}" if missing else "")
+            + "."
+        )
+    for name, (digest, size) in expected.items():
+        if hashes[name] != (digest, size):
+            raise ArchiveRefused(f"{name} does not match its SHA-256 in the manifest: altered.")
+    try:
+        document = json.loads(contents[DATA])
+    except (ValueError, UnicodeDecodeError):
+        raise ArchiveRefused("data.json is not valid JSON.") from None
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != FORMAT
+        or not isinstance(document.get("sections"), dict)
+    ):
+        raise ArchiveRefused("data.json is not a VRM Vault export.")
+    return VerifiedArchive(document, manifest, key, sorted(hashes))
+
+
+def import_into(
+    db: Session,
+    rt: Runtime,
+    portability: Portability,
+    owner: Account,
+    archive: VerifiedArchive,
+) -> ImportContext:
+    """Every part takes over what it owns (the caller's transaction; nothing is committed)."""
+    from pydantic import ValidationError
+
+    context = ImportContext(source=archive.source)
+    sections = archive.sections()
+    for part in portability.parts:
+        try:
+            part.import_data(db, rt, owner, sections, context)
+        except ValidationError as exc:
+            errors = exc.errors()
+            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "item"
+            why = errors[0]["msg"] if errors else "invalid"
+            raise ArchiveRefused(
+                f"data.json: an item does not have the shape this vault expects ({where}: {why})."
+            ) from None
+    return context

@@ -1,0 +1,242 @@
+"""Portal pages: take everything with you (export, and import into a new vault), or erase it."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vault import csrf
+from vault.accounts.dependencies import ViewerDep, client_address, set_session_cookie
+from vault.accounts.models import Account, Role
+from vault.accounts.service import AccountService
+from vault.dependencies import DbDep, RuntimeDep
+from vault.errors import VaultError
+from vault.portability import erasure, export, importer
+from vault.runtime import Runtime
+from vault.wiring import portability
+from web.dependencies import CSRFChecked, FormDep, PageIndividual
+from web.templating import flash, render
+
+router = APIRouter(include_in_schema=False)
+
+CONFIRMATION = "erase my vault"
+UPLOAD_FIELDS = 10
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def _summary(db: Session, rt: Runtime, owner_id: uuid.UUID) -> dict[str, int]:
+    return {s.name: s.count() for s in export.sections_of(db, rt, portability(rt), owner_id)}
+
+
+@router.get("/account/export")
+def export_page(request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
+    return render(request, "export.html", {"counts": _summary(db, rt, account.id)})
+
+
+@router.post("/account/export", dependencies=[CSRFChecked])
+def export_download(account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
+    """The archive, streamed as it is made (memory stays flat however much there is).
+
+    The preparation runs in the request's transaction, which commits before the first byte
+    is sent; the archive is then read from a snapshot of its own.
+    """
+    parts = portability(rt)
+    estimate = export.prepare(db, rt, parts, account.id)
+    return StreamingResponse(
+        export.stream(rt, parts, account.id),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{export.filename()}"',
+            "Cache-Control": "no-store",
+            "X-Export-Estimate": str(estimate),
+        },
+    )
+
+
+# -- import into a new vault ------------------------------------------------------------------
+
+
+def _import_form(
+    request: Request, form: dict[str, str], errors: dict[str, str], status_code: int = 200
+) -> Response:
+    return render(
+        request,
+        "signup_import.html",
+        {"form": form, "errors": errors, "max_mb": rt_max_mb(request)},
+        status_code=status_code,
+    )
+
+
+def rt_max_mb(request: Request) -> int:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.settings.max_import_bytes // (1024 * 1024)
+
+
+@router.get("/signup/import")
+def import_form(request: Request, viewer: ViewerDep) -> Response:
+    if viewer.account is not None:
+        return RedirectResponse("/profile", status_code=303)
+    return _import_form(request, {}, {})
+
+
+@router.post("/signup/import")
+async def import_submit(request: Request, rt: RuntimeDep) -> Response:
+    """A new account from another vault's export: verified first, then one transaction."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+
+    form = await request.form(max_files=1, max_fields=UPLOAD_FIELDS)
+    token = form.get(csrf.CSRF_FIELD)
+    csrf.verify(request, rt, token if isinstance(token, str) else None)
+
+    def text(name: str) -> str:
+        value = form.get(name, "")
+        return value[:300] if isinstance(value, str) else ""
+
+    values = {"email": text("email")}
+    upload = form.get("archive")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return _import_form(
+            request, values, {"archive": "Choose the export archive (.zip) to import."}, 400
+        )
+    return await run_in_threadpool(
+        _import_sync, request, rt, values, text("password"), text("password_confirm"), upload
+    )
+
+
+def _import_sync(
+    request: Request,
+    rt: Runtime,
+    values: dict[str, str],
+    password: str,
+    password_confirm: str,
+    upload: Any,
+) -> Response:
+    if password != password_confirm:
+        return _import_form(
+            request, values, {"password_confirm": "The two passwords are not the same."}, 400
+        )
+    parts = portability(rt)
+    try:
+        archive = importer.verify(upload.file, parts)
+    except importer.ArchiveRefused as exc:
+        return _import_form(request, values, {"archive": exc.message}, 400)
+    with rt.sessions() as db:
+        try:
+            with db.begin():
+                svc = AccountService(db, rt)
+                account = svc.sign_up(
+                    values["email"],
+                    password,
+                    role=Role.INDIVIDUAL,
+                    client_address=client_address(request, rt),
+                )
+                context = importer.import_into(db, rt, parts, account, archive)
+                signed = svc.start_session(account)
+        except VaultError as exc:
+            field = getattr(exc, "field", None) or "form"
+            return _import_form(request, values, {field: exc.message}, exc.status_code)
+    response = RedirectResponse("/profile", status_code=303)
+    set_session_cookie(response, signed, rt)
+    csrf.rotate(request)
+    got = context.imported
+    flash(
+        request,
+        response,
+        f"Welcome! Imported from {archive.source}: {got.get('profile', 0)} profile fields, "
+        f"{got.get('intents', 0)} intents (as drafts), and the list of "
+        f"{got.get('previous_vendors', 0)} vendors you had (under Connections; they must ask "
+        "you again).",
+        "success",
+    )
+    return response
+
+
+# -- erasure ----------------------------------------------------------------------------------
+
+
+def _vendors_to_tell(db: Session, owner_id: uuid.UUID) -> list[str]:
+    from consent.models import Grant, VendorApp
+    from intents.models import Intent, Offer
+
+    apps = (
+        select(Grant.app_id)
+        .where(Grant.individual_id == owner_id)
+        .union(
+            select(Offer.app_id)
+            .join(Intent, Intent.id == Offer.intent_id)
+            .where(Intent.owner_id == owner_id)
+        )
+    )
+    return sorted(db.scalars(select(VendorApp.name).where(VendorApp.id.in_(apps))))
+
+
+def _erase_page(
+    request: Request,
+    db: Session,
+    rt: Runtime,
+    account: Account,
+    errors: dict[str, str],
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "erase.html",
+        {
+            "counts": _summary(db, rt, account.id),
+            "vendors": _vendors_to_tell(db, account.id),
+            "confirmation": CONFIRMATION,
+            "errors": errors,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/account/erase")
+def erase_page(request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
+    return _erase_page(request, db, rt, account, {})
+
+
+@router.post("/account/erase", dependencies=[CSRFChecked])
+def erase_submit(
+    request: Request,
+    background: BackgroundTasks,
+    account: PageIndividual,
+    db: DbDep,
+    rt: RuntimeDep,
+    form: FormDep,
+) -> Response:
+    password = form.get("password", "")
+    typed = form.get("confirmation", "")
+    errors: dict[str, str] = {}
+    if not isinstance(password, str) or not AccountService(db, rt).check_password(
+        account, password[:300]
+    ):
+        errors["password"] = "The password is not right."
+    if not isinstance(typed, str) or not hmac.compare_digest(
+        " ".join(typed.lower().split()).encode(), CONFIRMATION.encode()
+    ):
+        errors["confirmation"] = f"Type “{CONFIRMATION}” to confirm."
+    if errors:
+        db.rollback()
+        return _erase_page(request, db, rt, account, errors, status_code=400)
+    done = erasure.erase(db, rt, portability(rt), account.id)
+    background.add_task(erasure.compact, rt)
+    response = render(
+        request,
+        "erased.html",
+        {"receipt": done.receipt, "payload": done.payload, "account": None, "viewer": None},
+    )
+    from vault.accounts.dependencies import clear_session_cookie
+
+    clear_session_cookie(response, rt)
+    csrf.rotate(request)
+    return response
