@@ -624,7 +624,7 @@ def import_command(
         parts = portability(rt)
         try:
             with archive.open("rb") as handle:
-                verified = importer.verify(handle, parts)
+                verified = importer.verify(handle, parts, rt.settings.import_trusted_keys)
             with rt.sessions() as session, session.begin():
                 account = AccountService(session, rt).sign_up(email, password)
                 context = importer.import_into(session, rt, parts, account, verified)

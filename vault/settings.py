@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         le=1024 * 1024 * 1024,
         description="Largest export archive the import page accepts (its own body limit).",
     )
+    import_trusted_keys: list[str] = Field(
+        default_factory=list,
+        description="JSON list of vault verifier keys whose exports may be imported; empty: "
+        "any vault's, checked against the key its own manifest names.",
+    )
     signin_max_failures_per_account: int = Field(default=5, ge=1)
     signin_max_failures_per_address: int = Field(default=20, ge=1)
     signin_window_minutes: int = Field(default=15, ge=1)

@@ -126,7 +126,7 @@ def _import_sync(
         )
     parts = portability(rt)
     try:
-        archive = importer.verify(upload.file, parts)
+        archive = importer.verify(upload.file, parts, rt.settings.import_trusted_keys)
     except importer.ArchiveRefused as exc:
         return _import_form(request, values, {"archive": exc.message}, 400)
     with rt.sessions() as db:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -102,8 +103,15 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> tu
     return b"".join(chunks) if keep else digest.digest(), size
 
 
-def verify(fileobj: IO[bytes], portability: Portability) -> VerifiedArchive:
-    """Check everything about the archive; raise :class:`ArchiveRefused` with the reason."""
+def verify(
+    fileobj: IO[bytes], portability: Portability, trusted_keys: Sequence[str] = ()
+) -> VerifiedArchive:
+    """Check everything about the archive; raise :class:`ArchiveRefused` with the reason.
+
+    ``trusted_keys`` (``VRM_IMPORT_TRUSTED_KEYS``): if given, only exports signed by one of
+    these vault keys are accepted; otherwise the signature is checked against the key the
+    manifest names, which proves the archive intact, and the page names that vault.
+    """
     try:
         archive = zipfile.ZipFile(fileobj)
     except zipfile.BadZipFile:
@@ -165,6 +173,12 @@ def verify(fileobj: IO[bytes], portability: Portability) -> VerifiedArchive:
     )
     if not isinstance(key, str) or len(key) > 300:
         raise ArchiveRefused("manifest.json does not name the exporting vault's public key.")
+    trusted = [k.strip() for k in trusted_keys]
+    if trusted and key.strip() not in trusted:
+        raise ArchiveRefused(
+            f"This export was signed by {key.split('+', 1)[0][:100]!r}, which this vault's "
+            "operator has not listed as a vault to import from."
+        )
     try:
         signed = portability.signer.verify(contents[SIGNATURE].decode("ascii", "replace"), key)
     except ValueError:
