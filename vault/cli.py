@@ -619,7 +619,11 @@ def import_command(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with _service() as rt:
-        if archive.stat().st_size > rt.settings.max_import_bytes:
+        try:
+            size = archive.stat().st_size
+        except OSError as exc:
+            raise _fail(f"cannot read {archive}: {exc.strerror}") from exc
+        if size > rt.settings.max_import_bytes:
             raise _fail(f"{archive} is larger than VRM_MAX_IMPORT_BYTES")
         parts = portability(rt)
         try:

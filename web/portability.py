@@ -20,6 +20,7 @@ from vault.errors import VaultError
 from vault.portability import erasure, export, importer
 from vault.runtime import Runtime
 from vault.wiring import portability
+from web.accounts import home_for
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
 from web.templating import flash, render
 
@@ -83,7 +84,7 @@ def rt_max_mb(request: Request) -> int:
 @router.get("/signup/import")
 def import_form(request: Request, viewer: ViewerDep) -> Response:
     if viewer.account is not None:
-        return RedirectResponse("/profile", status_code=303)
+        return RedirectResponse(home_for(viewer.account), status_code=303)
     return _import_form(request, {}, {})
 
 

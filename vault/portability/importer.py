@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -33,6 +34,8 @@ MAX_MEMBER_BYTES = 256 * 1024 * 1024
 MAX_TOTAL_BYTES = 512 * 1024 * 1024
 MAX_RATIO = 200
 """No member may inflate to more than this many times its compressed size."""
+KEPT_LIMITS = {DATA: 128 * 1024 * 1024, MANIFEST: 256 * 1024, SIGNATURE: 64 * 1024}
+"""The files read into memory (the rest are only hashed) have tighter limits of their own."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _READ = 1024 * 1024
 
@@ -57,7 +60,12 @@ class VerifiedArchive:
 
     @property
     def source(self) -> str:
-        return str(self.manifest.get("vault", {}).get("origin", "another vault"))
+        """The exporting vault's name as its manifest gives it (shortened, printable)."""
+        vault = self.manifest.get("vault")
+        origin = vault.get("origin") if isinstance(vault, dict) else None
+        if not isinstance(origin, str) or not origin.isprintable() or not origin.strip():
+            return "another vault"
+        return origin.strip()[:100]
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}
@@ -76,11 +84,12 @@ class VerifiedArchive:
 
 def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> tuple[bytes, int]:
     """Read one member, refusing as soon as it inflates past its limits."""
-    limit = min(MAX_MEMBER_BYTES, budget, max(info.compress_size, 1) * MAX_RATIO)
+    keep = info.filename in (DATA, MANIFEST, SIGNATURE)
+    ceiling = KEPT_LIMITS.get(info.filename, MAX_MEMBER_BYTES)
+    limit = min(ceiling, budget, max(info.compress_size, 1) * MAX_RATIO)
     digest = hashlib.sha256()
     chunks: list[bytes] = []
     size = 0
-    keep = info.filename in (DATA, MANIFEST, SIGNATURE)
     try:
         with archive.open(info) as member:
             while True:
@@ -98,6 +107,8 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> tu
                     chunks.append(chunk)
     except zipfile.BadZipFile as exc:
         raise ArchiveRefused(f"{info.filename} is corrupt ({exc}).") from None
+    except zlib.error:
+        raise ArchiveRefused(f"{info.filename} is corrupt (it does not inflate).") from None
     except (EOFError, zipfile.LargeZipFile, NotImplementedError, OSError) as exc:
         raise ArchiveRefused(f"{info.filename} cannot be read ({type(exc).__name__}).") from None
     return b"".join(chunks) if keep else digest.digest(), size
@@ -157,7 +168,7 @@ def verify(
                 hashes[info.filename] = (data.hex(), size)
     try:
         manifest = json.loads(contents[MANIFEST])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ArchiveRefused("manifest.json is not valid JSON.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArchiveRefused("manifest.json is not a VRM Vault export manifest.")
@@ -192,9 +203,15 @@ def verify(
         raise ArchiveRefused("manifest.json lists no files.")
     expected: dict[str, tuple[str, int]] = {}
     for entry in listed:
-        if not isinstance(entry, dict):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("path"), str)
+            or not isinstance(entry.get("sha256"), str)
+            or not isinstance(entry.get("bytes"), int)
+            or isinstance(entry.get("bytes"), bool)
+        ):
             raise ArchiveRefused("manifest.json lists a file it does not describe.")
-        expected[str(entry.get("path"))] = (str(entry.get("sha256")), int(entry.get("bytes", -1)))
+        expected[entry["path"]] = (entry["sha256"], entry["bytes"])
     present = set(hashes) - {MANIFEST, SIGNATURE}
     if present != set(expected):
         extra = sorted(present - set(expected))
@@ -210,7 +227,7 @@ def verify(
             raise ArchiveRefused(f"{name} does not match its SHA-256 in the manifest: altered.")
     try:
         document = json.loads(contents[DATA])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ArchiveRefused("data.json is not valid JSON.") from None
     if (
         not isinstance(document, dict)
