@@ -77,7 +77,10 @@ def _connections_context(
         "ended": ended,
         "preferred": preferred,
         "errors": errors,
-        "previous": previous_vendors(db, rt, account.id),
+        "previous": [
+            {**v, "fields": [field_label(k) for k in v.get("fields") or []]}
+            for v in previous_vendors(db, rt, account.id)
+        ],
     }
 
 

@@ -15,6 +15,10 @@
     status.textContent = "Preparing…";
     fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" })
       .then(function (response) {
+        if (response.status === 401 || response.status === 403) {
+          // Signed out, or the form's token is stale (signed out and in again elsewhere).
+          throw new Error("This page has expired. Reload it (sign in again if asked), then download the export.");
+        }
         if (!response.ok) { throw new Error("The export failed (HTTP " + response.status + ")."); }
         var estimate = parseInt(response.headers.get("X-Export-Estimate") || "0", 10);
         var disposition = response.headers.get("Content-Disposition") || "";
