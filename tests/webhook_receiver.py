@@ -6,6 +6,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,8 +43,9 @@ class Receiver:
             return self.default
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def serve() -> Iterator[Receiver]:
+    """A receiver listening until the block ends (for fixtures of any scope)."""
     box: list[Receiver] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -69,9 +71,18 @@ def receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     box.append(Receiver(url=f"http://127.0.0.1:{server.server_port}/hooks"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutting the server down waits for one poll.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield box[0]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield box[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serve() as recv:
+        yield recv

@@ -654,6 +654,7 @@ def erase_command(
 ) -> None:
     """Erase everything about one individual (on their request), as the portal's "Delete
     everything" does, and print the signed erasure receipt."""
+    from vault.errors import VaultError
     from vault.portability import erasure
     from vault.wiring import portability
 
@@ -662,8 +663,11 @@ def erase_command(
             owner_id = _individual(session, rt, email, account_id).id
         if not yes:
             typer.confirm(f"Erase account {owner_id} and everything about it?", abort=True)
-        with rt.sessions() as session, session.begin():
-            done = erasure.erase(session, rt, portability(rt), owner_id)
+        try:
+            with rt.sessions() as session, session.begin():
+                done = erasure.erase(session, rt, portability(rt), owner_id)
+        except VaultError as exc:  # erased meanwhile (in the portal, say)
+            raise _fail(exc.message) from exc
         erasure.compact(rt)
     if receipt is not None:
         receipt.write_text(done.receipt + "\n", encoding="utf-8")

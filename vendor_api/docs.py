@@ -196,6 +196,26 @@ class GrantRevokedData(GrantEventData):
     reason: Literal["revoked", "expired"]
 
 
+class SubjectErasedData(_Payload):
+    """Who erased their vault, by the names your app knew them by (never their identity).
+    Each key is there only when it applies to your app."""
+
+    subject: str | None = Field(
+        default=None,
+        description="The individual's pairwise `sub` for your app, when your app ever held a "
+        "grant of theirs (as in /vendor/v1/profile and the `consent.*` events).",
+    )
+    grant_ids: list[str] | None = Field(
+        default=None, description="Every grant they gave your app (now ended and deleted)."
+    )
+    owner: str | None = Field(
+        default=None,
+        description="Their intent-owner pseudonym for your app (`anon-...`), when your app "
+        "made offers on their intents.",
+    )
+    request: str = Field(description="What the vault asks of you, in a sentence.")
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
     name: str
@@ -253,6 +273,15 @@ WEBHOOK_EVENTS: Final = (
         GrantRevokedData,
         "A permission ended",
         "The individual revoked it, or it expired. Its tokens stop working at once.",
+    ),
+    WebhookEvent(
+        "subject.erased",
+        SubjectErasedData,
+        "An individual erased their vault",
+        "Everything about them is deleted from the vault: their permissions ended (each "
+        "announced by `consent.revoked`) and their open intents were withdrawn. Delete every "
+        "copy of their data you hold, except records the law requires you to keep. Sent once "
+        "to every app that ever held a grant of theirs or made an offer on their intents.",
     ),
 )
 

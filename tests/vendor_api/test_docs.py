@@ -24,7 +24,9 @@ from intents.service import IntentService
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER
 from tests.consent.factories import individual
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
+from vault.portability import erasure
 from vault.runtime import Runtime
+from vault.wiring import portability
 from vendor_api import docs
 from web import vendor_reference
 
@@ -243,6 +245,7 @@ def test_every_queued_webhook_payload_matches_its_documented_schema(
     assert grant is not None
     grants.narrow(owner.id, grant.id, ["given_name"])
     grants.revoke(owner.id, grant.id)
+    erasure.erase(db, rt, portability(rt), owner.id)  # subject.erased to both apps
     db.commit()
 
     models = {event.name: event.data for event in docs.WEBHOOK_EVENTS}

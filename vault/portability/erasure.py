@@ -20,9 +20,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vault.accounts.models import Account
 from vault.base import utcnow
+from vault.errors import Conflict
 from vault.portability.parts import ErasureContext, Portability
 from vault.runtime import Runtime
 
@@ -37,7 +40,20 @@ class Erased:
 
 
 def erase(db: Session, rt: Runtime, portability: Portability, owner_id: uuid.UUID) -> Erased:
-    """Erase the individual in the caller's transaction (flushes; the caller commits)."""
+    """Erase the individual in the caller's transaction (flushes; the caller commits).
+
+    The account row is locked first: a second erasure of the same person at once (a double
+    click) waits for this one and then finds nothing, and a grant or intent being added
+    meanwhile waits too, then fails, instead of slipping in between the reads and deletes.
+    """
+    locked = db.scalars(
+        select(Account.id).where(Account.id == owner_id).with_for_update()
+    ).one_or_none()
+    if locked is None:
+        raise Conflict(
+            "This vault was already erased (in another window or tab); the erasure receipt "
+            "was shown there."
+        )
     context = ErasureContext(subject=None)
     for part in reversed(portability.parts):
         part.erase(db, rt, owner_id, context)
