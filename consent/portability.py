@@ -462,7 +462,7 @@ class ConsentPart:
             app = db.get(VendorApp, app_id)
             if app is None:
                 continue
-            enqueue(
+            queued = enqueue(
                 db,
                 app,
                 "subject.erased",
@@ -472,7 +472,10 @@ class ConsentPart:
                     "data you hold, except records the law requires you to keep.",
                 },
             )
-            context.vendors_notified.append(app.name)
+            if queued is not None:
+                context.vendors_notified.append(app.name)
+            else:  # no webhook URL: the receipt says so, rather than claim it was asked
+                context.vendors_not_reachable.append(app.name)
         if context.ledger_index is not None:
             create_checkpoint(db, rt)
             checkpoint = checkpoint_at_least(db, context.ledger_index + 1)

@@ -275,6 +275,10 @@ def worker(
             closed = IntentService(session, rt).expire_due()
         if closed:
             typer.echo(f"{closed} intents reached their closing date; their offers lapsed")
+        from vault.portability.erasure import compact
+
+        # SQLite: keep the write-ahead log short, so erased rows' old pages do not linger.
+        compact(rt, attempts=1)
         try:
             with rt.sessions() as session, session.begin():
                 signed = create_checkpoint(session, rt)

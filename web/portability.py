@@ -215,12 +215,23 @@ def erase_submit(
     rt: RuntimeDep,
     form: FormDep,
 ) -> Response:
+    from vault.profile.service import ProfileService
+
     password = form.get("password", "")
     typed = form.get("confirmation", "")
     errors: dict[str, str] = {}
-    if not isinstance(password, str) or not AccountService(db, rt).check_password(
+    svc = AccountService(db, rt)
+    email = ProfileService(db, rt).email_of(account.id) or ""
+    address = client_address(request, rt)
+    try:
+        # Wrong passwords here count like failed sign-ins: a session is not a licence to guess.
+        svc.check_throttle(email, address)
+    except VaultError as exc:
+        return _erase_page(request, db, rt, account, {"password": exc.message}, exc.status_code)
+    wrong_password = not isinstance(password, str) or not svc.check_password(
         account, password[:300]
-    ):
+    )
+    if wrong_password:
         errors["password"] = "The password is not right."
     if not isinstance(typed, str) or not hmac.compare_digest(
         " ".join(typed.lower().split()).encode(), CONFIRMATION.encode()
@@ -228,6 +239,8 @@ def erase_submit(
         errors["confirmation"] = f"Type “{CONFIRMATION}” to confirm."
     if errors:
         db.rollback()
+        if wrong_password:
+            svc.record_failure(email, address)
         return _erase_page(request, db, rt, account, errors, status_code=400)
     done = erasure.erase(db, rt, portability(rt), account.id)
     background.add_task(erasure.compact, rt)

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from tests.helpers import PASSWORD
+from tests.web.conftest import browsers, client_with
 from vault.accounts.service import AccountService
 from vault.cli import app as cli_app
 from vault.db import make_engine
@@ -132,3 +133,6 @@ def deployment(
     yield deployed
     deployed.close()
     get_settings.cache_clear()
+
+
+__all__ = ["Deployment", "browsers", "client_with", "deployment"]

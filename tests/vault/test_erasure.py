@@ -1023,3 +1023,22 @@ def test_vrm_erase_says_so_when_the_person_erased_their_vault_while_it_asked(
         assert db.get(Account, owner_id) is None
         recorded = select(func.count()).where(LedgerEntry.event_type == "individual.erased")
         assert db.scalar(recorded) == 1
+
+
+def test_wrong_passwords_on_the_erase_page_are_throttled_like_sign_ins(
+    client_with: Any, db: Session, rt: Runtime
+) -> None:
+    browser = client_with(signin_max_failures_per_account=2)
+    owner = individual(browser, db, rt)
+    statuses = []
+    for _ in range(3):
+        token = page_csrf(browser, "/account/erase")
+        response = browser.post(
+            "/account/erase",
+            data={"csrf_token": token, "password": "not the password", "confirmation": "x"},
+        )
+        statuses.append(response.status_code)
+    assert statuses == [400, 400, 429]
+    assert "Too many failed sign-in attempts" in response.text
+    db.expire_all()
+    assert db.get(Account, owner.id) is not None

@@ -16,6 +16,8 @@ with its checkpoint and inclusion proof, so anyone can check it offline.
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from vault.portability.parts import ErasureContext, Portability
 from vault.runtime import Runtime
 
 RECEIPT_TYPE = "vrm-vault-erasure-receipt"
+log = logging.getLogger("vrm.erasure")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ def erase(db: Session, rt: Runtime, portability: Portability, owner_id: uuid.UUI
         "subject": context.subject,
         "deleted": dict(sorted(context.deleted.items())),
         "vendors_asked_to_delete": sorted(context.vendors_notified),
+        "vendors_without_webhook": sorted(context.vendors_not_reachable),
         "kept": (
             "The consent ledger's entries about you stay, under your pseudonym only: the "
             "pseudonym's link to you is deleted, so they name no one, and the ledger stays "
@@ -83,15 +87,25 @@ def erase(db: Session, rt: Runtime, portability: Portability, owner_id: uuid.UUI
     return Erased(receipt=signer.sign(body.encode()), payload=payload)
 
 
-def compact(rt: Runtime) -> None:
+def compact(rt: Runtime, *, attempts: int = 5) -> bool:
     """After an erasure committed: on SQLite, fold the write-ahead log into the database and
     truncate it, so the old page images it held (the erased rows) leave the disk too. The
     database itself zeroes deleted content (``PRAGMA secure_delete``). PostgreSQL keeps dead
-    rows until VACUUM reclaims them; they are unreadable through SQL meanwhile."""
+    rows until VACUUM reclaims them; they are unreadable through SQL meanwhile.
+
+    Returns whether the log was truncated (False: a reader held it; ``vrm worker`` retries on
+    every pass)."""
     if rt.engine.dialect.name != "sqlite":
-        return
+        return True
     raw = rt.engine.raw_connection()
     try:
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for attempt in range(attempts):
+            busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy is None or not busy[0]:
+                return True
+            time.sleep(0.2 * (attempt + 1))
     finally:
         raw.close()
+    # A reader (say, a streaming export) holds the log; the worker's next pass folds it in.
+    log.warning("the write-ahead log could not be truncated now; vrm worker will retry")
+    return False

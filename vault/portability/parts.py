@@ -56,6 +56,8 @@ class ErasureContext:
     """Per vendor app: what the ``subject.erased`` webhook tells it (the names it knew the
     individual by); every part adds to it, the signer's part sends them at the end."""
     vendors_notified: list[str] = field(default_factory=list)
+    vendors_not_reachable: list[str] = field(default_factory=list)
+    """Vendors that knew the person but have no webhook URL to be asked at."""
     ledger_index: int | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     """The ledger entry of the erasure, its checkpoint and inclusion proof, for the receipt."""
