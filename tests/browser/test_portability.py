@@ -193,7 +193,10 @@ def test_a_connected_person_erases_their_vault_and_cannot_sign_in_again(
     download.save_as(saved)
     assert saved.read_text().strip() == receipt
     payload = json.loads(rt_verify(rt, receipt))
-    assert payload["vendors_asked_to_delete"] == ["Acme Shoes"]
+    # Acme Shoes has no webhook URL: the receipt does not claim it was asked.
+    assert payload["vendors_asked_to_delete"] == []
+    assert payload["vendors_without_webhook"] == ["Acme Shoes"]
+    expect(page.get_by_text("could not be asked automatically")).to_contain_text("Acme Shoes")
     assert email not in json.dumps(payload)
 
     # Signed out: the navigation offers signing in, and the same credentials no longer work.
