@@ -20,7 +20,7 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -41,24 +41,26 @@ from vault.accounts.models import Account
 from vault.base import utcnow
 from vault.crypto import Binding
 from vault.keystore import KeyStore
-from vault.portability.parts import ErasureContext, ImportContext, Section
+from vault.portability.parts import (
+    ErasureContext,
+    ExportItem,
+    ImportContext,
+    Section,
+    deleted,
+)
 from vault.runtime import Runtime
 
 _BATCH = 1000
 
 
-class Item(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PreferenceItem(Item):
+class PreferenceItem(ExportItem):
     """A choice the person made about how the vault deals for them."""
 
     name: str = Field(description="`preferred_agreement`: the terms they offer vendors.")
     value: str
 
 
-class HistoryItem(Item):
+class HistoryItem(ExportItem):
     index: int = Field(description="The consent ledger index of the event.")
     event_type: str
     time: str
@@ -66,7 +68,7 @@ class HistoryItem(Item):
     expires_at: str | None
 
 
-class GrantItem(Item):
+class GrantItem(ExportItem):
     """A permission the person gave a vendor, with every change to it."""
 
     grant_id: str
@@ -83,7 +85,7 @@ class GrantItem(Item):
     history: list[HistoryItem]
 
 
-class AccessItem(Item):
+class AccessItem(ExportItem):
     """One read of the person's fields by a vendor."""
 
     accessed_at: datetime
@@ -92,7 +94,7 @@ class AccessItem(Item):
     fields: list[str]
 
 
-class ReceiptItem(Item):
+class ReceiptItem(ExportItem):
     """The signed consent receipt (compact JWS) of a grant's latest ledger event."""
 
     grant_id: str
@@ -100,7 +102,7 @@ class ReceiptItem(Item):
     receipt: str
 
 
-class LedgerItem(Item):
+class LedgerItem(ExportItem):
     """One consent-ledger entry about the person, provable against the checkpoint."""
 
     index: int
@@ -110,7 +112,7 @@ class LedgerItem(Item):
     inclusion_proof: list[str] = Field(description="Hex hashes, RFC 9162 order.")
 
 
-class CheckpointItem(Item):
+class CheckpointItem(ExportItem):
     """The signed checkpoint the ledger entries' proofs lead to."""
 
     tree_size: int
@@ -118,7 +120,7 @@ class CheckpointItem(Item):
     public_key: str = Field(description="The verifier key of the vault that signed it.")
 
 
-class VendorHadItem(Item):
+class VendorHadItem(ExportItem):
     """A vendor the person was connected to in a previous vault (it must ask again)."""
 
     vendor_name: str
@@ -438,16 +440,16 @@ class ConsentPart:
         context.subject = subject
         appended = append(db, {"event_type": "individual.erased", "subject": subject})
         context.ledger_index = appended.index
-        context.deleted["access_log"] = _deleted(
+        context.deleted["access_log"] = deleted(
             db, delete(AccessLogEntry).where(AccessLogEntry.individual_id == owner_id)
         )
-        context.deleted["grants"] = _deleted(
+        context.deleted["grants"] = deleted(
             db, delete(Grant).where(Grant.individual_id == owner_id)
         )
-        context.deleted["ledger_pseudonym_links"] = _deleted(
+        context.deleted["ledger_pseudonym_links"] = deleted(
             db, delete(LedgerSubject).where(LedgerSubject.owner_id == owner_id)
         )
-        context.deleted["previous_vendor_lists"] = _deleted(
+        context.deleted["previous_vendor_lists"] = deleted(
             db, delete(PreviousVendors).where(PreviousVendors.owner_id == owner_id)
         )
         db.flush()
@@ -491,11 +493,6 @@ class ConsentPart:
                     h.hex() for h in StoredTree(db).inclusion(context.ledger_index, checkpoint.size)
                 ],
             }
-
-
-def _deleted(db: Session, statement: Any) -> int:
-    result = db.execute(statement.execution_options(synchronize_session=False))
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 # -- vendors a person had in a previous vault -----------------------------------------------

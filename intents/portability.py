@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,12 @@ from intents.service import IntentService, effective_status, offer_status
 from vault.accounts.models import Account
 from vault.base import utcnow
 from vault.errors import InvalidInput
-from vault.portability.parts import ErasureContext, ImportContext, Section
+from vault.portability.parts import (
+    ErasureContext,
+    ExportItem,
+    ImportContext,
+    Section,
+)
 from vault.runtime import Runtime
 
 PROVIDED_FIELDS = (
@@ -46,11 +51,7 @@ PROVIDED_FIELDS = (
 )
 
 
-class Item(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class IntentItem(Item):
+class IntentItem(ExportItem):
     """A purchase intent: what the person wrote (the first fields) and what became of it."""
 
     intent_id: str
@@ -71,7 +72,7 @@ class IntentItem(Item):
     closed_at: datetime | None
 
 
-class OfferItem(Item):
+class OfferItem(ExportItem):
     """An offer a vendor made on one of the person's intents."""
 
     offer_id: str
@@ -88,7 +89,7 @@ class OfferItem(Item):
     shared_fields: list[str]
 
 
-class BlockItem(Item):
+class BlockItem(ExportItem):
     """A vendor the person does not let see their intents."""
 
     vendor_id: str

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from playwright.sync_api import (
 from tests.conftest import test_settings
 from vault.app import create_app
 from vault.migrate import upgrade
+from vault.runtime import Runtime
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -80,6 +82,24 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+
+
+@contextmanager
+def own_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[tuple[str, Runtime]]:
+    """A server for one test module, and a runtime on its database (to set up vendors and
+    grants as an operator would). A module's ``vault_server`` fixture wraps it."""
+    tmp = tmp_path_factory.mktemp(name)
+    server = LiveServer(tmp)
+    server.start()
+    settings = test_settings(tmp / "keys", f"sqlite:///{tmp / 'vault.db'}", base_url=server.url)
+    rt = Runtime.from_settings(settings)
+    try:
+        yield server.url, rt
+    finally:
+        server.stop()
+        rt.engine.dispose()
 
 
 @pytest.fixture(scope="session")

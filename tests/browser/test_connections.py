@@ -9,9 +9,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from consent.models import Grant
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import own_server
 from tests.browser.journeys import sign_up
-from tests.conftest import test_settings as settings_for
 from tests.consent.factories import account_of, bearer, connect, make_app
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
@@ -22,14 +21,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtime]]:
     """A server of this module's own, and a runtime on its database to set up vendors."""
-    tmp = tmp_path_factory.mktemp("connections-server")
-    server = LiveServer(tmp)
-    server.start()
-    settings = settings_for(tmp / "keys", f"sqlite:///{tmp / 'vault.db'}", base_url=server.url)
-    rt = Runtime.from_settings(settings)
-    yield server.url, rt
-    server.stop()
-    rt.engine.dispose()
+    with own_server(tmp_path_factory, "connections-server") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

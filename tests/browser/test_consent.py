@@ -22,9 +22,8 @@ from authlib.integrations.httpx_client import OAuth2Client
 from playwright.sync_api import Page, expect
 
 from consent.vendors import AppInput, register_app
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import own_server
 from tests.browser.journeys import edit, save, sign_up
-from tests.conftest import test_settings as settings_for
 from vault.runtime import Runtime
 
 pytestmark = pytest.mark.browser
@@ -35,14 +34,8 @@ SCOPE = "profile:email profile:given_name profile:family_name profile:phone"
 @pytest.fixture(scope="module")
 def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtime]]:
     """A server of this module's own, and a runtime on its database to register vendors."""
-    tmp = tmp_path_factory.mktemp("consent-server")
-    server = LiveServer(tmp)
-    server.start()
-    settings = settings_for(tmp / "keys", f"sqlite:///{tmp / 'vault.db'}", base_url=server.url)
-    rt = Runtime.from_settings(settings)
-    yield server.url, rt
-    server.stop()
-    rt.engine.dispose()
+    with own_server(tmp_path_factory, "consent-server") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ from playwright.sync_api import Page, expect
 
 from consent.vendors import AppInput, register_app
 from intents.tokens import GRANT_TYPE
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import own_server
 from tests.browser.journeys import sign_up
-from tests.conftest import test_settings as settings_for
 from vault.runtime import Runtime
 
 pytestmark = pytest.mark.browser
@@ -25,14 +24,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtime]]:
     """A server of this module's own, and a runtime on its database to register vendors."""
-    tmp = tmp_path_factory.mktemp("intents-server")
-    server = LiveServer(tmp)
-    server.start()
-    settings = settings_for(tmp / "keys", f"sqlite:///{tmp / 'vault.db'}", base_url=server.url)
-    rt = Runtime.from_settings(settings)
-    yield server.url, rt
-    server.stop()
-    rt.engine.dispose()
+    with own_server(tmp_path_factory, "intents-server") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Locator, Page, Request, expect
 
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import own_server
 from tests.browser.journeys import edit, save, shown_value, sign_in, sign_up
-from tests.conftest import test_settings as settings_for
 from tests.consent.factories import account_of, connect, make_app
 from tests.helpers import PASSWORD, unique_email
 from tests.intents.factories import make_intent
@@ -31,14 +30,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtime]]:
     """A server of this module's own, and a runtime on its database to set up vendors."""
-    tmp = tmp_path_factory.mktemp("portability-server")
-    server = LiveServer(tmp)
-    server.start()
-    settings = settings_for(tmp / "keys", f"sqlite:///{tmp / 'vault.db'}", base_url=server.url)
-    rt = Runtime.from_settings(settings)
-    yield server.url, rt
-    server.stop()
-    rt.engine.dispose()
+    with own_server(tmp_path_factory, "portability-server") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

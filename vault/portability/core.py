@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -15,18 +15,20 @@ from vault.accounts.models import Account, AccountSession, SignInThrottle
 from vault.crypto import blind_index, normalise_email
 from vault.errors import InvalidInput
 from vault.keystore import KeyStore
-from vault.portability.parts import ErasureContext, ImportContext, Section
+from vault.portability.parts import (
+    ErasureContext,
+    ExportItem,
+    ImportContext,
+    Section,
+    deleted,
+)
 from vault.profile.catalogue import CUSTOM_PREFIX, FIELDS
 from vault.profile.models import ProfileField
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 
 
-class Item(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AccountItem(Item):
+class AccountItem(ExportItem):
     """The account itself, as the vault keeps it."""
 
     account_id: str
@@ -36,7 +38,7 @@ class AccountItem(Item):
     password_changed_at: datetime
 
 
-class ProfileItem(Item):
+class ProfileItem(ExportItem):
     """One profile field, as the person entered it."""
 
     key: str = Field(description="A catalogue key (`email`, `phone`, ...) or `custom.<id>`.")
@@ -44,7 +46,7 @@ class ProfileItem(Item):
     value: Any = Field(description="The stored value: text, or structured for some fields.")
 
 
-class SessionItem(Item):
+class SessionItem(ExportItem):
     """A signed-in browser session."""
 
     created_at: datetime
@@ -186,23 +188,18 @@ class CorePart:
         """The profile, sessions, sign-in throttle, the data key (crypto-shredding every
         ciphertext of the individual) and last the account row with its blind email index."""
         email = ProfileService(db, rt).email_of(owner_id)
-        context.deleted["profile_fields"] = _deleted(
+        context.deleted["profile_fields"] = deleted(
             db, delete(ProfileField).where(ProfileField.owner_id == owner_id)
         )
-        context.deleted["sessions"] = _deleted(
+        context.deleted["sessions"] = deleted(
             db, delete(AccountSession).where(AccountSession.account_id == owner_id)
         )
         if email:
             bucket = blind_index(
                 rt.secrets.blind_index_key, "throttle-account", normalise_email(email)
             )
-            _deleted(db, delete(SignInThrottle).where(SignInThrottle.bucket == bucket))
+            deleted(db, delete(SignInThrottle).where(SignInThrottle.bucket == bucket))
         KeyStore(db, rt.keys).destroy(owner_id)
         context.deleted["data_keys"] = 1
-        context.deleted["accounts"] = _deleted(db, delete(Account).where(Account.id == owner_id))
+        context.deleted["accounts"] = deleted(db, delete(Account).where(Account.id == owner_id))
         db.flush()
-
-
-def _deleted(db: Session, statement: Any) -> int:
-    result = db.execute(statement.execution_options(synchronize_session=False))
-    return int(result.rowcount)  # type: ignore[attr-defined]

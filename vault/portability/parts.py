@@ -7,11 +7,24 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from vault.accounts.models import Account
 from vault.runtime import Runtime
+
+
+class ExportItem(BaseModel):
+    """The base of every item model: strict on import, the JSON Schema of the export."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def deleted(db: Session, statement: Any) -> int:
+    """Run a bulk ``DELETE`` for an erasure and return how many rows went."""
+    result = db.execute(statement.execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
 
 Provenance = Literal["provided", "observed"]
 """``provided``: the person gave it (their profile, intents, decisions). ``observed``: the vault
