@@ -46,6 +46,7 @@ from vault.portability.parts import (
     ExportItem,
     ImportContext,
     Section,
+    count_rows,
     deleted,
 )
 from vault.runtime import Runtime
@@ -232,15 +233,7 @@ class ConsentPart:
                     fields=list(fields),
                 )
 
-        def access_count() -> int:
-            return int(
-                db.scalar(
-                    select(func.count())
-                    .select_from(AccessLogEntry)
-                    .where(AccessLogEntry.individual_id == owner_id)
-                )
-                or 0
-            )
+        access_count = count_rows(db, AccessLogEntry, AccessLogEntry.individual_id == owner_id)
 
         def receipt_rows() -> Iterator[ReceiptItem]:
             from consent.receipts import grant_entries, receipt_for

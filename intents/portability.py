@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.models import VendorApp
@@ -33,6 +33,7 @@ from vault.portability.parts import (
     ExportItem,
     ImportContext,
     Section,
+    count_rows,
 )
 from vault.runtime import Runtime
 
@@ -158,9 +159,6 @@ class IntentsPart:
                     vendor_id=str(app.id), vendor_name=app.name, blocked_at=block.created_at
                 )
 
-        def count(model: Any, *where: Any) -> int:
-            return int(db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
         mine = Intent.owner_id == owner_id
         return [
             Section(
@@ -170,7 +168,7 @@ class IntentsPart:
                 "provided",
                 IntentItem,
                 intent_rows,
-                lambda: count(Intent, mine),
+                count_rows(db, Intent, mine),
                 csv_columns=tuple(IntentItem.model_fields),
             ),
             Section(
@@ -180,7 +178,7 @@ class IntentsPart:
                 "observed",
                 OfferItem,
                 offer_rows,
-                lambda: count(Offer, Offer.intent_id.in_(select(Intent.id).where(mine))),
+                count_rows(db, Offer, Offer.intent_id.in_(select(Intent.id).where(mine))),
                 csv_columns=tuple(OfferItem.model_fields),
             ),
             Section(
@@ -190,7 +188,7 @@ class IntentsPart:
                 "provided",
                 BlockItem,
                 block_rows,
-                lambda: count(IntentBlock, IntentBlock.owner_id == owner_id),
+                count_rows(db, IntentBlock, IntentBlock.owner_id == owner_id),
                 csv_columns=("vendor_name", "vendor_id", "blocked_at"),
             ),
         ]

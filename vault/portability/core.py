@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from vault.accounts.models import Account, AccountSession, SignInThrottle
@@ -20,6 +20,7 @@ from vault.portability.parts import (
     ExportItem,
     ImportContext,
     Section,
+    count_rows,
     deleted,
 )
 from vault.profile.catalogue import CUSTOM_PREFIX, FIELDS
@@ -95,25 +96,9 @@ class CorePart:
                     expires_at=row.expires_at,
                 )
 
-        def profile_count() -> int:
-            return int(
-                db.scalar(
-                    select(func.count())
-                    .select_from(ProfileField)
-                    .where(ProfileField.owner_id == owner_id)
-                )
-                or 0
-            )
+        profile_count = count_rows(db, ProfileField, ProfileField.owner_id == owner_id)
 
-        def session_count() -> int:
-            return int(
-                db.scalar(
-                    select(func.count())
-                    .select_from(AccountSession)
-                    .where(AccountSession.account_id == owner_id)
-                )
-                or 0
-            )
+        session_count = count_rows(db, AccountSession, AccountSession.account_id == owner_id)
 
         return [
             Section(

@@ -26,6 +26,13 @@ def deleted(db: Session, statement: Any) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def count_rows(db: Session, model: Any, *where: Any) -> Callable[[], int]:
+    """A section's ``count``: how many rows of ``model`` match (asked when needed)."""
+    from sqlalchemy import func, select
+
+    return lambda: int(db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
 Provenance = Literal["provided", "observed"]
 """``provided``: the person gave it (their profile, intents, decisions). ``observed``: the vault
 recorded it about them (reads by vendors, sessions, ledger entries, offers vendors sent)."""
