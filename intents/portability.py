@@ -24,7 +24,7 @@ from intents.errors import InvalidIntent
 from intents.models import Intent, IntentBlock, Offer
 from intents.pseudonyms import owner_pseudonym
 from intents.rules import DEFAULT_EXPIRY_DAYS, parse_intent
-from intents.service import IntentService, effective_status, offer_status
+from intents.service import MAX_LIVE_INTENTS, IntentService, effective_status, offer_status
 from vault.accounts.models import Account
 from vault.base import utcnow
 from vault.errors import InvalidInput
@@ -206,8 +206,18 @@ class IntentsPart:
         service = IntentService(db, rt)
         today = utcnow().date()
         imported = 0
-        for raw in sections.get("intents", []):
-            item = IntentItem.model_validate(raw)
+        items = sorted(
+            (IntentItem.model_validate(raw) for raw in sections.get("intents", [])),
+            key=lambda i: i.created_at,
+            reverse=True,
+        )
+        if len(items) > MAX_LIVE_INTENTS:
+            context.notes.append(
+                f"{len(items) - MAX_LIVE_INTENTS} older intents were not imported: a vault "
+                f"keeps at most {MAX_LIVE_INTENTS} drafts and open intents"
+            )
+            items = items[:MAX_LIVE_INTENTS]
+        for item in reversed(items):
             values: dict[str, Any] = {
                 "category": item.category,
                 "title": item.title,

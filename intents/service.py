@@ -38,6 +38,8 @@ _TABLE = Intent.__tablename__
 INTENT_AGREEMENT = "intent-sharing"
 """The standard agreement under which intents are shown to vendors."""
 SORTS = ("price", "valid_until", "received")
+MAX_LIVE_INTENTS = 100
+"""Drafts and open intents one individual may keep at once."""
 
 
 def binding(intent: Intent, column: str) -> Binding:
@@ -215,6 +217,20 @@ class IntentService:
         intent.expires_at = clean.expires_at
 
     def create(self, owner: Account, clean: CleanIntent, *, publish: bool = False) -> Intent:
+        live = self.db.scalar(
+            select(func.count())
+            .select_from(Intent)
+            .where(
+                Intent.owner_id == owner.id,
+                Intent.status.in_((IntentStatus.DRAFT, IntentStatus.OPEN)),
+            )
+        )
+        if (live or 0) >= MAX_LIVE_INTENTS:
+            raise InvalidInput(
+                f"You can keep at most {MAX_LIVE_INTENTS} intents that are drafts or open; "
+                "withdraw or delete some first.",
+                field="form",
+            )
         intent = Intent(id=uuid.uuid4(), owner_id=owner.id, status=IntentStatus.DRAFT)
         self._fill(intent, clean)
         if publish:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import threading
 import uuid
 from typing import Any
 
@@ -113,6 +114,17 @@ async def import_submit(request: Request, rt: RuntimeDep) -> Response:
     )
 
 
+_IMPORTS = threading.BoundedSemaphore(1)
+"""Archives are checked one at a time per process: each may take tens of MB while parsed."""
+
+
+def _failed(rt: Runtime, email: str, address: str) -> None:
+    """Count a refused import against the sign-in throttle (its own short transaction, so it
+    stays counted although the import rolled back)."""
+    with rt.sessions() as db, db.begin():
+        AccountService(db, rt).record_failure(email, address)
+
+
 def _import_sync(
     request: Request,
     rt: Runtime,
@@ -125,11 +137,26 @@ def _import_sync(
         return _import_form(
             request, values, {"password_confirm": "The two passwords are not the same."}, 400
         )
+    address = client_address(request, rt)
+    # An unsigned-in visitor can upload: throttle failures like sign-ins (per address and
+    # per email), and check one archive at a time in this process.
+    with rt.sessions() as db, db.begin():
+        try:
+            AccountService(db, rt).check_throttle(values["email"], address)
+        except VaultError as exc:
+            return _import_form(request, values, {"archive": exc.message}, exc.status_code)
     parts = portability(rt)
+    if not _IMPORTS.acquire(timeout=30):
+        return _import_form(
+            request, values, {"archive": "The vault is busy importing; try again shortly."}, 503
+        )
     try:
         archive = importer.verify(upload.file, parts, rt.settings.import_trusted_keys)
     except importer.ArchiveRefused as exc:
+        _failed(rt, values["email"], address)
         return _import_form(request, values, {"archive": exc.message}, 400)
+    finally:
+        _IMPORTS.release()
     with rt.sessions() as db:
         try:
             with db.begin():
@@ -143,6 +170,7 @@ def _import_sync(
                 context = importer.import_into(db, rt, parts, account, archive)
                 signed = svc.start_session(account)
         except VaultError as exc:
+            _failed(rt, values["email"], address)
             field = getattr(exc, "field", None) or "form"
             return _import_form(request, values, {field: exc.message}, exc.status_code)
     response = RedirectResponse("/profile", status_code=303)
@@ -152,7 +180,7 @@ def _import_sync(
     flash(
         request,
         response,
-        f"Welcome! Imported from {archive.source}: {got.get('profile', 0)} profile fields, "
+        f"Welcome! Imported from {archive.source_label}: {got.get('profile', 0)} profile fields, "
         f"{got.get('intents', 0)} intents (as drafts), and the list of "
         f"{got.get('previous_vendors', 0)} vendors you had (under Connections; they must ask "
         "you again).",

@@ -610,9 +610,25 @@ def test_with_no_trusted_list_an_archive_signed_by_the_key_it_names_is_taken(
 
     def rename(manifest: dict[str, Any]) -> None:
         manifest["vault"]["public_key"] = other.public_key()
+        manifest["vault"]["origin"] = other.origin()
 
     response = upload(client_b, resealed(archive_a, other, manifest_edit=rename))
     assert response.status_code == 303, archive_error(response)
+    # The person is told the vault's name is only what the archive claims.
+    welcome = client_b.get(response.headers["location"]).text
+    assert "a name the archive gives itself" in welcome
+
+
+def test_a_manifest_naming_another_vault_than_its_key_is_refused(
+    archive_a: bytes, rt_b: Runtime, client_b: TestClient, accounts_b: Callable[[], int]
+) -> None:
+    other = LedgerSigner(rt_b)
+
+    def claim(manifest: dict[str, Any]) -> None:
+        manifest["vault"]["public_key"] = other.public_key()  # B's key, A's name
+
+    message = refused(client_b, resealed(archive_a, other, manifest_edit=claim), accounts_b)
+    assert "not the one its key belongs to" in message
 
 
 def test_a_file_not_in_the_manifest_is_refused(
@@ -993,3 +1009,52 @@ def test_an_email_already_used_here_is_refused_and_nothing_is_imported(
     assert accounts_b() == before
     db_b.expire_all()
     assert db_b.scalar(select(func.count()).select_from(Intent)) == intents_before
+
+
+# -- limits an unauthenticated uploader cannot get around -------------------------------------
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_a_member_compressed_with_bzip2_or_lzma_is_refused_before_it_is_inflated(
+    archive_a: bytes, client_b: TestClient, accounts_b: Callable[[], int], method: int
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members(archive_a).items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = method if name == "index.html" else zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    message = refused(client_b, buffer.getvalue(), accounts_b)
+    assert "compression method exports never use" in message
+
+
+def test_a_section_with_more_items_than_a_vault_imports_is_refused(
+    archive_a: bytes, signer_a: LedgerSigner, client_b: TestClient, accounts_b: Callable[[], int]
+) -> None:
+    from vault.portability.importer import IMPORTED_SECTIONS
+
+    def flood(document: dict[str, Any]) -> None:
+        [first] = items(document, "intents")[:1]
+        document["sections"]["intents"]["items"] = [first] * (IMPORTED_SECTIONS["intents"] + 1)
+
+    message = refused(client_b, with_data(archive_a, signer_a, flood), accounts_b)
+    assert "a vault imports at most 500" in message
+
+
+def test_a_profile_field_listed_twice_is_refused(
+    archive_a: bytes, signer_a: LedgerSigner, client_b: TestClient, accounts_b: Callable[[], int]
+) -> None:
+    def twice(document: dict[str, Any]) -> None:
+        profile = items(document, "profile")
+        profile.append(dict(next(i for i in profile if i["key"] != "email")))
+
+    message = refused(client_b, with_data(archive_a, signer_a, twice), accounts_b)
+    assert "twice" in message
+
+
+def test_refused_uploads_count_against_the_sign_in_throttle(
+    vault_b: Callable[..., TestClient], accounts_b: Callable[[], int]
+) -> None:
+    browser = vault_b(signin_max_failures_per_address=2)
+    statuses = [upload(browser, b"not a zip", unique_email()).status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]

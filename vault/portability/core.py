@@ -147,8 +147,14 @@ class CorePart:
         """
         profile = ProfileService(db, rt)
         imported = 0
+        seen: set[str] = set()
         for raw in sections.get("profile", []):
             item = ProfileItem.model_validate(raw)
+            if item.key in seen:
+                raise InvalidInput(
+                    f"The export lists the profile field {item.key[:40]!r} twice.", field="archive"
+                )
+            seen.add(item.key)
             try:
                 if item.key.startswith(CUSTOM_PREFIX):
                     profile.add_custom(owner, item.label, item.value)

@@ -34,8 +34,16 @@ MAX_MEMBER_BYTES = 256 * 1024 * 1024
 MAX_TOTAL_BYTES = 512 * 1024 * 1024
 MAX_RATIO = 200
 """No member may inflate to more than this many times its compressed size."""
-KEPT_LIMITS = {DATA: 128 * 1024 * 1024, MANIFEST: 256 * 1024, SIGNATURE: 64 * 1024}
+KEPT_LIMITS = {DATA: 32 * 1024 * 1024, MANIFEST: 256 * 1024, SIGNATURE: 64 * 1024}
 """The files read into memory (the rest are only hashed) have tighter limits of their own."""
+IMPORTED_SECTIONS = {
+    "profile": 200,
+    "preferences": 10,
+    "grants": 2000,
+    "previous_vendors": 2000,
+    "intents": 500,
+}
+"""What an import takes over, and how many items of each at most."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _READ = 1024 * 1024
 
@@ -58,6 +66,22 @@ class VerifiedArchive:
     signer_key: str
     files: list[str] = field(default_factory=list)
 
+    trusted: bool = False
+    """Whether the signer is one of ``VRM_IMPORT_TRUSTED_KEYS`` (else only integrity is known)."""
+
+    @property
+    def source_label(self) -> str:
+        """How to name the exporting vault to a person: its self-given name is only a claim
+        unless the operator listed its key."""
+        if self.trusted:
+            return self.source
+        return f"{self.source} (a name the archive gives itself; key {self.key_id})"
+
+    @property
+    def key_id(self) -> str:
+        parts = self.signer_key.split("+")
+        return parts[1] if len(parts) == 3 else "unknown"
+
     @property
     def source(self) -> str:
         """The exporting vault's name as its manifest gives it (shortened, printable)."""
@@ -68,11 +92,21 @@ class VerifiedArchive:
         return origin.strip()[:100]
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
+        """The sections an import takes anything from (others are only verified), each with
+        at most :data:`IMPORTED_SECTIONS` items."""
         found: dict[str, list[dict[str, Any]]] = {}
         for name, section in self.document["sections"].items():
+            limit = IMPORTED_SECTIONS.get(str(name))
+            if limit is None:
+                continue
             items = section.get("items") if isinstance(section, dict) else None
             if not isinstance(items, list):
                 raise ArchiveRefused(f"data.json: section {name[:40]!r} has no list of items.")
+            if len(items) > limit:
+                raise ArchiveRefused(
+                    f"data.json: section {name!r} has {len(items):,} items; a vault imports at "
+                    f"most {limit:,}."
+                )
             clean = []
             for item in items:
                 if not isinstance(item, dict):
@@ -80,6 +114,14 @@ class VerifiedArchive:
                 clean.append({k: v for k, v in item.items() if k != "provenance"})
             found[str(name)] = clean
         return found
+
+
+def _size_of(fileobj: IO[bytes]) -> int:
+    position = fileobj.tell()
+    try:
+        return fileobj.seek(0, 2)
+    finally:
+        fileobj.seek(position)
 
 
 def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> tuple[bytes, int]:
@@ -148,6 +190,11 @@ def verify(
                 raise ArchiveRefused(f"The archive holds {name!r} twice.")
             if info.flag_bits & 0x1:
                 raise ArchiveRefused("The archive is encrypted; exports never are.")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                # bzip2 and LZMA inflate a whole read at once, before any limit can apply.
+                raise ArchiveRefused(
+                    f"{name} uses a compression method exports never use; it is refused."
+                )
             names.add(name)
         for required in (MANIFEST, SIGNATURE, DATA):
             if required not in names:
@@ -155,6 +202,9 @@ def verify(
         declared = sum(i.file_size for i in infos)
         if declared > MAX_TOTAL_BYTES:
             raise ArchiveRefused("The archive is too large to import.")
+        # The ratio limit trusts each member's compressed size: they must fit in the file.
+        if sum(i.compress_size for i in infos) > _size_of(fileobj):
+            raise ArchiveRefused("The archive's directory does not match its contents.")
         contents: dict[str, bytes] = {}
         hashes: dict[str, tuple[str, int]] = {}
         budget = MAX_TOTAL_BYTES
@@ -184,6 +234,11 @@ def verify(
     )
     if not isinstance(key, str) or len(key) > 300:
         raise ArchiveRefused("manifest.json does not name the exporting vault's public key.")
+    origin = manifest["vault"].get("origin")
+    if not isinstance(origin, str) or key.split("+", 1)[0] != origin:
+        raise ArchiveRefused(
+            "manifest.json names a vault that is not the one its key belongs to: altered."
+        )
     trusted = [k.strip() for k in trusted_keys]
     if trusted and key.strip() not in trusted:
         raise ArchiveRefused(
@@ -235,7 +290,7 @@ def verify(
         or not isinstance(document.get("sections"), dict)
     ):
         raise ArchiveRefused("data.json is not a VRM Vault export.")
-    return VerifiedArchive(document, manifest, key, sorted(hashes))
+    return VerifiedArchive(document, manifest, key, sorted(hashes), trusted=bool(trusted))
 
 
 def import_into(
