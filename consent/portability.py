@@ -34,7 +34,7 @@ from consent.ledger.service import (
     public_key_text,
     signing_key,
 )
-from consent.ledger.store import StoredTree, append
+from consent.ledger.store import StoredTree, append, existing_pseudonym
 from consent.models import AccessLogEntry, Grant, PreviousVendors, VendorApp
 from consent.terms import AGREEMENTS
 from vault.accounts.models import Account
@@ -130,15 +130,6 @@ class VendorHadItem(ExportItem):
     source: str = Field(description="The vault the connection was in.")
 
 
-def existing_pseudonym(db: Session, rt: Runtime, owner_id: uuid.UUID) -> str | None:
-    """The individual's ledger pseudonym if they have one (never creates it)."""
-    row = db.scalars(select(LedgerSubject).where(LedgerSubject.owner_id == owner_id)).one_or_none()
-    if row is None:
-        return None
-    binding = Binding(owner_id, LedgerSubject.__tablename__, "pseudonym_ct", row.id)
-    return KeyStore(db, rt.keys).decrypt(binding, row.pseudonym_ct).decode()
-
-
 def _status(grant: Grant) -> str:
     if grant.revoked_at is not None:
         return "revoked"
@@ -185,9 +176,17 @@ class ConsentPart:
                     name="preferred_agreement", value=account.preferred_agreement_id
                 )
 
-        def history(grant: Grant) -> list[HistoryItem]:
+        entries_of: dict[uuid.UUID, list[tuple[LedgerEntry, dict[str, Any]]]] = {}
+
+        def entries(grant: Grant) -> list[tuple[LedgerEntry, dict[str, Any]]]:
+            """Read once per export (the JSON, CSV and HTML files all show them)."""
             from consent.receipts import grant_entries
 
+            if grant.id not in entries_of:
+                entries_of[grant.id] = grant_entries(db, grant, subject)
+            return entries_of[grant.id]
+
+        def history(grant: Grant) -> list[HistoryItem]:
             return [
                 HistoryItem(
                     index=entry.index,
@@ -196,7 +195,7 @@ class ConsentPart:
                     fields=list(data.get("fields") or []),
                     expires_at=data.get("expires_at"),
                 )
-                for entry, data in grant_entries(db, grant)
+                for entry, data in entries(grant)
             ]
 
         def grant_rows() -> Iterator[GrantItem]:
@@ -235,17 +234,21 @@ class ConsentPart:
 
         access_count = count_rows(db, AccessLogEntry, AccessLogEntry.individual_id == owner_id)
 
+        receipts: dict[uuid.UUID, str] = {}
+
         def receipt_rows() -> Iterator[ReceiptItem]:
-            from consent.receipts import grant_entries, receipt_for
+            from consent.receipts import receipt_for
 
             for grant in grants:
-                entries = grant_entries(db, grant)
-                if not entries or checkpoint_at_least(db, entries[-1][0].index + 1) is None:
+                found = entries(grant)
+                if not found or checkpoint_at_least(db, found[-1][0].index + 1) is None:
                     continue  # an event newer than the checkpoint: its receipt comes later
+                if grant.id not in receipts:
+                    receipts[grant.id] = receipt_for(db, rt, grant.id)["receipt"]
                 yield ReceiptItem(
                     grant_id=str(grant.id),
                     vendor_name=apps[grant.app_id].name,
-                    receipt=receipt_for(db, rt, grant.id)["receipt"],
+                    receipt=receipts[grant.id],
                 )
 
         def ledger_rows() -> Iterator[LedgerItem]:
@@ -266,13 +269,13 @@ class ConsentPart:
                 )
 
         def ledger_count() -> int:
-            if subject is None:
+            if subject is None or checkpoint is None:
                 return 0
             return int(
                 db.scalar(
                     select(func.count())
                     .select_from(LedgerEntry)
-                    .where(LedgerEntry.subject == subject)
+                    .where(LedgerEntry.subject == subject, LedgerEntry.index < checkpoint.size)
                 )
                 or 0
             )

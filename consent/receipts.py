@@ -128,20 +128,23 @@ def _state(event_type: str) -> str:
     return {"grant.revoked": "revoked", "grant.expired": "expired"}.get(event_type, "active")
 
 
-def grant_entries(db: Session, grant: Grant) -> list[tuple[LedgerEntry, dict[str, Any]]]:
+def grant_entries(
+    db: Session, grant: Grant, subject: str | None = None
+) -> list[tuple[LedgerEntry, dict[str, Any]]]:
     """The ledger entries of one grant, oldest first, each with its parsed JSON.
 
-    The grant id lives inside the entry JSON, so the query narrows by the indexed vendor id
-    and the event type, and the JSON is parsed to match the grant exactly.
+    The grant id lives inside the entry JSON, so the query narrows by the indexed vendor id,
+    the event type and, given the individual's pseudonym, the indexed subject (then it reads
+    only that person's entries with that vendor, not all of the vendor's), and the JSON is
+    parsed to match the grant exactly.
     """
-    rows = db.scalars(
-        select(LedgerEntry)
-        .where(
-            LedgerEntry.vendor_id == grant.app_id,
-            LedgerEntry.event_type.in_(sorted(GRANT_EVENTS)),
-        )
-        .order_by(LedgerEntry.index)
-    ).all()
+    query = select(LedgerEntry).where(
+        LedgerEntry.vendor_id == grant.app_id,
+        LedgerEntry.event_type.in_(sorted(GRANT_EVENTS)),
+    )
+    if subject is not None:
+        query = query.where(LedgerEntry.subject == subject)
+    rows = db.scalars(query.order_by(LedgerEntry.index)).all()
     found = []
     for row in rows:
         data = json.loads(bytes(row.entry))
@@ -171,7 +174,9 @@ def receipt_payload(
     if row is None:
         raise NotFound("There is no such connection.")
     grant, app = row[0], row[1]
-    entries = grant_entries(db, grant)
+    from consent.ledger.store import existing_pseudonym
+
+    entries = grant_entries(db, grant, existing_pseudonym(db, rt, grant.individual_id))
     if index is not None:
         entries = [(e, d) for e, d in entries if e.index == index]
     if not entries:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -275,8 +276,11 @@ def worker(
             closed = IntentService(session, rt).expire_due()
         if closed:
             typer.echo(f"{closed} intents reached their closing date; their offers lapsed")
+        from vault.accounts.service import AccountService
         from vault.portability.erasure import compact
 
+        with rt.sessions() as session, session.begin():
+            AccountService(session, rt).purge_throttle()
         # SQLite: keep the write-ahead log short, so erased rows' old pages do not linger.
         compact(rt, attempts=1)
         try:
@@ -592,14 +596,22 @@ def export_command(
             export.prepare(session, rt, parts, owner_id)
         written = 0
         try:
-            with output.open("xb") as out:
-                for chunk in export.stream(rt, parts, owner_id):
-                    out.write(chunk)
-                    written += len(chunk)
+            # Personal data in clear: readable by the operator's user only.
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError as exc:
             raise _fail(f"{output} exists; choose another file") from exc
         except OSError as exc:
             raise _fail(f"cannot write {output}: {exc.strerror}") from exc
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in export.stream(rt, parts, owner_id):
+                    out.write(chunk)
+                    written += len(chunk)
+        except BaseException as exc:
+            output.unlink(missing_ok=True)  # no half archive left behind
+            if isinstance(exc, OSError):
+                raise _fail(f"cannot write {output}: {exc.strerror}") from exc
+            raise
     typer.echo(f"exported account {owner_id} to {output} ({written:,} bytes)")
 
 
@@ -667,20 +679,31 @@ def erase_command(
             owner_id = _individual(session, rt, email, account_id).id
         if not yes:
             typer.confirm(f"Erase account {owner_id} and everything about it?", abort=True)
+        # The receipt exists once: make sure it can be written before erasing anything.
+        handle = None
+        if receipt is not None:
+            try:
+                handle = receipt.open("x", encoding="utf-8")
+            except OSError as exc:
+                raise _fail(f"cannot write the receipt to {receipt}: {exc.strerror}") from exc
         try:
             with rt.sessions() as session, session.begin():
                 done = erasure.erase(session, rt, portability(rt), owner_id)
         except VaultError as exc:  # erased meanwhile (in the portal, say)
+            if handle is not None:
+                handle.close()
+                receipt.unlink(missing_ok=True)  # type: ignore[union-attr]
             raise _fail(exc.message) from exc
         erasure.compact(rt)
-    if receipt is not None:
-        receipt.write_text(done.receipt + "\n", encoding="utf-8")
+    typer.echo(done.receipt)
+    if handle is not None:
+        with handle:
+            handle.write(done.receipt + "\n")
     deleted = ", ".join(f"{k} {v}" for k, v in done.payload["deleted"].items())
     typer.echo(f"erased account {owner_id}: {deleted}")
     typer.echo(
         f"vendors asked to delete their copies: {len(done.payload['vendors_asked_to_delete'])}"
     )
-    typer.echo(done.receipt)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ def create_checkpoint(db: Session, rt: Runtime) -> LedgerCheckpoint | None:
     Before signing, the new root is proven consistent with the previous checkpoint from the
     stored nodes, so the vault never signs a history that contradicts one it signed before.
     """
+    from consent.ledger.store import lock_head
+
+    lock_head(db)  # one signer at a time: two would insert the same size
     tree = StoredTree(db)
     size = tree.size()
     previous = latest_checkpoint(db)

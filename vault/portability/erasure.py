@@ -99,12 +99,15 @@ def compact(rt: Runtime, *, attempts: int = 5) -> bool:
         return True
     raw = rt.engine.raw_connection()
     try:
+        # Never wait on a lock: a waiting checkpoint holds up every writer behind it.
+        raw.execute("PRAGMA busy_timeout=0")
         for attempt in range(attempts):
             busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if busy is None or not busy[0]:
                 return True
             time.sleep(0.2 * (attempt + 1))
     finally:
+        raw.execute("PRAGMA busy_timeout=10000")
         raw.close()
     # A reader (say, a streaming export) holds the log; the worker's next pass folds it in.
     log.warning("the write-ahead log could not be truncated now; vrm worker will retry")

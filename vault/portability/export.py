@@ -113,12 +113,20 @@ def data_json(header: dict[str, Any], sections: list[Section]) -> Iterator[bytes
     yield b"}}\n"
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
+    """A CSV cell. Text a spreadsheet would run as a formula (it starts with = + - @, a tab
+    or a carriage return: vendors write some of these texts) gets a leading apostrophe, as
+    OWASP advises; data.json keeps every value exactly."""
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def csv_file(section: Section) -> Iterator[bytes]:
