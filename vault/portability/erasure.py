@@ -79,7 +79,10 @@ def erase(db: Session, rt: Runtime, portability: Portability, owner_id: uuid.UUI
         "kept": (
             "The consent ledger's entries about you stay, under your pseudonym only: the "
             "pseudonym's link to you is deleted, so they name no one, and the ledger stays "
-            "verifiable."
+            "verifiable. Vendors' webhook delivery logs keep the messages sent to them, which "
+            "name you only by the identifier each vendor had; security events about your "
+            "former connections (a replayed code, say) stay without any link to you. Sign-in "
+            "failure counters, keyed hashes, are forgotten when their window ends."
         ),
         "ledger": context.evidence,
     }
