@@ -23,7 +23,7 @@ from vault.runtime import Runtime
 from vault.wiring import portability
 from web.accounts import home_for
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
-from web.templating import flash, render
+from web.templating import flash, plural, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -180,10 +180,11 @@ def _import_sync(
     flash(
         request,
         response,
-        f"Welcome! Imported from {archive.source_label}: {got.get('profile', 0)} profile fields, "
-        f"{got.get('intents', 0)} intents (as drafts), and the list of "
-        f"{got.get('previous_vendors', 0)} vendors you had (under Connections; they must ask "
-        "you again).",
+        f"Welcome! Imported from {archive.source_label}: "
+        f"{plural(got.get('profile', 0), 'profile field')}, "
+        f"{plural(got.get('intents', 0), 'intent')} (as drafts), and the list of "
+        f"{plural(got.get('previous_vendors', 0), 'vendor')} you had (under Connections; they "
+        "must ask you again).",
         "success",
     )
     return response

@@ -23,6 +23,14 @@ templates = Jinja2Templates(directory=TEMPLATE_DIR)
 templates.env.autoescape = True
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 field``, ``3 fields`` (``many`` for irregular plurals)."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
+templates.env.filters["plural"] = plural
+
+
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime

@@ -245,7 +245,7 @@ def test_a_person_brings_an_export_into_a_new_account(
     page.get_by_role("button", name="Import and create account").click()
     expect(page.get_by_role("heading", name="Your profile")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text(
-        re.compile(r"2 profile fields, 1 intents \(as drafts\), and the list of 1 vendors")
+        re.compile(r"2 profile fields, 1 intent \(as drafts\), and the list of 1 vendor you had")
     )
     expect(shown_value(page, "Given name")).to_have_text("Grace")
     expect(shown_value(page, "Family name")).to_have_text("Hopper")

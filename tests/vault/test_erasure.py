@@ -263,9 +263,9 @@ def test_the_erase_page_says_what_will_happen(client: TestClient, person: dict[s
     assert page.status_code == 200
     assert "Bidder Bikes, Velo Shop can no longer read anything" in page.text
     assert "each is asked to delete the copies it holds" in page.text
-    assert "1 connections, 1 recorded reads, 1 intents and 1 offers are deleted" in page.text
+    assert "1 connection, 1 recorded read, 1 intent and 1 offer are deleted" in page.text
     assert "Your profile (3 fields)" in page.text
-    assert "all 1 sessions are deleted" in page.text
+    assert "your sign-in and 1 session" in page.text
     assert f"Type “{CONFIRMATION}” to confirm" in page.text
     assert 'name="csrf_token"' in page.text
 

@@ -436,7 +436,7 @@ def test_the_imported_person_is_signed_in_and_told_what_came_across(
     flash = page.text.split('class="flash flash-success" role="status">', 1)[1].split("</div>")[0]
     assert "11 profile fields" in flash  # every field but the email, chosen on import
     assert "2 intents (as drafts)" in flash
-    assert "1 vendors you had" in flash and "must ask you again" in flash
+    assert "1 vendor you had" in flash and "must ask you again" in flash
     assert PROFILE_VALUES["given_name"] in page.text
     # The password chosen on import is the one that signs in.
     client_b.cookies.clear()
