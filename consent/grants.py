@@ -6,6 +6,7 @@ in the same transaction, so the vendor's next call fails.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,32 @@ DURATIONS: dict[str, tuple[str, timedelta | None]] = {
     "revoked": ("Until I revoke it", None),
 }
 DEFAULT_DURATION = "30d"
+
+
+CONSENT_SCREEN = "VRM Vault consent screen v1"
+ACCEPTANCE_SCREEN = "VRM Vault offer acceptance v1"
+
+
+def screen_text_hash(screen: str, app: VendorApp, fields: list[str], agreement_id: str) -> str:
+    """SHA-256 of what a screen that asks for consent stated, without any profile value.
+
+    The ledger keeps this hash, so an auditor can later check the wording a person saw
+    against the published template without the ledger holding personal data. ``screen`` names
+    the template (the consent screen, or the page accepting an offer).
+    """
+    from consent.terms import AGREEMENTS
+    from vault.profile.catalogue import FIELDS
+
+    agreement = AGREEMENTS.get(agreement_id)
+    lines = [
+        screen,
+        f"vendor: {app.name}",
+        f"purpose: {app.purpose}",
+        "fields: " + ", ".join(FIELDS[key].label for key in fields),
+        f"agreement: {agreement.id} v{agreement.version}" if agreement else "agreement: -",
+        "durations: " + ", ".join(label for label, _ in DURATIONS.values()),
+    ]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def pairwise_subject(rt: Runtime, app_id: uuid.UUID, individual_id: uuid.UUID) -> str:

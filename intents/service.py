@@ -8,7 +8,6 @@ wins; sharing fields on acceptance creates an ordinary grant (ledger entry, rece
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +17,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from consent import scopes
-from consent.grants import DEFAULT_DURATION, DURATIONS, Decision, GrantService
+from consent.grants import (
+    ACCEPTANCE_SCREEN,
+    DEFAULT_DURATION,
+    DURATIONS,
+    Decision,
+    GrantService,
+    screen_text_hash,
+)
 from consent.models import Grant, VendorApp
 from consent.terms import AGREEMENTS, Agreement, agreement_for
 from intents import taxonomy
@@ -31,7 +37,6 @@ from vault.base import utcnow
 from vault.crypto import Binding
 from vault.errors import InvalidInput, NotFound
 from vault.keystore import KeyStore
-from vault.profile.catalogue import FIELDS
 from vault.runtime import Runtime
 
 _TABLE = Intent.__tablename__
@@ -94,16 +99,8 @@ def choose_agreement(account: Account, app: VendorApp) -> Agreement:
 
 
 def acceptance_text_hash(app: VendorApp, fields: list[str], agreement: Agreement) -> str:
-    """SHA-256 of what the acceptance screen stated (no profile value), for the ledger."""
-    lines = [
-        "VRM Vault offer acceptance v1",
-        f"vendor: {app.name}",
-        f"purpose: {app.purpose}",
-        "fields: " + ", ".join(FIELDS[key].label for key in fields),
-        f"agreement: {agreement.id} v{agreement.version}",
-        "durations: " + ", ".join(label for label, _ in DURATIONS.values()),
-    ]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    """SHA-256 of what the acceptance page stated (no profile value), for the ledger."""
+    return screen_text_hash(ACCEPTANCE_SCREEN, app, fields, agreement.id)
 
 
 def sibling_apps(db: Session, app: VendorApp) -> set[uuid.UUID]:

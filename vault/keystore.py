@@ -63,11 +63,16 @@ class KeyStore:
         ).one_or_none()
         if record is None:
             raise DecryptionError("this individual has no data key (erased, or never created)")
+        return self._open(record)
+
+    def _open(self, record: DataKeyRecord) -> DataKey:
+        """Unwrap a stored data key and keep it for the rest of this session."""
         material = self.provider.unwrap(
-            WrappedKey(record.kek_id, record.wrapped), wrap_associated_data(record.id, owner_id)
+            WrappedKey(record.kek_id, record.wrapped),
+            wrap_associated_data(record.id, record.owner_id),
         )
-        key = DataKey(id=record.id, owner_id=owner_id, material=material)
-        self._cache()[owner_id] = key
+        key = DataKey(id=record.id, owner_id=record.owner_id, material=material)
+        self._cache()[record.owner_id] = key
         return key
 
     def preload(self, owner_ids: Iterable[uuid.UUID]) -> None:
@@ -82,13 +87,7 @@ class KeyStore:
         for record in self.session.scalars(
             select(DataKeyRecord).where(DataKeyRecord.owner_id.in_(wanted))
         ):
-            material = self.provider.unwrap(
-                WrappedKey(record.kek_id, record.wrapped),
-                wrap_associated_data(record.id, record.owner_id),
-            )
-            cache[record.owner_id] = DataKey(
-                id=record.id, owner_id=record.owner_id, material=material
-            )
+            self._open(record)
 
     def encrypt(self, binding: Binding, plaintext: bytes) -> bytes:
         return self.for_owner(binding.owner_id).encrypt(plaintext, binding)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,7 +11,15 @@ from fastapi.responses import RedirectResponse
 
 from consent import scopes
 from consent.endpoints import FormPairs, to_response, vault_request
-from consent.grants import DEFAULT_DURATION, DURATIONS, Decision, GrantService, pairwise_subject
+from consent.grants import (
+    CONSENT_SCREEN,
+    DEFAULT_DURATION,
+    DURATIONS,
+    Decision,
+    GrantService,
+    pairwise_subject,
+    screen_text_hash,
+)
 from consent.server import ConsentedUser, VaultAuthorizationServer
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
@@ -113,23 +120,8 @@ def _page(
 
 
 def consent_text_hash(app: Any, requested: list[str], agreement_id: str) -> str:
-    """SHA-256 of what the consent screen stated, without any profile value.
-
-    The ledger keeps this hash, so an auditor can later check the wording a person saw
-    against the published template without the ledger holding personal data.
-    """
-    from consent.terms import AGREEMENTS
-
-    agreement = AGREEMENTS.get(agreement_id)
-    lines = [
-        "VRM Vault consent screen v1",
-        f"vendor: {app.name}",
-        f"purpose: {app.purpose}",
-        "fields: " + ", ".join(FIELDS[key].label for key in requested),
-        f"agreement: {agreement.id} v{agreement.version}" if agreement else "agreement: -",
-        "durations: " + ", ".join(label for label, _ in DURATIONS.values()),
-    ]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    """SHA-256 of what the consent screen stated (see :func:`screen_text_hash`)."""
+    return screen_text_hash(CONSENT_SCREEN, app, requested, agreement_id)
 
 
 def _issue(

@@ -168,11 +168,10 @@ def create_intent(
     values = _form_values(form)
     publish = form.get("action") == "publish"
     try:
-        clean = parse_intent(values)
+        intent = IntentService(db, rt).create(account, parse_intent(values), publish=publish)
     except InvalidInput as exc:
         db.rollback()  # nothing of a refused change is kept
         return _form_page(request, values, _form_errors(exc), status_code=400)
-    intent = IntentService(db, rt).create(account, clean, publish=publish)
     if publish:
         return _show(request, intent.id, "Your intent is published. Vendors can now answer it.")
     return _show(request, intent.id, "Saved as a draft. Vendors cannot see it until you publish.")
@@ -397,29 +396,18 @@ def accept_offer(
             duration=duration if isinstance(duration, str) else "",
             revision=_revision(form),
         )
-    except OfferChanged as exc:
+    except (OfferChanged, InvalidInput) as exc:  # show the page again, with the reason
         db.rollback()  # nothing of a refused change is kept
         context = _accept_context(db, rt, account, iid, oid)
+        errors = {getattr(exc, "field", None) or "form": exc.message}
         return render(
             request,
             "intent_accept.html",
-            {**context, "errors": {"form": exc.message}},
-            status_code=409,
+            {**context, "errors": errors},
+            status_code=exc.status_code,
         )
-    except NotFound as exc:
-        db.rollback()  # nothing of a refused change is kept
-        return _show(request, iid, exc.message, "error")
-    except InvalidInput as exc:
-        db.rollback()  # nothing of a refused change is kept
-        context = _accept_context(db, rt, account, iid, oid)
-        return render(
-            request,
-            "intent_accept.html",
-            {**context, "errors": {exc.field or "form": exc.message}},
-            status_code=400,
-        )
-    except (IntentClosed, OfferNotLive) as exc:
-        db.rollback()  # nothing of a refused change is kept
+    except (IntentClosed, OfferNotLive, NotFound) as exc:  # nothing left to decide
+        db.rollback()
         return _show(request, iid, exc.message, "error")
     from consent.models import VendorApp
 

@@ -155,11 +155,10 @@ _BINDING_TABLE = LedgerSubject.__tablename__
 
 def pseudonym_for(db: Session, rt: Runtime, owner_id: uuid.UUID) -> str:
     """The individual's ledger pseudonym, created on first use (random, not derived)."""
+    existing = existing_pseudonym(db, rt, owner_id)
+    if existing is not None:
+        return existing
     keys = KeyStore(db, rt.keys)
-    row = db.scalars(select(LedgerSubject).where(LedgerSubject.owner_id == owner_id)).one_or_none()
-    if row is not None:
-        binding = Binding(owner_id, _BINDING_TABLE, "pseudonym_ct", row.id)
-        return keys.decrypt(binding, row.pseudonym_ct).decode()
     pseudonym = "p-" + secrets.token_hex(16)
     row = LedgerSubject(id=uuid.uuid4(), owner_id=owner_id, pseudonym_ct=b"")
     row.pseudonym_ct = keys.encrypt(

@@ -330,3 +330,60 @@ def test_accepting_an_offer_the_vendor_changed_meanwhile_shows_it_again(
     assert "EUR 1,500.00" in response.text
     db.expire_all()
     assert db.get_one(Offer, uuid.UUID(offer_id)).status == "live"
+
+
+def test_accepting_with_a_field_that_does_not_exist_changes_nothing(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    offer_id = offer_from(client, app_token(db, rt, market_vendor(db, rt)), intent.id, "800.00")
+    accept_page = f"/intents/{intent.id}/offers/{offer_id}/accept"
+
+    response = post_form(
+        client, accept_page, {"share": ["email", "shoe_colour"]}, form_page=accept_page
+    )
+
+    assert response.status_code == 400
+    assert "Unknown profile fields: shoe_colour" in response.text
+    db.expire_all()
+    assert db.get_one(Offer, uuid.UUID(offer_id)).status == "live"
+    assert db.get_one(Intent, intent.id).status == "open"
+    assert db.scalars(select(Grant)).all() == []
+    assert db.scalars(select(WebhookMessage)).all() == []
+
+
+def test_blocking_or_declining_something_that_does_not_exist_is_404(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+    token = page_csrf(client, "/intents")
+    for path, data in (
+        ("/intents/blocked", {"app_id": str(uuid.uuid4())}),
+        ("/intents/blocked", {"app_id": "not-an-id"}),
+        (f"/intents/{intent.id}/offers/{uuid.uuid4()}/decline", {}),
+        (f"/intents/{intent.id}/offers/not-an-id/accept", {}),
+    ):
+        response = client.post(path, data={**data, "csrf_token": token})
+        assert response.status_code in (303, 404), path
+        if response.status_code == 303:  # a decision on a missing offer: told on the page
+            assert "no such offer" in client.get(response.headers["location"]).text
+    assert db.scalars(select(IntentBlock)).all() == []
+
+
+def test_a_person_keeps_at_most_100_drafts_and_open_intents(
+    client: TestClient, db: Session, rt: Runtime, count: Count
+) -> None:
+    from intents.service import MAX_LIVE_INTENTS
+
+    owner = individual(client, db, rt)
+    for n in range(MAX_LIVE_INTENTS):
+        make_intent(db, rt, owner, publish=n % 2 == 0, title=f"Intent {n}")
+
+    response = new_intent(client)
+
+    assert response.status_code == 400
+    assert f"at most {MAX_LIVE_INTENTS} intents" in response.text
+    assert 'name="title"' in response.text  # on the form, with what was typed kept
+    assert count(Intent) == MAX_LIVE_INTENTS
