@@ -50,7 +50,7 @@ def record_event(
     )
     db.add(event)
     db.flush()
-    from consent.ledger.store import append, pseudonym_for
+    from consent.ledger.store import append, vendor_pseudonym_for
     from consent.models import Grant
 
     grant = db.get(Grant, grant_id) if grant_id else None
@@ -59,7 +59,11 @@ def record_event(
         {
             "event_type": event_type,
             "vendor_id": str(app_id) if app_id else None,
-            "subject": pseudonym_for(db, rt, grant.individual_id) if grant and rt else None,
+            "subject": (
+                vendor_pseudonym_for(db, rt, grant.individual_id, grant.app_id)
+                if grant and rt
+                else None
+            ),
             "grant_id": str(grant_id) if grant_id else None,
             "fields": list(grant.fields) if grant else [],
             "purpose": grant.purpose if grant else None,

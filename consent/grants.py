@@ -310,14 +310,14 @@ class GrantService:
         self, app: VendorApp, grant: Grant, event_type: str, consent_text_hash: str | None = None
     ) -> None:
         """Append the event to the consent ledger, in this transaction."""
-        from consent.ledger.store import append, pseudonym_for
+        from consent.ledger.store import append, vendor_pseudonym_for
 
         append(
             self.db,
             {
                 "event_type": event_type,
                 "vendor_id": str(app.id),
-                "subject": pseudonym_for(self.db, self.rt, grant.individual_id),
+                "subject": vendor_pseudonym_for(self.db, self.rt, grant.individual_id, app.id),
                 "grant_id": str(grant.id),
                 "fields": list(grant.fields),
                 "purpose": grant.purpose,

@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from consent.grants import GrantService, is_active, pairwise_subject
-from consent.ledger.models import LedgerEntry, LedgerSubject
+from consent.ledger.models import LedgerEntry, LedgerSubject, LedgerVendorSubject
 from consent.ledger.service import (
     checkpoint_at_least,
     create_checkpoint,
@@ -34,7 +34,7 @@ from consent.ledger.service import (
     public_key_text,
     signing_key,
 )
-from consent.ledger.store import StoredTree, append, existing_pseudonym
+from consent.ledger.store import StoredTree, all_subjects, append
 from consent.models import AccessLogEntry, Grant, PreviousVendors, VendorApp
 from consent.terms import AGREEMENTS
 from vault.accounts.models import Account
@@ -167,7 +167,7 @@ class ConsentPart:
                 select(Grant).where(Grant.individual_id == owner_id).order_by(Grant.granted_at)
             )
         )
-        subject = existing_pseudonym(db, rt, owner_id)
+        subjects = all_subjects(db, rt, owner_id)
         checkpoint = latest_checkpoint(db)
 
         def preference_rows() -> Iterator[PreferenceItem]:
@@ -183,7 +183,7 @@ class ConsentPart:
             from consent.receipts import grant_entries
 
             if grant.id not in entries_of:
-                entries_of[grant.id] = grant_entries(db, grant, subject)
+                entries_of[grant.id] = grant_entries(db, grant, subjects)
             return entries_of[grant.id]
 
         def history(grant: Grant) -> list[HistoryItem]:
@@ -252,12 +252,12 @@ class ConsentPart:
                 )
 
         def ledger_rows() -> Iterator[LedgerItem]:
-            if subject is None or checkpoint is None:
+            if not subjects or checkpoint is None:
                 return
             tree = StoredTree(db, memoize=True)
             for entry in db.scalars(
                 select(LedgerEntry)
-                .where(LedgerEntry.subject == subject, LedgerEntry.index < checkpoint.size)
+                .where(LedgerEntry.subject.in_(subjects), LedgerEntry.index < checkpoint.size)
                 .order_by(LedgerEntry.index)
             ):
                 yield LedgerItem(
@@ -269,13 +269,13 @@ class ConsentPart:
                 )
 
         def ledger_count() -> int:
-            if subject is None or checkpoint is None:
+            if not subjects or checkpoint is None:
                 return 0
             return int(
                 db.scalar(
                     select(func.count())
                     .select_from(LedgerEntry)
-                    .where(LedgerEntry.subject == subject, LedgerEntry.index < checkpoint.size)
+                    .where(LedgerEntry.subject.in_(subjects), LedgerEntry.index < checkpoint.size)
                 )
                 or 0
             )
@@ -434,6 +434,7 @@ class ConsentPart:
             )
         subject = pseudonym_for(db, rt, owner_id)
         context.subject = subject
+        context.subjects = sorted(set(all_subjects(db, rt, owner_id)))
         appended = append(db, {"event_type": "individual.erased", "subject": subject})
         context.ledger_index = appended.index
         context.deleted["access_log"] = deleted(
@@ -444,7 +445,7 @@ class ConsentPart:
         )
         context.deleted["ledger_pseudonym_links"] = deleted(
             db, delete(LedgerSubject).where(LedgerSubject.owner_id == owner_id)
-        )
+        ) + deleted(db, delete(LedgerVendorSubject).where(LedgerVendorSubject.owner_id == owner_id))
         context.deleted["previous_vendor_lists"] = deleted(
             db, delete(PreviousVendors).where(PreviousVendors.owner_id == owner_id)
         )

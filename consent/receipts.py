@@ -129,21 +129,22 @@ def _state(event_type: str) -> str:
 
 
 def grant_entries(
-    db: Session, grant: Grant, subject: str | None = None
+    db: Session, grant: Grant, subjects: list[str] | None = None
 ) -> list[tuple[LedgerEntry, dict[str, Any]]]:
     """The ledger entries of one grant, oldest first, each with its parsed JSON.
 
     The grant id lives inside the entry JSON, so the query narrows by the indexed vendor id,
-    the event type and, given the individual's pseudonym, the indexed subject (then it reads
-    only that person's entries with that vendor, not all of the vendor's), and the JSON is
-    parsed to match the grant exactly.
+    the event type and, given the subjects the person's events with this vendor carry
+    (:func:`consent.ledger.store.pair_subjects`), the indexed subject (then it reads only that
+    person's entries with that vendor, not all of the vendor's), and the JSON is parsed to
+    match the grant exactly.
     """
     query = select(LedgerEntry).where(
         LedgerEntry.vendor_id == grant.app_id,
         LedgerEntry.event_type.in_(sorted(GRANT_EVENTS)),
     )
-    if subject is not None:
-        query = query.where(LedgerEntry.subject == subject)
+    if subjects is not None:
+        query = query.where(LedgerEntry.subject.in_(subjects))
     rows = db.scalars(query.order_by(LedgerEntry.index)).all()
     found = []
     for row in rows:
@@ -174,9 +175,9 @@ def receipt_payload(
     if row is None:
         raise NotFound("There is no such connection.")
     grant, app = row[0], row[1]
-    from consent.ledger.store import existing_pseudonym
+    from consent.ledger.store import pair_subjects
 
-    entries = grant_entries(db, grant, existing_pseudonym(db, rt, grant.individual_id))
+    entries = grant_entries(db, grant, pair_subjects(db, rt, grant.individual_id, grant.app_id))
     if index is not None:
         entries = [(e, d) for e, d in entries if e.index == index]
     if not entries:

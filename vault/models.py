@@ -7,6 +7,7 @@ from consent.ledger.models import (
     LedgerHead,
     LedgerNode,
     LedgerSubject,
+    LedgerVendorSubject,
 )
 from consent.models import (
     AccessLogEntry,
@@ -41,6 +42,7 @@ __all__ = [
     "LedgerHead",
     "LedgerNode",
     "LedgerSubject",
+    "LedgerVendorSubject",
     "OAuthToken",
     "Offer",
     "PreviousVendors",

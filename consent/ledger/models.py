@@ -6,7 +6,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.base import Base, TimestampMixin
@@ -70,8 +79,10 @@ class LedgerCheckpoint(Base):
 
 
 class LedgerSubject(TimestampMixin, Base):
-    """The link pseudonym -> individual: the pseudonym is encrypted under the individual's key
-    and the row goes with the account, so erasure leaves entries that name no one."""
+    """The link pseudonym -> individual for events that concern the person alone (their
+    erasure), and for the entries written before subjects became per vendor: the pseudonym is
+    encrypted under the individual's key and the row goes with the account, so erasure leaves
+    entries that name no one."""
 
     __tablename__ = "ledger_subjects"
 
@@ -83,3 +94,25 @@ class LedgerSubject(TimestampMixin, Base):
 
     def __repr__(self) -> str:
         return f"LedgerSubject(id={self.id}, owner_id={self.owner_id})"
+
+
+class LedgerVendorSubject(TimestampMixin, Base):
+    """The link pseudonym -> individual for the events between one individual and one vendor
+    app: a random pseudonym per (individual, app) pair, so two vendors' receipts and proofs
+    never carry the same value for the same person.
+
+    ``app_id`` has no foreign key on purpose: the person's record of an app's events outlives
+    the app. The pseudonym is encrypted under the individual's key and bound to this row; the
+    row goes with the account, so erasure leaves entries that name no one.
+    """
+
+    __tablename__ = "ledger_vendor_subjects"
+    __table_args__ = (UniqueConstraint("owner_id", "app_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    app_id: Mapped[uuid.UUID]
+    pseudonym_ct: Mapped[bytes] = mapped_column(LargeBinary)
+
+    def __repr__(self) -> str:
+        return f"LedgerVendorSubject(id={self.id}, owner_id={self.owner_id}, app_id={self.app_id})"

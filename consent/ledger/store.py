@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consent.ledger.merkle import (
@@ -27,7 +28,13 @@ from consent.ledger.merkle import (
     node_hash,
     root_hash,
 )
-from consent.ledger.models import LedgerEntry, LedgerHead, LedgerNode, LedgerSubject
+from consent.ledger.models import (
+    LedgerEntry,
+    LedgerHead,
+    LedgerNode,
+    LedgerSubject,
+    LedgerVendorSubject,
+)
 from vault.base import utcnow
 from vault.crypto import Binding
 from vault.keystore import KeyStore
@@ -150,16 +157,26 @@ class StoredTree:
 
 
 # -- pseudonyms ---------------------------------------------------------------------------------
+# Entries name people only by random pseudonyms. Events between a person and a vendor app carry
+# the pseudonym of that (person, app) pair, so what one vendor receives (receipts, proofs, the
+# entry bytes in them) never equals what another receives about the same person. The person-wide
+# pseudonym names events that concern the person alone (their erasure) and, in entries written
+# before pairs had their own, every event of the person.
 _BINDING_TABLE = LedgerSubject.__tablename__
+_VENDOR_BINDING_TABLE = LedgerVendorSubject.__tablename__
+
+
+def _new_pseudonym() -> str:
+    return "p-" + secrets.token_hex(16)
 
 
 def pseudonym_for(db: Session, rt: Runtime, owner_id: uuid.UUID) -> str:
-    """The individual's ledger pseudonym, created on first use (random, not derived)."""
+    """The individual's person-wide ledger pseudonym, created on first use (random)."""
     existing = existing_pseudonym(db, rt, owner_id)
     if existing is not None:
         return existing
     keys = KeyStore(db, rt.keys)
-    pseudonym = "p-" + secrets.token_hex(16)
+    pseudonym = _new_pseudonym()
     row = LedgerSubject(id=uuid.uuid4(), owner_id=owner_id, pseudonym_ct=b"")
     row.pseudonym_ct = keys.encrypt(
         Binding(owner_id, _BINDING_TABLE, "pseudonym_ct", row.id), pseudonym.encode()
@@ -170,10 +187,76 @@ def pseudonym_for(db: Session, rt: Runtime, owner_id: uuid.UUID) -> str:
 
 
 def existing_pseudonym(db: Session, rt: Runtime, owner_id: uuid.UUID) -> str | None:
-    """The individual's ledger pseudonym if they have one (never creates it: safe in a
-    read-only transaction)."""
+    """The individual's person-wide ledger pseudonym if they have one (never creates it: safe
+    in a read-only transaction)."""
     row = db.scalars(select(LedgerSubject).where(LedgerSubject.owner_id == owner_id)).one_or_none()
     if row is None:
         return None
     binding = Binding(owner_id, _BINDING_TABLE, "pseudonym_ct", row.id)
     return KeyStore(db, rt.keys).decrypt(binding, row.pseudonym_ct).decode()
+
+
+def _open_vendor_subject(keys: KeyStore, row: LedgerVendorSubject) -> str:
+    binding = Binding(row.owner_id, _VENDOR_BINDING_TABLE, "pseudonym_ct", row.id)
+    return keys.decrypt(binding, row.pseudonym_ct).decode()
+
+
+def vendor_pseudonym_for(db: Session, rt: Runtime, owner_id: uuid.UUID, app_id: uuid.UUID) -> str:
+    """The pseudonym of events between the individual and one app, created on first use
+    (random, not derived: nothing but the encrypted link row ties it to the person)."""
+    keys = KeyStore(db, rt.keys)
+    for _attempt in range(2):
+        row = db.scalars(
+            select(LedgerVendorSubject).where(
+                LedgerVendorSubject.owner_id == owner_id, LedgerVendorSubject.app_id == app_id
+            )
+        ).one_or_none()
+        if row is not None:
+            return _open_vendor_subject(keys, row)
+        pseudonym = _new_pseudonym()
+        row = LedgerVendorSubject(
+            id=uuid.uuid4(), owner_id=owner_id, app_id=app_id, pseudonym_ct=b""
+        )
+        row.pseudonym_ct = keys.encrypt(
+            Binding(owner_id, _VENDOR_BINDING_TABLE, "pseudonym_ct", row.id), pseudonym.encode()
+        )
+        try:
+            with db.begin_nested():
+                db.add(row)
+        except IntegrityError:
+            continue  # a concurrent transaction created the pair's pseudonym first: use it
+        return pseudonym
+    raise RuntimeError("the ledger pseudonym of this pair could not be created")
+
+
+def pair_subjects(db: Session, rt: Runtime, owner_id: uuid.UUID, app_id: uuid.UUID) -> list[str]:
+    """Every subject the events between the individual and one app may carry: the pair's own
+    pseudonym and, for entries written before pairs had one, the person-wide pseudonym. Never
+    creates either (safe in a read-only transaction)."""
+    found = []
+    row = db.scalars(
+        select(LedgerVendorSubject).where(
+            LedgerVendorSubject.owner_id == owner_id, LedgerVendorSubject.app_id == app_id
+        )
+    ).one_or_none()
+    if row is not None:
+        found.append(_open_vendor_subject(KeyStore(db, rt.keys), row))
+    legacy = existing_pseudonym(db, rt, owner_id)
+    if legacy is not None:
+        found.append(legacy)
+    return found
+
+
+def all_subjects(db: Session, rt: Runtime, owner_id: uuid.UUID) -> list[str]:
+    """Every subject under which the individual's events were recorded (for their export)."""
+    keys = KeyStore(db, rt.keys)
+    found = [
+        _open_vendor_subject(keys, row)
+        for row in db.scalars(
+            select(LedgerVendorSubject).where(LedgerVendorSubject.owner_id == owner_id)
+        )
+    ]
+    legacy = existing_pseudonym(db, rt, owner_id)
+    if legacy is not None:
+        found.append(legacy)
+    return found

@@ -631,14 +631,18 @@ def test_the_ledger_still_verifies_offline_and_extends_the_checkpoint_from_befor
     entries = [json.loads(line) for line in lines[1:]]
     assert len(entries) > before.size
     [erasure_line] = [e for e in entries if e["entry"]["event_type"] == "individual.erased"]
-    subject = world.pseudonym
     recorded = erasure_line["entry"]
-    assert recorded["subject"] == subject and subject.startswith("p-")
+    subject = recorded["subject"]
+    assert subject.startswith("p-") and subject != world.pseudonym
     assert set(recorded) == {"event_type", "subject", "index", "time"}
     assert erasure_line["index"] >= before.size
-    # The person's earlier entries stay, under the same pseudonym, naming no one.
-    theirs = {e["entry"]["event_type"] for e in entries if e["entry"].get("subject") == subject}
-    assert theirs == {"grant.given", "grant.revoked", "individual.erased"}
+    # The person's earlier entries with one vendor stay, under that pair's pseudonym, naming
+    # no one; the erasure entry carries a pseudonym of its own.
+    theirs = {
+        e["entry"]["event_type"] for e in entries if e["entry"].get("subject") == world.pseudonym
+    }
+    assert theirs == {"grant.given", "grant.revoked"}
+    assert [e for e in entries if e["entry"].get("subject") == subject] == [erasure_line]
     assert hits({"export": export.read_bytes()}, world.needles) == {}
 
 
@@ -746,7 +750,11 @@ def test_the_receipt_says_what_was_deleted_and_which_vendors_were_asked(world: W
     payload = verified_receipt(world.receipt, world.public_key.read_text("utf-8"))
 
     assert payload["type"] == "vrm-vault-erasure-receipt"
-    assert payload["subject"] == world.pseudonym  # the ledger's name for them, and only that
+    # The ledger's names for them, and only those: the erasure entry's, and one per vendor.
+    assert payload["subject"] not in (world.pseudonym, None)
+    assert world.pseudonym in payload["ledger_subjects"]
+    assert len(set(payload["ledger_subjects"])) == 3  # two vendors with grants, and the erasure
+    assert payload["subject"] in payload["ledger_subjects"]
     assert payload["vendors_asked_to_delete"] == ["Bidder Bikes", "Ride Along", "Velo Shop"]
     assert payload["deleted"] == {
         "profile_fields": len(PROFILE_VALUES) + 2,  # and the sign-in email, a custom field
@@ -758,7 +766,7 @@ def test_the_receipt_says_what_was_deleted_and_which_vendors_were_asked(world: W
         "intents": 2,
         "intent_offers": 2,
         "intent_blocks": 0,
-        "ledger_pseudonym_links": 1,
+        "ledger_pseudonym_links": 3,
         "previous_vendor_lists": 0,
     }
     assert payload["vault"]["public_key"] == world.public_key.read_text("utf-8").strip()
@@ -769,7 +777,8 @@ def test_the_receipt_says_what_was_deleted_and_which_vendors_were_asked(world: W
 
 def test_the_receipts_ledger_evidence_verifies_offline(world: World) -> None:
     public_key = world.public_key.read_text("utf-8")
-    evidence = verified_receipt(world.receipt, public_key)["ledger"]
+    receipt = verified_receipt(world.receipt, public_key)
+    evidence = receipt["ledger"]
 
     checkpoint = verify_signed_checkpoint(evidence["checkpoint"], public_key)
     entry = evidence["entry"].encode()
@@ -787,7 +796,7 @@ def test_the_receipts_ledger_evidence_verifies_offline(world: World) -> None:
     )
     recorded = json.loads(entry)
     assert recorded["event_type"] == "individual.erased"
-    assert recorded["subject"] == world.pseudonym
+    assert recorded["subject"] == receipt["subject"]
     assert set(recorded) == {"event_type", "subject", "index", "time"}
 
 

@@ -18,7 +18,7 @@ from consent.grants import Decision, GrantService
 from consent.ledger.merkle import canonical_json
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry
 from consent.ledger.service import create_checkpoint, public_key_text
-from consent.ledger.store import append, pseudonym_for
+from consent.ledger.store import append, vendor_pseudonym_for
 from consent.ledger.verify import verify_export
 from consent.models import VendorApp
 from tests.consent.factories import make_app
@@ -292,7 +292,7 @@ def test_auditor_pages_show_no_personal_data(auditor: TestClient, db: Session, r
     grants.narrow(person.id, grant.id, ["given_name"])
     db.commit()
     signed(db, rt)
-    pseudonym = pseudonym_for(db, rt, person.id)
+    pseudonym = vendor_pseudonym_for(db, rt, person.id, app.id)
     db.commit()
 
     for path in ("/audit", "/audit/vendors", f"/audit?subject={pseudonym}"):

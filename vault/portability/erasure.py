@@ -1,14 +1,14 @@
 """Erasure: everything about one individual, gone in one transaction, with a signed receipt.
 
 Every part erases its rows (consent first: it revokes every grant, telling the vendors, and
-appends the ``individual.erased`` ledger entry under the person's pseudonym while the
-pseudonym can still be read; the core part last: it destroys the data key, so every
+appends the ``individual.erased`` ledger entry under the person-wide pseudonym while the
+pseudonyms can still be read; the core part last: it destroys the data key, so every
 ciphertext of the person is unreadable, and deletes the account with its blind email index).
 Then the signer's part queues ``subject.erased`` to every vendor that knew the person and
 signs a checkpoint covering the erasure entry. All of it is one transaction: a failure
 midway leaves everything as it was, and running it again completes it.
 
-The receipt is a compact JWS (EdDSA, the ledger key) of what was done: when, the pseudonym,
+The receipt is a compact JWS (EdDSA, the ledger key) of what was done: when, the pseudonyms,
 counts of what was deleted, the vendors asked to delete their copies, and the ledger entry
 with its checkpoint and inclusion proof, so anyone can check it offline.
 """
@@ -73,12 +73,14 @@ def erase(db: Session, rt: Runtime, portability: Portability, owner_id: uuid.UUI
             "public_key": signer.public_key(),
         },
         "subject": context.subject,
+        "ledger_subjects": context.subjects,
         "deleted": dict(sorted(context.deleted.items())),
         "vendors_asked_to_delete": sorted(context.vendors_notified),
         "vendors_without_webhook": sorted(context.vendors_not_reachable),
         "kept": (
-            "The consent ledger's entries about you stay, under your pseudonym only: the "
-            "pseudonym's link to you is deleted, so they name no one, and the ledger stays "
+            "The consent ledger's entries about you stay, under pseudonyms only (one for each "
+            "vendor, listed in this receipt): their links to you are deleted, so they name no "
+            "one, and the ledger stays "
             "verifiable. Vendors' webhook delivery logs keep the messages sent to them, which "
             "name you only by the identifier each vendor had; security events about your "
             "former connections (a replayed code, say) stay without any link to you. Sign-in "

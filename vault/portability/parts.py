@@ -70,7 +70,11 @@ class ErasureContext:
     """What an erasure has done so far: each part adds its counts and the vendors it told."""
 
     subject: str | None
-    """The individual's ledger pseudonym (the only name the ledger entry carries)."""
+    """The individual's person-wide ledger pseudonym (the only name the erasure's ledger
+    entry carries)."""
+    subjects: list[str] = field(default_factory=list)
+    """Every pseudonym the individual's ledger entries carry (one per vendor app, the
+    person-wide one): only the receipt, which goes to the person alone, lists them together."""
     deleted: dict[str, int] = field(default_factory=dict)
     notify: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     """Per vendor app: what the ``subject.erased`` webhook tells it (the names it knew the

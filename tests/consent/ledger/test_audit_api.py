@@ -21,7 +21,7 @@ from consent.ledger.checkpoint import verify_signed_checkpoint
 from consent.ledger.merkle import canonical_json, leaf_hash, verify_consistency, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint
 from consent.ledger.service import create_checkpoint, origin, public_key_text
-from consent.ledger.store import StoredTree, append, pseudonym_for
+from consent.ledger.store import StoredTree, append, vendor_pseudonym_for
 from tests.consent.factories import make_app
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
 from vault.accounts.models import Role
@@ -290,7 +290,7 @@ def test_entries_name_the_individual_only_by_pseudonym(
     grants.narrow(person.id, grant.id, ["given_name"])
     grants.revoke(person.id, grant.id)
     db.commit()
-    pseudonym = pseudonym_for(db, rt, person.id)
+    pseudonym = vendor_pseudonym_for(db, rt, person.id, app.id)
 
     response = auditor.get(f"{API}/entries", params={"start": 0, "end": 1000})
 

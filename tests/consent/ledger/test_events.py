@@ -24,7 +24,7 @@ from consent import scopes
 from consent.grants import Decision, GrantService
 from consent.ledger.merkle import canonical_json, leaf_hash
 from consent.ledger.models import LedgerEntry
-from consent.ledger.store import StoredTree, pseudonym_for
+from consent.ledger.store import StoredTree, vendor_pseudonym_for
 from consent.models import Grant, VendorApp
 from consent.tokens import TokenService
 from consent.vendors import AppInput, delete_app, register_app, update_app
@@ -244,7 +244,8 @@ def test_each_event_appends_one_entry_in_the_same_transaction(
         assert entry["agreement_id"] is None and entry["fields"] == []
     else:
         assert state.person is not None
-        assert entry["subject"] == row.subject == pseudonym_for(db, rt, state.person.id)
+        assert entry["subject"] == row.subject
+        assert row.subject == vendor_pseudonym_for(db, rt, state.person.id, app_id)
 
 
 def test_deleting_an_app_with_an_active_grant_records_the_revocation_first(
@@ -352,7 +353,7 @@ def test_grants_made_on_the_consent_screen_carry_the_screen_hash(
         expected = consent_text_hash(vendor.app, scopes.fields_in(scope), grant.agreement_id)
         assert entry["consent_text_hash"] == expected
         assert len(expected) == 64 and int(expected, 16) >= 0
-        assert entry["subject"] == pseudonym_for(db, rt, account.id)
+        assert entry["subject"] == vendor_pseudonym_for(db, rt, account.id, vendor.app.id)
         assert entry["agreement_id"] == grant.agreement_id
     assert first["fields"] == ["email"]
     assert sorted(wider["fields"]) == ["email", "given_name"]
