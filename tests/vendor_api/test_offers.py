@@ -48,14 +48,16 @@ def test_a_vendor_sees_only_its_own_offers(client: TestClient, db: Session, rt: 
     mine, theirs = market_vendor(db, rt, name="Mine"), market_vendor(db, rt, name="Theirs")
     my_headers, their_headers = app_token(db, rt, mine), app_token(db, rt, theirs)
     my_offer = post_offer(client, my_headers, intent.id, price="850").json()
-    their_offer = post_offer(client, their_headers, intent.id, price="700").json()
+    their_offer = post_offer(client, their_headers, intent.id, price="713.37").json()
 
     assert [
         o["id"] for o in client.get("/vendor/v1/offers", headers=my_headers).json()["data"]
     ] == [my_offer["id"]]
     seen = client.get(f"/vendor/v1/intents/{intent.id}", headers=my_headers).json()
     assert seen["your_offer"]["id"] == my_offer["id"]
-    assert "700" not in str(seen)
+    # Neither the other vendor's price nor its offer's id (a bare "700" would also match
+    # the digits of a timestamp or an id).
+    assert "713.37" not in str(seen) and their_offer["id"] not in str(seen)
     for method in ("get", "patch", "delete"):
         kwargs = {"json": {"price": "1"}} if method == "patch" else {}
         response = getattr(client, method)(
