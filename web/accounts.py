@@ -209,6 +209,7 @@ def change_password(
 ) -> Response:
     svc = AccountService(db, rt)
     errors: dict[str, str] = {}
+    status = 400
     if new_password != new_password_confirm:
         errors["new_password_confirm"] = "The two new passwords are not the same."
     else:
@@ -216,13 +217,19 @@ def change_password(
             assert viewer.session is not None
             email = ProfileService(db, rt).email_of(account.id) or ""
             svc.change_password(
-                account, current_password, new_password, email=email, keep_session=viewer.session.id
+                account,
+                current_password,
+                new_password,
+                email=email,
+                keep_session=viewer.session.id,
+                client_address=client_address(request, rt),
             )
         except VaultError as exc:
+            # Nothing was written but the counted attempt, which must stay (no rollback).
             field = getattr(exc, "field", None) or "form"
             errors["new_password" if field == "password" else field] = exc.message
+            status = exc.status_code if isinstance(exc, SignInThrottled) else 400
     if errors:
-        db.rollback()
         return render(
             request,
             "account.html",
@@ -231,7 +238,7 @@ def change_password(
                 "current_session": viewer.session,
                 "errors": errors,
             },
-            status_code=400,
+            status_code=status,
         )
     response = RedirectResponse("/account", status_code=303)
     flash(

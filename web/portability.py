@@ -254,22 +254,19 @@ def erase_submit(
     address = client_address(request, rt)
     try:
         # Wrong passwords here count like failed sign-ins: a session is not a licence to guess.
-        svc.check_throttle(email, address)
+        right = isinstance(password, str) and svc.confirm_password(
+            account, password, email=email, client_address=address
+        )
     except VaultError as exc:
         return _erase_page(request, db, rt, account, {"password": exc.message}, exc.status_code)
-    wrong_password = not isinstance(password, str) or not svc.check_password(
-        account, password[:300]
-    )
-    if wrong_password:
+    if not right:
         errors["password"] = "The password is not right."
     if not isinstance(typed, str) or not hmac.compare_digest(
         " ".join(typed.lower().split()).encode(), CONFIRMATION.encode()
     ):
         errors["confirmation"] = f"Type “{CONFIRMATION}” to confirm."
     if errors:
-        db.rollback()
-        if wrong_password:
-            svc.record_failure(email, address)
+        # Nothing is written but a wrong password's counted attempt, which must stay.
         return _erase_page(request, db, rt, account, errors, status_code=400)
     done = erasure.erase(db, rt, portability(rt), account.id)
     background.add_task(erasure.compact, rt)

@@ -474,6 +474,23 @@ def test_change_password_with_a_wrong_current_password_changes_nothing(
     assert account_of(db, rt, email).password_hash == before
 
 
+def test_wrong_current_passwords_are_throttled_like_sign_ins(
+    client_with: MakeClient, db: Session, rt: Runtime
+) -> None:
+    browser = client_with(signin_max_failures_per_account=2)
+    email = sign_up(browser)
+    before = account_of(db, rt, email).password_hash
+    statuses = [
+        change_password(browser, f"guess number {n}", NEW_PASSWORD).status_code for n in range(3)
+    ]
+    assert statuses == [400, 400, 429]
+    # Even the right current password waits now: a stolen session cannot guess on.
+    refused = change_password(browser, PASSWORD, NEW_PASSWORD)
+    assert refused.status_code == 429
+    assert "Too many failed sign-in attempts" in refused.text
+    assert account_of(db, rt, email).password_hash == before
+
+
 def test_change_password_with_different_new_passwords_changes_nothing(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:

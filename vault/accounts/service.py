@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import Insert, case, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,13 +83,12 @@ class AccountService:
         clean_email = validate_email(email)
         check_password_rules(password, clean_email)
         # Throttled like sign-in, so sign-up cannot be used to probe addresses at speed.
-        self.check_throttle(clean_email, client_address)
+        self.reserve_attempt(clean_email, client_address)
         index = email_index(self.rt, clean_email)
         existing = self.db.scalars(select(Account).where(Account.email_index == index)).first()
         if existing is not None:
-            # Same cost as the success path; counts as a failed sign-in for throttling.
+            # Same cost as the success path; the attempt stays counted as a failed sign-in.
             self._verify(existing.password_hash, password)
-            self.record_failure(clean_email, client_address)
             raise EmailUnavailable()
         now = utcnow()
         account = Account(
@@ -105,6 +107,7 @@ class AccountService:
             raise EmailUnavailable() from exc
         KeyStore(self.db, self.rt.keys).create(account.id)
         ProfileService(self.db, self.rt).store_email(account, clean_email)
+        self.release_attempt(clean_email, client_address)
         return account
 
     # -- sign-in --------------------------------------------------------------------------
@@ -130,50 +133,109 @@ class AccountService:
         return timedelta(minutes=self.rt.settings.signin_window_minutes)
 
     def check_throttle(self, email: str, client_address: str) -> None:
+        """Refuse when a bucket is full (a read only: for work that records its failures in a
+        transaction of its own, like a refused import; checks that guard a password use
+        :meth:`reserve_attempt`)."""
         now = utcnow()
         wait = 0
         for bucket, limit in self._buckets(email, client_address):
             row = self.db.get(SignInThrottle, bucket)
             if row is None or row.failures < limit:
                 continue
-            ends = row.window_started_at + self._window()
-            if ends > now:
-                wait = max(wait, int((ends - now).total_seconds()) + 1)
+            wait = max(wait, self._wait(row.window_started_at, now))
         if wait:
             raise SignInThrottled(wait)
 
-    def record_failure(self, email: str, client_address: str) -> None:
+    def _wait(self, window_started_at: datetime, now: datetime) -> int:
+        ends = window_started_at + self._window()
+        return int((ends - now).total_seconds()) + 1 if ends > now else 0
+
+    @contextmanager
+    def _counting(self) -> Iterator[Session]:
+        """Where attempts are counted. On PostgreSQL: a short transaction of its own, committed
+        at once, so parallel attempts see each other's counts and no counter row stays locked
+        while Argon2 runs (two tabs of one person never wait on each other). On SQLite: the
+        request's own transaction, since SQLite serialises writers anyway and a second
+        connection would wait on the request's write lock."""
+        if self.db.get_bind().dialect.name == "sqlite":
+            yield self.db
+            self.db.expire_all()
+            return
+        with self.rt.sessions() as own, own.begin():
+            yield own
+
+    def reserve_attempt(self, email: str, client_address: str) -> None:
+        """Count an attempt against every bucket *before* the password is checked, or raise
+        :class:`SignInThrottled` (counting nothing) when a bucket is full.
+
+        Each bucket is taken by one conditional ``UPDATE ... RETURNING``: a window that ended
+        starts over at 1, a window below its limit counts one more, a full one matches no row.
+        The row lock the update takes makes parallel attempts on one bucket queue, each seeing
+        the count the one before it left, so no more than the limit are ever checked in a
+        window. The attempt stays counted as a failure unless :meth:`release_attempt` is called.
+        """
         now = utcnow()
         window_start = now - self._window()
-        for bucket, _limit in self._buckets(email, client_address):
-            for _attempt in range(3):
-                reset = self.db.execute(
+        with self._counting() as db:
+            taken: list[bytes] = []
+            for bucket, limit in self._buckets(email, client_address):
+                db.execute(_insert_ignoring_conflict(db, bucket, now))
+                expired = SignInThrottle.window_started_at <= window_start
+                counted = db.execute(
                     update(SignInThrottle)
                     .where(
                         SignInThrottle.bucket == bucket,
-                        SignInThrottle.window_started_at <= window_start,
+                        or_(expired, SignInThrottle.failures < limit),
                     )
-                    .values(failures=1, window_started_at=now)
+                    .values(
+                        failures=case((expired, 1), else_=SignInThrottle.failures + 1),
+                        window_started_at=case(
+                            (expired, now), else_=SignInThrottle.window_started_at
+                        ),
+                    )
+                    .returning(SignInThrottle.failures)
                     .execution_options(synchronize_session=False)
-                )
-                if reset.rowcount:  # type: ignore[attr-defined]
-                    break
-                bumped = self.db.execute(
-                    update(SignInThrottle)
-                    .where(SignInThrottle.bucket == bucket)
-                    .values(failures=SignInThrottle.failures + 1)
-                    .execution_options(synchronize_session=False)
-                )
-                if bumped.rowcount:  # type: ignore[attr-defined]
-                    break
-                try:
-                    with self.db.begin_nested():
-                        self.db.add(
-                            SignInThrottle(bucket=bucket, failures=1, window_started_at=now)
+                ).first()
+                if counted is None:
+                    started = db.scalar(
+                        select(SignInThrottle.window_started_at).where(
+                            SignInThrottle.bucket == bucket
                         )
+                    )
+                    for earlier in taken:
+                        _uncount(db, earlier)
+                    wait = max(1, self._wait(started or now, now))
                     break
-                except IntegrityError:
-                    continue
+                taken.append(bucket)
+            else:
+                return
+        raise SignInThrottled(wait)
+
+    def release_attempt(self, email: str, client_address: str) -> None:
+        """The password was right: the account's failures are forgotten and the attempt no
+        longer counts against the client address."""
+        buckets = self._buckets(email, client_address)
+        with self._counting() as db:
+            db.execute(delete(SignInThrottle).where(SignInThrottle.bucket == buckets[0][0]))
+            for bucket, _limit in buckets[1:]:
+                _uncount(db, bucket)
+
+    def record_failure(self, email: str, client_address: str) -> None:
+        """Count one failure in every bucket (for checks made without a reservation)."""
+        now = utcnow()
+        window_start = now - self._window()
+        for bucket, _limit in self._buckets(email, client_address):
+            self.db.execute(_insert_ignoring_conflict(self.db, bucket, now))
+            expired = SignInThrottle.window_started_at <= window_start
+            self.db.execute(
+                update(SignInThrottle)
+                .where(SignInThrottle.bucket == bucket)
+                .values(
+                    failures=case((expired, 1), else_=SignInThrottle.failures + 1),
+                    window_started_at=case((expired, now), else_=SignInThrottle.window_started_at),
+                )
+                .execution_options(synchronize_session=False)
+            )
         self.db.expire_all()
 
     def purge_throttle(self) -> int:
@@ -186,10 +248,6 @@ class AccountService:
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
-
-    def _clear_account_bucket(self, email: str) -> None:
-        bucket, _ = self._buckets(email, "")[0]
-        self.db.execute(delete(SignInThrottle).where(SignInThrottle.bucket == bucket))
 
     def check_password(self, account: Account, password: str) -> bool:
         """Whether ``password`` is the account's (for confirming a grave step, like erasure)."""
@@ -217,17 +275,16 @@ class AccountService:
         if not email or len(email) > MAX_EMAIL or len(password) > MAX_PASSWORD:
             self._verify(self._dummy(), password[:MAX_PASSWORD])
             raise BadCredentials()
-        self.check_throttle(email, client_address)
+        self.reserve_attempt(email, client_address)
         account = self.db.scalars(
             select(Account).where(Account.email_index == email_index(self.rt, email))
         ).first()
         ok = self._verify(account.password_hash if account else self._dummy(), password)
         if account is None or not ok or account.status != AccountStatus.ACTIVE:
-            self.record_failure(email, client_address)
-            raise BadCredentials()
+            raise BadCredentials()  # the reserved attempt stays counted as a failure
         if self.rt.passwords.check_needs_rehash(account.password_hash):
             account.password_hash = self.rt.passwords.hash(password)
-        self._clear_account_bucket(email)
+        self.release_attempt(email, client_address)
         return account
 
     # -- sessions -------------------------------------------------------------------------
@@ -290,17 +347,39 @@ class AccountService:
             )
         )
 
+    def confirm_password(
+        self, account: Account, password: str, *, email: str, client_address: str
+    ) -> bool:
+        """Whether ``password`` is the account's, for a grave step taken in a signed-in session
+        (erasure, a new password). Throttled like sign-in: a session is no licence to guess.
+        A wrong password stays counted; raises :class:`SignInThrottled` when a bucket is full."""
+        self.reserve_attempt(email, client_address)
+        if not self.check_password(account, password[:MAX_PASSWORD]):
+            return False
+        self.release_attempt(email, client_address)
+        return True
+
     def change_password(
-        self, account: Account, current: str, new: str, *, email: str, keep_session: uuid.UUID
+        self,
+        account: Account,
+        current: str,
+        new: str,
+        *,
+        email: str,
+        keep_session: uuid.UUID,
+        client_address: str = "",
     ) -> None:
-        """Check the current password, set the new one, sign out every other session."""
-        if not self._verify(account.password_hash, current):
-            raise InvalidInput("The current password is not right.", field="current_password")
+        """Check the current password, set the new one, sign out every other session.
+
+        The new password's rules are checked before anything is written; a wrong current
+        password is counted against the sign-in throttle (and stays counted)."""
         check_password_rules(new, email)
         if current == new:
             raise WeakPassword(
                 "Choose a password different from the current one.", field="new_password"
             )
+        if not self.confirm_password(account, current, email=email, client_address=client_address):
+            raise InvalidInput("The current password is not right.", field="current_password")
         account.password_hash = self.rt.passwords.hash(new)
         account.password_changed_at = utcnow()
         self.end_all_sessions(account.id, except_id=keep_session)
@@ -316,3 +395,24 @@ def _dummy_hash_for(rt: Runtime) -> str:
     if params not in _DUMMY_HASHES:
         _DUMMY_HASHES[params] = rt.passwords.hash(new_token())
     return _DUMMY_HASHES[params]
+
+
+def _uncount(db: Session, bucket: bytes) -> None:
+    db.execute(
+        update(SignInThrottle)
+        .where(SignInThrottle.bucket == bucket, SignInThrottle.failures > 0)
+        .values(failures=SignInThrottle.failures - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _insert_ignoring_conflict(db: Session, bucket: bytes, now: datetime) -> Insert:
+    """``INSERT`` an empty bucket unless it exists (``ON CONFLICT DO NOTHING``), so that the
+    conditional update that follows always has its row, whoever created it."""
+    dialect = sqlite if db.get_bind().dialect.name == "sqlite" else postgresql
+    statement: Insert = (
+        dialect.insert(SignInThrottle)
+        .values(bucket=bucket, failures=0, window_started_at=now)
+        .on_conflict_do_nothing(index_elements=[SignInThrottle.bucket])
+    )
+    return statement
