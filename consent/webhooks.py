@@ -20,6 +20,7 @@ Rotating the secret increments the version.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -31,13 +32,16 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.models import VendorApp, WebhookAttempt, WebhookMessage
@@ -65,8 +69,10 @@ BACKOFF_CAP: Final = timedelta(hours=24)
 BACKOFF_JITTER: Final = 0.1
 """Each delay is lengthened by up to this fraction, so failed messages do not retry in step."""
 CLAIM_FOR: Final = timedelta(seconds=60)
-"""How long a claim keeps other workers away; longer than one attempt can take."""
-REQUEST_TIMEOUT: Final = 10.0
+"""How long a claim keeps other workers away; longer than one attempt can take (the
+address check's DNS lookup and the ``webhook_deadline_seconds`` setting, at most 60 s)."""
+CONCURRENCY: Final = 16
+"""Messages in flight at once, each to a different app."""
 DEFAULT_TOLERANCE: Final = 300
 """Seconds a receiver accepts between ``webhook-timestamp`` and its own clock."""
 
@@ -75,6 +81,7 @@ SIGNATURE_VERSION: Final = "v1"
 _DERIVATION_LABEL: Final = b"webhook\x00"
 _ERROR_MAX: Final = 300
 _LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+_T = TypeVar("_T")
 
 
 # -- Enqueueing -------------------------------------------------------------------------------
@@ -319,14 +326,19 @@ def _short(text: str) -> str:
     return text if len(text) <= _ERROR_MAX else text[: _ERROR_MAX - 1] + "…"
 
 
-def _post(
-    client: httpx.Client, url: str, headers: dict[str, str], body: bytes
+async def _post(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes, deadline: float
 ) -> tuple[int | None, str | None]:
-    """POST and return (status code, error). The response body is never read."""
+    """POST and return (status code, error). The response body is never read.
+
+    ``deadline`` bounds the whole attempt (connecting, sending, waiting for the status line),
+    not each read: an endpoint that trickles a byte now and then is cut off all the same.
+    """
     try:
-        with client.stream("POST", url, content=body, headers=headers) as response:
-            status = response.status_code
-    except httpx.TimeoutException:
+        async with asyncio.timeout(deadline):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                status = response.status_code
+    except (TimeoutError, httpx.TimeoutException):
         return None, "timed out waiting for an answer"
     except httpx.ConnectError:
         return None, "could not connect"
@@ -354,101 +366,259 @@ def deliver_due(
     *,
     now: datetime | None = None,
     batch: int = 20,
-    http_client: httpx.Client | None = None,
+    http_client: httpx.AsyncClient | None = None,
     on_outcome: Callable[[DeliveryOutcome], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    deadline: float | None = None,
 ) -> int:
     """Attempt up to ``batch`` due messages; returns how many this call attempted.
 
-    Each message's claim, and then its attempt and outcome, commit on their own; no database
-    transaction is open during a POST. ``now`` fixes the clock (tests simulate time with it).
+    Messages to different apps go out at the same time (at most :data:`CONCURRENCY`), each
+    app's in the order they became due, one at a time. Every attempt ends within ``deadline``
+    seconds (by default the ``webhook_deadline_seconds`` setting), so a slow endpoint holds up
+    only its own app's messages. Each message's claim, and then its attempt and outcome,
+    commit on their own; no database transaction is open during a POST. ``now`` fixes the
+    clock (tests simulate time with it).
     """
-    clock = now or utcnow()
-    with session_factory() as db:
-        candidates = list(
-            db.scalars(
-                select(WebhookMessage.id)
-                .where(*_due(clock))
-                .order_by(WebhookMessage.next_attempt_at)
-                .limit(batch)
-            )
+    dispatcher = Dispatcher(
+        session_factory,
+        rt,
+        http_client=http_client,
+        on_outcome=on_outcome,
+        should_stop=should_stop,
+        deadline=deadline,
+    )
+    return asyncio.run(dispatcher.deliver_once(now=now, batch=batch))
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    message_id: uuid.UUID
+    app_id: uuid.UUID
+    client_id: str
+    event_type: str
+    url: str | None
+    secret: str
+    payload: dict[str, Any]
+    now: datetime
+    lock: datetime
+
+
+class Dispatcher:
+    """Delivers due messages concurrently across apps and one at a time within an app.
+
+    Database work (claims, outcomes) runs on one thread of its own, one statement group at a
+    time, so the event loop only waits on endpoints. ``deliver_once`` takes what is due now;
+    ``run`` keeps going until told to stop, picking up newly due messages of apps that are not
+    already being served while slow ones are still in flight.
+    """
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        rt: Runtime,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        on_outcome: Callable[[DeliveryOutcome], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_problem: Callable[[str], None] | None = None,
+        deadline: float | None = None,
+        concurrency: int = CONCURRENCY,
+    ) -> None:
+        """``on_problem`` hears of a database outage while :meth:`run` keeps going (without
+        it, the outage is raised)."""
+        self.on_problem = on_problem
+        self.sessions = session_factory
+        self.rt = rt
+        self.http_client = http_client
+        self.on_outcome = on_outcome
+        self.should_stop = should_stop or (lambda: False)
+        self.deadline = deadline or rt.settings.webhook_deadline_seconds
+        self.concurrency = concurrency
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="webhook-db")
+
+    async def _in_db(self, work: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, work)
+
+    def _client(self) -> httpx.AsyncClient:
+        return self.http_client or httpx.AsyncClient(
+            timeout=self.deadline, follow_redirects=False, trust_env=False
         )
-    if not candidates:
-        return 0
-    client = http_client or httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False)
-    attempted = 0
-    try:
-        for message_id in candidates:
-            if should_stop is not None and should_stop():
+
+    def _due_lanes(
+        self, now: datetime, limit: int, busy: frozenset[uuid.UUID]
+    ) -> dict[uuid.UUID, list[uuid.UUID]]:
+        """Due message ids by app, oldest due first, leaving out apps already being served."""
+        with self.sessions() as db:
+            query = (
+                select(WebhookMessage.id, WebhookMessage.app_id)
+                .where(*_due(now))
+                .order_by(WebhookMessage.next_attempt_at, WebhookMessage.created_at)
+                .limit(limit)
+            )
+            if busy:
+                query = query.where(WebhookMessage.app_id.not_in(busy))
+            rows = db.execute(query).all()
+        lanes: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for message_id, app_id in rows:
+            lanes.setdefault(app_id, []).append(message_id)
+        return lanes
+
+    async def deliver_once(self, *, now: datetime | None = None, batch: int = 20) -> int:
+        try:
+            clock = now or utcnow()
+            lanes = await self._in_db(lambda: self._due_lanes(clock, batch, frozenset()))
+            if not lanes:
+                return 0
+            client = self._client()
+            gate = asyncio.Semaphore(self.concurrency)
+            try:
+                done = await asyncio.gather(
+                    *(self._lane(client, ids, now, gate) for ids in lanes.values())
+                )
+            finally:
+                if self.http_client is None:
+                    await client.aclose()
+            return sum(done)
+        finally:
+            self._db.shutdown(wait=True)
+
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; then finish the attempts in flight and return."""
+        client = self._client()
+        inflight: dict[uuid.UUID, asyncio.Task[int]] = {}
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                free = self.concurrency - len(inflight)
+                lanes: dict[uuid.UUID, list[uuid.UUID]] = {}
+                if free > 0:
+                    try:
+                        lanes = await self._in_db(
+                            partial(self._due_lanes, utcnow(), free * 5, frozenset(inflight))
+                        )
+                    except OperationalError as exc:
+                        self._outage(exc)
+                    for app_id, ids in list(lanes.items())[:free]:
+                        inflight[app_id] = asyncio.create_task(self._lane(client, ids, None))
+                await asyncio.wait(
+                    {stopping, *inflight.values()},
+                    timeout=interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for app_id, task in list(inflight.items()):
+                    if task.done():
+                        del inflight[app_id]
+                        task.result()  # a bug in a lane surfaces here, not silently
+            if inflight:
+                await asyncio.gather(*inflight.values())
+        finally:
+            stopping.cancel()
+            await client.aclose()
+            self._db.shutdown(wait=True)
+
+    async def _lane(
+        self,
+        client: httpx.AsyncClient,
+        message_ids: list[uuid.UUID],
+        now: datetime | None,
+        gate: asyncio.Semaphore | None = None,
+    ) -> int:
+        """One app's messages, in order, one at a time."""
+        attempted = 0
+        for message_id in message_ids:
+            if self.should_stop():
                 break
-            outcome = _deliver_one(session_factory, rt, client, message_id, now or utcnow())
+            try:
+                if gate is not None:
+                    async with gate:
+                        outcome = await self._deliver_one(client, message_id, now or utcnow())
+                else:
+                    outcome = await self._deliver_one(client, message_id, now or utcnow())
+            except OperationalError as exc:
+                # The database went away (restart, failover): leave the rest of this app's
+                # messages for a later pass; a claim taken stays until it expires.
+                self._outage(exc)
+                break
             if outcome is not None:
                 attempted += 1
-                if on_outcome is not None:
-                    on_outcome(outcome)
-    finally:
-        if http_client is None:
-            client.close()
-    return attempted
+                if self.on_outcome is not None:
+                    self.on_outcome(outcome)
+        return attempted
 
+    def _outage(self, exc: OperationalError) -> None:
+        if self.on_problem is None:
+            raise exc
+        self.on_problem(f"database unavailable ({type(exc.orig).__name__}); retrying")
 
-def _claim(db: Session, message_id: uuid.UUID, now: datetime, lock: datetime) -> bool:
-    claimed = db.execute(
-        update(WebhookMessage)
-        .where(WebhookMessage.id == message_id, *_due(now))
-        .values(locked_until=lock)
-        .execution_options(synchronize_session=False)
-    )
-    return int(claimed.rowcount) == 1  # type: ignore[attr-defined]
+    def _claim(self, message_id: uuid.UUID, now: datetime) -> _Claimed | None:
+        lock = now + CLAIM_FOR
+        with self.sessions() as db, db.begin():
+            claimed = db.execute(
+                update(WebhookMessage)
+                .where(WebhookMessage.id == message_id, *_due(now))
+                .values(locked_until=lock)
+                .execution_options(synchronize_session=False)
+            )
+            if int(claimed.rowcount) != 1:  # type: ignore[attr-defined]
+                return None  # another worker has it, or it is no longer due
+            message = db.get_one(WebhookMessage, message_id)
+            app = db.get_one(VendorApp, message.app_id)
+            return _Claimed(
+                message_id=message_id,
+                app_id=app.id,
+                client_id=app.client_id,
+                event_type=message.event_type,
+                url=app.webhook_url,
+                secret=webhook_secret_for(self.rt, app),
+                payload=message.payload,
+                now=now,
+                lock=lock,
+            )
 
-
-def _deliver_one(
-    session_factory: sessionmaker[Session],
-    rt: Runtime,
-    client: httpx.Client,
-    message_id: uuid.UUID,
-    now: datetime,
-) -> DeliveryOutcome | None:
-    lock = now + CLAIM_FOR
-    with session_factory() as db, db.begin():
-        if not _claim(db, message_id, now, lock):
-            return None  # another worker has it, or it is no longer due
-        message = db.get_one(WebhookMessage, message_id)
-        app = db.get_one(VendorApp, message.app_id)
-        event_type, payload = message.event_type, message.payload
-        client_id, url = app.client_id, app.webhook_url
-        secret = webhook_secret_for(rt, app)
-
-    started = time.monotonic()
-    problem = (
-        webhook_url_problem(url, allow_loopback_http=not rt.settings.is_production, resolve=True)
-        if url
-        else "the app has no webhook URL"
-    )
-    status: int | None = None
-    if problem is None:
-        assert url is not None
-        body = _body(payload)
-        timestamp = int(utcnow().timestamp())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": str(message_id),
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, str(message_id), timestamp, body),
-        }
-        status, problem = _post(client, url, headers, body)
-    duration_ms = int((time.monotonic() - started) * 1000)
-    return _record(
-        session_factory,
-        message_id=message_id,
-        now=now,
-        lock=lock,
-        status=status,
-        error=problem,
-        duration_ms=duration_ms,
-        client_id=client_id,
-        event_type=event_type,
-    )
+    async def _deliver_one(
+        self, client: httpx.AsyncClient, message_id: uuid.UUID, now: datetime
+    ) -> DeliveryOutcome | None:
+        claimed = await self._in_db(lambda: self._claim(message_id, now))
+        if claimed is None:
+            return None
+        started = time.monotonic()
+        url = claimed.url
+        problem = (
+            await self._in_db(
+                lambda: webhook_url_problem(
+                    url, allow_loopback_http=not self.rt.settings.is_production, resolve=True
+                )
+            )
+            if url
+            else "the app has no webhook URL"
+        )
+        status: int | None = None
+        if problem is None:
+            assert url is not None
+            body = _body(claimed.payload)
+            timestamp = int(utcnow().timestamp())
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": str(message_id),
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(claimed.secret, str(message_id), timestamp, body),
+            }
+            status, problem = await _post(client, url, headers, body, self.deadline)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        return await self._in_db(
+            lambda: _record(
+                self.sessions,
+                message_id=message_id,
+                now=now,
+                lock=claimed.lock,
+                status=status,
+                error=problem,
+                duration_ms=duration_ms,
+                client_id=claimed.client_id,
+                event_type=claimed.event_type,
+            )
+        )
 
 
 def _record(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -86,3 +87,51 @@ def serve() -> Iterator[Receiver]:
 def receiver() -> Iterator[Receiver]:
     with serve() as recv:
         yield recv
+
+
+@dataclass
+class Trickler:
+    """An endpoint that never finishes its answer: it reads the request, then sends one byte
+    of a header every ``gap`` seconds, so no single read ever waits long."""
+
+    url: str
+    requests: int = 0
+
+
+@contextmanager
+def trickle(gap: float = 0.3) -> Iterator[Trickler]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.05)
+    box = Trickler(url=f"http://127.0.0.1:{listener.getsockname()[1]}/hooks")
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not stop.wait(gap):
+                    conn.sendall(b"a")
+            except OSError:
+                return  # the client gave up and closed the connection
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            box.requests += 1
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield box
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

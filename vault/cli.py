@@ -256,13 +256,14 @@ def worker(
     Runs until SIGINT or SIGTERM; the message being delivered is finished first. Several
     workers may run at once: each message is claimed by exactly one of them.
     """
+    import asyncio
     import signal
     import threading
 
     from sqlalchemy.exc import OperationalError
 
     from consent.grants import GrantService
-    from consent.webhooks import DeliveryOutcome, deliver_due
+    from consent.webhooks import DeliveryOutcome, Dispatcher, deliver_due
 
     def sweep(rt: Runtime) -> None:
         from consent.ledger.service import InconsistentLedger, create_checkpoint
@@ -310,28 +311,44 @@ def worker(
                 pass
             return
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        loop = asyncio.new_event_loop()
+        stopped = asyncio.Event()
 
         def request_stop(signum: int, _frame: object) -> None:
             typer.echo(f"received {signal.Signals(signum).name}; stopping after this delivery")
             stop.set()
+            loop.call_soon_threadsafe(stopped.set)
+
+        def sweeps() -> None:
+            # Expiry, closing, checkpoints and compaction on their own thread, so that no
+            # endpoint, however slow, holds them up.
+            while not stop.is_set():
+                try:
+                    sweep(rt)
+                except OperationalError as exc:
+                    typer.echo(f"database unavailable ({type(exc.orig).__name__}); retrying")
+                except Exception as exc:  # keep delivering; say it on every pass until fixed
+                    typer.secho(f"error: a scheduled job failed ({type(exc).__name__})", err=True)
+                stop.wait(interval)
 
         for sig in previous:
             signal.signal(sig, request_stop)
         typer.echo(f"webhook worker started; looking at the outbox every {interval:g} s")
+        sweeper = threading.Thread(target=sweeps, name="vrm-sweeps")
+        sweeper.start()
         try:
-            while not stop.is_set():
-                try:
-                    sweep(rt)
-                    delivered = deliver_due(
-                        rt.sessions, rt, on_outcome=report, should_stop=stop.is_set
-                    )
-                except OperationalError as exc:
-                    # The database went away (restart, failover): wait and try again.
-                    typer.echo(f"database unavailable ({type(exc.orig).__name__}); retrying")
-                    delivered = 0
-                if not delivered:
-                    stop.wait(interval)
+            dispatcher = Dispatcher(
+                rt.sessions,
+                rt,
+                on_outcome=report,
+                should_stop=stop.is_set,
+                on_problem=typer.echo,
+            )
+            loop.run_until_complete(dispatcher.run(interval, stopped))
         finally:
+            stop.set()
+            sweeper.join()
+            loop.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     typer.echo("webhook worker stopped")

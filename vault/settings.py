@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Vendor API POST, PATCH and DELETE requests one app may make per minute.",
     )
+    webhook_deadline_seconds: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=60,
+        description="How long one webhook attempt may take in all (connect, send, answer).",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For is believed.",

@@ -488,7 +488,7 @@ def _refine_operation(operation: dict[str, Any], requirement: dict[str, list[str
     }
 
 
-def _webhooks() -> dict[str, Any]:
+def _webhooks(settings: Settings) -> dict[str, Any]:
     header = {"type": "string"}
     parameters = [
         {
@@ -518,7 +518,8 @@ def _webhooks() -> dict[str, Any]:
     ]
     hours = int(webhooks.BACKOFF_CAP.total_seconds() // 3600)
     retry = (
-        f"Anything else, a redirect, or no answer within {webhooks.REQUEST_TIMEOUT:g} seconds is "
+        "Anything else, a redirect, or no answer within "
+        f"{settings.webhook_deadline_seconds:g} seconds is "
         f"retried after {int(webhooks.BACKOFF_BASE.total_seconds())} s, each wait "
         f"{webhooks.BACKOFF_FACTOR} times the last (at most {hours} h, with jitter), and "
         "abandoned after "
@@ -609,7 +610,7 @@ def build_document(app: FastAPI, settings: Settings) -> dict[str, Any]:
         for method, operation in item.items():
             _refine_operation(operation, requirements.get((path, method)))
     document["paths"] = {TOKEN_PATH: _token_path_item(), **document.get("paths", {})}
-    document["webhooks"] = _webhooks()
+    document["webhooks"] = _webhooks(settings)
 
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})

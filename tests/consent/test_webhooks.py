@@ -23,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from consent.grants import Decision, GrantService
 from consent.models import VendorApp, WebhookAttempt, WebhookMessage
 from consent.webhooks import (
     MAX_ATTEMPTS,
@@ -42,7 +42,7 @@ from consent.webhooks import (
     webhook_url_problem,
 )
 from tests.vault.conftest import Deployment, make_settings
-from tests.webhook_receiver import Received, Receiver
+from tests.webhook_receiver import Received, Receiver, trickle
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.runtime import Runtime
@@ -379,12 +379,43 @@ def test_a_slow_endpoint_times_out(db: Session, rt: Runtime, receiver: Receiver)
     message = enqueue(db, app, "consent.granted", GRANT_DATA)
     assert message is not None
     receiver.delay = 1.0
-    with httpx.Client(timeout=0.2, follow_redirects=False) as client:
-        deliver_due(rt.sessions, rt, http_client=client)
+    deliver_due(rt.sessions, rt, deadline=0.2)
     [attempt] = attempts_of(db, message)
     assert attempt.status_code is None
     assert attempt.error is not None and attempt.error == "timed out waiting for an answer"
     assert reload(db, message).delivered_at is None
+
+
+def test_an_endpoint_that_trickles_is_cut_off_at_the_deadline_and_delays_no_other_vendor(
+    db: Session, rt: Runtime, receiver: Receiver
+) -> None:
+    """Each byte arrives well within any per-read timeout; the whole attempt still ends at the
+    deadline, and another vendor's message goes out meanwhile, not after it."""
+    with trickle(gap=0.2) as slow_endpoint:
+        slow = enqueue(db, make_app(db, slow_endpoint.url), "consent.granted", GRANT_DATA)
+        fast = enqueue(db, make_app(db, receiver.url), "consent.granted", GRANT_DATA)
+        assert slow is not None and fast is not None
+        db.commit()
+        outcomes: list[tuple[float, str]] = []
+        started = time.monotonic()
+
+        attempted = deliver_due(
+            rt.sessions,
+            rt,
+            deadline=1.5,
+            on_outcome=lambda o: outcomes.append((time.monotonic() - started, o.result)),
+        )
+
+        took = time.monotonic() - started
+    assert attempted == 2
+    assert 1.4 <= took < 4, took  # the deadline, not the endpoint, ended it
+    [(fast_at, fast_result), (slow_at, slow_result)] = sorted(outcomes)
+    assert fast_result == "delivered" and fast_at < 1.0  # not behind the slow one
+    assert slow_result == "retrying" and slow_at >= 1.4
+    [attempt] = attempts_of(db, slow)
+    assert (attempt.status_code, attempt.error) == (None, "timed out waiting for an answer")
+    assert 1400 <= attempt.duration_ms < 4000
+    assert len(receiver.requests) == 1
 
 
 # -- Webhook URLs -----------------------------------------------------------------------------
@@ -633,3 +664,59 @@ def test_vrm_worker_runs_until_sigterm(deployment: Deployment, receiver: Receive
     assert "received SIGTERM" in output
     assert output.strip().endswith("webhook worker stopped")
     assert len(receiver.requests) == 1
+
+
+def test_vrm_worker_ends_grants_and_tells_other_vendors_while_one_endpoint_stalls(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    """The sweeps (grant expiry here) run apart from delivery, and each app has its own lane:
+    an endpoint that never finishes its answer holds up neither."""
+    rt = deployment.runtime()
+    person = deployment.add_individual(rt, f"p-{uuid.uuid4().hex[:8]}@example.org", full=False)
+    with trickle(gap=0.2) as stalling:
+        with rt.sessions() as db, db.begin():
+            stalled = enqueue(db, make_app(db, stalling.url), "consent.granted", {"n": 1})
+            assert stalled is not None
+            other = make_app(db, receiver.url)
+            grant = GrantService(db, rt).decide(
+                person, other, Decision(["email"], "30d"), "service-only"
+            )
+            grant.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        env = {
+            **os.environ,
+            "VRM_DATABASE_URL": deployment.url,
+            "VRM_KEY_DIR": str(deployment.key_dir),
+            "VRM_ENVIRONMENT": "development",
+            "VRM_WEBHOOK_DEADLINE_SECONDS": "5",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vault.cli", "worker", "--interval", "0.2"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            started = time.monotonic()
+            while len(receiver.requests) < 2 and time.monotonic() - started < 30:
+                time.sleep(0.05)
+            told_after = time.monotonic() - started
+            assert stalling.requests == 1  # the stalled attempt is under way meanwhile
+            with rt.sessions() as db:
+                assert attempts_of(db, stalled) == []
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    told = [json.loads(r.body)["type"] for r in receiver.requests]
+    assert told == ["consent.granted", "consent.revoked"]
+    assert told_after < 4, (told_after, output)  # well before the stalled attempt's deadline
+    assert "1 expired grants ended" in output
+    assert f"{stalled.id} " in output and "no response" in output  # finished before stopping
+    with rt.sessions() as db:
+        [attempt] = attempts_of(db, stalled)
+        assert attempt.error == "timed out waiting for an answer"
