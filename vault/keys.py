@@ -50,13 +50,37 @@ class KeyProvider(Protocol):
     def add_version(self) -> str: ...
 
 
+def _fsync_directory(directory: Path) -> None:
+    """Make the directory's entries (a new file's name) durable, not only the file's bytes."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_directory(directory: Path, mode: int = 0o700) -> None:
+    """Create ``directory`` (and any missing parents, with the usual mode), each made durable
+    in its parent."""
+    if directory.is_dir():
+        return
+    _make_directory(directory.parent, 0o777)
+    try:
+        directory.mkdir(mode=mode)
+    except FileExistsError:
+        return  # another process made it
+    _fsync_directory(directory.parent)
+
+
 def _write_secret_file(path: Path, payload: dict[str, object]) -> None:
     """Create ``path`` with mode 0600, refusing to overwrite an existing key.
 
-    The key is written to a temporary file first and then linked into place, so a process
-    that reads the directory meanwhile never sees a half-written key.
+    The key is written to a temporary file first, fsynced, and then linked into place, so a
+    process that reads the directory meanwhile never sees a half-written key; then the
+    directory is fsynced, so that once this returns (and before anything is wrapped under the
+    new key) the key survives a power cut, name and all.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_directory(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -67,6 +91,7 @@ def _write_secret_file(path: Path, payload: dict[str, object]) -> None:
         os.link(tmp, path)  # atomic; FileExistsError if the key exists
     finally:
         tmp.unlink()
+    _fsync_directory(path.parent)
 
 
 def _read_secret_file(path: Path) -> dict[str, object]:
@@ -136,12 +161,19 @@ class LocalKeyProvider:
         return dict(self._origins)
 
     def current_version(self) -> str:
+        """The newest version on disk (another process may have just added it)."""
+        self._refresh()
         versions = self.versions()
         if not versions:
             raise KeyManagementError(f"No key-encryption key in {self._dir}; run `vrm keys init`.")
         return versions[-1]
 
     def add_version(self, origin: KeyOrigin = "operator") -> str:
+        """Create the next version. A development key never follows an operator's: the new
+        version is "operator" if any existing one is, whatever the caller's setting."""
+        self.reload()
+        if "operator" in self._origins.values():
+            origin = "operator"
         versions = self.versions()
         number = int(versions[-1].removeprefix(_KEK_PREFIX)) + 1 if versions else 1
         _write_secret_file(self._dir / f"v{number}.json", _new_key_payload(origin))
@@ -149,7 +181,6 @@ class LocalKeyProvider:
         return f"{_KEK_PREFIX}{number}"
 
     def wrap(self, key: bytes, aad: bytes) -> WrappedKey:
-        self._refresh()
         kek_id = self.current_version()
         nonce = secrets.token_bytes(_NONCE_BYTES)
         blob = nonce + AESGCM(self._keys[kek_id]).encrypt(nonce, key, aad + kek_id.encode())
@@ -206,7 +237,7 @@ class SigningKeyFile:
         """Create the key if missing (never overwrites). True when this call created it."""
         if (key_dir / self.filename).exists():
             return False
-        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_directory(key_dir)
         payload: dict[str, object] = {
             "key": self.generate(),
             "alg": self.alg,
@@ -252,19 +283,29 @@ class KeyDirectory:
         )
 
     def initialise(self, origin: KeyOrigin) -> list[Path]:
-        """Create whatever key is missing; never overwrite one. Returns the files created."""
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Create whatever key is missing; never overwrite one. Returns the files created.
+
+        Several processes may start at once: a key another one created first is kept and used.
+        """
+        _make_directory(self.path)
         os.chmod(self.path, 0o700)
         created: list[Path] = []
         for name in _SECRET_FILES:
             target = self.path / f"{name}.json"
             if not target.exists():
-                _write_secret_file(target, _new_key_payload(origin))
+                try:
+                    _write_secret_file(target, _new_key_payload(origin))
+                except FileExistsError:
+                    continue  # another process created it first
                 created.append(target)
-        provider = LocalKeyProvider(self.path)
-        if not provider.versions():
-            provider.add_version(origin)
-            created.append(self.path / "kek" / "v1.json")
+        if not LocalKeyProvider(self.path).versions():
+            first = self.path / "kek" / "v1.json"
+            try:
+                _write_secret_file(first, _new_key_payload(origin))
+            except FileExistsError:
+                pass  # another process created it first
+            else:
+                created.append(first)
         return created
 
     def load_secrets(self) -> ServiceSecrets:

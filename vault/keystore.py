@@ -128,7 +128,9 @@ def rewrap_all(
     """Rewrap every data key not under the current KEK, one committed batch at a time.
 
     Safe to interrupt and rerun (each batch commits; each row is updated only if it still
-    names the KEK it was read under), and safe to run twice at once.
+    names the KEK it was read under), and safe to run twice at once. Ends only when no data key
+    names another KEK: a key made meanwhile by a process that had not yet seen the new version
+    (or behind the paging cursor) is found by one more pass.
     """
     target = provider.current_version()
     with session_factory() as session:
@@ -160,7 +162,16 @@ def rewrap_all(
                 query = query.where(DataKeyRecord.id > last_id)
             rows = session.execute(query).all()
             if not rows:
-                return
+                target = provider.current_version()  # a newer version may have come meanwhile
+                left = session.scalar(
+                    select(func.count())
+                    .select_from(DataKeyRecord)
+                    .where(DataKeyRecord.kek_id != target)
+                )
+                if not left:
+                    return
+                last_id, total = None, done + int(left)  # another pass for the late ones
+                continue
             for key_id, owner_id, kek_id, blob in rows:
                 aad = wrap_associated_data(key_id, owner_id)
                 material = provider.unwrap(WrappedKey(kek_id, blob), aad)

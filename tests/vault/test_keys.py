@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,62 @@ def test_initialise_creates_every_key_file_0600_in_a_0700_directory(
     assert mode(key_dir) == 0o700
     assert mode(key_dir / "kek") == 0o700
     assert sorted(p.name for p in key_dir.iterdir()) == sorted([*SECRET_FILES, "kek"])
+
+
+def test_a_new_key_is_durable_name_and_all_before_it_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key file's bytes are fsynced before it is linked into place, and its directory
+    after, so a power cut once ``add_version`` returns cannot lose the key that new data keys
+    are then wrapped under."""
+    provider = LocalKeyProvider(tmp_path / "keys")
+    provider.add_version()
+    steps: list[tuple[str, str]] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        steps.append(("fsync", "directory" if os.path.isdir(target) else Path(target).name))
+        real_fsync(fd)
+
+    def link(src: str | Path, dst: str | Path) -> None:
+        steps.append(("link", Path(dst).name))
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+
+    added = provider.add_version()
+
+    assert added == "local:v2"
+    [(_, written), *rest] = steps
+    assert written.startswith(".v2.json.") and written.endswith(".tmp")
+    assert rest == [("link", "v2.json"), ("fsync", "directory")]
+
+
+def test_processes_starting_together_share_the_keys_one_of_them_made(tmp_path: Path) -> None:
+    """Several development workers starting at once on an empty key directory: none crashes
+    on a key another created first, and all end up with the same keys."""
+    key_dir = tmp_path / "keys"
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait(timeout=10)
+            KeyDirectory(key_dir).initialise(origin="development")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert KeyDirectory(key_dir).exists()
+    assert LocalKeyProvider(key_dir).versions() == ["local:v1"]
 
 
 def test_initialise_tightens_an_existing_directory(tmp_path: Path) -> None:

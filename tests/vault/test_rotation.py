@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from tests.helpers import unique_email
 from tests.vault.conftest import PROFILE_VALUES, Deployment
-from vault.keys import LocalKeyProvider
+from vault.crypto import wrap_associated_data
+from vault.keys import LocalKeyProvider, WrappedKey
 from vault.keystore import DataKeyRecord, count_by_kek, rewrap_all
 from vault.profile.models import ProfileField
 from vault.runtime import Runtime
@@ -219,3 +223,42 @@ def test_a_service_running_through_the_rotation_signs_up_under_the_new_kek(
     assert kek_counts(deployment) == {"local:v2": PEOPLE + 1}
     for owner in [*owners, newcomer]:
         assert deployment.profile(service, owner).values["given_name"]
+
+
+def test_a_data_key_made_under_the_old_kek_behind_the_cursor_is_rewrapped_too(
+    deployment: Deployment, populated: tuple[Runtime, list[uuid.UUID]], tmp_path: Path
+) -> None:
+    """A process that had not yet seen the new version wraps a data key under the old one
+    while the rotation runs, with an id the paging cursor has already passed: the rotation
+    does not call itself complete until that key is rewrapped too."""
+    rt, owners = populated
+    stale = tmp_path / "stale-keys"  # what a process that started before the rotation saw
+    shutil.copytree(deployment.key_dir, stale)
+    provider = LocalKeyProvider(deployment.key_dir)
+    provider.add_version(origin="development")
+    rotation = rewrap_all(rt.sessions, provider, batch_size=1)
+    for _ in range(PEOPLE + 1):  # the first count, then one batch per key: the cursor is last
+        next(rotation)
+    late_owner = owners[0]
+    late_id = uuid.UUID(int=1)  # lower than every id the cursor passed
+    material = secrets.token_bytes(32)
+    wrapped = LocalKeyProvider(stale).wrap(material, wrap_associated_data(late_id, late_owner))
+    assert wrapped.kek_id == "local:v1"
+    with rt.sessions() as session, session.begin():
+        session.execute(delete(DataKeyRecord).where(DataKeyRecord.owner_id == late_owner))
+        session.add(
+            DataKeyRecord(
+                id=late_id, owner_id=late_owner, kek_id=wrapped.kek_id, wrapped=wrapped.blob
+            )
+        )
+
+    for _ in rotation:
+        pass
+
+    assert kek_counts(deployment) == {"local:v2": PEOPLE}
+    with rt.sessions() as session:
+        record = session.get_one(DataKeyRecord, late_id)
+        opened = provider.unwrap(
+            WrappedKey(record.kek_id, record.wrapped), wrap_associated_data(late_id, late_owner)
+        )
+    assert opened == material

@@ -109,22 +109,32 @@ def test_production_refuses_keys_generated_for_development(tmp_path: Path) -> No
         assert name in str(refused.value)
 
 
-@pytest.mark.parametrize("dev_file", ["cookie.json", "webhook.json", "kek/v2.json"])
+@pytest.mark.parametrize("dev_file", ["cookie.json", "webhook.json", "kek/v1.json"])
 def test_production_refuses_even_one_development_key(tmp_path: Path, dev_file: str) -> None:
     """The cookie-signing key is the secret that once was VRM_SECRET_KEY: a development one
     is a placeholder. So is a development webhook master key (every vendor's signing secret
-    derives from it), and a KEK added by a rotation run in development mode."""
+    derives from it), and a development KEK."""
     key_dir = tmp_path / "keys"
     KeyDirectory(key_dir).initialise(origin="operator")
-    if not dev_file.startswith("kek/"):
-        payload = json.loads((key_dir / dev_file).read_text())
-        (key_dir / dev_file).write_text(json.dumps({**payload, "origin": "development"}))
-        expected = dev_file.removesuffix(".json")
-    else:
-        LocalKeyProvider(key_dir).add_version(origin="development")
-        expected = "local:v2"
+    payload = json.loads((key_dir / dev_file).read_text())
+    (key_dir / dev_file).write_text(json.dumps({**payload, "origin": "development"}))
+    expected = "local:v1" if dev_file.startswith("kek/") else dev_file.removesuffix(".json")
     with pytest.raises(SettingsError, match=f"development keys \\({expected}\\)"):
         Runtime.from_settings(production(tmp_path))
+
+
+def test_a_rotation_run_in_development_mode_on_operator_keys_makes_an_operator_key(
+    tmp_path: Path,
+) -> None:
+    """``vrm keys rotate`` run without VRM_ENVIRONMENT=production against production keys
+    must not leave a key that production then refuses."""
+    key_dir = tmp_path / "keys"
+    KeyDirectory(key_dir).initialise(origin="operator")
+
+    added = LocalKeyProvider(key_dir).add_version(origin="development")
+
+    assert LocalKeyProvider(key_dir).origins()[added] == "operator"
+    Runtime.from_settings(production(tmp_path))  # starts
 
 
 def test_production_starts_with_operator_keys_and_https(
