@@ -242,9 +242,31 @@ def internal_address_problem(host: str, *, resolve: bool) -> str | None:
         except OSError:
             return None  # unresolvable: the POST fails and is retried like any outage
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    if any(not address.is_global for address in addresses):
+    if any(not _public(address) for address in addresses):
         return "the webhook URL points at a private or internal address"
     return None
+
+
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global, and so is any IPv4 address it carries: an IPv6 address that embeds one (NAT64,
+    6to4, Teredo, IPv4-mapped) reaches that IPv4 host through a translator or relay."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded: list[ipaddress.IPv4Address] = []
+        if any(address in network for network in _NAT64):
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None:
+            embedded.append(address.sixtofour)
+        if address.teredo is not None:
+            embedded.extend(address.teredo)
+        if address.ipv4_mapped is not None:
+            embedded.append(address.ipv4_mapped)
+        return all(inner.is_global for inner in embedded)
+    return True
 
 
 def webhook_url_problem(

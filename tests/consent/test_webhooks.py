@@ -446,6 +446,27 @@ def test_webhook_urls_are_https_or_loopback_in_development(
     assert (webhook_url_problem(url, allow_loopback_http=development) is None) is allowed
 
 
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("[64:ff9b::a00:1]", False),  # NAT64 of 10.0.0.1
+        ("[64:ff9b::7f00:1]", False),  # NAT64 of 127.0.0.1
+        ("[64:ff9b:1::a9fe:a9fe]", False),  # local-use NAT64 of 169.254.169.254
+        ("[2002:a00:1::1]", False),  # 6to4 of 10.0.0.1
+        ("[2002:c0a8:101::1]", False),  # 6to4 of 192.168.1.1
+        ("[::ffff:10.0.0.1]", False),  # IPv4-mapped
+        ("[64:ff9b::808:808]", True),  # NAT64 of 8.8.8.8, a public host
+        ("[2002:808:808::1]", True),  # 6to4 of 8.8.8.8
+        ("[2606:4700:4700::1111]", True),
+        ("10.0.0.1", False),
+        ("8.8.8.8", True),
+    ],
+)
+def test_addresses_that_embed_a_private_ipv4_address_are_refused(host: str, allowed: bool) -> None:
+    problem = webhook_url_problem(f"https://{host}/hooks", allow_loopback_http=False)
+    assert (problem is None) is allowed, problem
+
+
 def test_the_worker_refuses_a_plain_http_url_and_logs_why(
     db: Session, rt: Runtime, receiver: Receiver
 ) -> None:
