@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer, OAuth2Request
@@ -154,6 +154,9 @@ class ConsentedUser:
     account_id: uuid.UUID
     subject: str
     grant: Grant | None = None
+    auth_time: datetime | None = None
+    """When the individual signed in to the session that consented (the id_token's
+    ``auth_time``)."""
 
 
 class Code:
@@ -257,7 +260,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
             nonce=data.get("nonce"),
             code_challenge=data["code_challenge"],
             code_challenge_method=data["code_challenge_method"],
-            auth_time=now,
+            auth_time=user.auth_time or now,
             created_at=now,
             expires_at=now + timedelta(seconds=CODE_SECONDS),
             used_at=None,

@@ -21,7 +21,7 @@ from consent.grants import (
     screen_text_hash,
 )
 from consent.server import ConsentedUser, VaultAuthorizationServer
-from vault.accounts.dependencies import ViewerDep
+from vault.accounts.dependencies import Viewer, ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput
@@ -125,12 +125,19 @@ def consent_text_hash(app: Any, requested: list[str], agreement_id: str) -> str:
 
 
 def _issue(
-    server: VaultAuthorizationServer, oreq: Any, grant: Any, rt: Runtime, grant_row: Any
+    server: VaultAuthorizationServer,
+    oreq: Any,
+    grant: Any,
+    rt: Runtime,
+    grant_row: Any,
+    viewer: Viewer,
 ) -> Response:
+    assert viewer.session is not None
     user = ConsentedUser(
         grant_row.individual_id,
         pairwise_subject(rt, grant_row.app_id, grant_row.individual_id),
         grant_row,
+        auth_time=viewer.session.created_at,  # when the person signed in (OIDC auth_time)
     )
     return to_response(server.create_authorization_response(oreq, grant_user=user, grant=grant))
 
@@ -167,7 +174,7 @@ def authorize(request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep) ->
         and "consent" not in prompts
     ):
         # Incremental consent: nothing new is asked, so nothing is asked.
-        return _issue(server, oreq, grant, rt, existing)
+        return _issue(server, oreq, grant, rt, existing, viewer)
     return _page(request, rt, db, viewer.account, grant)
 
 
@@ -218,4 +225,4 @@ def decide(
         )
     except InvalidInput as exc:
         return _page(request, rt, db, account, grant, {exc.field or "form": exc.message}, 400)
-    return _issue(server, oreq, grant, rt, row)
+    return _issue(server, oreq, grant, rt, row, viewer)

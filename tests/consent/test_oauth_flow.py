@@ -3,9 +3,12 @@ refresh, revocation."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from tests.consent.oauth_helpers import (
@@ -17,6 +20,7 @@ from tests.consent.oauth_helpers import (
     query_of,
 )
 from tests.helpers import api_headers, sign_up
+from vault.accounts.models import AccountSession
 from vault.runtime import Runtime
 
 
@@ -68,6 +72,27 @@ def test_full_flow_with_authlib_client(client: TestClient, db: Session, rt: Runt
     )
     after = oauth.get("http://testserver/vendor/v1/profile")
     assert after.status_code == 401
+
+
+def test_the_id_token_auth_time_is_when_the_person_signed_in(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    sign_up(client)
+    signed_in_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    db.execute(update(AccountSession).values(created_at=signed_in_at))
+    db.commit()
+    vendor = make_vendor(db, rt)
+    oauth = oauth_client(client, vendor, "openid profile:email")
+    verifier = new_verifier()
+    url, _ = authorize_url(oauth, verifier, nonce="n-auth-time")
+    code = query_of(consent(client, url))["code"]
+
+    token = oauth.fetch_token("http://testserver/oauth/token", code=code, code_verifier=verifier)
+
+    keys = KeySet.import_key_set(client.get("/oauth/jwks").json())
+    claims = jwt.decode(token["id_token"], keys).claims
+    assert claims["auth_time"] == int(signed_in_at.timestamp())  # not when the code was issued
+    assert claims["iat"] - claims["auth_time"] >= 3 * 3600 - 60
 
 
 def test_userinfo_returns_granted_fields_as_claims_and_is_logged(
