@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vault import csrf
 from vault.errors import VaultError
 from vault.keys import KeyManagementError
 from vault.middleware import (
@@ -168,7 +169,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    app.add_middleware(CSRFCookieMiddleware, secure=settings.https)
+    app.add_middleware(
+        CSRFCookieMiddleware, secure=settings.https, name=settings.cookie_name(csrf.CSRF_COOKIE)
+    )
     app.add_middleware(SecurityHeadersMiddleware, https=settings.https)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -43,7 +43,8 @@ def cookie_value(request: Request) -> str:
     """The CSRF cookie value for this request, minting one when the browser has none."""
     value = getattr(request.state, "csrf_cookie", None)
     if value is None:
-        value = request.cookies.get(CSRF_COOKIE)
+        rt: Runtime = request.app.state.runtime
+        value = request.cookies.get(rt.settings.cookie_name(CSRF_COOKIE))
         if not value or len(value) > 100:
             value = secrets.token_urlsafe(32)
             request.state.csrf_new = True
@@ -61,7 +62,7 @@ def rotate(request: Request) -> None:
 
 
 def verify(request: Request, rt: Runtime, submitted: str | None) -> None:
-    cookie = request.cookies.get(CSRF_COOKIE)
+    cookie = request.cookies.get(rt.settings.cookie_name(CSRF_COOKIE))
     if not cookie or not submitted or len(submitted) > 100:
         raise CSRFError()
     if not hmac.compare_digest(_sign(rt, cookie), submitted):

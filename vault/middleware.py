@@ -152,9 +152,10 @@ class SecurityHeadersMiddleware:
 class CSRFCookieMiddleware:
     """Sets the CSRF cookie on the response when the request minted or rotated one."""
 
-    def __init__(self, app: ASGIApp, *, secure: bool) -> None:
+    def __init__(self, app: ASGIApp, *, secure: bool, name: str = "vrm_csrf") -> None:
         self.app = app
         self.secure = secure
+        self.name = name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -165,9 +166,8 @@ class CSRFCookieMiddleware:
             if message["type"] == "http.response.start":
                 state = scope.get("state") or {}
                 if state.get("csrf_new"):
-                    cookie = f"vrm_csrf={state['csrf_cookie']}; HttpOnly; Path=/; SameSite=Lax" + (
-                        "; Secure" if self.secure else ""
-                    )
+                    cookie = f"{self.name}={state['csrf_cookie']}; HttpOnly; Path=/; SameSite=Lax"
+                    cookie += "; Secure" if self.secure else ""
                     message["headers"] = [
                         *message.get("headers", []),
                         (b"set-cookie", cookie.encode()),

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     def https(self) -> bool:
         return self.base_url.lower().startswith("https://")
 
+    def cookie_name(self, name: str) -> str:
+        """``__Host-`` and the name over HTTPS: browsers then take the cookie only when it is
+        Secure, for Path=/ and with no Domain, from this very host, so a sibling subdomain or a
+        plain-HTTP page cannot plant or overwrite it."""
+        return f"__Host-{name}" if self.https else name
+
     def check_production(self) -> None:
         """Refuse plain-HTTP cookies and placeholder database passwords in production.
 

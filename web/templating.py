@@ -46,7 +46,7 @@ def flash(request: Request, response: Response, message: str, kind: str = "info"
     rt = _runtime(request)
     payload = base64.urlsafe_b64encode(json.dumps([kind, message]).encode()).decode()
     response.set_cookie(
-        FLASH_COOKIE,
+        rt.settings.cookie_name(FLASH_COOKIE),
         f"{payload}.{_flash_mac(rt, payload)}",
         httponly=True,
         samesite="lax",
@@ -57,7 +57,7 @@ def flash(request: Request, response: Response, message: str, kind: str = "info"
 
 
 def _read_flash(request: Request) -> list[dict[str, str]]:
-    raw = request.cookies.get(FLASH_COOKIE, "")
+    raw = request.cookies.get(_runtime(request).settings.cookie_name(FLASH_COOKIE), "")
     payload, _, mac = raw.partition(".")
     if not payload or len(raw) > 2000:
         return []
@@ -92,8 +92,9 @@ def render(
     response = templates.TemplateResponse(
         request, template, full, status_code=status_code, headers=headers
     )
-    if request.cookies.get(FLASH_COOKIE):
-        response.delete_cookie(FLASH_COOKIE, path="/")
+    flash_cookie = rt.settings.cookie_name(FLASH_COOKIE)
+    if request.cookies.get(flash_cookie):
+        response.delete_cookie(flash_cookie, path="/", secure=rt.settings.https)
     return response
 
 

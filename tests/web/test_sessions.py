@@ -55,7 +55,7 @@ def test_session_cookie_is_not_secure_over_plain_http(client: TestClient) -> Non
 
 def test_session_cookie_is_secure_when_the_base_url_is_https(client_with: MakeClient) -> None:
     browser = client_with(base_url="https://vault.example")
-    attrs = attributes(set_cookie_header(sign_up_response(browser), "vrm_session"))
+    attrs = attributes(set_cookie_header(sign_up_response(browser), "__Host-vrm_session"))
     assert {"secure", "httponly", "samesite=lax"} <= attrs
 
 
@@ -67,8 +67,26 @@ def test_csrf_cookie_is_httponly_and_samesite_lax(client: TestClient) -> None:
 
 def test_csrf_cookie_is_secure_when_the_base_url_is_https(client_with: MakeClient) -> None:
     browser = client_with(base_url="https://vault.example")
-    attrs = attributes(set_cookie_header(browser.get("/signin"), "vrm_csrf"))
+    attrs = attributes(set_cookie_header(browser.get("/signin"), "__Host-vrm_csrf"))
     assert "secure" in attrs
+
+
+def test_over_https_every_cookie_is_a_host_cookie(client_with: MakeClient) -> None:
+    """``__Host-`` cookies: Secure, Path=/, no Domain; a browser refuses such a cookie set by
+    a sibling subdomain or over plain HTTP, so none of these can be planted."""
+    browser = client_with(base_url="https://vault.example")
+    headers = browser.get("/signin").headers.get_list("set-cookie")
+    headers += sign_up_response(browser).headers.get_list("set-cookie")
+    names = {header.split("=", 1)[0] for header in headers}
+    assert {"__Host-vrm_csrf", "__Host-vrm_session", "__Host-vrm_flash"} <= names
+    for header in headers:
+        attrs = attributes(header)
+        assert header.startswith("__Host-"), header
+        assert {"secure", "path=/"} <= attrs, header
+        assert not any(attr.startswith("domain") for attr in attrs), header
+    # And the session works with them: the profile page opens, and a form posts.
+    assert browser.get("/profile").status_code == 200
+    assert post_form(browser, "/signout", {}, form_page="/profile").status_code == 303
 
 
 def test_sign_out_cookie_removal_is_secure_when_the_base_url_is_https(
@@ -77,7 +95,7 @@ def test_sign_out_cookie_removal_is_secure_when_the_base_url_is_https(
     browser = client_with(base_url="https://vault.example")
     sign_up_response(browser)
     response = post_form(browser, "/signout", {}, form_page="/profile")
-    attrs = attributes(set_cookie_header(response, "vrm_session"))
+    attrs = attributes(set_cookie_header(response, "__Host-vrm_session"))
     assert {"secure", "max-age=0"} <= attrs
 
 

@@ -44,7 +44,7 @@ def get_viewer(request: Request, db: DbDep, rt: RuntimeDep) -> Viewer:
     cached = getattr(request.state, "viewer", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    token = request.cookies.get(SESSION_COOKIE, "")
+    token = request.cookies.get(rt.settings.cookie_name(SESSION_COOKIE), "")
     viewer = Viewer()
     if token:
         found = AccountService(db, rt).resolve_session(token)
@@ -73,7 +73,7 @@ IndividualDep = Annotated[Account, Depends(require_individual)]
 
 def set_session_cookie(response: Response, signed_in: SignedIn, rt: Runtime) -> None:
     response.set_cookie(
-        SESSION_COOKIE,
+        rt.settings.cookie_name(SESSION_COOKIE),
         signed_in.token,
         max_age=rt.settings.session_max_days * 86400,
         httponly=True,
@@ -85,5 +85,9 @@ def set_session_cookie(response: Response, signed_in: SignedIn, rt: Runtime) -> 
 
 def clear_session_cookie(response: Response, rt: Runtime) -> None:
     response.delete_cookie(
-        SESSION_COOKIE, httponly=True, samesite="lax", secure=rt.settings.https, path="/"
+        rt.settings.cookie_name(SESSION_COOKIE),
+        httponly=True,
+        samesite="lax",
+        secure=rt.settings.https,
+        path="/",
     )
