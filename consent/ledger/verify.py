@@ -8,9 +8,10 @@ An export is JSON Lines (UTF-8), one JSON object a line:
   ``"proof": ["<hex>", ...]``, the inclusion proof of that entry at the checkpoint's size.
 
 The verifier checks the checkpoint signature against the auditor's verifier key, that the
-indexes run 0 .. size - 1 with nothing missing, repeated or out of order, that every entry
-hashes (as :func:`~consent.ledger.merkle.canonical_json`) to a leaf of the signed tree, and,
-given an earlier checkpoint, that the log only grew since then. With per-entry proofs the
+indexes run 0 .. size - 1 with nothing missing, repeated or out of order, that every line is
+written exactly as the exporter writes it (canonical JSON: sorted keys, no spaces, no key twice,
+so the entry's bytes in the file are the bytes that are hashed), that every entry hashes to a
+leaf of the signed tree, and, given an earlier checkpoint, that the log only grew since then. With per-entry proofs the
 first altered entry is pinpointed; without them an alteration shows as a root mismatch.
 
 :func:`export_lines` and :func:`export_rows` (rows as stored, tampered or not) write this
@@ -160,10 +161,27 @@ class _BadLine(ValueError):
     pass
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _BadLine(
+                f"repeats the key {key!r}: a reader could see one value and the hash cover another"
+            )
+        found[key] = value
+    return found
+
+
 def _parse_entry_line(text: str) -> tuple[int, bytes, list[bytes] | None]:
-    """(index, canonical entry bytes, proof or None); ``_BadLine`` with the reason."""
+    """(index, entry bytes exactly as written, proof or None); ``_BadLine`` with the reason.
+
+    The line must be the canonical JSON the exporter writes (sorted keys, no spaces, no key
+    twice), so the entry's bytes in the file are the very bytes whose hash is checked: what an
+    auditor reads is what was signed."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except _BadLine:
+        raise
     except ValueError:
         raise _BadLine("is not valid JSON") from None
     if not isinstance(obj, dict):
@@ -179,8 +197,14 @@ def _parse_entry_line(text: str) -> tuple[int, bytes, list[bytes] | None]:
         raise _BadLine(f"(index {index}) has no 'entry' object")
     try:
         data = canonical_json(entry)
+        written = canonical_json(obj)
     except ValueError:
         raise _BadLine(f"(index {index}) has an entry that is not canonical JSON") from None
+    if written != text.rstrip("\r\n").encode("utf-8"):
+        raise _BadLine(
+            f"(index {index}) is not written canonically (sorted keys, no spaces), as the "
+            "exporter writes it: its bytes are not the bytes that are hashed"
+        )
     proof: list[bytes] | None = None
     if "proof" in obj:
         raw = obj["proof"]

@@ -50,7 +50,8 @@ def entry_line(lines: list[str], index: int) -> dict[str, object]:
 
 
 def dumps(obj: dict[str, object]) -> str:
-    return json.dumps(obj, ensure_ascii=False) + "\n"
+    """A line written as the exporter writes it (as a careful forger would)."""
+    return canonical_json(obj).decode("utf-8") + "\n"
 
 
 # -- a good export --------------------------------------------------------------------------
@@ -81,11 +82,38 @@ def test_empty_log_verifies() -> None:
     assert verify_export(export([]), VKEY).ok
 
 
-def test_reformatted_lines_still_verify() -> None:
-    # Whitespace and key order in a line do not change the entry's canonical bytes.
+def test_lines_with_windows_line_ends_still_verify() -> None:
     lines = export(proofs=False)
-    pretty = [lines[0]] + [json.dumps(json.loads(line), indent=None) + "\r\n" for line in lines[1:]]
-    assert verify_export(pretty, VKEY).ok
+    assert verify_export([line.replace("\n", "\r\n") for line in lines], VKEY).ok
+
+
+def test_reformatted_lines_are_refused() -> None:
+    """Only the bytes the exporter wrote are hashed as they are; a line with spaces or
+    another key order is not those bytes."""
+    lines = export(proofs=False)
+    pretty = [lines[0]] + [json.dumps(json.loads(line), indent=None) + "\n" for line in lines[1:]]
+    report = verify_export(pretty, VKEY)
+    assert not report.ok
+    assert report.first_bad_index == 0
+    assert "is not written canonically" in report.problems[0]
+
+
+@pytest.mark.parametrize("proofs", [True, False])
+def test_an_entry_with_a_key_written_twice_is_refused(proofs: bool) -> None:
+    """A key prepended with another value: a reader of the file sees "grant.given", while a
+    parser that keeps the last value would hash the original entry and call it verified."""
+    lines = export(proofs=proofs)
+    index = 2  # a grant.revoked
+    assert '"event_type":"grant.revoked"' in lines[1 + index]
+    lines[1 + index] = lines[1 + index].replace(
+        '{"entry":{', '{"entry":{"event_type":"grant.given",', 1
+    )
+
+    report = verify_export(lines, VKEY)
+
+    assert not report.ok
+    assert report.first_bad_index == index
+    assert "repeats the key 'event_type'" in report.problems[0]
 
 
 def test_export_lines_refuses_count_mismatch() -> None:
