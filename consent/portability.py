@@ -534,15 +534,15 @@ class LedgerSigner:
     def public_key(self) -> str:
         return public_key_text(self.rt)
 
-    def sign(self, payload: bytes) -> str:
+    def sign(self, payload: bytes, typ: str) -> str:
         from consent.receipts import _eddsa_allowed, receipt_kid
 
-        header = {"alg": "EdDSA", "kid": receipt_kid(self.rt)}
+        header = {"alg": "EdDSA", "typ": typ, "kid": receipt_kid(self.rt)}
         key = OKPKey.import_key(signing_key(self.rt))
         with _eddsa_allowed():
             return str(jws.serialize_compact(header, payload, key, algorithms=["EdDSA"]))
 
-    def verify(self, token: str, public_key: str) -> bytes:
+    def verify(self, token: str, public_key: str, typ: str, *, untyped_ok: bool = False) -> bytes:
         from consent.ledger.checkpoint import CheckpointError, parse_verifier_key
         from consent.receipts import _eddsa_allowed
 
@@ -552,4 +552,7 @@ class LedgerSigner:
                 obj = jws.deserialize_compact(token.strip(), key, algorithms=["EdDSA"])
         except (CheckpointError, JoseError, ValueError, TypeError) as exc:
             raise ValueError(f"the signature does not verify ({type(exc).__name__})") from None
+        named = obj.protected.get("typ")
+        if named != typ and not (named is None and untyped_ok):
+            raise ValueError(f"this is not a {typ} (its typ is {named!r})")
         return bytes(obj.payload)

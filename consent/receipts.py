@@ -302,6 +302,10 @@ def verify_receipt(
         raise ReceiptError("the receipt is not a compact JWS") from None
     if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
         raise ReceiptError(f"the receipt must be signed with {ALGORITHM}")
+    if header.get("typ") != TYP:
+        raise ReceiptError(
+            f"this is not a consent receipt (its typ is {header.get('typ')!r}, not {TYP!r})"
+        )
     try:
         if isinstance(public_key, str):
             raw_key = parse_verifier_key(public_key).public_key

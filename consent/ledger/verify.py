@@ -11,8 +11,9 @@ The verifier checks the checkpoint signature against the auditor's verifier key,
 indexes run 0 .. size - 1 with nothing missing, repeated or out of order, that every line is
 written exactly as the exporter writes it (canonical JSON: sorted keys, no spaces, no key twice,
 so the entry's bytes in the file are the bytes that are hashed), that every entry hashes to a
-leaf of the signed tree, and, given an earlier checkpoint, that the log only grew since then. With per-entry proofs the
-first altered entry is pinpointed; without them an alteration shows as a root mismatch.
+leaf of the signed tree, and, given an earlier checkpoint, that the log only grew since then.
+With per-entry proofs the first altered entry is pinpointed; without them an alteration shows
+as a root mismatch.
 
 :func:`export_lines` and :func:`export_rows` (rows as stored, tampered or not) write this
 format, so the exporter and the verifier agree by construction; :func:`main_verify` is the

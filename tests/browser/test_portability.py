@@ -20,6 +20,7 @@ from tests.helpers import PASSWORD, unique_email
 from tests.intents.factories import make_intent
 from vault.accounts.service import AccountService
 from vault.portability import export
+from vault.portability.parts import ERASURE_RECEIPT_TYP
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 from vault.wiring import portability
@@ -205,7 +206,7 @@ def test_a_connected_person_erases_their_vault_and_cannot_sign_in_again(
 def rt_verify(rt: Runtime, receipt: str) -> bytes:
     """The receipt's payload, if the vault's signature over it holds."""
     signer = portability(rt).signer
-    return signer.verify(receipt, signer.public_key())
+    return signer.verify(receipt, signer.public_key(), ERASURE_RECEIPT_TYP)
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from consent.ledger.models import LedgerEntry
 from consent.ledger.service import public_key_text
 from consent.models import Grant, VendorApp
 from consent.portability import LedgerSigner
+from consent.receipts import ReceiptError, verify_receipt
 from consent.webhooks import deliver_due, verify_signature, webhook_secret_for
 from intents.models import Intent
 from intents.service import IntentService
@@ -62,6 +63,7 @@ from vault.crypto import Binding, DecryptionError
 from vault.keystore import KeyStore
 from vault.portability import erasure
 from vault.portability.core import CorePart
+from vault.portability.parts import ERASURE_RECEIPT_TYP, MANIFEST_TYP
 from vault.profile.models import ProfileField
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
@@ -121,6 +123,7 @@ def verified_receipt(token: str, public_key: str) -> dict[str, Any]:
     header_b64, payload_b64, signature_b64 = token.split(".")
     header = json.loads(b64url(header_b64))
     assert header["alg"] == "EdDSA"
+    assert header["typ"] == ERASURE_RECEIPT_TYP
     key = parse_verifier_key(public_key)
     assert header["kid"] == key.key_id.hex()
     key.public_key.verify(b64url(signature_b64), f"{header_b64}.{payload_b64}".encode())
@@ -734,7 +737,13 @@ def test_the_receipt_is_a_compact_jws_signed_with_the_vaults_ledger_key(world: W
     token, public_key = world.receipt, world.public_key.read_text("utf-8").strip()
     assert token.count(".") == 2
     payload = verified_receipt(token, public_key)
-    assert json.loads(LedgerSigner(world.rt).verify(token, public_key)) == payload
+    signer = LedgerSigner(world.rt)
+    assert json.loads(signer.verify(token, public_key, ERASURE_RECEIPT_TYP)) == payload
+    # Signed by the same key, it is still no export manifest and no consent receipt.
+    with pytest.raises(ValueError, match="not a vrm-export-manifest"):
+        signer.verify(token, public_key, MANIFEST_TYP)
+    with pytest.raises(ReceiptError, match="not a consent receipt"):
+        verify_receipt(token, public_key)
     # Altered after signing, it no longer verifies.
     header, body, signature = token.split(".")
     forged = json.loads(b64url(body))
@@ -743,7 +752,7 @@ def test_the_receipt_is_a_compact_jws_signed_with_the_vaults_ledger_key(world: W
     with pytest.raises(InvalidSignature):
         verified_receipt(f"{header}.{forged_body}.{signature}", public_key)
     with pytest.raises(ValueError):
-        LedgerSigner(world.rt).verify(f"{header}.{forged_body}.{signature}", public_key)
+        signer.verify(f"{header}.{forged_body}.{signature}", public_key, ERASURE_RECEIPT_TYP)
 
 
 def test_the_receipt_says_what_was_deleted_and_which_vendors_were_asked(world: World) -> None:

@@ -24,6 +24,7 @@ from consent.portability import LedgerSigner
 from tests.consent.factories import connect, individual
 from tests.helpers import page_csrf
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
+from vault.portability.parts import MANIFEST_TYP
 from vault.runtime import Runtime
 
 
@@ -72,7 +73,9 @@ def test_the_archive_holds_every_file_listed_in_a_signed_manifest(
         assert hashlib.sha256(content).hexdigest() == entry["sha256"], name
         assert len(content) == entry["bytes"], name
     # The signature verifies with the vault's published ledger key, and covers the manifest.
-    signed = LedgerSigner(rt).verify(archive.read("manifest.jws").decode(), public_key_text(rt))
+    signed = LedgerSigner(rt).verify(
+        archive.read("manifest.jws").decode(), public_key_text(rt), MANIFEST_TYP
+    )
     assert signed == manifest_bytes
     assert manifest["vault"]["public_key"].strip() == LedgerSigner(rt).public_key().strip()
 

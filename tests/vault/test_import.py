@@ -25,12 +25,16 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
+from joserfc import jws
+from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.access import log_access
+from consent.ledger.service import signing_key
 from consent.models import Grant, PreviousVendors
 from consent.portability import LedgerSigner
+from consent.receipts import _eddsa_allowed, receipt_kid
 from consent.terms import set_preferred_agreement
 from intents.models import Intent
 from intents.portability import PROVIDED_FIELDS
@@ -46,6 +50,7 @@ from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.portability import importer
 from vault.portability.export import DATA, MANIFEST, SIGNATURE
+from vault.portability.parts import ERASURE_RECEIPT_TYP, MANIFEST_TYP
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 
@@ -90,7 +95,7 @@ def seal(files: dict[str, bytes], manifest: dict[str, Any], signer: LedgerSigner
     """Write ``manifest`` and a signature over it by ``signer`` into ``files``."""
     body = json.dumps(manifest, ensure_ascii=False, indent=2).encode() + b"\n"
     files[MANIFEST] = body
-    files[SIGNATURE] = signer.sign(body).encode() + b"\n"
+    files[SIGNATURE] = signer.sign(body, MANIFEST_TYP).encode() + b"\n"
 
 
 def resealed(
@@ -591,11 +596,40 @@ def test_a_manifest_edited_under_its_old_signature_is_refused(
     assert "does not sign this manifest.json" in message
 
 
+def test_a_manifest_signed_as_another_kind_of_document_is_refused(
+    archive_a: bytes, base_runtime: Runtime, client_b: TestClient, accounts_b: Callable[[], int]
+) -> None:
+    """The vault's own key, its own manifest, but signed as an erasure receipt: one kind of
+    signed document is never taken for another."""
+    files = members(archive_a)
+    signed = LedgerSigner(base_runtime).sign(files[MANIFEST], ERASURE_RECEIPT_TYP)
+    files[SIGNATURE] = signed.encode() + b"\n"
+    message = refused(client_b, zip_of(files), accounts_b)
+    assert "signature over manifest.json does not verify" in message
+
+
+def test_an_archive_signed_before_manifests_named_their_type_still_imports(
+    archive_a: bytes, base_runtime: Runtime, client_b: TestClient
+) -> None:
+    files = members(archive_a)
+    header = {"alg": "EdDSA", "kid": receipt_kid(base_runtime)}  # no typ, as exports used to be
+    with _eddsa_allowed():
+        untyped = jws.serialize_compact(
+            header,
+            files[MANIFEST],
+            OKPKey.import_key(signing_key(base_runtime)),
+            algorithms=["EdDSA"],
+        )
+    files[SIGNATURE] = untyped.encode() + b"\n"
+    response = upload(client_b, zip_of(files))
+    assert response.status_code == 303, archive_error(response)
+
+
 def test_a_signature_by_another_key_than_the_manifest_names_is_refused(
     archive_a: bytes, rt_b: Runtime, client_b: TestClient, accounts_b: Callable[[], int]
 ) -> None:
     files = members(archive_a)
-    files[SIGNATURE] = LedgerSigner(rt_b).sign(files[MANIFEST]).encode() + b"\n"
+    files[SIGNATURE] = LedgerSigner(rt_b).sign(files[MANIFEST], MANIFEST_TYP).encode() + b"\n"
     message = refused(client_b, zip_of(files), accounts_b)
     assert "signature over manifest.json does not verify" in message
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from vault.accounts.models import Account
 from vault.base import utcnow
 from vault.errors import Conflict
-from vault.portability.parts import ErasureContext, Portability
+from vault.portability.parts import ERASURE_RECEIPT_TYP, ErasureContext, Portability
 from vault.runtime import Runtime
 
 RECEIPT_TYPE = "vrm-vault-erasure-receipt"
@@ -89,7 +89,7 @@ def erase(db: Session, rt: Runtime, portability: Portability, owner_id: uuid.UUI
         "ledger": context.evidence,
     }
     body = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return Erased(receipt=signer.sign(body.encode()), payload=payload)
+    return Erased(receipt=signer.sign(body.encode(), ERASURE_RECEIPT_TYP), payload=payload)
 
 
 def compact(rt: Runtime, *, attempts: int = 5) -> bool:

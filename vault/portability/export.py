@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from vault.db import read_snapshot
-from vault.portability.parts import Portability, Section
+from vault.portability.parts import MANIFEST_TYP, Portability, Section
 from vault.runtime import Runtime
 
 FORMAT = "vrm-vault-export"
@@ -344,7 +344,8 @@ class Archive:
             )
             archive.writestr(_info(MANIFEST), manifest)
             archive.writestr(
-                _info(SIGNATURE), self.portability.signer.sign(manifest).encode() + b"\n"
+                _info(SIGNATURE),
+                self.portability.signer.sign(manifest, MANIFEST_TYP).encode() + b"\n",
             )
         yield sink.drain()
 

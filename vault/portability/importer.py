@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from vault.accounts.models import Account
 from vault.errors import InvalidInput
 from vault.portability.export import DATA, FORMAT, MANIFEST, SIGNATURE, VERSION
-from vault.portability.parts import ImportContext, Portability
+from vault.portability.parts import MANIFEST_TYP, ImportContext, Portability
 from vault.runtime import Runtime
 
 MAX_MEMBERS = 64
@@ -246,7 +246,10 @@ def verify(
             "operator has not listed as a vault to import from."
         )
     try:
-        signed = portability.signer.verify(contents[SIGNATURE].decode("ascii", "replace"), key)
+        # Archives exported before manifests named their typ still import.
+        signed = portability.signer.verify(
+            contents[SIGNATURE].decode("ascii", "replace"), key, MANIFEST_TYP, untyped_ok=True
+        )
     except ValueError:
         raise ArchiveRefused(
             "The signature over manifest.json does not verify: the archive was altered."

@@ -120,11 +120,18 @@ class DataPart(Protocol):
         ...
 
 
-class Signer(Protocol):
-    """Signs what the vault hands out (export manifests, erasure receipts)."""
+MANIFEST_TYP = "vrm-export-manifest+jws"
+"""The JWS ``typ`` of an export's signed manifest."""
+ERASURE_RECEIPT_TYP = "vrm-erasure-receipt+jws"
+"""The JWS ``typ`` of an erasure receipt."""
 
-    def sign(self, payload: bytes) -> str:
-        """A compact JWS over ``payload``."""
+
+class Signer(Protocol):
+    """Signs what the vault hands out (export manifests, erasure receipts), each kind with its
+    own ``typ``, so one kind of signed document is never taken for another."""
+
+    def sign(self, payload: bytes, typ: str) -> str:
+        """A compact JWS over ``payload`` whose protected header names ``typ``."""
         ...
 
     def public_key(self) -> str:
@@ -133,8 +140,10 @@ class Signer(Protocol):
 
     def origin(self) -> str: ...
 
-    def verify(self, jws: str, public_key: str) -> bytes:
-        """The payload, if ``jws`` is signed by ``public_key``; raises ValueError otherwise."""
+    def verify(self, jws: str, public_key: str, typ: str, *, untyped_ok: bool = False) -> bytes:
+        """The payload, if ``jws`` is signed by ``public_key`` and its header names ``typ``
+        (or, with ``untyped_ok``, names none: documents signed before types were named);
+        raises ValueError otherwise."""
         ...
 
 
