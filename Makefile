@@ -42,7 +42,7 @@ test: $(TEST_STAMP) $(CHROMIUM) ## Set up and run the whole suite on SQLite and 
 lint: $(TEST_STAMP) ## ruff format check, ruff lint, mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy vault consent intents vendor_api web
+	$(BIN)/mypy vrm vault consent intents vendor_api web
 
 format: $(TEST_STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .

@@ -57,16 +57,16 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from consent.grants import Decision, GrantService  # noqa: E402
-from consent.models import AccessLogEntry  # noqa: E402
-from consent.vendors import AppInput, register_app  # noqa: E402
+from consent.grants.models import AccessLogEntry  # noqa: E402
+from consent.grants.service import Decision, GrantService  # noqa: E402
+from consent.vendors.service import AppInput, register_app  # noqa: E402
 from vault.accounts.service import AccountService  # noqa: E402
 from vault.migrate import upgrade  # noqa: E402
 from vault.portability import export  # noqa: E402
 from vault.profile.service import ProfileService  # noqa: E402
 from vault.runtime import Runtime  # noqa: E402
 from vault.settings import Settings  # noqa: E402
-from vault.wiring import portability  # noqa: E402
+from vrm.wiring import portability  # noqa: E402
 
 ADMIN_URL = os.environ.get("VRM_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 FIELDS = ["given_name", "family_name", "email", "phone", "address"]

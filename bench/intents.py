@@ -160,8 +160,8 @@ class Prepared:
 
 def prepare(rt: Any, individuals: int) -> Prepared:
     """Schema, the individuals (accounts and data keys), one market vendor app, its token."""
-    from consent.tokens import TokenService
-    from consent.vendors import AppInput, register_app
+    from consent.oauth.tokens import TokenService
+    from consent.vendors.service import AppInput, register_app
     from vault.accounts.service import AccountService
     from vault.keystore import KeyStore
     from vault.migrate import upgrade
@@ -465,7 +465,7 @@ def capture_listing_sql(
     rt: Any, app_id: uuid.UUID, param_sets: list[dict[str, str]]
 ) -> list[tuple[str, dict[str, Any]]]:
     """The SQL and parameters ``Market.list_intents`` sends for each filter set (page 1)."""
-    from consent.models import VendorApp
+    from consent.vendors.models import VendorApp
     from intents import money, taxonomy
     from intents.market import IntentFilters, Market
 
@@ -624,7 +624,7 @@ def start_server(db_url: str, key_dir: Path) -> tuple[subprocess.Popen[bytes], s
             sys.executable,
             "-m",
             "uvicorn",
-            "vault.app:create_app",
+            "vrm.app:create_app",
             "--factory",
             "--host",
             "127.0.0.1",

@@ -42,9 +42,9 @@ def free_port() -> int:
 
 def prepare(db_url: str, key_dir: Path) -> str:
     """Schema, one individual, one vendor app, one grant, one token. Returns the token."""
-    from consent.grants import Decision, GrantService
-    from consent.tokens import TokenService
-    from consent.vendors import AppInput, register_app
+    from consent.grants.service import Decision, GrantService
+    from consent.oauth.tokens import TokenService
+    from consent.vendors.service import AppInput, register_app
     from vault.accounts.service import AccountService
     from vault.migrate import upgrade
     from vault.profile.service import ProfileService
@@ -163,7 +163,7 @@ def main() -> None:
                     sys.executable,
                     "-m",
                     "uvicorn",
-                    "vault.app:create_app",
+                    "vrm.app:create_app",
                     "--factory",
                     "--host",
                     "127.0.0.1",

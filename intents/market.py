@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, literal_column, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from consent.models import VendorApp
+from consent.vendors.models import VendorApp
 from intents import taxonomy
 from intents.errors import IntentClosed, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from consent.models import VendorApp
-from consent.webhooks import enqueue
+from consent.vendors.models import VendorApp
+from consent.webhooks.outbox import enqueue
 from intents import money
 from intents.models import Intent, Offer
 from intents.pseudonyms import owner_pseudonym

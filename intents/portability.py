@@ -18,7 +18,7 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.models import VendorApp
+from consent.vendors.models import VendorApp
 from intents import money
 from intents.errors import InvalidIntent
 from intents.models import Intent, IntentBlock, Offer

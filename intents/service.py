@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from consent import scopes
-from consent.grants import (
+from consent.grants import scopes
+from consent.grants.models import Grant
+from consent.grants.service import (
     ACCEPTANCE_SCREEN,
     DEFAULT_DURATION,
     DURATIONS,
@@ -25,8 +26,8 @@ from consent.grants import (
     GrantService,
     screen_text_hash,
 )
-from consent.models import Grant, VendorApp
-from consent.terms import AGREEMENTS, Agreement, agreement_for
+from consent.terms.catalogue import AGREEMENTS, Agreement, agreement_for
+from consent.vendors.models import VendorApp
 from intents import taxonomy
 from intents.errors import IntentClosed, OfferChanged, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus

@@ -27,10 +27,10 @@ from authlib.oauth2.rfc6749.errors import (
 )
 from sqlalchemy import select, update
 
-from consent import scopes
-from consent.grants import is_active, pairwise_subject
-from consent.models import Grant
-from consent.server import AUTH_METHODS, ConsentedUser
+from consent.grants import scopes
+from consent.grants.models import Grant
+from consent.grants.service import is_active, pairwise_subject
+from consent.oauth.objects import AUTH_METHODS, ConsentedUser
 from intents.models import Offer, OfferStatus
 from vault.base import utcnow
 

@@ -9,8 +9,8 @@ from alembic.autogenerate.api import AutogenContext
 
 from vault.base import UTCDateTime
 from vault.db import make_engine
-from vault.models import Base
 from vault.settings import get_settings
+from vrm.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -24,11 +24,11 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from vault.app import create_app
 from vault.db import make_engine, normalise_url
 from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vault.settings import Settings
+from vrm.app import create_app
 
 pytest_plugins = ["tests.webhook_receiver"]
 

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from consent.grants import is_active
-from consent.models import Grant
-from consent.tokens import TokenContext, TokenService
+from consent.grants.models import Grant
+from consent.grants.service import is_active
+from consent.oauth.tokens import TokenContext, TokenService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden, TooManyRequests
 from vendor_api import ratelimit

@@ -24,9 +24,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from consent import scopes, webhooks
-from consent.server import grant_types_supported
-from consent.tokens import ACCESS_TOKEN_SECONDS, REFRESH_TOKEN_DAYS
+from consent.grants import scopes
+from consent.oauth.objects import grant_types_supported
+from consent.oauth.tokens import ACCESS_TOKEN_SECONDS, REFRESH_TOKEN_DAYS
+from consent.webhooks import delivery, signing
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER_GRANT
 from vault.dependencies import RuntimeDep
 from vault.profile.catalogue import FIELDS
@@ -504,7 +505,7 @@ def _webhooks(settings: Settings) -> dict[str, Any]:
             "required": True,
             "schema": header,
             "description": "Unix seconds of this attempt. Refuse it when more than "
-            f"{webhooks.DEFAULT_TOLERANCE} seconds from your clock.",
+            f"{signing.DEFAULT_TOLERANCE} seconds from your clock.",
         },
         {
             "name": "webhook-signature",
@@ -516,14 +517,14 @@ def _webhooks(settings: Settings) -> dict[str, Any]:
             "be sent, separated by spaces.",
         },
     ]
-    hours = int(webhooks.BACKOFF_CAP.total_seconds() // 3600)
+    hours = int(delivery.BACKOFF_CAP.total_seconds() // 3600)
     retry = (
         "Anything else, a redirect, or no answer within "
         f"{settings.webhook_deadline_seconds:g} seconds is "
-        f"retried after {int(webhooks.BACKOFF_BASE.total_seconds())} s, each wait "
-        f"{webhooks.BACKOFF_FACTOR} times the last (at most {hours} h, with jitter), and "
+        f"retried after {int(delivery.BACKOFF_BASE.total_seconds())} s, each wait "
+        f"{delivery.BACKOFF_FACTOR} times the last (at most {hours} h, with jitter), and "
         "abandoned after "
-        f"{webhooks.MAX_ATTEMPTS} attempts. The developer console shows every attempt."
+        f"{delivery.MAX_ATTEMPTS} attempts. The developer console shows every attempt."
     )
     found: dict[str, Any] = {}
     for event in WEBHOOK_EVENTS:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from consent import scopes
+from consent.grants import scopes
 from intents import money, taxonomy
 from intents.errors import CurrencyMismatch, IntentClosed, InvalidIntent, OfferNotLive
 from intents.market import IntentFilters, Market, VendorIntent

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from consent.access import read_profile_for
-from consent.grants import pairwise_subject
+from consent.grants.access import read_profile_for
+from consent.grants.service import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import TooManyRequests, error_responses
 from vault.profile.catalogue import countries

@@ -16,13 +16,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from consent.grants import is_active
+from consent.grants.models import Grant
+from consent.grants.service import is_active
 from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry
 from consent.ledger.service import latest_checkpoint, public_key_text, stored_subtrees
 from consent.ledger.store import EVENT_TYPES, StoredTree
 from consent.ledger.verify import export_rows
-from consent.models import Grant, VendorApp
+from consent.vendors.models import VendorApp
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -11,9 +9,9 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from consent.models import VendorApp
-from consent.scopes import VENDOR_SCOPES
-from consent.vendors import (
+from consent.grants.scopes import VENDOR_SCOPES
+from consent.vendors.models import VendorApp
+from consent.vendors.service import (
     AppInput,
     InvalidApp,
     agreements,
@@ -24,10 +22,12 @@ from consent.vendors import (
     register_app,
     update_app,
 )
+from consent.webhooks.log import delivery_log
+from consent.webhooks.signing import rotate_webhook_secret, webhook_secret_for
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import Forbidden, NotFound
+from vault.errors import Forbidden
 from vault.runtime import Runtime
 from web.accounts import home_for, sign_up_page
 from web.dependencies import CSRFChecked, FormDep, require_account
@@ -143,25 +143,12 @@ def _form_page(
     )
 
 
-def _webhooks() -> ModuleType | None:
-    """The webhooks module, or None while it is not there (the console works without it)."""
-    try:
-        return importlib.import_module("consent.webhooks")
-    except ImportError:
-        return None
-
-
-def _deliveries(rt: Runtime, db: Session, app: VendorApp) -> dict[str, Any] | None:
-    """The app's webhook delivery log and signing secret, as far as the webhooks module offers."""
-    webhooks = _webhooks()
-    delivery_log = getattr(webhooks, "delivery_log", None)
-    if delivery_log is None:
-        return None
-    secret_for = getattr(webhooks, "webhook_secret_for", None)
+def _deliveries(rt: Runtime, db: Session, app: VendorApp) -> dict[str, Any]:
+    """The app's webhook delivery log and signing secret."""
     return {
         "log": list(delivery_log(db, app.id)),
-        "signing_secret": secret_for(rt, app) if secret_for is not None else None,
-        "can_rotate": getattr(webhooks, "rotate_webhook_secret", None) is not None,
+        "signing_secret": webhook_secret_for(rt, app),
+        "can_rotate": True,
     }
 
 
@@ -257,10 +244,7 @@ def new_secret(
 def rotate_signing_secret(app_id: str, request: Request, vendor: PageVendor, db: DbDep) -> Response:
     """Replace the webhook signing secret (derived, so the page can show it again)."""
     app = app_of_owner(db, vendor.id, app_id)
-    rotate = getattr(_webhooks(), "rotate_webhook_secret", None)
-    if rotate is None:
-        raise NotFound("Webhook signing is not available.")
-    rotate(db, app)
+    rotate_webhook_secret(db, app)
     response = RedirectResponse(f"/console/apps/{app.id}", status_code=303)
     flash(
         request,

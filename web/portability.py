@@ -19,8 +19,8 @@ from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
 from vault.portability import erasure, export, importer
+from vault.portability.parts import portability_of
 from vault.runtime import Runtime
-from vault.wiring import portability
 from web.accounts import home_for
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
 from web.templating import flash, plural, render
@@ -34,23 +34,26 @@ UPLOAD_FIELDS = 10
 # -- export -----------------------------------------------------------------------------------
 
 
-def _summary(db: Session, rt: Runtime, owner_id: uuid.UUID) -> dict[str, int]:
-    return {s.name: s.count() for s in export.sections_of(db, rt, portability(rt), owner_id)}
+def _summary(request: Request, db: Session, rt: Runtime, owner_id: uuid.UUID) -> dict[str, int]:
+    sections = export.sections_of(db, rt, portability_of(request), owner_id)
+    return {s.name: s.count() for s in sections}
 
 
 @router.get("/account/export")
 def export_page(request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
-    return render(request, "export.html", {"counts": _summary(db, rt, account.id)})
+    return render(request, "export.html", {"counts": _summary(request, db, rt, account.id)})
 
 
 @router.post("/account/export", dependencies=[CSRFChecked])
-def export_download(account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
+def export_download(
+    request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep
+) -> Response:
     """The archive, streamed as it is made (memory stays flat however much there is).
 
     The preparation runs in the request's transaction, which commits before the first byte
     is sent; the archive is then read from a snapshot of its own.
     """
-    parts = portability(rt)
+    parts = portability_of(request)
     estimate = export.prepare(db, rt, parts, account.id)
     return StreamingResponse(
         export.stream(rt, parts, account.id),
@@ -145,7 +148,7 @@ def _import_sync(
             AccountService(db, rt).check_throttle(values["email"], address)
         except VaultError as exc:
             return _import_form(request, values, {"archive": exc.message}, exc.status_code)
-    parts = portability(rt)
+    parts = portability_of(request)
     if not _IMPORTS.acquire(timeout=30):
         return _import_form(
             request, values, {"archive": "The vault is busy importing; try again shortly."}, 503
@@ -194,7 +197,8 @@ def _import_sync(
 
 
 def _vendors_to_tell(db: Session, owner_id: uuid.UUID) -> list[str]:
-    from consent.models import Grant, VendorApp
+    from consent.grants.models import Grant
+    from consent.vendors.models import VendorApp
     from intents.models import Intent, Offer
 
     apps = (
@@ -221,7 +225,7 @@ def _erase_page(
         request,
         "erase.html",
         {
-            "counts": _summary(db, rt, account.id),
+            "counts": _summary(request, db, rt, account.id),
             "vendors": _vendors_to_tell(db, account.id),
             "confirmation": CONFIRMATION,
             "errors": errors,
@@ -268,7 +272,7 @@ def erase_submit(
     if errors:
         # Nothing is written but a wrong password's counted attempt, which must stay.
         return _erase_page(request, db, rt, account, errors, status_code=400)
-    done = erasure.erase(db, rt, portability(rt), account.id)
+    done = erasure.erase(db, rt, portability_of(request), account.id)
     background.add_task(erasure.compact, rt)
     response = render(
         request,

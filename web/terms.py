@@ -5,7 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from consent.terms import AGREEMENTS, DEFAULT_AGREEMENT, agreement_for, set_preferred_agreement
+from consent.terms.catalogue import (
+    AGREEMENTS,
+    DEFAULT_AGREEMENT,
+    agreement_for,
+    set_preferred_agreement,
+)
 from vault.accounts.dependencies import ViewerDep
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, NotFound

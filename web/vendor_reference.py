@@ -16,8 +16,8 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from markupsafe import Markup, escape
 
-from consent import webhooks
-from consent.tokens import ACCESS_TOKEN_SECONDS
+from consent.oauth.tokens import ACCESS_TOKEN_SECONDS
+from consent.webhooks import signing
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER_GRANT
 from vault.accounts.dependencies import ViewerDep
 from vault.dependencies import RuntimeDep
@@ -402,7 +402,7 @@ def worked_example(settings: Settings, now: datetime | None = None) -> dict[str,
     # The exact bytes the worker sends, and their signature under the example secret.
     body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
     timestamp = int(accepted_at.timestamp()) + 2
-    signature = webhooks.sign(EXAMPLE_SECRET, _IDS["message"], timestamp, body.encode())
+    signature = signing.sign(EXAMPLE_SECRET, _IDS["message"], timestamp, body.encode())
     user_token = TokenResponse(
         access_token="Zx4c8Vb2Nm6Lk0Jh3Gf5Ds7Ap9Qw1Er3Ty5Ui7Op9As",  # noqa: S106 (a sample)
         token_type="Bearer",  # noqa: S106

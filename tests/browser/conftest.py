@@ -33,9 +33,9 @@ from playwright.sync_api import (
 )
 
 from tests.conftest import test_settings
-from vault.app import create_app
 from vault.migrate import upgrade
 from vault.runtime import Runtime
+from vrm.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

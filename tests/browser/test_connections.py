@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from consent.models import Grant
+from consent.grants.models import Grant
 from tests.browser.conftest import own_server
 from tests.browser.journeys import sign_up
 from tests.consent.factories import account_of, bearer, connect, make_app

@@ -21,7 +21,7 @@ from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 from playwright.sync_api import Page, expect
 
-from consent.vendors import AppInput, register_app
+from consent.vendors.service import AppInput, register_app
 from tests.browser.conftest import own_server
 from tests.browser.journeys import edit, save, sign_up
 from vault.runtime import Runtime

@@ -12,7 +12,7 @@ import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 from playwright.sync_api import Page, expect
 
-from consent.vendors import AppInput, register_app
+from consent.vendors.service import AppInput, register_app
 from intents.tokens import GRANT_TYPE
 from tests.browser.conftest import own_server
 from tests.browser.journeys import sign_up

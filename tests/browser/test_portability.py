@@ -23,7 +23,7 @@ from vault.portability import export
 from vault.portability.parts import ERASURE_RECEIPT_TYP
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
-from vault.wiring import portability
+from vrm.wiring import portability
 
 pytestmark = pytest.mark.browser
 

@@ -9,10 +9,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent import scopes
-from consent.grants import Decision, GrantService
-from consent.models import Grant, VendorApp
-from consent.tokens import TokenService
+from consent.grants import scopes
+from consent.grants.models import Grant
+from consent.grants.service import Decision, GrantService
+from consent.oauth.tokens import TokenService
+from consent.vendors.models import VendorApp
 from tests.helpers import sign_up
 from vault.accounts.models import Account
 from vault.crypto import blind_index, normalise_email

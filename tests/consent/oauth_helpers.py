@@ -10,8 +10,8 @@ from authlib.integrations.httpx_client import OAuth2Client
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from consent.models import VendorApp
-from consent.vendors import AppInput, register_app
+from consent.vendors.models import VendorApp
+from consent.vendors.service import AppInput, register_app
 from tests.helpers import csrf_from
 from vault.runtime import Runtime
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from consent.events import ConsentEvent
+from consent.oauth.models import ConsentEvent
 from tests.conftest import test_settings as make_settings
 from tests.consent.oauth_helpers import (
     REDIRECT_URI,
@@ -33,10 +33,10 @@ from tests.consent.oauth_helpers import (
     query_of,
 )
 from tests.helpers import sign_up
-from vault.app import create_app
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.runtime import Runtime
+from vrm.app import create_app
 
 BASE = "http://testserver"
 PARALLEL = 8

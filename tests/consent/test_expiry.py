@@ -8,9 +8,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.grants import Decision, GrantService
-from consent.models import OAuthToken, VendorApp, WebhookMessage
-from consent.tokens import TokenService
+from consent.grants.service import Decision, GrantService
+from consent.oauth.models import OAuthToken
+from consent.oauth.tokens import TokenService
+from consent.vendors.models import VendorApp
+from consent.webhooks.models import WebhookMessage
 from tests.consent.factories import individual, make_app
 from vault.base import utcnow
 from vault.runtime import Runtime
@@ -78,6 +80,6 @@ def test_consenting_again_after_expiry_lets_a_later_expiry_be_reported(
 
 
 def _owner(db: Session, app: VendorApp):  # type: ignore[no-untyped-def]
-    from consent.models import Grant
+    from consent.grants.models import Grant
 
     return db.scalars(select(Grant.individual_id).where(Grant.app_id == app.id)).one()

@@ -100,7 +100,7 @@ def test_userinfo_returns_granted_fields_as_claims_and_is_logged(
 ) -> None:
     from sqlalchemy import func, select
 
-    from consent.models import AccessLogEntry
+    from consent.grants.models import AccessLogEntry
 
     email = sign_up(client)
     client.put(

@@ -23,10 +23,10 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.events import ConsentEvent
-from consent.grants import GrantService
-from consent.models import AuthorizationCode, Grant, OAuthToken
-from consent.server import CODE_SECONDS
+from consent.grants.models import Grant
+from consent.grants.service import GrantService
+from consent.oauth.models import AuthorizationCode, ConsentEvent, OAuthToken
+from consent.oauth.objects import CODE_SECONDS
 from tests.consent.factories import individual
 from tests.consent.oauth_helpers import (
     REDIRECT_URI,

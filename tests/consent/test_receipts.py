@@ -13,16 +13,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from consent.grants import GrantService
+from consent.grants.service import GrantService
 from consent.ledger.checkpoint import key_id, parse_verifier_key, verify_signed_checkpoint
 from consent.ledger.merkle import verify_inclusion
+from consent.ledger.receipts import ReceiptError, receipt_for, verify_receipt
 from consent.ledger.service import origin, public_key_text
-from consent.receipts import ReceiptError, receipt_for, verify_receipt
-from consent.terms import AGREEMENTS
+from consent.terms.catalogue import AGREEMENTS
 from tests.consent.factories import bearer, connect, individual, make_app
 from tests.helpers import sign_up
-from vault.cli import app as cli_app
 from vault.runtime import Runtime
+from vrm.cli import app as cli_app
 
 
 def _b64url(data: bytes) -> str:
@@ -112,7 +112,7 @@ def test_receipt_checks_the_ledger_proof_not_only_the_signature(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:
     """A receipt signed by the right key whose proof does not match is still refused."""
-    from consent import receipts
+    from consent.ledger import receipts
 
     person = individual(client, db, rt)
     connect(db, rt, person, make_app(db, name="Earlier"), ["email"])

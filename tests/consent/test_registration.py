@@ -11,9 +11,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from consent.models import RegistrationToken, VendorApp
-from consent.registration import claim_registration_token, issue_registration_token
-from consent.vendors import app_for_client_id, authenticate_client
+from consent.oauth.models import RegistrationToken
+from consent.oauth.registration import claim_registration_token, issue_registration_token
+from consent.vendors.models import VendorApp
+from consent.vendors.service import app_for_client_id, authenticate_client
 from vault.base import utcnow
 from vault.runtime import Runtime
 

@@ -7,7 +7,7 @@ import re
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from consent.terms import (
+from consent.terms.catalogue import (
     AGREEMENTS,
     DEFAULT_AGREEMENT,
     agreement_for,

@@ -21,7 +21,8 @@ from authlib.integrations.httpx_client import OAuth2Client
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from consent.webhooks import deliver_due, verify_signature, webhook_secret_for
+from consent.webhooks.delivery import deliver_due
+from consent.webhooks.signing import verify_signature, webhook_secret_for
 from intents.tokens import GRANT_TYPE
 from tests.consent.factories import individual
 from tests.consent.oauth_helpers import (

@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from consent.models import Grant, OAuthToken, VendorApp
-from consent.vendors import (
+from consent.grants.models import Grant
+from consent.oauth.models import OAuthToken
+from consent.vendors.models import VendorApp
+from consent.vendors.service import (
     AppInput,
     InvalidApp,
     agreements,

@@ -6,6 +6,7 @@ here with ``hmac``/``hashlib`` from the key file's master key, not only with the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,19 +29,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from consent.grants import Decision, GrantService
-from consent.models import VendorApp, WebhookAttempt, WebhookMessage
-from consent.webhooks import (
-    MAX_ATTEMPTS,
+from consent.grants.service import Decision, GrantService
+from consent.vendors.models import VendorApp
+from consent.webhooks.addresses import webhook_url_problem
+from consent.webhooks.delivery import MAX_ATTEMPTS, backoff, deliver_due
+from consent.webhooks.log import delivery_log
+from consent.webhooks.models import WebhookAttempt, WebhookMessage
+from consent.webhooks.outbox import enqueue
+from consent.webhooks.signing import (
     WebhookVerificationError,
-    backoff,
-    deliver_due,
-    delivery_log,
-    enqueue,
     rotate_webhook_secret,
     verify_signature,
     webhook_secret_for,
-    webhook_url_problem,
 )
 from tests.vault.conftest import Deployment, make_settings
 from tests.webhook_receiver import Received, Receiver, trickle
@@ -386,6 +387,23 @@ def test_a_slow_endpoint_times_out(db: Session, rt: Runtime, receiver: Receiver)
     assert reload(db, message).delivered_at is None
 
 
+def test_delivery_works_from_a_thread_that_already_runs_an_event_loop(
+    db: Session, rt: Runtime, receiver: Receiver
+) -> None:
+    """Callers may hold a running loop in their thread (an async caller, Playwright's sync
+    API): delivery runs its own loop elsewhere."""
+    message = enqueue(db, make_app(db, receiver.url), "consent.granted", GRANT_DATA)
+    assert message is not None
+
+    async def from_a_coroutine() -> int:
+        return deliver_due(rt.sessions, rt)
+
+    # On a thread of its own (this one may run a loop already: a browser test's).
+    with ThreadPoolExecutor(1) as thread:
+        assert thread.submit(asyncio.run, from_a_coroutine()).result(timeout=60) == 1
+    assert len(receiver.requests) == 1
+
+
 def test_an_endpoint_that_trickles_is_cut_off_at_the_deadline_and_delays_no_other_vendor(
     db: Session, rt: Runtime, receiver: Receiver
 ) -> None:
@@ -660,7 +678,7 @@ def test_vrm_worker_runs_until_sigterm(deployment: Deployment, receiver: Receive
         "VRM_ENVIRONMENT": "development",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "vault.cli", "worker", "--interval", "0.2"],
+        [sys.executable, "-m", "vrm.cli", "worker", "--interval", "0.2"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -711,7 +729,7 @@ def test_vrm_worker_ends_grants_and_tells_other_vendors_while_one_endpoint_stall
             "VRM_WEBHOOK_DEADLINE_SECONDS": "5",
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "vault.cli", "worker", "--interval", "0.2"],
+            [sys.executable, "-m", "vrm.cli", "worker", "--interval", "0.2"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

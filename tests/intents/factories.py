@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from consent.tokens import TokenService
+from consent.oauth.tokens import TokenService
 from intents.models import Intent
 from intents.rules import parse_intent
 from intents.service import IntentService

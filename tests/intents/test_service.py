@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from consent.models import WebhookMessage
-from consent.webhooks import verify_signature, webhook_secret_for
+from consent.webhooks.models import WebhookMessage
+from consent.webhooks.signing import verify_signature, webhook_secret_for
 from intents import money
 from intents.errors import IntentClosed, InvalidIntent
 from intents.models import Intent, IntentBlock, Offer
@@ -370,7 +370,7 @@ def test_sharing_more_with_a_connected_vendor_keeps_the_connections_terms(
 def test_a_vendor_account_blocked_through_one_app_is_blocked_in_all_its_apps(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:
-    from consent.models import VendorApp
+    from consent.vendors.models import VendorApp
 
     owner = individual(client, db, rt)
     make_intent(db, rt, owner)

@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 from tests.helpers import PASSWORD
 from tests.web.conftest import browsers, client_with
 from vault.accounts.service import AccountService
-from vault.cli import app as cli_app
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.profile.service import Profile, ProfileService
 from vault.runtime import Runtime
 from vault.settings import Settings, get_settings
+from vrm.cli import app as cli_app
 
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 

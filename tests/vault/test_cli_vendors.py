@@ -8,11 +8,12 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from consent.models import RegistrationToken, VendorApp
-from consent.vendors import app_for_client_id, authenticate_client
+from consent.oauth.models import RegistrationToken
+from consent.vendors.models import VendorApp
+from consent.vendors.service import app_for_client_id, authenticate_client
 from tests.vault.conftest import Deployment
-from vault.app import create_app
 from vault.base import utcnow
+from vrm.app import create_app
 
 ADD = (
     "vendors",

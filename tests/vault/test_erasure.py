@@ -30,16 +30,18 @@ from httpx import Response
 from sqlalchemy import Engine, MetaData, func, select, text
 from sqlalchemy.orm import Session
 
-from consent.access import log_access
-from consent.grants import GrantService
+from consent.grants.access import log_access
+from consent.grants.models import Grant
+from consent.grants.service import GrantService
 from consent.ledger.checkpoint import parse_verifier_key, verify_signed_checkpoint
 from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.models import LedgerEntry
+from consent.ledger.receipts import ReceiptError, verify_receipt
 from consent.ledger.service import public_key_text
-from consent.models import Grant, VendorApp
-from consent.portability import LedgerSigner
-from consent.receipts import ReceiptError, verify_receipt
-from consent.webhooks import deliver_due, verify_signature, webhook_secret_for
+from consent.ledger.signer import LedgerSigner
+from consent.vendors.models import VendorApp
+from consent.webhooks.delivery import deliver_due
+from consent.webhooks.signing import verify_signature, webhook_secret_for
 from intents.models import Intent
 from intents.service import IntentService
 from tests.consent.factories import account_of, bearer, connect, individual
@@ -58,7 +60,6 @@ from tests.vault.test_raw_scan import (
 )
 from tests.webhook_receiver import Received, Receiver, serve
 from vault.accounts.models import Account
-from vault.app import create_app
 from vault.crypto import Binding, DecryptionError
 from vault.keystore import KeyStore
 from vault.portability import erasure
@@ -69,6 +70,7 @@ from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 from vault.settings import get_settings
 from vendor_api.docs import SubjectErasedData
+from vrm.app import create_app
 from web.portability import CONFIRMATION
 
 NOT_RIGHT = "The email address or password is not right."

@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from consent.access import log_access
+from consent.grants.access import log_access
 from consent.ledger.checkpoint import parse_verifier_key, verify_signed_checkpoint
 from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.service import public_key_text
-from consent.portability import LedgerSigner
+from consent.ledger.signer import LedgerSigner
 from tests.consent.factories import connect, individual
 from tests.helpers import page_csrf
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body

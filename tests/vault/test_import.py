@@ -30,12 +30,12 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from consent.access import log_access
+from consent.grants.access import log_access
+from consent.grants.models import Grant, PreviousVendors
+from consent.ledger.receipts import _eddsa_allowed, receipt_kid
 from consent.ledger.service import signing_key
-from consent.models import Grant, PreviousVendors
-from consent.portability import LedgerSigner
-from consent.receipts import _eddsa_allowed, receipt_kid
-from consent.terms import set_preferred_agreement
+from consent.ledger.signer import LedgerSigner
+from consent.terms.catalogue import set_preferred_agreement
 from intents.models import Intent
 from intents.portability import PROVIDED_FIELDS
 from tests.consent.factories import account_of, bearer, connect
@@ -45,7 +45,6 @@ from tests.vault.conftest import CUSTOM_LABEL, CUSTOM_VALUE, PROFILE_VALUES, mak
 from tests.web.conftest import runtime_with
 from vault.accounts.dependencies import SESSION_COOKIE
 from vault.accounts.models import Account
-from vault.app import create_app
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.portability import importer
@@ -53,6 +52,7 @@ from vault.portability.export import DATA, MANIFEST, SIGNATURE
 from vault.portability.parts import ERASURE_RECEIPT_TYP, MANIFEST_TYP
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
+from vrm.app import create_app
 
 B_URL = "http://vault-b.example"
 

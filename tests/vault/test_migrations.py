@@ -11,7 +11,7 @@ from sqlalchemy import Column, Engine, LargeBinary, MetaData, String, inspect
 
 from tests.vault.conftest import Deployment
 from vault.migrate import MIGRATIONS_DIR, alembic_config, current, head, upgrade
-from vault.models import Base
+from vrm.models import Base
 
 
 def differences(engine: Engine, metadata: MetaData = Base.metadata) -> list[object]:

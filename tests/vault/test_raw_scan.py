@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from tests.helpers import PASSWORD, api_headers, post_form, sign_up
 from tests.vault.conftest import CUSTOM_LABEL, CUSTOM_VALUE, PROFILE_VALUES, Deployment
-from vault.app import create_app
 from vault.profile.catalogue import FIELDS
+from vrm.app import create_app
 
 SHORT = 6  # below this, only quoted JSON forms are distinctive enough to search for
 

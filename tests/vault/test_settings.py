@@ -229,7 +229,7 @@ def test_production_accepts_a_generated_database_password(tmp_path: Path) -> Non
 
 
 def test_production_app_refuses_missing_signing_keys(tmp_path: Path) -> None:
-    from vault.app import create_app
+    from vrm.app import create_app
 
     KeyDirectory(tmp_path / "keys").initialise(origin="operator")
     rt = Runtime.from_settings(production(tmp_path))
@@ -240,8 +240,8 @@ def test_production_app_refuses_missing_signing_keys(tmp_path: Path) -> None:
 
 def test_production_app_refuses_signing_keys_made_for_development(tmp_path: Path) -> None:
     from consent.ledger.service import KEY as LEDGER_KEY
-    from consent.oidc import KEY as OIDC_KEY
-    from vault.app import create_app
+    from consent.oauth.oidc import KEY as OIDC_KEY
+    from vrm.app import create_app
 
     key_dir = tmp_path / "keys"
     KeyDirectory(key_dir).initialise(origin="operator")

@@ -8,10 +8,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from vault.accounts.models import SignInThrottle
-from vault.app import create_app
 from vault.dependencies import DbDep
 from vault.errors import InvalidInput
 from vault.runtime import Runtime
+from vrm.app import create_app
 
 
 def _count(rt: Runtime) -> int:

@@ -17,17 +17,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent import webhooks
-from consent.grants import GrantService
-from consent.models import WebhookMessage
+from consent.grants.service import GrantService
+from consent.webhooks import outbox, signing
+from consent.webhooks.models import WebhookMessage
 from intents.service import IntentService
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER
 from tests.consent.factories import individual
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
 from vault.portability import erasure
 from vault.runtime import Runtime
-from vault.wiring import portability
 from vendor_api import docs
+from vrm.wiring import portability
 from web import vendor_reference
 
 DOC = "/vendor/openapi.json"
@@ -186,7 +186,7 @@ def test_the_webhooks_describe_every_event_the_vault_sends_with_their_headers(
 ) -> None:
     hooks = document["webhooks"]
 
-    assert set(hooks) == set(webhooks.EVENT_TYPES)
+    assert set(hooks) == set(outbox.EVENT_TYPES)
     for name, item in hooks.items():
         post = item["post"]
         headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
@@ -250,7 +250,7 @@ def test_every_queued_webhook_payload_matches_its_documented_schema(
 
     models = {event.name: event.data for event in docs.WEBHOOK_EVENTS}
     messages = queued(db, shop.app, other.app)
-    assert {m.event_type for m in messages} == set(webhooks.EVENT_TYPES)
+    assert {m.event_type for m in messages} == set(outbox.EVENT_TYPES)
     for message in messages:
         assert message.payload["type"] == message.event_type
         datetime.fromisoformat(message.payload["timestamp"])
@@ -327,7 +327,7 @@ def test_the_sample_webhook_verifies_with_the_documented_python_snippet(rt: Runt
     payload = verify(example["webhook_secret"], headers, body, tolerance=10**10)
 
     assert payload["type"] == "offer.accepted"
-    assert payload == webhooks.verify_signature(
+    assert payload == signing.verify_signature(
         example["webhook_secret"],
         headers,
         body,
@@ -352,7 +352,7 @@ def test_the_reference_page_shows_every_vendor_path_and_the_whole_loop(
     page = html.unescape(response.text)
     for path, method, _ in operations(document["paths"]):
         assert f"{method.upper()} {path}" in page, (method, path)
-    for event in webhooks.EVENT_TYPES:
+    for event in outbox.EVENT_TYPES:
         assert event in page
     assert (
         'curl -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials '

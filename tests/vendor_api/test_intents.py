@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from consent.grants import pairwise_subject
+from consent.grants.service import pairwise_subject
 from intents.models import Intent
 from intents.service import IntentService
 from tests.consent.factories import bearer, connect, individual

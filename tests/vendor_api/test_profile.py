@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.grants import GrantService, pairwise_subject
-from consent.models import AccessLogEntry, Grant
+from consent.grants.models import AccessLogEntry, Grant
+from consent.grants.service import GrantService, pairwise_subject
 from tests.consent.factories import bearer, connect, individual, make_app
 from vault.base import utcnow
 from vault.runtime import Runtime

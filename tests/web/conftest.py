@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vault.app import create_app
 from vault.runtime import Runtime
+from vrm.app import create_app
 
 Count = Callable[[type[Any]], int]
 MakeClient = Callable[..., TestClient]

@@ -7,7 +7,7 @@ import re
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from consent.models import Grant
+from consent.grants.models import Grant
 from tests.consent.factories import bearer, connect, individual, make_app
 from tests.helpers import PASSWORD, page_csrf, post_form, sign_in, sign_up, unique_email
 from vault.accounts.models import Role
@@ -122,7 +122,7 @@ def test_log_page_lists_each_read_with_time_and_fields(
 
 
 def test_log_page_is_paged(client: TestClient, db: Session, rt: Runtime) -> None:
-    from consent.access import log_access
+    from consent.grants.access import log_access
 
     person = individual(client, db, rt)
     app = make_app(db)

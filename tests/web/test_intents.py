@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.models import Grant, WebhookMessage
+from consent.grants.models import Grant
+from consent.webhooks.models import WebhookMessage
 from intents.models import Intent, IntentBlock, Offer
 from tests.consent.factories import individual
 from tests.helpers import page_csrf, post_form, sign_up

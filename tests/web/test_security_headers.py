@@ -18,8 +18,8 @@ from tests.web.conftest import MakeClient
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Role
 from vault.accounts.service import AccountService
-from vault.app import create_app
 from vault.runtime import Runtime
+from vrm.app import create_app
 
 SECRET = "s3cr3t-4cc0unt-numb3r-NL91ABNA0417164300"
 

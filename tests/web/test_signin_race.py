@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import test_settings as make_settings
 from tests.helpers import PASSWORD, page_csrf, sign_up
-from vault.app import create_app
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.runtime import Runtime
+from vrm.app import create_app
 
 BASE = "http://testserver"
 PARALLEL = 30

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
@@ -153,3 +154,9 @@ class Portability:
 
     parts: Sequence[DataPart]
     signer: Signer
+
+
+def portability_of(request: Request) -> Portability:
+    """The parts the composition root wired into this application (``app.state``)."""
+    parts: Portability = request.app.state.portability
+    return parts

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from consent.grants import Decision, GrantService
+from consent.grants.service import Decision, GrantService
 from consent.ledger.checkpoint import verify_signed_checkpoint
 from consent.ledger.merkle import canonical_json, leaf_hash, verify_consistency, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint

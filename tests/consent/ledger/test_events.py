@@ -20,14 +20,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from consent import scopes
-from consent.grants import Decision, GrantService
+from consent.grants import scopes
+from consent.grants.models import Grant
+from consent.grants.service import Decision, GrantService
 from consent.ledger.merkle import canonical_json, leaf_hash
 from consent.ledger.models import LedgerEntry
 from consent.ledger.store import StoredTree, vendor_pseudonym_for
-from consent.models import Grant, VendorApp
-from consent.tokens import TokenService
-from consent.vendors import AppInput, delete_app, register_app, update_app
+from consent.oauth.tokens import TokenService
+from consent.vendors.models import VendorApp
+from consent.vendors.service import AppInput, delete_app, register_app, update_app
 from tests.consent.factories import account_of, make_app
 from tests.consent.oauth_helpers import authorize_url, consent, make_vendor, new_verifier
 from tests.consent.oauth_helpers import oauth_client as vendor_client
@@ -118,7 +119,7 @@ def with_refresh_token(db: Session, rt: Runtime) -> Setup:
 
 
 def reuse(db: Session, rt: Runtime, s: Setup) -> None:
-    from consent.models import OAuthToken
+    from consent.oauth.models import OAuthToken
 
     row = db.get(OAuthToken, s.token_id)
     assert row is not None

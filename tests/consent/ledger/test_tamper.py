@@ -37,8 +37,8 @@ from tests.helpers import PASSWORD, sign_in, unique_email
 from tests.vault.conftest import Deployment
 from vault.accounts.models import Role
 from vault.accounts.service import AccountService
-from vault.app import create_app
 from vault.runtime import Runtime
+from vrm.app import create_app
 
 N = 20
 API = "/api/audit/v1"

@@ -1,11 +1,9 @@
-"""Consent's part of export, import and erasure, and the vault's signer (the ledger key).
+"""The consent package's part in export, import and erasure.
 
-Export: preferences (the terms the person offers), grants with their ledger history, every
-read by a vendor, consent receipts, and the person's ledger entries, each with its inclusion
-proof against the latest signed checkpoint. Import: preferences, and the list of vendors the
-person had, shown as "vendors you had" (grants never transfer: vendors must ask again).
-Erasure: every grant revoked (vendors told), every token dead, grants and reads deleted, an
-``individual.erased`` ledger entry naming only the pseudonym, the pseudonym link deleted, and
+Export: preferences, grants with their ledger history, the access log, receipts, the person's
+ledger entries with proofs, and the vendors they had before an import. Import keeps the
+preferences and the list of vendors the person had (grants do not transfer). Erasure revokes
+every grant (vendors are told), records the erasure in the ledger and deletes the rows, with
 ``subject.erased`` queued to every vendor that ever held a grant or had an offer.
 """
 
@@ -14,36 +12,39 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
-from joserfc import jws
-from joserfc.errors import JoseError
-from joserfc.jwk import OKPKey
-from pydantic import Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from consent.grants import GrantService, is_active, pairwise_subject
+from consent.grants.models import AccessLogEntry, Grant, PreviousVendors
+from consent.grants.schemas import (
+    AccessItem,
+    CheckpointItem,
+    GrantItem,
+    HistoryItem,
+    LedgerItem,
+    PreferenceItem,
+    ReceiptItem,
+    VendorHadItem,
+)
+from consent.grants.service import GrantService, is_active, pairwise_subject
 from consent.ledger.models import LedgerEntry, LedgerSubject, LedgerVendorSubject
 from consent.ledger.service import (
     checkpoint_at_least,
     create_checkpoint,
     latest_checkpoint,
-    origin,
     public_key_text,
-    signing_key,
 )
 from consent.ledger.store import StoredTree, all_subjects, append
-from consent.models import AccessLogEntry, Grant, PreviousVendors, VendorApp
-from consent.terms import AGREEMENTS
+from consent.terms.catalogue import AGREEMENTS
+from consent.vendors.models import VendorApp
 from vault.accounts.models import Account
 from vault.base import utcnow
 from vault.crypto import Binding
 from vault.keystore import KeyStore
 from vault.portability.parts import (
     ErasureContext,
-    ExportItem,
     ImportContext,
     Section,
     count_rows,
@@ -52,82 +53,6 @@ from vault.portability.parts import (
 from vault.runtime import Runtime
 
 _BATCH = 1000
-
-
-class PreferenceItem(ExportItem):
-    """A choice the person made about how the vault deals for them."""
-
-    name: str = Field(description="`preferred_agreement`: the terms they offer vendors.")
-    value: str
-
-
-class HistoryItem(ExportItem):
-    index: int = Field(description="The consent ledger index of the event.")
-    event_type: str
-    time: str
-    fields: list[str]
-    expires_at: str | None
-
-
-class GrantItem(ExportItem):
-    """A permission the person gave a vendor, with every change to it."""
-
-    grant_id: str
-    vendor_id: str
-    vendor_name: str
-    vendor_homepage: str
-    fields: list[str]
-    purpose: str
-    agreement_id: str
-    granted_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    status: str = Field(description="`active`, `revoked` or `expired`.")
-    history: list[HistoryItem]
-
-
-class AccessItem(ExportItem):
-    """One read of the person's fields by a vendor."""
-
-    accessed_at: datetime
-    vendor_id: str
-    vendor_name: str
-    fields: list[str]
-
-
-class ReceiptItem(ExportItem):
-    """The signed consent receipt (compact JWS) of a grant's latest ledger event."""
-
-    grant_id: str
-    vendor_name: str
-    receipt: str
-
-
-class LedgerItem(ExportItem):
-    """One consent-ledger entry about the person, provable against the checkpoint."""
-
-    index: int
-    entry: str = Field(description="The exact entry bytes (canonical JSON) the leaf covers.")
-    leaf_hash: str = Field(description="Hex SHA-256(0x00 || entry).")
-    tree_size: int
-    inclusion_proof: list[str] = Field(description="Hex hashes, RFC 9162 order.")
-
-
-class CheckpointItem(ExportItem):
-    """The signed checkpoint the ledger entries' proofs lead to."""
-
-    tree_size: int
-    note: str = Field(description="C2SP signed note (tlog-checkpoint).")
-    public_key: str = Field(description="The verifier key of the vault that signed it.")
-
-
-class VendorHadItem(ExportItem):
-    """A vendor the person was connected to in a previous vault (it must ask again)."""
-
-    vendor_name: str
-    vendor_homepage: str
-    fields: list[str]
-    source: str = Field(description="The vault the connection was in.")
 
 
 def _status(grant: Grant) -> str:
@@ -180,7 +105,7 @@ class ConsentPart:
 
         def entries(grant: Grant) -> list[tuple[LedgerEntry, dict[str, Any]]]:
             """Read once per export (the JSON, CSV and HTML files all show them)."""
-            from consent.receipts import grant_entries
+            from consent.ledger.receipts import grant_entries
 
             if grant.id not in entries_of:
                 entries_of[grant.id] = grant_entries(db, grant, subjects)
@@ -237,7 +162,7 @@ class ConsentPart:
         receipts: dict[uuid.UUID, str] = {}
 
         def receipt_rows() -> Iterator[ReceiptItem]:
-            from consent.receipts import receipt_for
+            from consent.ledger.receipts import receipt_for
 
             for grant in grants:
                 found = entries(grant)
@@ -455,7 +380,7 @@ class ConsentPart:
         """``subject.erased`` to every vendor that held a grant or made an offer, and the
         checkpoint and proof for the receipt (all still in the erasure's transaction)."""
         from consent.ledger.service import checkpoint_at_least
-        from consent.webhooks import enqueue
+        from consent.webhooks.outbox import enqueue
 
         for app_id, data in context.notify.items():
             app = db.get(VendorApp, app_id)
@@ -492,9 +417,6 @@ class ConsentPart:
             }
 
 
-# -- vendors a person had in a previous vault -----------------------------------------------
-
-
 def previous_vendors(db: Session, rt: Runtime, owner_id: uuid.UUID) -> list[dict[str, Any]]:
     row = db.scalars(
         select(PreviousVendors).where(PreviousVendors.owner_id == owner_id)
@@ -516,43 +438,3 @@ def store_previous_vendors(
     )
     db.add(row)
     db.flush()
-
-
-# -- the vault's signer ------------------------------------------------------------------------
-
-
-class LedgerSigner:
-    """Signs exports and erasure receipts with the ledger key (EdDSA compact JWS), the key
-    whose verifier key ``vrm ledger public-key`` prints."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-
-    def origin(self) -> str:
-        return origin(self.rt)
-
-    def public_key(self) -> str:
-        return public_key_text(self.rt)
-
-    def sign(self, payload: bytes, typ: str) -> str:
-        from consent.receipts import _eddsa_allowed, receipt_kid
-
-        header = {"alg": "EdDSA", "typ": typ, "kid": receipt_kid(self.rt)}
-        key = OKPKey.import_key(signing_key(self.rt))
-        with _eddsa_allowed():
-            return str(jws.serialize_compact(header, payload, key, algorithms=["EdDSA"]))
-
-    def verify(self, token: str, public_key: str, typ: str, *, untyped_ok: bool = False) -> bytes:
-        from consent.ledger.checkpoint import CheckpointError, parse_verifier_key
-        from consent.receipts import _eddsa_allowed
-
-        try:
-            key = OKPKey.import_key(parse_verifier_key(public_key.strip()).public_key)
-            with _eddsa_allowed():
-                obj = jws.deserialize_compact(token.strip(), key, algorithms=["EdDSA"])
-        except (CheckpointError, JoseError, ValueError, TypeError) as exc:
-            raise ValueError(f"the signature does not verify ({type(exc).__name__})") from None
-        named = obj.protected.get("typ")
-        if named != typ and not (named is None and untyped_ok):
-            raise ValueError(f"this is not a {typ} (its typ is {named!r})")
-        return bytes(obj.payload)

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from consent import scopes
-from consent.models import AuthorizationCode, Grant, OAuthToken, VendorApp
+from consent.grants import scopes
+from consent.grants.models import Grant
+from consent.oauth.models import AuthorizationCode, OAuthToken
+from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.crypto import blind_index
 from vault.errors import InvalidInput, NotFound
@@ -41,7 +43,7 @@ def screen_text_hash(screen: str, app: VendorApp, fields: list[str], agreement_i
     against the published template without the ledger holding personal data. ``screen`` names
     the template (the consent screen, or the page accepting an offer).
     """
-    from consent.terms import AGREEMENTS
+    from consent.terms.catalogue import AGREEMENTS
     from vault.profile.catalogue import FIELDS
 
     agreement = AGREEMENTS.get(agreement_id)
@@ -330,7 +332,7 @@ class GrantService:
     def _notify(
         self, app: VendorApp, grant: Grant, event_type: str, reason: str | None = None
     ) -> None:
-        from consent.webhooks import enqueue
+        from consent.webhooks.outbox import enqueue
 
         extra = {"reason": reason} if reason else {}
 

@@ -8,14 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from consent import scopes
-from consent.oidc import jwks
-from consent.server import (
-    AUTH_METHODS,
-    VaultAuthorizationServer,
-    VaultRequest,
-    grant_types_supported,
-)
+from consent.grants import scopes
+from consent.oauth.objects import AUTH_METHODS, VaultRequest, grant_types_supported
+from consent.oauth.oidc import jwks
+from consent.oauth.server import VaultAuthorizationServer
 from vault.dependencies import DbDep, RuntimeDep
 from vault.runtime import Runtime
 

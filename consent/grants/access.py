@@ -16,10 +16,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from consent import scopes
-from consent.grants import is_active
-from consent.models import AccessLogEntry, Grant, VendorApp
-from consent.tokens import TokenContext
+from consent.grants import scopes
+from consent.grants.models import AccessLogEntry, Grant
+from consent.grants.service import is_active
+from consent.oauth.tokens import TokenContext
+from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.errors import NotFound
 from vault.profile.service import ProfileService

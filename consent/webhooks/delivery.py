@@ -1,314 +1,70 @@
-"""Signed webhooks: an outbox written with the change, and the worker that delivers it.
+"""Delivery: the worker claims due messages, POSTs them signed, records each attempt and retries
+failures with backoff.
 
-Vendors learn of consent changes through `Standard Webhooks <https://www.standardwebhooks.com/>`_:
-
-- :func:`enqueue` adds a message to ``webhook_outbox`` in the caller's transaction, so the event
-  exists if and only if the change it reports was committed.
-- :func:`deliver_due` (run by ``vrm worker``) claims due messages one at a time with a
-  conditional ``UPDATE`` (two workers never deliver one message at the same time), POSTs the
-  JSON body with the ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` headers,
-  records the attempt, and on failure schedules the next one with exponential backoff until
-  :data:`MAX_ATTEMPTS`, after which the message is abandoned.
+- Each message is claimed with a conditional ``UPDATE`` (two workers never deliver one message at
+  the same time), its attempt and outcome commit on their own, and no transaction is open
+  during a POST.
 - Delivery is at least once: a worker that dies after the POST but before recording it leaves
   the message to be delivered again once its claim expires. Receivers deduplicate on
   ``webhook-id``, which stays the same across retries.
-
-Each app's signing secret (``whsec_...``) is derived, never stored: HMAC-SHA256 of the webhook
-master key (``webhook.json`` in the key directory) over the app id and its secret version.
-Rotating the secret increments the version.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
-import hmac
-import ipaddress
 import json
 import secrets
-import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from consent.models import VendorApp, WebhookAttempt, WebhookMessage
+from consent.vendors.models import VendorApp
+from consent.webhooks.addresses import webhook_url_problem
+from consent.webhooks.models import WebhookAttempt, WebhookMessage
+from consent.webhooks.signing import sign, webhook_secret_for
 from vault.base import utcnow
 from vault.runtime import Runtime
 
-EVENT_TYPES: Final = frozenset(
-    {
-        "consent.granted",
-        "consent.changed",
-        "consent.revoked",
-        "offer.accepted",
-        "offer.declined",
-        "offer.lapsed",
-        "intent.withdrawn",
-        "subject.erased",
-    }
-)
-
 MAX_ATTEMPTS: Final = 10
 """After this many failed attempts a message is abandoned (about three and a half days)."""
+
+
 BACKOFF_BASE: Final = timedelta(seconds=30)
+
+
 BACKOFF_FACTOR: Final = 4
+
+
 BACKOFF_CAP: Final = timedelta(hours=24)
+
+
 BACKOFF_JITTER: Final = 0.1
 """Each delay is lengthened by up to this fraction, so failed messages do not retry in step."""
+
+
 CLAIM_FOR: Final = timedelta(seconds=60)
 """How long a claim keeps other workers away; longer than one attempt can take (the
 address check's DNS lookup and the ``webhook_deadline_seconds`` setting, at most 60 s)."""
+
+
 CONCURRENCY: Final = 16
 """Messages in flight at once, each to a different app."""
-DEFAULT_TOLERANCE: Final = 300
-"""Seconds a receiver accepts between ``webhook-timestamp`` and its own clock."""
 
-SECRET_PREFIX: Final = "whsec_"  # noqa: S105  (the format's prefix, not a secret)
-SIGNATURE_VERSION: Final = "v1"
-_DERIVATION_LABEL: Final = b"webhook\x00"
+
 _ERROR_MAX: Final = 300
-_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 _T = TypeVar("_T")
-
-
-# -- Enqueueing -------------------------------------------------------------------------------
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def enqueue(
-    db: Session,
-    app: VendorApp,
-    event_type: str,
-    data: dict[str, Any],
-    *,
-    now: datetime | None = None,
-) -> WebhookMessage | None:
-    """Queue ``event_type`` for ``app`` in the caller's transaction (flushed, not committed).
-
-    Returns ``None`` when the app has no webhook URL. ``data`` is sent to the vendor as is:
-    it must be JSON and must name the individual only as the vendor already knows them (the
-    pairwise subject), never with personal data.
-    """
-    if event_type not in EVENT_TYPES:
-        raise ValueError(
-            f"unknown webhook event type {event_type!r}; expected one of {sorted(EVENT_TYPES)}"
-        )
-    if not app.webhook_url:
-        return None
-    now = now or utcnow()
-    message = WebhookMessage(
-        id=uuid.uuid4(),
-        app_id=app.id,
-        event_type=event_type,
-        payload={"type": event_type, "timestamp": _iso(now), "data": data},
-        created_at=now,
-        next_attempt_at=now,
-        attempts=0,
-    )
-    db.add(message)
-    db.flush()
-    return message
-
-
-# -- Secrets and signatures -------------------------------------------------------------------
-
-
-def derive_webhook_secret(master_key: bytes, app_id: uuid.UUID, version: int) -> str:
-    """The Standard Webhooks secret of one app at one secret version."""
-    material = hmac.new(
-        master_key,
-        _DERIVATION_LABEL + app_id.bytes + version.to_bytes(4, "big"),
-        hashlib.sha256,
-    ).digest()
-    return SECRET_PREFIX + base64.b64encode(material).decode()
-
-
-def webhook_secret_for(rt: Runtime, app: VendorApp) -> str:
-    """The secret the vendor verifies our signatures with (shown on its console page)."""
-    return derive_webhook_secret(rt.secrets.webhook_key, app.id, app.webhook_secret_version)
-
-
-def rotate_webhook_secret(db: Session, app: VendorApp) -> int:
-    """Replace the app's signing secret (flushed, not committed); returns the new version.
-
-    Messages not yet delivered are signed with the new secret from then on.
-    """
-    db.execute(
-        update(VendorApp)
-        .where(VendorApp.id == app.id)
-        .values(webhook_secret_version=VendorApp.webhook_secret_version + 1)
-    )
-    db.refresh(app, ["webhook_secret_version"])
-    return app.webhook_secret_version
-
-
-class WebhookVerificationError(Exception):
-    """A webhook failed verification: missing header, stale timestamp or wrong signature."""
-
-
-def _secret_bytes(secret: str) -> bytes:
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(f"a webhook secret starts with {SECRET_PREFIX!r}")
-    try:
-        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except binascii.Error as exc:
-        raise ValueError("a webhook secret is base64 after its prefix") from exc
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of id.timestamp.body."""
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_secret_bytes(secret), signed, hashlib.sha256).digest()
-    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
-
-
-def verify_signature(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes | str,
-    tolerance: int = DEFAULT_TOLERANCE,
-    *,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """What a vendor runs on receipt: check the headers and signature, return the payload.
-
-    Raises :class:`WebhookVerificationError` when a header is missing, the timestamp is more
-    than ``tolerance`` seconds away from ``now``, or no ``v1`` signature matches.
-    """
-    lowered = {key.lower(): value for key, value in headers.items()}
-    try:
-        message_id = lowered["webhook-id"]
-        timestamp_text = lowered["webhook-timestamp"]
-        signatures = lowered["webhook-signature"]
-    except KeyError as exc:
-        raise WebhookVerificationError(f"missing header {exc.args[0]}") from None
-    try:
-        timestamp = int(timestamp_text)
-    except ValueError:
-        raise WebhookVerificationError("webhook-timestamp is not an integer") from None
-    current = (now or utcnow()).timestamp()
-    if abs(current - timestamp) > tolerance:
-        raise WebhookVerificationError("webhook-timestamp is outside the tolerance")
-    raw = body.encode() if isinstance(body, str) else body
-    expected = sign(secret, message_id, timestamp, raw).encode()
-    for candidate in signatures.split():
-        if candidate.startswith(f"{SIGNATURE_VERSION},") and hmac.compare_digest(
-            candidate.encode(), expected
-        ):
-            try:
-                payload: dict[str, Any] = json.loads(raw)
-            except ValueError:
-                raise WebhookVerificationError("the body is not JSON") from None
-            return payload
-    raise WebhookVerificationError("no matching signature")
-
-
-# -- Webhook URLs -----------------------------------------------------------------------------
-
-
-def internal_address_problem(host: str, *, resolve: bool) -> str | None:
-    """Refuse hosts that are, or resolve to, non-public addresses (SSRF into the network).
-
-    IP literals and ``localhost`` are checked always; names are resolved only when
-    ``resolve`` (the worker, just before it posts). The remaining gap is a name that resolves
-    differently between this check and the connection (DNS rebinding).
-    """
-    name = host.strip("[]").lower()
-    try:
-        addresses = [ipaddress.ip_address(name)]
-    except ValueError:
-        if name == "localhost" or name.endswith(".localhost"):
-            return "the webhook URL points at this machine"
-        if not resolve:
-            return None
-        try:
-            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-        except OSError:
-            return None  # unresolvable: the POST fails and is retried like any outage
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    if any(not _public(address) for address in addresses):
-        return "the webhook URL points at a private or internal address"
-    return None
-
-
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-
-
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Global, and so is any IPv4 address it carries: an IPv6 address that embeds one (NAT64,
-    6to4, Teredo, IPv4-mapped) reaches that IPv4 host through a translator or relay."""
-    if not address.is_global:
-        return False
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded: list[ipaddress.IPv4Address] = []
-        if any(address in network for network in _NAT64):
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        if address.sixtofour is not None:
-            embedded.append(address.sixtofour)
-        if address.teredo is not None:
-            embedded.extend(address.teredo)
-        if address.ipv4_mapped is not None:
-            embedded.append(address.ipv4_mapped)
-        return all(inner.is_global for inner in embedded)
-    return True
-
-
-def webhook_url_problem(
-    url: str, *, allow_loopback_http: bool, resolve: bool = False
-) -> str | None:
-    """Why the worker will not POST to ``url``, or ``None`` if it will.
-
-    https only; plain http only to the loopback address (127.0.0.1, localhost, [::1]) and only
-    when ``allow_loopback_http`` (development).
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises on a malformed port
-    except ValueError:
-        return "the webhook URL is malformed"
-    if not host:
-        return "the webhook URL has no host"
-    if parts.username is not None or parts.password is not None:
-        return "the webhook URL must not carry credentials"
-    if parts.scheme == "https":
-        return internal_address_problem(host, resolve=resolve)
-    if parts.scheme == "http" and allow_loopback_http and _is_loopback(host):
-        return None
-    if parts.scheme == "http" and _is_loopback(host):
-        return "plain http is allowed only to the loopback address in development"
-    return "the webhook URL must be https (or http://127.0.0.1, localhost or [::1] in development)"
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host) in (
-            ipaddress.ip_address("127.0.0.1"),
-            ipaddress.ip_address("::1"),
-        )
-    except ValueError:
-        return False
-
-
-# -- Delivery ---------------------------------------------------------------------------------
 
 
 def backoff(attempts: int) -> timedelta:
@@ -410,7 +166,10 @@ def deliver_due(
         should_stop=should_stop,
         deadline=deadline,
     )
-    return asyncio.run(dispatcher.deliver_once(now=now, batch=batch))
+    # Its own event loop on a thread of its own: the caller's thread may already run one (an
+    # async caller, or a library that keeps a loop running there).
+    with ThreadPoolExecutor(1, thread_name_prefix="webhook-delivery") as runner:
+        return runner.submit(asyncio.run, dispatcher.deliver_once(now=now, batch=batch)).result()
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,81 +458,3 @@ def _record(
         result=result,
         next_attempt_at=next_attempt_at,
     )
-
-
-# -- The delivery log on the vendor's console page --------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptLogEntry:
-    attempted_at: datetime
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryLogEntry:
-    message_id: uuid.UUID
-    event_type: str
-    created_at: datetime
-    status: str
-    """``pending`` (not tried yet), ``retrying``, ``delivered`` or ``abandoned``."""
-    next_attempt_at: datetime | None
-    """When the worker tries again; ``None`` once delivered or abandoned."""
-    delivered_at: datetime | None
-    abandoned_at: datetime | None
-    payload: dict[str, Any]
-    """What the vendor's endpoint receives (the same for every attempt)."""
-    attempts: list[AttemptLogEntry] = field(default_factory=list)
-    """Oldest first."""
-
-
-def delivery_log(db: Session, app_id: uuid.UUID, limit: int = 50) -> list[DeliveryLogEntry]:
-    """The app's most recent messages, newest first, each with its attempts."""
-    limit = max(1, min(limit, 500))
-    messages = list(
-        db.scalars(
-            select(WebhookMessage)
-            .where(WebhookMessage.app_id == app_id)
-            .order_by(WebhookMessage.created_at.desc(), WebhookMessage.id)
-            .limit(limit)
-        )
-    )
-    by_message: dict[uuid.UUID, list[AttemptLogEntry]] = {m.id: [] for m in messages}
-    if messages:
-        for attempt in db.scalars(
-            select(WebhookAttempt)
-            .where(WebhookAttempt.message_id.in_(list(by_message)))
-            .order_by(WebhookAttempt.attempted_at, WebhookAttempt.id)
-        ):
-            by_message[attempt.message_id].append(
-                AttemptLogEntry(
-                    attempted_at=attempt.attempted_at,
-                    status_code=attempt.status_code,
-                    error=attempt.error,
-                    duration_ms=attempt.duration_ms,
-                )
-            )
-    return [
-        DeliveryLogEntry(
-            message_id=m.id,
-            event_type=m.event_type,
-            created_at=m.created_at,
-            status=_status(m),
-            next_attempt_at=None if m.delivered_at or m.abandoned_at else m.next_attempt_at,
-            delivered_at=m.delivered_at,
-            abandoned_at=m.abandoned_at,
-            payload=m.payload,
-            attempts=by_message[m.id],
-        )
-        for m in messages
-    ]
-
-
-def _status(message: WebhookMessage) -> str:
-    if message.delivered_at is not None:
-        return "delivered"
-    if message.abandoned_at is not None:
-        return "abandoned"
-    return "retrying" if message.attempts else "pending"

@@ -1,4 +1,5 @@
-"""The app factory: the composition root that mounts every package's router."""
+"""The app factory: mounts every package's router, registers the extension grants and the
+error handlers, and wires the parts of export, import and erasure into ``app.state``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from consent.ledger.endpoints import router as audit_router
+from consent.ledger.service import signing_key as ledger_signing_key
+from consent.oauth.endpoints import router as consent_router
+from consent.oauth.objects import register_extension_grant
+from consent.oauth.oidc import signing_key
+from consent.oauth.registration import router as registration_router
+from intents.tokens import AcceptedOfferGrant
 from vault import csrf
 from vault.errors import VaultError
 from vault.keys import KeyManagementError
@@ -21,8 +29,19 @@ from vault.middleware import (
     security_headers,
     wants_json,
 )
+from vault.profile.endpoints import router as profile_router
 from vault.runtime import Runtime
 from vault.settings import Settings, SettingsError, get_settings
+from vendor_api.docs import router as vendor_docs_router
+from vendor_api.endpoints import router as vendor_router
+from vendor_api.intents import router as vendor_intents_router
+from vendor_api.userinfo import router as userinfo_router
+from vrm.wiring import portability
+from web.accounts import sign_in_required
+from web.dependencies import SignInRequired
+from web.endpoints import router as web_router
+from web.templating import STATIC_DIR, render_error
+from web.vendor_reference import router as vendor_reference_router
 
 log = logging.getLogger("vrm")
 
@@ -53,21 +72,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     settings = settings or (runtime.settings if runtime else get_settings())
     runtime = runtime or Runtime.from_settings(settings)
 
-    from consent.endpoints import router as consent_router
-    from consent.ledger.endpoints import router as audit_router
-    from consent.registration import router as registration_router
-    from consent.server import register_extension_grant
-    from intents.tokens import AcceptedOfferGrant
-    from vault.profile.endpoints import router as profile_router
-    from vendor_api.docs import router as vendor_docs_router
-    from vendor_api.endpoints import router as vendor_router
-    from vendor_api.intents import router as vendor_intents_router
-    from vendor_api.userinfo import router as userinfo_router
-    from web.accounts import sign_in_required
-    from web.dependencies import SignInRequired
-    from web.endpoints import router as web_router
-    from web.templating import STATIC_DIR, render_error
-    from web.vendor_reference import router as vendor_reference_router
 
     app = FastAPI(
         title="VRM Vault",
@@ -78,10 +82,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
+    app.state.portability = portability(runtime)
     register_extension_grant(AcceptedOfferGrant)
-    from consent.ledger.service import signing_key as ledger_signing_key
-    from consent.oidc import signing_key
-
     # Production refuses to start without operator-made signing keys (id_tokens, checkpoints).
     try:
         signing_key(runtime)

@@ -1,37 +1,18 @@
-"""Consent events that have no grant change of their own (e.g. refresh-token reuse).
-
-Grant changes are reported to vendors by webhooks; this table keeps the security events the
-vault itself must remember. The verifiable consent ledger builds on these records.
+"""Consent events that have no grant change of their own (a reused refresh token, a replayed code):
+remembered, and appended to the consent ledger.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from vault.base import Base, IdMixin, utcnow
+from consent.oauth.models import ConsentEvent
+from vault.base import utcnow
 from vault.runtime import Runtime
 
 EVENT_TYPES = frozenset({"token.reuse_detected", "code.replayed"})
-
-
-class ConsentEvent(IdMixin, Base):
-    __tablename__ = "consent_events"
-
-    event_type: Mapped[str] = mapped_column(String(64))
-    app_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("vendor_apps.id", ondelete="SET NULL"), index=True
-    )
-    grant_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("grants.id", ondelete="SET NULL"), index=True
-    )
-    occurred_at: Mapped[datetime]
-
-    def __repr__(self) -> str:
-        return f"ConsentEvent(id={self.id}, type={self.event_type})"
 
 
 def record_event(
@@ -50,8 +31,8 @@ def record_event(
     )
     db.add(event)
     db.flush()
+    from consent.grants.models import Grant
     from consent.ledger.store import append, vendor_pseudonym_for
-    from consent.models import Grant
 
     grant = db.get(Grant, grant_id) if grant_id else None
     append(

@@ -10,8 +10,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from consent.grants import is_active
-from consent.models import Grant, OAuthToken, VendorApp
+from consent.grants.models import Grant
+from consent.grants.service import is_active
+from consent.oauth.models import OAuthToken
+from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.crypto import hash_token, new_token
 from vault.runtime import Runtime
@@ -133,7 +135,7 @@ class TokenService:
         """An already-rotated refresh token came back: revoke its whole family."""
         self.revoke_family(row.family_id)
         log.warning("token.reuse_detected app=%s family=%s", row.app_id, row.family_id)
-        from consent.events import record_event
+        from consent.oauth.events import record_event
 
         record_event(
             self.db, "token.reuse_detected", app_id=row.app_id, grant_id=row.grant_id, rt=self.rt

@@ -1,6 +1,6 @@
 """Every model of every package, imported so that ``Base.metadata`` is complete."""
 
-from consent.events import ConsentEvent
+from consent.grants.models import AccessLogEntry, Grant, PreviousVendors
 from consent.ledger.models import (
     LedgerCheckpoint,
     LedgerEntry,
@@ -9,16 +9,9 @@ from consent.ledger.models import (
     LedgerSubject,
     LedgerVendorSubject,
 )
-from consent.models import (
-    AccessLogEntry,
-    AuthorizationCode,
-    Grant,
-    OAuthToken,
-    PreviousVendors,
-    VendorApp,
-    WebhookAttempt,
-    WebhookMessage,
-)
+from consent.oauth.models import AuthorizationCode, ConsentEvent, OAuthToken
+from consent.vendors.models import VendorApp
+from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from intents.models import Intent, IntentBlock, Offer
 from vault.accounts.models import Account, AccountSession, SignInThrottle
 from vault.base import Base

@@ -53,9 +53,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from consent import scopes
-from consent.models import RegistrationToken, VendorApp
-from consent.vendors import DEFAULT_AUTH_METHOD, AppInput, InvalidApp, register_app, validate_app
+from consent.grants import scopes
+from consent.oauth.models import RegistrationToken
+from consent.vendors.models import VendorApp
+from consent.vendors.service import (
+    DEFAULT_AUTH_METHOD,
+    AppInput,
+    InvalidApp,
+    register_app,
+    validate_app,
+)
 from vault.base import utcnow
 from vault.crypto import hash_token, new_token
 from vault.dependencies import DbDep, RuntimeDep

@@ -41,6 +41,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consent.grants.models import Grant
 from consent.ledger.checkpoint import (
     CheckpointError,
     VerifierKey,
@@ -53,8 +54,8 @@ from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry
 from consent.ledger.service import checkpoint_at_least, create_checkpoint, origin, signing_key
 from consent.ledger.store import StoredTree
-from consent.models import Grant, VendorApp
-from consent.terms import AGREEMENTS
+from consent.terms.catalogue import AGREEMENTS
+from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.errors import NotFound
 from vault.runtime import Runtime

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.models import VendorApp
-from consent.scopes import VENDOR_SCOPES
+from consent.grants.scopes import VENDOR_SCOPES
+from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.crypto import hash_token, new_token
 from vault.errors import InvalidInput, NotFound
@@ -61,7 +61,7 @@ _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 def agreements() -> dict[str, str]:
     """The standard agreements a vendor may accept: id -> title, in roster order."""
     try:
-        from consent.terms import AGREEMENTS  # type: ignore[attr-defined,unused-ignore]
+        from consent.terms.catalogue import AGREEMENTS  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return dict(_FALLBACK_AGREEMENTS)
     roster: Any = AGREEMENTS
@@ -221,7 +221,7 @@ def _scopes(values: Iterable[object]) -> list[str]:
 
 def _webhook_url(value: str) -> str:
     url = check_url(value, "Webhook URL", loopback_http=True)
-    from consent.webhooks import internal_address_problem
+    from consent.webhooks.addresses import internal_address_problem
 
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
@@ -363,8 +363,8 @@ def delete_app(db: Session, app: VendorApp, rt: Runtime | None = None) -> None:
     history record the end of the connection before the rows go.
     """
     if rt is not None:
-        from consent.grants import GrantService, is_active
-        from consent.models import Grant
+        from consent.grants.models import Grant
+        from consent.grants.service import GrantService, is_active
 
         service = GrantService(db, rt)
         for grant in db.scalars(select(Grant).where(Grant.app_id == app.id)).all():

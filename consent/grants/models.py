@@ -1,0 +1,75 @@
+"""Grants (who may read what, why, until when), the access log of every read, and the vendors a
+person had before an import.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vault.base import Base, IdMixin, TimestampMixin
+
+
+class Grant(IdMixin, TimestampMixin, Base):
+    """Individual I lets app V read fields F for purpose P under agreement T until E."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("individual_id", "app_id"),)
+
+    individual_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True
+    )
+    fields: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(500))
+    agreement_id: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    expiry_processed_at: Mapped[datetime | None]
+    """When the expiry sweep killed the expired grant's tokens and told the vendor."""
+
+    def __repr__(self) -> str:
+        return f"Grant(id={self.id}, app_id={self.app_id}, fields={self.fields})"
+
+
+class AccessLogEntry(IdMixin, Base):
+    """A vendor read some of an individual's fields."""
+
+    __tablename__ = "access_log"
+
+    individual_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True
+    )
+    fields: Mapped[list[str]] = mapped_column(JSON)
+    accessed_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"AccessLogEntry(id={self.id}, app_id={self.app_id})"
+
+
+class PreviousVendors(IdMixin, Base):
+    """The vendors an individual was connected to in another vault they imported from.
+
+    Shown to them as a list to reconnect from; never grants. Encrypted under their data key:
+    which vendors someone uses says a lot about them.
+    """
+
+    __tablename__ = "previous_vendors"
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
+    )
+    vendors_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    imported_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"PreviousVendors(id={self.id}, owner_id={self.owner_id})"

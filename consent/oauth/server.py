@@ -1,0 +1,182 @@
+"""The authorization server: Authlib's grants and endpoints on the project's storage.
+
+One ``VaultAuthorizationServer`` is built per request around that request's database session,
+so Authlib's hooks (query_client, save_token, the grants' storage methods) all work inside the
+request's unit of work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from authlib.oauth2 import AuthorizationServer, OAuth2Request
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent.grants import scopes
+from consent.grants.models import Grant
+from consent.grants.service import is_active, pairwise_subject
+from consent.oauth.flows import (
+    CodeGrant,
+    RefreshGrant,
+    S256Only,
+    VaultOpenIDCode,
+    VendorCredentialsGrant,
+)
+from consent.oauth.models import AuthorizationCode, OAuthToken
+from consent.oauth.objects import AUTH_METHODS, EXTENSION_GRANTS, Client, Token
+from consent.oauth.tokens import ACCESS_TOKEN_SECONDS, TokenService
+from consent.vendors.models import VendorApp
+from vault.crypto import hash_token, new_token
+from vault.runtime import Runtime
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+    server: VaultAuthorizationServer
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        return self.server.find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: Token, request: OAuth2Request) -> None:
+        """Revoking either token of a family revokes the family (RFC 7009 section 2.1)."""
+        TokenService(self.server.db, self.server.rt).revoke_family(token.row.family_id)
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+    server: VaultAuthorizationServer
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        return self.server.find_token(token_string, token_type_hint)
+
+    def check_permission(self, token: Token, client: Client, request: OAuth2Request) -> bool:
+        return token.check_client(client)
+
+    def introspect_token(self, token: Token) -> dict[str, Any]:
+        row = token.row
+        service = TokenService(self.server.db, self.server.rt)
+        active = not token.is_revoked() and not token.is_expired()
+        if active and token.kind == "access_token":
+            active = service.context(row) is not None
+        elif active and row.grant_id is not None:
+            grant = self.server.db.get(Grant, row.grant_id)
+            active = grant is not None and is_active(grant)
+        if not active:
+            return {"active": False}
+        body: dict[str, Any] = {
+            "active": True,
+            "scope": row.scope,
+            "client_id": token.app.client_id,
+            "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
+            "iat": int(row.issued_at.timestamp()),
+            "exp": int(
+                (
+                    row.access_expires_at
+                    if token.kind == "access_token"
+                    else row.refresh_expires_at or row.access_expires_at
+                ).timestamp()
+            ),
+            "iss": self.server.rt.settings.base_url,
+        }
+        if row.grant_id is not None:
+            grant = self.server.db.get(Grant, row.grant_id)
+            if grant is not None:
+                body["sub"] = pairwise_subject(self.server.rt, grant.app_id, grant.individual_id)
+        return body
+
+
+class VaultAuthorizationServer(AuthorizationServer):
+    def __init__(self, db: Session, rt: Runtime) -> None:
+        super().__init__(scopes_supported=scopes.all_scopes())
+        self.db = db
+        self.rt = rt
+        self.register_token_generator(
+            "default",
+            BearerTokenGenerator(
+                access_token_generator=lambda **_: new_token(),
+                refresh_token_generator=lambda **_: new_token(),
+                expires_generator=lambda client, grant_type: ACCESS_TOKEN_SECONDS,
+            ),
+        )
+        self.register_grant(CodeGrant, [S256Only(required=True), VaultOpenIDCode(self)])
+        self.register_grant(RefreshGrant)
+        self.register_grant(VendorCredentialsGrant)
+        for extension in EXTENSION_GRANTS.values():
+            self.register_grant(extension)
+        self.register_endpoint(Revocation(self))
+        self.register_endpoint(Introspection(self))
+
+    def hash(self, secret: str) -> bytes:
+        return hash_token(self.rt.secrets.token_hash_key, secret)
+
+    def query_client(self, client_id: str) -> Client | None:
+        if not client_id or len(client_id) > 64:
+            return None
+        app = self.db.scalars(
+            select(VendorApp).where(VendorApp.client_id == client_id)
+        ).one_or_none()
+        return Client(app, self.rt) if app is not None else None
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        client: Client = request.client
+        service = TokenService(self.db, self.rt)
+        grant_type = request.payload.grant_type
+        grant: Grant | None = None
+        family_id: uuid.UUID | None = None
+        code_row: AuthorizationCode | None = None
+        if grant_type == "authorization_code":
+            code_row = request.authorization_code.row
+            grant = self.db.get(Grant, code_row.grant_id)
+        elif grant_type == "refresh_token":
+            old: OAuthToken = request.refresh_token.row
+            grant = self.db.get(Grant, old.grant_id) if old.grant_id else None
+            family_id = old.family_id
+        elif grant_type in EXTENSION_GRANTS:
+            grant = request.vault_grant
+        row = service.issue(
+            client.app,
+            token.get("scope", ""),
+            grant=grant,
+            family_id=family_id,
+            access_token=token["access_token"],
+            refresh_token=token.get("refresh_token"),
+            expires_in=int(token.get("expires_in", ACCESS_TOKEN_SECONDS)),
+        )
+        if code_row is not None:
+            code_row.token_family_id = row.family_id
+            self.db.flush()
+
+    def find_token(self, token_string: str, hint: str | None) -> Token | None:
+        service = TokenService(self.db, self.rt)
+        order = (
+            ["refresh_token", "access_token"]
+            if hint == "refresh_token"
+            else ["access_token", "refresh_token"]
+        )
+        for kind in order:
+            row = (
+                service.by_access_token(token_string)
+                if kind == "access_token"
+                else service.by_refresh_token(token_string)
+            )
+            if row is not None:
+                app = self.db.get(VendorApp, row.app_id)
+                if app is not None:
+                    return Token(row, app, kind)
+        return None
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """No signal subscribers: state changes happen in the storage methods above."""
+
+    def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
+        return request
+
+    def handle_response(
+        self, status: int, body: Any, headers: list[tuple[str, str]]
+    ) -> tuple[int, Any, list[tuple[str, str]]]:
+        return status, body, headers

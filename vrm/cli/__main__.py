@@ -1,0 +1,5 @@
+"""``python -m vrm.cli``: the same as the ``vrm`` command."""
+
+from vrm.cli import app
+
+app()

@@ -1,0 +1,135 @@
+"""``vrm ledger``: the consent ledger: checkpoints, export, offline verification."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from consent.ledger.models import LedgerEntry
+from consent.ledger.receipts import ReceiptError, verify_receipt
+from consent.ledger.service import (
+    InconsistentLedger,
+    create_checkpoint,
+    latest_checkpoint,
+    public_key_text,
+    stored_subtrees,
+)
+from consent.ledger.verify import export_rows, main_verify
+from vrm.cli.common import fail, service
+
+app = typer.Typer(
+    help="The consent ledger: checkpoints, export, offline verification.", no_args_is_help=True
+)
+
+
+@app.command("checkpoint")
+def ledger_checkpoint() -> None:
+    """Sign a checkpoint now if the ledger grew (the worker does this on every pass)."""
+    with service() as rt, rt.sessions() as session, session.begin():
+        try:
+            row = create_checkpoint(session, rt) or latest_checkpoint(session)
+        except InconsistentLedger as exc:
+            raise fail(f"{exc}: the stored ledger was altered; see `vrm ledger export`") from exc
+        if row is None:
+            typer.echo("the ledger is empty; nothing to sign")
+            return
+        typer.echo(row.note, nl=False)
+
+
+@app.command("public-key")
+def ledger_public_key() -> None:
+    """Print the verifier key auditors use to check checkpoints."""
+    with service() as rt:
+        typer.echo(public_key_text(rt))
+
+
+@app.command("export")
+def ledger_export(
+    output: Annotated[Path, typer.Argument(help="File to write (JSON Lines).")],
+    with_proofs: Annotated[
+        bool,
+        typer.Option(
+            help="Add each entry's inclusion proof, so a tampered entry is pinpointed exactly."
+        ),
+    ] = False,
+) -> None:
+    """Write the latest checkpoint and every entry it covers, for offline verification.
+
+    Entries are written as stored, so whatever was done to the stored rows is there for
+    `vrm ledger verify` to find; proofs come from the stored tree that was signed.
+    """
+    warnings: list[str] = []
+    with service() as rt, rt.sessions() as session, session.begin():
+        try:
+            create_checkpoint(session, rt)
+        except InconsistentLedger as exc:
+            warnings.append(f"{exc}; exporting under the last signed checkpoint")
+        row = latest_checkpoint(session)
+        if row is None:
+            raise fail("the ledger is empty; nothing to export")
+        note, size = row.note, row.size
+        rows = [
+            (index, bytes(entry))
+            for index, entry in session.execute(
+                select(LedgerEntry.index, LedgerEntry.entry)
+                .where(LedgerEntry.index < size)
+                .order_by(LedgerEntry.index)
+            )
+        ]
+        missing = next((i for i, (index, _) in enumerate(rows) if index != i), len(rows))
+        complete = missing == len(rows) == size
+        if not complete:
+            warnings.append(
+                f"the checkpoint covers {size} entries but {len(rows)} are stored, the first "
+                f"missing being index {missing}; the export will not verify"
+            )
+        subtree = None
+        if with_proofs and complete:
+            subtree = stored_subtrees(session, size)
+        elif with_proofs:
+            warnings.append("proofs need every stored entry; the export has none")
+    with output.open("w", encoding="utf-8") as fh:
+        fh.writelines(export_rows(note, rows, subtree=subtree))
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"wrote checkpoint ({size} entries) and {len(rows)} entries to {output}")
+
+
+@app.command("verify")
+def ledger_verify(
+    export: Annotated[Path, typer.Argument(help="A file written by `vrm ledger export`.")],
+    public_key: Annotated[Path, typer.Option(help="File holding the verifier key.")],
+    previous_checkpoint: Annotated[
+        Path | None, typer.Option(help="An older signed checkpoint to check consistency with.")
+    ] = None,
+) -> None:
+    """Verify an export offline (no database): signature, root, order, consistency."""
+    raise typer.Exit(code=main_verify(export, public_key, previous_checkpoint))
+
+
+@app.command("verify-receipt")
+def ledger_verify_receipt(
+    receipt: Annotated[Path, typer.Argument(help="A consent receipt file (compact JWS).")],
+    public_key: Annotated[Path, typer.Option(help="File holding the verifier key.")],
+) -> None:
+    """Verify a consent receipt offline (no database): JWS signature, checkpoint signature,
+    and the inclusion proof from the receipt's ledger entry to the checkpoint root."""
+    try:
+        payload = verify_receipt(
+            receipt.read_text(encoding="utf-8"), public_key.read_text(encoding="utf-8").strip()
+        )
+    except OSError as exc:
+        raise fail(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    except ReceiptError as exc:
+        raise fail(f"the receipt does not verify: {exc}") from exc
+    ledger = payload["ledger"]
+    typer.echo(
+        f"OK: receipt {payload.get('record_id')} ({payload.get('event', {}).get('type')}) is "
+        f"ledger entry {ledger['index']}, included in the signed checkpoint of size "
+        f"{ledger['tree_size']}"
+    )
+    typer.echo(json.dumps({k: v for k, v in payload.items() if k != "ledger"}, indent=2))

@@ -1,0 +1,111 @@
+"""``vrm worker``: webhook delivery and the scheduled jobs the composition root lists."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from consent.webhooks.delivery import DeliveryOutcome, Dispatcher, deliver_due
+from vault.jobs import Job, JobFailed
+from vault.runtime import Runtime
+from vrm.cli.common import service
+from vrm.wiring import JOBS
+
+
+def run_job(rt: Runtime, job: Job) -> None:
+    """One job in a transaction of its own; a failure is reported and the next job runs."""
+    try:
+        with rt.sessions() as session, session.begin():
+            line = job.run(session, rt)
+    except JobFailed as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        return
+    except OperationalError as exc:
+        typer.echo(f"database unavailable ({type(exc.orig).__name__}); retrying")
+        return
+    except Exception as exc:  # keep the others running; say it on every pass until fixed
+        # The type only: an exception's text can carry bound SQL parameters.
+        typer.secho(f"error: {job.name} failed ({type(exc).__name__})", fg="red", err=True)
+        return
+    if line:
+        typer.echo(line)
+
+
+def run_jobs(rt: Runtime) -> None:
+    for job in JOBS:
+        run_job(rt, job)
+
+
+def report(outcome: DeliveryOutcome) -> None:
+    status = f"HTTP {outcome.status_code}" if outcome.status_code else "no response"
+    line = f"{outcome.message_id} {outcome.client_id} {outcome.event_type} {status}"
+    line += f" attempt {outcome.attempt}: {outcome.result}"
+    if outcome.next_attempt_at is not None:
+        line += f", next at {outcome.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+    if outcome.error and outcome.status_code is None:
+        line += f" ({outcome.error})"
+    typer.echo(line)
+
+
+def worker(
+    once: Annotated[
+        bool, typer.Option(help="Deliver what is due now, then exit (instead of looping).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, max=3600, help="Seconds between looks at the outbox.")
+    ] = 5.0,
+) -> None:
+    """Deliver signed webhooks and run the scheduled jobs (expiry, closing, checkpoints).
+
+    Webhooks that fail are retried with backoff; the jobs are those ``vrm.wiring`` lists.
+    Runs until SIGINT or SIGTERM; the message being delivered is finished first. Several
+    workers may run at once: each message is claimed by exactly one of them.
+    """
+    stop = threading.Event()
+    with service() as rt:
+        if once:
+            run_jobs(rt)
+            while deliver_due(rt.sessions, rt, on_outcome=report):
+                pass
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        loop = asyncio.new_event_loop()
+        stopped = asyncio.Event()
+
+        def request_stop(signum: int, _frame: object) -> None:
+            typer.echo(f"received {signal.Signals(signum).name}; stopping after this delivery")
+            stop.set()
+            loop.call_soon_threadsafe(stopped.set)
+
+        def jobs() -> None:
+            # On a thread of their own, so that no endpoint, however slow, holds them up.
+            while not stop.is_set():
+                run_jobs(rt)
+                stop.wait(interval)
+
+        for sig in previous:
+            signal.signal(sig, request_stop)
+        typer.echo(f"webhook worker started; looking at the outbox every {interval:g} s")
+        scheduler = threading.Thread(target=jobs, name="vrm-jobs")
+        scheduler.start()
+        try:
+            dispatcher = Dispatcher(
+                rt.sessions,
+                rt,
+                on_outcome=report,
+                should_stop=stop.is_set,
+                on_problem=typer.echo,
+            )
+            loop.run_until_complete(dispatcher.run(interval, stopped))
+        finally:
+            stop.set()
+            scheduler.join()
+            loop.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    typer.echo("webhook worker stopped")
