@@ -72,7 +72,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     settings = settings or (runtime.settings if runtime else get_settings())
     runtime = runtime or Runtime.from_settings(settings)
 
-
     app = FastAPI(
         title="VRM Vault",
         summary="A customer-owned personal data vault.",
