@@ -60,12 +60,12 @@ sys.path.insert(0, str(ROOT))
 from consent.grants.models import AccessLogEntry  # noqa: E402
 from consent.grants.service import Decision, GrantService  # noqa: E402
 from consent.vendors.service import AppInput, register_app  # noqa: E402
-from vault.accounts.service import AccountService  # noqa: E402
 from vault.migrate import upgrade  # noqa: E402
 from vault.portability import export  # noqa: E402
 from vault.profile.service import ProfileService  # noqa: E402
 from vault.runtime import Runtime  # noqa: E402
 from vault.settings import Settings  # noqa: E402
+from vault.signup import sign_up  # noqa: E402
 from vrm.wiring import portability  # noqa: E402
 
 ADMIN_URL = os.environ.get("VRM_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -87,8 +87,8 @@ class Run:
 def individual(rt: Runtime, rows: int) -> uuid.UUID:
     """One person with a profile and a grant to a vendor, read ``rows`` times by it."""
     with rt.sessions() as db, db.begin():
-        person = AccountService(db, rt).sign_up(
-            f"bench-{uuid.uuid4().hex[:8]}@example.org", "a long bench password"
+        person = sign_up(
+            db, rt, f"bench-{uuid.uuid4().hex[:8]}@example.org", "a long bench password"
         )
         profile = ProfileService(db, rt)
         profile.set_field(person, "given_name", "Ada")

@@ -162,18 +162,17 @@ def prepare(rt: Any, individuals: int) -> Prepared:
     """Schema, the individuals (accounts and data keys), one market vendor app, its token."""
     from consent.oauth.tokens import TokenService
     from consent.vendors.service import AppInput, register_app
-    from vault.accounts.service import AccountService
     from vault.keystore import KeyStore
     from vault.migrate import upgrade
+    from vault.signup import sign_up
 
     upgrade(rt.engine)
     token = "bench-" + uuid.uuid4().hex
     keys: dict[uuid.UUID, Any] = {}
     with rt.sessions() as db, db.begin():
-        accounts = AccountService(db, rt)
         store = KeyStore(db, rt.keys)
         for n in range(individuals):
-            person = accounts.sign_up(f"bench-{n}@example.org", "a long bench password")
+            person = sign_up(db, rt, f"bench-{n}@example.org", "a long bench password")
             keys[person.id] = store.for_owner(person.id)
         app, _ = register_app(
             db,

@@ -45,11 +45,11 @@ def prepare(db_url: str, key_dir: Path) -> str:
     from consent.grants.service import Decision, GrantService
     from consent.oauth.tokens import TokenService
     from consent.vendors.service import AppInput, register_app
-    from vault.accounts.service import AccountService
     from vault.migrate import upgrade
     from vault.profile.service import ProfileService
     from vault.runtime import Runtime
     from vault.settings import Settings
+    from vault.signup import sign_up
 
     settings = Settings(
         database_url=db_url,
@@ -62,7 +62,7 @@ def prepare(db_url: str, key_dir: Path) -> str:
     upgrade(rt.engine)
     token = "bench-" + uuid.uuid4().hex
     with rt.sessions() as db, db.begin():
-        person = AccountService(db, rt).sign_up("bench@example.org", "a long bench password")
+        person = sign_up(db, rt, "bench@example.org", "a long bench password")
         profile = ProfileService(db, rt)
         profile.set_field(person, "given_name", "Ada")
         profile.set_field(person, "family_name", "Lovelace")

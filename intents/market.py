@@ -27,6 +27,7 @@ from consent.vendors.models import VendorApp
 from intents import taxonomy
 from intents.errors import IntentClosed, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
+from intents.pseudonyms import owner_pseudonym
 from intents.rules import parse_offer
 from intents.service import binding, sibling_apps
 from vault.accounts.models import Account, AccountStatus
@@ -162,7 +163,6 @@ class Market:
         return where
 
     def _views(self, intents: list[Intent]) -> list[VendorIntent]:
-        from intents.pseudonyms import owner_pseudonym
 
         keys = KeyStore(self.db, self.rt.keys)
         keys.preload({i.owner_id for i in intents})
@@ -299,7 +299,6 @@ class Market:
 
     def offer(self, offer_id: uuid.UUID) -> tuple[Offer, str]:
         """One of this app's offers and the pseudonym of the intent's owner."""
-        from intents.pseudonyms import owner_pseudonym
 
         offer = self._own(offer_id)
         owner_id = self.db.scalar(select(Intent.owner_id).where(Intent.id == offer.intent_id))
@@ -310,7 +309,6 @@ class Market:
         self, *, status: str | None = None, cursor: str | None = None, limit: int | None = None
     ) -> tuple[list[tuple[Offer, str]], str | None]:
         """This app's offers, newest first, each with its owner's pseudonym."""
-        from intents.pseudonyms import owner_pseudonym
 
         size = page_size(limit)
         query = (

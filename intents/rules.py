@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from intents import money, taxonomy
-from intents.errors import InvalidIntent
+from intents.errors import CurrencyMismatch, InvalidIntent
 from vault.errors import InvalidInput
 from vault.profile.catalogue import clean_text, countries
 
@@ -251,7 +251,6 @@ def parse_offer(
 
     Returns the clean values by column name. A currency other than the intent's is refused.
     """
-    from intents.errors import CurrencyMismatch
 
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}

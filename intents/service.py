@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from consent.grants import scopes
+from consent import scopes
 from consent.grants.models import Grant
 from consent.grants.service import (
     ACCEPTANCE_SCREEN,

@@ -27,7 +27,7 @@ from authlib.oauth2.rfc6749.errors import (
 )
 from sqlalchemy import select, update
 
-from consent.grants import scopes
+from consent import scopes
 from consent.grants.models import Grant
 from consent.grants.service import is_active, pairwise_subject
 from consent.oauth.objects import AUTH_METHODS, ConsentedUser

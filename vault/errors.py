@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vault.schemas import ErrorBody
+
 
 class VaultError(Exception):
     """A failure a caller can act on. ``code`` is stable; ``message`` is for people."""
@@ -88,7 +90,6 @@ def error_responses(*errors: type[VaultError]) -> dict[int | str, dict[str, Any]
 
     Errors sharing a status code are listed together, each with its ``error`` code.
     """
-    from vault.schemas import ErrorBody
 
     by_status: dict[int, list[str]] = {}
     for err in errors:

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from consent.grants.access import TokenContext
 from consent.grants.models import Grant
 from consent.grants.service import is_active
-from consent.oauth.tokens import TokenContext, TokenService
+from consent.oauth.tokens import TokenService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden, TooManyRequests
 from vendor_api import ratelimit

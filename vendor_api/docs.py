@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from consent.grants import scopes
+from consent import scopes
 from consent.oauth.objects import grant_types_supported
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS, REFRESH_TOKEN_DAYS
 from consent.webhooks import delivery, signing

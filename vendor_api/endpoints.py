@@ -6,8 +6,10 @@ import uuid
 
 from fastapi import APIRouter
 
-from consent.grants import scopes
+from consent import scopes
 from consent.grants.access import read_profile_for, readable_fields
+from consent.grants.models import Grant
+from consent.grants.receipts import receipt_for
 from consent.grants.service import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import NotFound, TooManyRequests, error_responses
@@ -60,8 +62,6 @@ def read_receipt(grant_id: str, ctx: TokenDep, db: DbDep, rt: RuntimeDep) -> Rec
     (also a client-credentials token, so receipts of revoked grants stay fetchable). A grant
     to another app is 404.
     """
-    from consent.grants.models import Grant
-    from consent.ledger.receipts import receipt_for
 
     try:
         gid = uuid.UUID(grant_id)

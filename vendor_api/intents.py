@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from consent.grants import scopes
+from consent import scopes
 from intents import money, taxonomy
 from intents.errors import CurrencyMismatch, IntentClosed, InvalidIntent, OfferNotLive
 from intents.market import IntentFilters, Market, VendorIntent
@@ -23,6 +23,7 @@ from intents.service import offer_status
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
 from vault.errors import error_responses as _responses
+from vault.profile.catalogue import countries
 from vendor_api.dependencies import IntentsReader, OffersWriter
 from vendor_api.errors import InsufficientScope, InvalidToken
 from vendor_api.schemas import (
@@ -147,8 +148,6 @@ def _filters(
         errors["budget_min"] = "budget_min is larger than budget_max."
     country_code = None
     if country:
-        from vault.profile.catalogue import countries
-
         if country.upper() not in countries():
             errors["country"] = "country is an ISO 3166-1 alpha-2 code such as NL."
         else:

@@ -1,6 +1,12 @@
 """Every model of every package, imported so that ``Base.metadata`` is complete."""
 
-from consent.grants.models import AccessLogEntry, Grant, PreviousVendors
+from consent.grants.models import (
+    AccessLogEntry,
+    AuthorizationCode,
+    Grant,
+    OAuthToken,
+    PreviousVendors,
+)
 from consent.ledger.models import (
     LedgerCheckpoint,
     LedgerEntry,
@@ -9,7 +15,7 @@ from consent.ledger.models import (
     LedgerSubject,
     LedgerVendorSubject,
 )
-from consent.oauth.models import AuthorizationCode, ConsentEvent, OAuthToken
+from consent.oauth.models import ConsentEvent
 from consent.vendors.models import VendorApp
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from intents.models import Intent, IntentBlock, Offer

@@ -22,6 +22,7 @@ from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
+from vault.signup import sign_up
 from web.dependencies import CSRFChecked, PageAccount, SignInRequired, safe_next, signin_url
 from web.templating import flash, render
 
@@ -94,8 +95,8 @@ def sign_up_page(
     else:
         svc = AccountService(db, rt)
         try:
-            account = svc.sign_up(
-                email, password, role=role, client_address=client_address(request, rt)
+            account = sign_up(
+                db, rt, email, password, role=role, client_address=client_address(request, rt)
             )
         except VaultError as exc:
             errors[getattr(exc, "field", None) or "form"] = exc.message

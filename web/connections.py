@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from consent.grants.access import access_log, access_summary, ended_at, ended_grants, owned_grant
 from consent.grants.models import Grant
+from consent.grants.portability import previous_vendors
+from consent.grants.receipts import MEDIA_TYPE, receipt_for
 from consent.grants.service import GrantService, is_active
 from consent.terms.catalogue import AGREEMENTS, agreement_for
 from consent.vendors.models import VendorApp
@@ -71,7 +73,6 @@ def _connections_context(
         {"grant": grant, "app": app, "ended_at": ended_at(grant)}
         for grant, app in ended_grants(db, account.id)
     ]
-    from consent.grants.portability import previous_vendors
 
     return {
         "rows": rows,
@@ -152,7 +153,6 @@ def narrow(
 @router.get("/connections/{grant_id}/receipt")
 def receipt_download(grant_id: str, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
     """The signed consent receipt of the connection's latest event (a compact JWS file)."""
-    from consent.ledger.receipts import MEDIA_TYPE, receipt_for
 
     grant, _app = owned_grant(db, account.id, _grant_id(grant_id))
     signed = receipt_for(db, rt, grant.id)["receipt"]

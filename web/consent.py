@@ -9,7 +9,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from consent.grants import scopes
+from consent import scopes
 from consent.grants.service import (
     CONSENT_SCREEN,
     DEFAULT_DURATION,
@@ -22,6 +22,7 @@ from consent.grants.service import (
 from consent.oauth.endpoints import FormPairs, to_response, vault_request
 from consent.oauth.objects import ConsentedUser
 from consent.oauth.server import VaultAuthorizationServer
+from consent.terms.catalogue import AGREEMENTS, agreement_for
 from vault.accounts.dependencies import Viewer, ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
@@ -60,7 +61,6 @@ def _refuse(
 
 
 def _agreements(account: Account, app_agreements: list[str]) -> dict[str, Any]:
-    from consent.terms.catalogue import AGREEMENTS, agreement_for
 
     preferred = agreement_for(account)
     offered = [AGREEMENTS[a] for a in app_agreements if a in AGREEMENTS]

@@ -9,7 +9,8 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from consent.grants.scopes import VENDOR_SCOPES
+from consent.grants.service import delete_app
+from consent.scopes import VENDOR_SCOPES
 from consent.vendors.models import VendorApp
 from consent.vendors.service import (
     AppInput,
@@ -18,7 +19,6 @@ from consent.vendors.service import (
     app_of_owner,
     apps_of,
     create_client_secret,
-    delete_app,
     register_app,
     update_app,
 )

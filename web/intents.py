@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from consent.grants.service import DEFAULT_DURATION, DURATIONS, GrantService
+from consent.terms.catalogue import AGREEMENTS
+from consent.vendors.models import VendorApp
 from intents import money, taxonomy
 from intents.errors import IntentClosed, OfferChanged, OfferNotLive
 from intents.models import Intent, IntentStatus
@@ -341,7 +343,6 @@ def _accept_context(
         raise NotFound("There is no such offer on this intent.")
     profile = ProfileService(db, rt).get(account.id)
     existing = GrantService(db, rt).active(account.id, offer.app.id)
-    from consent.terms.catalogue import AGREEMENTS
 
     return {
         "existing": existing,
@@ -409,7 +410,6 @@ def accept_offer(
     except (IntentClosed, OfferNotLive, NotFound) as exc:  # nothing left to decide
         db.rollback()
         return _show(request, iid, exc.message, "error")
-    from consent.vendors.models import VendorApp
 
     app = db.get_one(VendorApp, offer.app_id)
     if offer.shared_fields:

@@ -11,16 +11,28 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
+from consent.grants.models import Grant
+from consent.vendors.models import VendorApp
+from intents.models import Intent, Offer
 from vault import csrf
-from vault.accounts.dependencies import ViewerDep, client_address, set_session_cookie
+from vault.accounts.dependencies import (
+    ViewerDep,
+    clear_session_cookie,
+    client_address,
+    set_session_cookie,
+)
 from vault.accounts.models import Account, Role
 from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
 from vault.portability import erasure, export, importer
 from vault.portability.parts import portability_of
+from vault.profile.service import ProfileService
 from vault.runtime import Runtime
+from vault.signup import sign_up
 from web.accounts import home_for
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
 from web.templating import flash, plural, render
@@ -95,8 +107,6 @@ def import_form(request: Request, viewer: ViewerDep) -> Response:
 @router.post("/signup/import")
 async def import_submit(request: Request, rt: RuntimeDep) -> Response:
     """A new account from another vault's export: verified first, then one transaction."""
-    from starlette.concurrency import run_in_threadpool
-    from starlette.datastructures import UploadFile
 
     form = await request.form(max_files=1, max_fields=UPLOAD_FIELDS)
     token = form.get(csrf.CSRF_FIELD)
@@ -163,15 +173,16 @@ def _import_sync(
     with rt.sessions() as db:
         try:
             with db.begin():
-                svc = AccountService(db, rt)
-                account = svc.sign_up(
+                account = sign_up(
+                    db,
+                    rt,
                     values["email"],
                     password,
                     role=Role.INDIVIDUAL,
                     client_address=client_address(request, rt),
                 )
                 context = importer.import_into(db, rt, parts, account, archive)
-                signed = svc.start_session(account)
+                signed = AccountService(db, rt).start_session(account)
         except VaultError as exc:
             _failed(rt, values["email"], address)
             field = getattr(exc, "field", None) or "form"
@@ -197,9 +208,6 @@ def _import_sync(
 
 
 def _vendors_to_tell(db: Session, owner_id: uuid.UUID) -> list[str]:
-    from consent.grants.models import Grant
-    from consent.vendors.models import VendorApp
-    from intents.models import Intent, Offer
 
     apps = (
         select(Grant.app_id)
@@ -248,7 +256,6 @@ def erase_submit(
     rt: RuntimeDep,
     form: FormDep,
 ) -> Response:
-    from vault.profile.service import ProfileService
 
     password = form.get("password", "")
     typed = form.get("confirmation", "")
@@ -279,7 +286,6 @@ def erase_submit(
         "erased.html",
         {"receipt": done.receipt, "payload": done.payload, "account": None, "viewer": None},
     )
-    from vault.accounts.dependencies import clear_session_cookie
 
     clear_session_cookie(response, rt)
     csrf.rotate(request)

@@ -10,21 +10,34 @@ cannot see cannot happen.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from consent.grants import scopes
-from consent.grants.models import AccessLogEntry, Grant
+from consent import scopes
+from consent.grants.models import AccessLogEntry, Grant, OAuthToken
 from consent.grants.service import is_active
-from consent.oauth.tokens import TokenContext
 from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.errors import NotFound
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenContext:
+    """A live access token with what it stands for."""
+
+    token: OAuthToken
+    app: VendorApp
+    grant: Grant | None
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.token.scope.split())
 
 
 class AccessSummary(NamedTuple):

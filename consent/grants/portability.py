@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from consent.grants.models import AccessLogEntry, Grant, PreviousVendors
+from consent.grants.receipts import grant_entries, receipt_for
 from consent.grants.schemas import (
     AccessItem,
     CheckpointItem,
@@ -36,9 +37,10 @@ from consent.ledger.service import (
     latest_checkpoint,
     public_key_text,
 )
-from consent.ledger.store import StoredTree, all_subjects, append
+from consent.ledger.store import StoredTree, all_subjects, append, pseudonym_for
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
+from consent.webhooks.outbox import enqueue
 from vault.accounts.models import Account
 from vault.base import utcnow
 from vault.crypto import Binding
@@ -105,7 +107,6 @@ class ConsentPart:
 
         def entries(grant: Grant) -> list[tuple[LedgerEntry, dict[str, Any]]]:
             """Read once per export (the JSON, CSV and HTML files all show them)."""
-            from consent.ledger.receipts import grant_entries
 
             if grant.id not in entries_of:
                 entries_of[grant.id] = grant_entries(db, grant, subjects)
@@ -162,7 +163,6 @@ class ConsentPart:
         receipts: dict[uuid.UUID, str] = {}
 
         def receipt_rows() -> Iterator[ReceiptItem]:
-            from consent.ledger.receipts import receipt_for
 
             for grant in grants:
                 found = entries(grant)
@@ -342,7 +342,6 @@ class ConsentPart:
         db.flush()
 
     def erase(self, db: Session, rt: Runtime, owner_id: uuid.UUID, context: ErasureContext) -> None:
-        from consent.ledger.store import pseudonym_for
 
         service = GrantService(db, rt)
         grants = list(db.scalars(select(Grant).where(Grant.individual_id == owner_id)))
@@ -379,8 +378,6 @@ class ConsentPart:
     def finish_erasure(self, db: Session, rt: Runtime, context: ErasureContext) -> None:
         """``subject.erased`` to every vendor that held a grant or made an offer, and the
         checkpoint and proof for the receipt (all still in the erasure's transaction)."""
-        from consent.ledger.service import checkpoint_at_least
-        from consent.webhooks.outbox import enqueue
 
         for app_id, data in context.notify.items():
             app = db.get(VendorApp, app_id)

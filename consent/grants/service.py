@@ -14,13 +14,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from consent.grants import scopes
-from consent.grants.models import Grant
-from consent.oauth.models import AuthorizationCode, OAuthToken
+from consent import scopes
+from consent.grants.models import AuthorizationCode, Grant, OAuthToken
+from consent.ledger.store import append, vendor_pseudonym_for
+from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
+from consent.vendors.service import record_vendor_event
+from consent.webhooks.outbox import enqueue
 from vault.base import utcnow
 from vault.crypto import blind_index
 from vault.errors import InvalidInput, NotFound
+from vault.profile.catalogue import FIELDS
 from vault.runtime import Runtime
 
 DURATIONS: dict[str, tuple[str, timedelta | None]] = {
@@ -43,8 +47,6 @@ def screen_text_hash(screen: str, app: VendorApp, fields: list[str], agreement_i
     against the published template without the ledger holding personal data. ``screen`` names
     the template (the consent screen, or the page accepting an offer).
     """
-    from consent.terms.catalogue import AGREEMENTS
-    from vault.profile.catalogue import FIELDS
 
     agreement = AGREEMENTS.get(agreement_id)
     lines = [
@@ -312,7 +314,6 @@ class GrantService:
         self, app: VendorApp, grant: Grant, event_type: str, consent_text_hash: str | None = None
     ) -> None:
         """Append the event to the consent ledger, in this transaction."""
-        from consent.ledger.store import append, vendor_pseudonym_for
 
         append(
             self.db,
@@ -332,7 +333,6 @@ class GrantService:
     def _notify(
         self, app: VendorApp, grant: Grant, event_type: str, reason: str | None = None
     ) -> None:
-        from consent.webhooks.outbox import enqueue
 
         extra = {"reason": reason} if reason else {}
 
@@ -352,3 +352,19 @@ class GrantService:
                 **extra,
             },
         )
+
+
+def delete_app(db: Session, app: VendorApp, rt: Runtime | None = None) -> None:
+    """Delete the app; its grants, codes, tokens and webhook messages go with it (FK cascade).
+
+    With ``rt``, every active grant is revoked first, so the ledger and each individual's
+    history record the end of the connection before the rows go.
+    """
+    if rt is not None:
+        service = GrantService(db, rt)
+        for grant in db.scalars(select(Grant).where(Grant.app_id == app.id)).all():
+            if is_active(grant):
+                service.revoke(grant.individual_id, grant.id)
+    record_vendor_event(db, app, "vendor.deleted")
+    db.delete(app)
+    db.flush()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from consent.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from consent.ledger.merkle import SubtreeHash, verify_consistency
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerNode
-from consent.ledger.store import StoredTree
+from consent.ledger.store import StoredTree, lock_head
 from vault.base import utcnow
 from vault.keys import SigningKeyFile
 from vault.runtime import Runtime
@@ -71,7 +71,6 @@ def create_checkpoint(db: Session, rt: Runtime) -> LedgerCheckpoint | None:
     Before signing, the new root is proven consistent with the previous checkpoint from the
     stored nodes, so the vault never signs a history that contradicts one it signed before.
     """
-    from consent.ledger.store import lock_head
 
     lock_head(db)  # one signer at a time: two would insert the same size
     tree = StoredTree(db)

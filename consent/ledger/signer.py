@@ -8,6 +8,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
+from consent.ledger.checkpoint import CheckpointError, parse_verifier_key
+from consent.ledger.jose import eddsa_allowed, receipt_kid
 from consent.ledger.service import (
     origin,
     public_key_text,
@@ -30,20 +32,17 @@ class LedgerSigner:
         return public_key_text(self.rt)
 
     def sign(self, payload: bytes, typ: str) -> str:
-        from consent.ledger.receipts import _eddsa_allowed, receipt_kid
 
         header = {"alg": "EdDSA", "typ": typ, "kid": receipt_kid(self.rt)}
         key = OKPKey.import_key(signing_key(self.rt))
-        with _eddsa_allowed():
+        with eddsa_allowed():
             return str(jws.serialize_compact(header, payload, key, algorithms=["EdDSA"]))
 
     def verify(self, token: str, public_key: str, typ: str, *, untyped_ok: bool = False) -> bytes:
-        from consent.ledger.checkpoint import CheckpointError, parse_verifier_key
-        from consent.ledger.receipts import _eddsa_allowed
 
         try:
             key = OKPKey.import_key(parse_verifier_key(public_key.strip()).public_key)
-            with _eddsa_allowed():
+            with eddsa_allowed():
                 obj = jws.deserialize_compact(token.strip(), key, algorithms=["EdDSA"])
         except (CheckpointError, JoseError, ValueError, TypeError) as exc:
             raise ValueError(f"the signature does not verify ({type(exc).__name__})") from None

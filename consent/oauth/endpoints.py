@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from consent.grants import scopes
+from consent import scopes
 from consent.oauth.objects import AUTH_METHODS, VaultRequest, grant_types_supported
 from consent.oauth.oidc import jwks
 from consent.oauth.server import VaultAuthorizationServer

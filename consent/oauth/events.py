@@ -8,6 +8,8 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from consent.grants.models import Grant
+from consent.ledger.store import append, vendor_pseudonym_for
 from consent.oauth.models import ConsentEvent
 from vault.base import utcnow
 from vault.runtime import Runtime
@@ -31,8 +33,6 @@ def record_event(
     )
     db.add(event)
     db.flush()
-    from consent.grants.models import Grant
-    from consent.ledger.store import append, vendor_pseudonym_for
 
     grant = db.get(Grant, grant_id) if grant_id else None
     append(

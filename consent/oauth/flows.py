@@ -7,20 +7,20 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from sqlalchemy import select, update
 
-from consent.grants import scopes
-from consent.grants.models import Grant
+from consent import scopes
+from consent.grants.models import AuthorizationCode, Grant
 from consent.grants.service import is_active, pairwise_subject
-from consent.oauth.models import AuthorizationCode
+from consent.oauth.events import record_event
 from consent.oauth.objects import (
     AUTH_METHODS,
     CODE_SECONDS,
@@ -30,14 +30,12 @@ from consent.oauth.objects import (
     Client,
     Code,
     ConsentedUser,
+    ServerStorage,
     Token,
 )
 from consent.oauth.oidc import key_id, signing_key
 from consent.oauth.tokens import TokenService
 from vault.base import utcnow
-
-if TYPE_CHECKING:  # the server registers these flows: no import cycle at run time
-    from consent.oauth.server import VaultAuthorizationServer
 
 
 class S256Only(CodeChallenge):
@@ -60,7 +58,7 @@ class S256Only(CodeChallenge):
 
 class CodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
-    server: VaultAuthorizationServer
+    server: ServerStorage
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> AuthorizationCode:
         user: ConsentedUser = request.user
@@ -116,7 +114,6 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         if not claimed.rowcount:  # type: ignore[attr-defined]
             if row.token_family_id is not None:
                 TokenService(db, self.server.rt).revoke_family(row.token_family_id, now)
-            from consent.oauth.events import record_event
 
             record_event(
                 db, "code.replayed", app_id=row.app_id, grant_id=row.grant_id, rt=self.server.rt
@@ -146,7 +143,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
 class RefreshGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
-    server: VaultAuthorizationServer
+    server: ServerStorage
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
         service = TokenService(self.server.db, self.server.rt)
@@ -196,8 +193,6 @@ class VendorCredentialsGrant(grants.ClientCredentialsGrant):
         client: Client = self.request.client
         requested = scopes.split(self.request.payload.scope)
         if not requested or any(s not in set(client.app.vendor_scopes) for s in requested):
-            from authlib.oauth2.rfc6749.errors import InvalidScopeError
-
             raise InvalidScopeError(
                 f"Ask for scopes this app may use: {' '.join(client.app.vendor_scopes)}."
             )
@@ -217,7 +212,7 @@ class VendorCredentialsGrant(grants.ClientCredentialsGrant):
 
 
 class VaultOpenIDCode(OpenIDCode):
-    def __init__(self, server: VaultAuthorizationServer) -> None:
+    def __init__(self, server: ServerStorage) -> None:
         super().__init__(require_nonce=False)
         self.server = server
 

@@ -10,14 +10,15 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
+from sqlalchemy.orm import Session
 
-from consent.grants import scopes
-from consent.grants.models import Grant
-from consent.oauth.models import AuthorizationCode, OAuthToken
+from consent import scopes
+from consent.grants.models import AuthorizationCode, Grant, OAuthToken
 from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.crypto import hash_token
@@ -57,6 +58,16 @@ def register_extension_grant(grant: type[grants.BaseGrant]) -> None:
 
 def grant_types_supported() -> list[str]:
     return [*GRANT_TYPES, *EXTENSION_GRANTS]
+
+
+class ServerStorage(Protocol):
+    """What the grant types need of the authorization server that runs them: the request's
+    database session, the runtime, and the keyed hash that codes and tokens are stored as."""
+
+    db: Session
+    rt: Runtime
+
+    def hash(self, secret: str) -> bytes: ...
 
 
 class FormPayload(OAuth2Payload):

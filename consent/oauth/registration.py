@@ -53,7 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from consent.grants import scopes
+from consent import scopes
 from consent.oauth.models import RegistrationToken
 from consent.vendors.models import VendorApp
 from consent.vendors.service import (

@@ -17,8 +17,8 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.grants import scopes
-from consent.grants.models import Grant
+from consent import scopes
+from consent.grants.models import AuthorizationCode, Grant, OAuthToken
 from consent.grants.service import is_active, pairwise_subject
 from consent.oauth.flows import (
     CodeGrant,
@@ -27,7 +27,6 @@ from consent.oauth.flows import (
     VaultOpenIDCode,
     VendorCredentialsGrant,
 )
-from consent.oauth.models import AuthorizationCode, OAuthToken
 from consent.oauth.objects import AUTH_METHODS, EXTENSION_GRANTS, Client, Token
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS, TokenService
 from consent.vendors.models import VendorApp

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from consent.grants.models import Grant
+from consent.grants.access import TokenContext
+from consent.grants.models import Grant, OAuthToken
 from consent.grants.service import is_active
-from consent.oauth.models import OAuthToken
+from consent.oauth.events import record_event
 from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.crypto import hash_token, new_token
@@ -22,19 +22,6 @@ log = logging.getLogger("vrm.consent")
 
 ACCESS_TOKEN_SECONDS = 600
 REFRESH_TOKEN_DAYS = 30
-
-
-@dataclass(frozen=True, slots=True)
-class TokenContext:
-    """A live access token with what it stands for."""
-
-    token: OAuthToken
-    app: VendorApp
-    grant: Grant | None
-
-    @property
-    def scopes(self) -> set[str]:
-        return set(self.token.scope.split())
 
 
 class TokenService:
@@ -135,7 +122,6 @@ class TokenService:
         """An already-rotated refresh token came back: revoke its whole family."""
         self.revoke_family(row.family_id)
         log.warning("token.reuse_detected app=%s family=%s", row.app_id, row.family_id)
-        from consent.oauth.events import record_event
 
         record_event(
             self.db, "token.reuse_detected", app_id=row.app_id, grant_id=row.grant_id, rt=self.rt

@@ -27,8 +27,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.grants.scopes import VENDOR_SCOPES
+from consent.ledger.store import append
+from consent.scopes import VENDOR_SCOPES
+from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
+from consent.vendors.urls import internal_address_problem
 from vault.base import utcnow
 from vault.crypto import hash_token, new_token
 from vault.errors import InvalidInput, NotFound
@@ -45,13 +48,6 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 DEFAULT_AUTH_METHOD = AUTH_METHODS[0]
 REGISTERED_VIA = ("console", "cli", "dynamic")
 
-# The ids the terms roster (consent/terms.py) uses; only a fallback until the roster exists.
-_FALLBACK_AGREEMENTS: dict[str, str] = {
-    "service-only": "Service only",
-    "service-and-portability": "Service and portability",
-    "no-tracking": "No tracking",
-    "intent-sharing": "Intent sharing",
-}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 # Printable ASCII without space, quote, angle brackets, backslash, caret, backtick, braces, pipe
 # (RFC 3986 characters plus "%"): anything else must be percent-encoded.
@@ -60,22 +56,7 @@ _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 
 def agreements() -> dict[str, str]:
     """The standard agreements a vendor may accept: id -> title, in roster order."""
-    try:
-        from consent.terms.catalogue import AGREEMENTS  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return dict(_FALLBACK_AGREEMENTS)
-    roster: Any = AGREEMENTS
-    items = roster.values() if isinstance(roster, dict) else roster
-    found: dict[str, str] = {}
-    for item in items:
-        if isinstance(item, str):
-            found[item] = _FALLBACK_AGREEMENTS.get(item, item)
-            continue
-        agreement_id = str(getattr(item, "id", ""))
-        title = getattr(item, "title", None) or getattr(item, "name", None) or agreement_id
-        if agreement_id:
-            found[agreement_id] = str(title)
-    return found or dict(_FALLBACK_AGREEMENTS)
+    return {agreement.id: agreement.title for agreement in AGREEMENTS.values()}
 
 
 class InvalidApp(InvalidInput):
@@ -221,7 +202,6 @@ def _scopes(values: Iterable[object]) -> list[str]:
 
 def _webhook_url(value: str) -> str:
     url = check_url(value, "Webhook URL", loopback_http=True)
-    from consent.webhooks.addresses import internal_address_problem
 
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
@@ -315,13 +295,12 @@ def register_app(
     db.add(app)
     secret = create_client_secret(db, rt, app) if with_secret else None
     db.flush()
-    _record(db, app, "vendor.registered")
+    record_vendor_event(db, app, "vendor.registered")
     return app, secret
 
 
-def _record(db: Session, app: VendorApp, event_type: str) -> None:
+def record_vendor_event(db: Session, app: VendorApp, event_type: str) -> None:
     """Vendor app events go into the consent ledger (no subject: they concern no individual)."""
-    from consent.ledger.store import append
 
     append(
         db,
@@ -352,27 +331,8 @@ def update_app(db: Session, app: VendorApp, data: AppInput) -> VendorApp:
     app.vendor_scopes = clean.vendor_scopes
     app.token_endpoint_auth_method = clean.token_endpoint_auth_method
     db.flush()
-    _record(db, app, "vendor.changed")
+    record_vendor_event(db, app, "vendor.changed")
     return app
-
-
-def delete_app(db: Session, app: VendorApp, rt: Runtime | None = None) -> None:
-    """Delete the app; its grants, codes, tokens and webhook messages go with it (FK cascade).
-
-    With ``rt``, every active grant is revoked first, so the ledger and each individual's
-    history record the end of the connection before the rows go.
-    """
-    if rt is not None:
-        from consent.grants.models import Grant
-        from consent.grants.service import GrantService, is_active
-
-        service = GrantService(db, rt)
-        for grant in db.scalars(select(Grant).where(Grant.app_id == app.id)).all():
-            if is_active(grant):
-                service.revoke(grant.individual_id, grant.id)
-    _record(db, app, "vendor.deleted")
-    db.delete(app)
-    db.flush()
 
 
 def create_client_secret(db: Session, rt: Runtime, app: VendorApp) -> str:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.vendors.models import VendorApp
-from consent.webhooks.addresses import webhook_url_problem
+from consent.vendors.urls import webhook_url_problem
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from consent.webhooks.signing import sign, webhook_secret_for
 from vault.base import utcnow

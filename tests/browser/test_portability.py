@@ -18,11 +18,11 @@ from tests.browser.journeys import edit, save, shown_value, sign_in, sign_up
 from tests.consent.factories import account_of, connect, make_app
 from tests.helpers import PASSWORD, unique_email
 from tests.intents.factories import make_intent
-from vault.accounts.service import AccountService
 from vault.portability import export
 from vault.portability.parts import ERASURE_RECEIPT_TYP
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 from vrm.wiring import portability
 
 pytestmark = pytest.mark.browser
@@ -217,7 +217,7 @@ def archive_from_elsewhere(vault_server: tuple[str, Runtime], tmp_path: Path) ->
     _, rt = vault_server
     parts = portability(rt)
     with rt.sessions() as db:
-        person = AccountService(db, rt).sign_up(unique_email("elsewhere"), PASSWORD)
+        person = new_account(db, rt, unique_email("elsewhere"), PASSWORD)
         profile = ProfileService(db, rt)
         profile.set_field(person, "given_name", "Grace")
         profile.set_field(person, "family_name", "Hopper")

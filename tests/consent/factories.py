@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.grants import scopes
+from consent import scopes
 from consent.grants.models import Grant
 from consent.grants.service import Decision, GrantService
 from consent.oauth.tokens import TokenService

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consent.grants.models import OAuthToken
 from consent.grants.service import Decision, GrantService
-from consent.oauth.models import OAuthToken
 from consent.oauth.tokens import TokenService
 from consent.vendors.models import VendorApp
 from consent.webhooks.models import WebhookMessage

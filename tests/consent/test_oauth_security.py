@@ -23,9 +23,9 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.grants.models import Grant
+from consent.grants.models import AuthorizationCode, Grant, OAuthToken
 from consent.grants.service import GrantService
-from consent.oauth.models import AuthorizationCode, ConsentEvent, OAuthToken
+from consent.oauth.models import ConsentEvent
 from consent.oauth.objects import CODE_SECONDS
 from tests.consent.factories import individual
 from tests.consent.oauth_helpers import (

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from consent.grants.receipts import ReceiptError, receipt_for, verify_receipt
 from consent.grants.service import GrantService
 from consent.ledger.checkpoint import key_id, parse_verifier_key, verify_signed_checkpoint
 from consent.ledger.merkle import verify_inclusion
-from consent.ledger.receipts import ReceiptError, receipt_for, verify_receipt
 from consent.ledger.service import origin, public_key_text
 from consent.terms.catalogue import AGREEMENTS
 from tests.consent.factories import bearer, connect, individual, make_app
@@ -112,7 +112,7 @@ def test_receipt_checks_the_ledger_proof_not_only_the_signature(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:
     """A receipt signed by the right key whose proof does not match is still refused."""
-    from consent.ledger import receipts
+    from consent.grants import receipts
 
     person = individual(client, db, rt)
     connect(db, rt, person, make_app(db, name="Earlier"), ["email"])

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from consent.grants.models import Grant
-from consent.oauth.models import OAuthToken
+from consent.grants.models import Grant, OAuthToken
+from consent.grants.service import delete_app
 from consent.vendors.models import VendorApp
 from consent.vendors.service import (
     AppInput,
@@ -23,18 +23,17 @@ from consent.vendors.service import (
     apps_of,
     authenticate_client,
     create_client_secret,
-    delete_app,
     register_app,
     update_app,
     validate_app,
 )
 from tests.helpers import PASSWORD, unique_email
 from vault.accounts.models import Account, Role
-from vault.accounts.service import AccountService
 from vault.base import utcnow
 from vault.crypto import hash_token
 from vault.errors import NotFound
 from vault.runtime import Runtime
+from vault.signup import sign_up
 
 GOOD = AppInput(
     name="Acme Outdoor",
@@ -57,7 +56,7 @@ def errors_for(data: AppInput) -> dict[str, str]:
 
 
 def account(db: Session, rt: Runtime, role: Role = Role.VENDOR) -> Account:
-    return AccountService(db, rt).sign_up(unique_email(role.value), PASSWORD, role=role)
+    return sign_up(db, rt, unique_email(role.value), PASSWORD, role=role)
 
 
 # -- registration ---------------------------------------------------------------------------

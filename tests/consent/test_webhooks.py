@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consent.grants.service import Decision, GrantService
 from consent.vendors.models import VendorApp
-from consent.webhooks.addresses import webhook_url_problem
+from consent.vendors.urls import webhook_url_problem
 from consent.webhooks.delivery import MAX_ATTEMPTS, backoff, deliver_due
 from consent.webhooks.log import delivery_log
 from consent.webhooks.models import WebhookAttempt, WebhookMessage

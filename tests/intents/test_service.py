@@ -28,10 +28,10 @@ from tests.intents.factories import BIKE, app_token, make_intent, market_vendor,
 from tests.vault.conftest import Deployment
 from tests.webhook_receiver import Receiver
 from vault.accounts.models import Role
-from vault.accounts.service import AccountService
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.runtime import Runtime
+from vault.signup import sign_up
 
 
 def events(db: Session) -> list[tuple[str, str | None]]:
@@ -212,7 +212,7 @@ def committed_rt(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Ru
 def test_of_two_parallel_acceptances_exactly_one_wins(committed_rt: Runtime) -> None:
     rt = committed_rt
     with rt.sessions() as db, db.begin():
-        owner = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+        owner = sign_up(db, rt, unique_email(), PASSWORD)
         intent = IntentService(db, rt).create(owner, parse_intent(BIKE), publish=True)
     with rt.sessions() as db:
         vendors = [market_vendor(db, rt, name=f"Vendor {n}") for n in range(2)]
@@ -266,7 +266,7 @@ def test_vrm_worker_closes_intents_past_their_closing_date(
     deployment.upgrade()
     rt = deployment.runtime()
     with rt.sessions() as db, db.begin():
-        owner = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+        owner = sign_up(db, rt, unique_email(), PASSWORD)
         intent = IntentService(db, rt).create(owner, parse_intent(BIKE), publish=True)
     with rt.sessions() as db:
         vendor = market_vendor(db, rt, webhook_url=receiver.url)
@@ -374,9 +374,7 @@ def test_a_vendor_account_blocked_through_one_app_is_blocked_in_all_its_apps(
 
     owner = individual(client, db, rt)
     make_intent(db, rt, owner)
-    vendor_account = AccountService(db, rt).sign_up(
-        unique_email("vendor"), PASSWORD, role=Role.VENDOR
-    )
+    vendor_account = sign_up(db, rt, unique_email("vendor"), PASSWORD, role=Role.VENDOR)
     first, second = market_vendor(db, rt, name="First"), market_vendor(db, rt, name="Second")
     for app in (first.app, second.app):
         db.execute(

@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 from tests.helpers import PASSWORD
 from tests.web.conftest import browsers, client_with
-from vault.accounts.service import AccountService
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.profile.service import Profile, ProfileService
 from vault.runtime import Runtime
 from vault.settings import Settings, get_settings
+from vault.signup import sign_up
 from vrm.cli import app as cli_app
 
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
@@ -98,7 +98,7 @@ class Deployment:
 
     def add_individual(self, rt: Runtime, email: str, *, full: bool = True) -> uuid.UUID:
         with rt.sessions() as session, session.begin():
-            account = AccountService(session, rt).sign_up(email, PASSWORD)
+            account = sign_up(session, rt, email, PASSWORD)
             profile = ProfileService(session, rt)
             if full:
                 for key, value in PROFILE_VALUES.items():

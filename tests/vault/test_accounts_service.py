@@ -18,6 +18,7 @@ from vault.base import utcnow
 from vault.profile.models import ProfileField
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime, make_password_hasher
+from vault.signup import sign_up
 
 
 def rows(db: Session, model: type) -> int:
@@ -48,7 +49,7 @@ def test_password_over_256_characters_is_refused() -> None:
 
 
 def test_sign_up_keeps_the_role(svc: AccountService) -> None:
-    account = svc.sign_up(unique_email(), PASSWORD, role=Role.AUDITOR)
+    account = sign_up(svc.db, svc.rt, unique_email(), PASSWORD, role=Role.AUDITOR)
     assert account.role == Role.AUDITOR
 
 
@@ -56,7 +57,7 @@ def test_sign_up_stores_the_email_encrypted_not_in_clear(
     svc: AccountService, db: Session, rt: Runtime
 ) -> None:
     email = unique_email()
-    account = svc.sign_up(email, PASSWORD)
+    account = sign_up(svc.db, svc.rt, email, PASSWORD)
     stored = db.scalars(
         select(ProfileField.value_ct).where(ProfileField.owner_id == account.id)
     ).one()
@@ -68,16 +69,16 @@ def test_duplicate_sign_up_raises_email_unavailable_and_records_a_failure(
     svc: AccountService, db: Session
 ) -> None:
     email = unique_email()
-    svc.sign_up(email, PASSWORD)
+    sign_up(svc.db, svc.rt, email, PASSWORD)
     with pytest.raises(EmailUnavailable):
-        svc.sign_up(email, PASSWORD, client_address="192.0.2.1")
+        sign_up(svc.db, svc.rt, email, PASSWORD, client_address="192.0.2.1")
     assert rows(db, Account) == 1
     assert sorted(db.scalars(select(SignInThrottle.failures))) == [1, 1]
 
 
 def test_sign_in_with_new_argon2_parameters_rehashes_the_password(db: Session, rt: Runtime) -> None:
     email = unique_email()
-    account = AccountService(db, rt).sign_up(email, PASSWORD)
+    account = sign_up(db, rt, email, PASSWORD)
     old_hash = account.password_hash
     stronger = rt.settings.model_copy(update={"argon2_time_cost": 2})
     upgraded = dataclasses.replace(rt, settings=stronger, passwords=make_password_hasher(stronger))
@@ -89,7 +90,7 @@ def test_sign_in_with_new_argon2_parameters_rehashes_the_password(db: Session, r
 
 def test_disabled_account_cannot_sign_in(svc: AccountService, db: Session) -> None:
     email = unique_email()
-    account = svc.sign_up(email, PASSWORD)
+    account = sign_up(svc.db, svc.rt, email, PASSWORD)
     account.status = AccountStatus.DISABLED
     db.flush()
     with pytest.raises(BadCredentials):
@@ -97,7 +98,7 @@ def test_disabled_account_cannot_sign_in(svc: AccountService, db: Session) -> No
 
 
 def test_disabling_an_account_ends_its_sessions(svc: AccountService, db: Session) -> None:
-    account = svc.sign_up(unique_email(), PASSWORD)
+    account = sign_up(svc.db, svc.rt, unique_email(), PASSWORD)
     signed = svc.start_session(account)
     account.status = AccountStatus.DISABLED
     db.flush()
@@ -136,7 +137,7 @@ def test_failures_are_counted_per_account_and_per_address(svc: AccountService, d
 
 
 def test_resolve_session_finds_the_live_session(svc: AccountService) -> None:
-    account = svc.sign_up(unique_email(), PASSWORD)
+    account = sign_up(svc.db, svc.rt, unique_email(), PASSWORD)
     signed = svc.start_session(account)
     found = svc.resolve_session(signed.token)
     assert found is not None
@@ -149,7 +150,7 @@ def test_resolve_session_ignores_unknown_tokens(svc: AccountService, token: str)
 
 
 def test_resolve_session_deletes_an_expired_session(svc: AccountService, db: Session) -> None:
-    account = svc.sign_up(unique_email(), PASSWORD)
+    account = sign_up(svc.db, svc.rt, unique_email(), PASSWORD)
     signed = svc.start_session(account)
     db.execute(update(AccountSession).values(expires_at=utcnow() - timedelta(seconds=1)))
     db.flush()
@@ -159,7 +160,7 @@ def test_resolve_session_deletes_an_expired_session(svc: AccountService, db: Ses
 
 
 def test_end_all_sessions_can_spare_one(svc: AccountService, db: Session) -> None:
-    account = svc.sign_up(unique_email(), PASSWORD)
+    account = sign_up(svc.db, svc.rt, unique_email(), PASSWORD)
     keep = svc.start_session(account)
     gone = [svc.start_session(account) for _ in range(2)]
     assert svc.end_all_sessions(account.id, except_id=keep.session.id) == 2
@@ -169,7 +170,7 @@ def test_end_all_sessions_can_spare_one(svc: AccountService, db: Session) -> Non
 
 def test_change_password_spares_only_the_given_session(svc: AccountService, db: Session) -> None:
     email = unique_email()
-    account = svc.sign_up(email, PASSWORD)
+    account = sign_up(svc.db, svc.rt, email, PASSWORD)
     keep, other = svc.start_session(account), svc.start_session(account)
     svc.change_password(
         account, PASSWORD, "purple elephant tap dancing", email=email, keep_session=keep.session.id

@@ -26,6 +26,7 @@ from vault.keystore import KeyStore
 from vault.profile.models import ProfileField
 from vault.profile.service import Profile, ProfileService
 from vault.runtime import Runtime
+from vault.signup import sign_up
 
 PLAINTEXT = "Zephyrine Ødegård".encode()
 
@@ -190,7 +191,7 @@ def test_token_hash_is_keyed() -> None:
 
 
 def individual(db: Session, rt: Runtime, given: str, family: str) -> Account:
-    account = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+    account = sign_up(db, rt, unique_email(), PASSWORD)
     profile = ProfileService(db, rt)
     profile.set_field(account, "given_name", given)
     profile.set_field(account, "family_name", family)
@@ -349,7 +350,7 @@ def test_blind_index_depends_on_key_purpose_and_address() -> None:
 
 def test_sign_in_finds_the_account_whatever_the_case_and_spacing(db: Session, rt: Runtime) -> None:
     email = unique_email("Mixed.Case")
-    created = AccountService(db, rt).sign_up(email, PASSWORD)
+    created = sign_up(db, rt, email, PASSWORD)
     found = AccountService(db, rt).authenticate(f"  {email.upper()} ", PASSWORD)
     assert found.id == created.id
     assert email_index(rt, email.upper()) == created.email_index
@@ -357,7 +358,7 @@ def test_sign_in_finds_the_account_whatever_the_case_and_spacing(db: Session, rt
 
 def test_accounts_table_never_holds_the_email_in_clear(db: Session, rt: Runtime) -> None:
     email = unique_email("Clear.Text.Probe")
-    account = AccountService(db, rt).sign_up(email, PASSWORD)
+    account = sign_up(db, rt, email, PASSWORD)
     db.flush()
     row = (
         db.execute(

@@ -32,11 +32,11 @@ from sqlalchemy.orm import Session
 
 from consent.grants.access import log_access
 from consent.grants.models import Grant
+from consent.grants.receipts import ReceiptError, verify_receipt
 from consent.grants.service import GrantService
 from consent.ledger.checkpoint import parse_verifier_key, verify_signed_checkpoint
 from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.models import LedgerEntry
-from consent.ledger.receipts import ReceiptError, verify_receipt
 from consent.ledger.service import public_key_text
 from consent.ledger.signer import LedgerSigner
 from consent.vendors.models import VendorApp

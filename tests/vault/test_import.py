@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consent.grants.access import log_access
 from consent.grants.models import Grant, PreviousVendors
-from consent.ledger.receipts import _eddsa_allowed, receipt_kid
+from consent.ledger.jose import eddsa_allowed, receipt_kid
 from consent.ledger.service import signing_key
 from consent.ledger.signer import LedgerSigner
 from consent.terms.catalogue import set_preferred_agreement
@@ -613,7 +613,7 @@ def test_an_archive_signed_before_manifests_named_their_type_still_imports(
 ) -> None:
     files = members(archive_a)
     header = {"alg": "EdDSA", "kid": receipt_kid(base_runtime)}  # no typ, as exports used to be
-    with _eddsa_allowed():
+    with eddsa_allowed():
         untyped = jws.serialize_compact(
             header,
             files[MANIFEST],

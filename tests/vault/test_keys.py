@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from tests.helpers import PASSWORD, unique_email
 from tests.vault.conftest import make_settings
-from vault.accounts.service import AccountService
 from vault.crypto import wrap_associated_data
 from vault.keys import KeyDirectory, KeyManagementError, LocalKeyProvider, WrappedKey
 from vault.keystore import DataKeyRecord, KeyStore
 from vault.runtime import Runtime
 from vault.settings import SettingsError
+from vault.signup import sign_up
 
 SECRET_FILES = ("blind-index.json", "token-hash.json", "cookie.json", "webhook.json")
 
@@ -324,7 +324,7 @@ def test_a_running_service_sees_a_version_added_by_another_process(tmp_path: Pat
 
 
 def test_data_key_is_stored_only_wrapped(db: Session, rt: Runtime) -> None:
-    account = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+    account = sign_up(db, rt, unique_email(), PASSWORD)
     key = KeyStore(db, rt.keys).for_owner(account.id)
     record = db.scalars(select(DataKeyRecord).where(DataKeyRecord.owner_id == account.id)).one()
     assert record.id == key.id
@@ -334,8 +334,8 @@ def test_data_key_is_stored_only_wrapped(db: Session, rt: Runtime) -> None:
 
 
 def test_a_wrapped_data_key_moved_to_another_owner_does_not_open(db: Session, rt: Runtime) -> None:
-    alice = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
-    bob = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+    alice = sign_up(db, rt, unique_email(), PASSWORD)
+    bob = sign_up(db, rt, unique_email(), PASSWORD)
     alice_blob = db.scalars(
         select(DataKeyRecord.wrapped).where(DataKeyRecord.owner_id == alice.id)
     ).one()

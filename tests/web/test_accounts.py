@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from tests.helpers import PASSWORD, page_csrf, post_form, sign_in, sign_up, unique_email
 from tests.web.conftest import Count, CountingHasher, MakeClient
 from vault.accounts.models import Account, AccountSession, Role, SignInThrottle
-from vault.accounts.service import AccountService, email_index
+from vault.accounts.service import email_index
 from vault.base import utcnow
 from vault.profile.models import ProfileField
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 
 NEW_PASSWORD = "purple elephant tap dancing"
 NOT_RIGHT = "The email address or password is not right."
@@ -527,7 +528,7 @@ def test_change_password_to_the_same_password_is_refused(client: TestClient) -> 
 
 def make_auditor(db: Session, rt: Runtime) -> str:
     email = unique_email("auditor")
-    AccountService(db, rt).sign_up(email, PASSWORD, role=Role.AUDITOR)
+    new_account(db, rt, email, PASSWORD, role=Role.AUDITOR)
     db.flush()
     return email
 

@@ -24,9 +24,9 @@ from consent.vendors.models import VendorApp
 from tests.consent.factories import make_app
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
 from vault.accounts.models import Role
-from vault.accounts.service import AccountService
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 _ROW = re.compile(r'<tr id="entry-(\d+)">(.*?)</tr>', re.S)
@@ -36,7 +36,7 @@ _INCLUSION = re.compile(r'<td class="inclusion">(.*?)</td>', re.S)
 @pytest.fixture
 def auditor(client: TestClient, db: Session, rt: Runtime) -> TestClient:
     email = unique_email("auditor")
-    AccountService(db, rt).sign_up(email, PASSWORD, role=Role.AUDITOR)
+    new_account(db, rt, email, PASSWORD, role=Role.AUDITOR)
     db.commit()
     response = sign_in(client, email)
     assert response.status_code == 303
@@ -233,7 +233,7 @@ def test_pages_of_fifty(auditor: TestClient, db: Session) -> None:
 
 def test_vendor_summary(auditor: TestClient, db: Session, rt: Runtime) -> None:
     shop, other = scenario(db)
-    person = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+    person = new_account(db, rt, unique_email(), PASSWORD)
     GrantService(db, rt).decide(person.id, shop, Decision(["email"], "30d"), "service-only")
     db.commit()
 
@@ -284,7 +284,7 @@ def test_export_downloads_jsonl_with_the_checkpoint_first(
 def test_auditor_pages_show_no_personal_data(auditor: TestClient, db: Session, rt: Runtime) -> None:
     email = unique_email("zephyrine.quixotebottom")
     given_name = "Zephyrine-Ødegård"
-    person = AccountService(db, rt).sign_up(email, PASSWORD)
+    person = new_account(db, rt, email, PASSWORD)
     ProfileService(db, rt).set_field(person, "given_name", given_name)
     app = make_app(db)
     grants = GrantService(db, rt)

@@ -11,8 +11,8 @@ from consent.grants.models import Grant
 from tests.consent.factories import bearer, connect, individual, make_app
 from tests.helpers import PASSWORD, page_csrf, post_form, sign_in, sign_up, unique_email
 from vault.accounts.models import Role
-from vault.accounts.service import AccountService
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 
 PROFILE = "/vendor/v1/profile"
 
@@ -302,7 +302,7 @@ def test_another_individual_cannot_narrow(
 
 def test_other_roles_get_403(client: TestClient, db: Session, rt: Runtime) -> None:
     email = unique_email("auditor")
-    AccountService(db, rt).sign_up(email, PASSWORD, role=Role.AUDITOR)
+    new_account(db, rt, email, PASSWORD, role=Role.AUDITOR)
     db.commit()
     sign_in(client, email)
 

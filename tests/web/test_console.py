@@ -19,9 +19,10 @@ from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from tests.helpers import PASSWORD, csrf_from, page_csrf, post_form, sign_in, sign_up, unique_email
 from tests.web.conftest import Count
 from vault.accounts.models import Account, Role
-from vault.accounts.service import AccountService, email_index
+from vault.accounts.service import email_index
 from vault.base import utcnow
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 
 APP_FORM: dict[str, object] = {
     "name": "Acme Outdoor",
@@ -413,7 +414,7 @@ def test_deleting_an_app_removes_it_and_its_grants(
     _, secret = create_secret(client, path)
     app = app_at(db, path)
     client_id, app_id = app.client_id, app.id
-    person = AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+    person = new_account(db, rt, unique_email(), PASSWORD)
     db.add(
         Grant(
             individual_id=person.id,

@@ -17,8 +17,8 @@ from tests.helpers import PASSWORD, api_headers, sign_in, sign_up, unique_email
 from tests.web.conftest import MakeClient
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Role
-from vault.accounts.service import AccountService
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 from vrm.app import create_app
 
 SECRET = "s3cr3t-4cc0unt-numb3r-NL91ABNA0417164300"
@@ -54,7 +54,7 @@ def pages(
     key = custom.json()["key"]
     found[f"/profile/custom/{key}"] = client.get(f"/profile/custom/{key}")
     auditor = unique_email("auditor")
-    AccountService(db, rt).sign_up(auditor, PASSWORD, role=Role.AUDITOR)
+    new_account(db, rt, auditor, PASSWORD, role=Role.AUDITOR)
     db.flush()
     sign_in(second_client, auditor)
     found["/account (auditor)"] = second_client.get("/account")

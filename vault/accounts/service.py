@@ -74,13 +74,16 @@ class AccountService:
         self._dummy_hash: str | None = None
 
     # -- sign-up --------------------------------------------------------------------------
-    def sign_up(
-        self, email: str, password: str, *, role: Role = Role.INDIVIDUAL, client_address: str = ""
+    def create(
+        self,
+        clean_email: str,
+        password: str,
+        *,
+        role: Role = Role.INDIVIDUAL,
+        client_address: str = "",
     ) -> Account:
-        """Create an account. The email becomes an encrypted profile field."""
-        from vault.profile.service import ProfileService, validate_email
-
-        clean_email = validate_email(email)
+        """Create an account for an already validated address, with its data key. The address
+        itself is stored by the caller (:func:`vault.signup.sign_up`: as a profile field)."""
         check_password_rules(password, clean_email)
         # Throttled like sign-in, so sign-up cannot be used to probe addresses at speed.
         self.reserve_attempt(clean_email, client_address)
@@ -106,7 +109,6 @@ class AccountService:
         except IntegrityError as exc:  # a concurrent sign-up took the address first
             raise EmailUnavailable() from exc
         KeyStore(self.db, self.rt.keys).create(account.id)
-        ProfileService(self.db, self.rt).store_email(account, clean_email)
         self.release_attempt(clean_email, client_address)
         return account
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from markupsafe import escape
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from sqlalchemy.orm import Session
 
 from vault.db import read_snapshot
@@ -208,7 +209,6 @@ def index_html(header: dict[str, Any], sections: list[Section]) -> Iterator[byte
 
 def json_schema(header: dict[str, Any], sections: list[Section]) -> dict[str, Any]:
     """The JSON Schema (2020-12) of ``data.json``, from the items' own models."""
-    from pydantic.json_schema import models_json_schema
 
     _, defs = models_json_schema(
         [(s.item, "serialization") for s in sections], ref_template="#/$defs/{model}"

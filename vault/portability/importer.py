@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from vault.accounts.models import Account
@@ -304,7 +305,6 @@ def import_into(
     archive: VerifiedArchive,
 ) -> ImportContext:
     """Every part takes over what it owns (the caller's transaction; nothing is committed)."""
-    from pydantic import ValidationError
 
     context = ImportContext(source=archive.source)
     sections = archive.sections()

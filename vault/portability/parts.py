@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vault.accounts.models import Account
@@ -29,7 +30,6 @@ def deleted(db: Session, statement: Any) -> int:
 
 def count_rows(db: Session, model: Any, *where: Any) -> Callable[[], int]:
     """A section's ``count``: how many rows of ``model`` match (asked when needed)."""
-    from sqlalchemy import func, select
 
     return lambda: int(db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
+from consent.grants.receipts import ReceiptError, verify_receipt
 from consent.ledger.models import LedgerEntry
-from consent.ledger.receipts import ReceiptError, verify_receipt
 from consent.ledger.service import (
     InconsistentLedger,
     create_checkpoint,

@@ -12,9 +12,10 @@ import typer
 from sqlalchemy import select
 
 from vault.accounts.models import Account, Role
-from vault.accounts.service import AccountService, email_index
+from vault.accounts.service import email_index
 from vault.errors import VaultError
 from vault.portability import erasure, export, importer
+from vault.signup import sign_up
 from vrm.cli.common import fail, service
 from vrm.wiring import portability
 
@@ -94,7 +95,7 @@ def import_command(
             with archive.open("rb") as handle:
                 verified = importer.verify(handle, parts, rt.settings.import_trusted_keys)
             with rt.sessions() as session, session.begin():
-                account = AccountService(session, rt).sign_up(email, password)
+                account = sign_up(session, rt, email, password)
                 context = importer.import_into(session, rt, parts, account, verified)
                 account_id = account.id
         except OSError as exc:

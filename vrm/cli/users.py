@@ -9,8 +9,8 @@ import typer
 from sqlalchemy import func, select
 
 from vault.accounts.models import Account, Role
-from vault.accounts.service import AccountService
 from vault.errors import VaultError
+from vault.signup import sign_up
 from vrm.cli.common import fail, service
 
 app = typer.Typer(help="Accounts (ids and status only, never personal data).", no_args_is_help=True)
@@ -49,7 +49,7 @@ def auditors_add(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with service() as rt, rt.sessions() as session, session.begin():
         try:
-            account = AccountService(session, rt).sign_up(email, password, role=Role.AUDITOR)
+            account = sign_up(session, rt, email, password, role=Role.AUDITOR)
         except VaultError as exc:
             raise fail(exc.message) from exc
         account_id = account.id

@@ -25,9 +25,9 @@ from consent.ledger.store import StoredTree, append, vendor_pseudonym_for
 from tests.consent.factories import make_app
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
 from vault.accounts.models import Role
-from vault.accounts.service import AccountService
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 
 API = "/api/audit/v1"
 ENDPOINTS = [
@@ -71,7 +71,7 @@ def b64decode(values: list[str]) -> list[bytes]:
 def auditor(client: TestClient, db: Session, rt: Runtime) -> TestClient:
     """``client``, signed in as a privacy auditor."""
     email = unique_email("auditor")
-    AccountService(db, rt).sign_up(email, PASSWORD, role=Role.AUDITOR)
+    new_account(db, rt, email, PASSWORD, role=Role.AUDITOR)
     db.commit()
     assert sign_in(client, email).status_code == 303
     return client
@@ -282,7 +282,7 @@ def test_entries_name_the_individual_only_by_pseudonym(
 ) -> None:
     email = unique_email("zephyrine.quixotebottom")
     given_name = "Zephyrine-Ødegård"
-    person = AccountService(db, rt).sign_up(email, PASSWORD)
+    person = new_account(db, rt, email, PASSWORD)
     ProfileService(db, rt).set_field(person, "given_name", given_name)
     app = make_app(db)
     grants = GrantService(db, rt)

@@ -20,23 +20,23 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from consent.grants import scopes
+from consent import scopes
 from consent.grants.models import Grant
-from consent.grants.service import Decision, GrantService
+from consent.grants.service import Decision, GrantService, delete_app
 from consent.ledger.merkle import canonical_json, leaf_hash
 from consent.ledger.models import LedgerEntry
 from consent.ledger.store import StoredTree, vendor_pseudonym_for
 from consent.oauth.tokens import TokenService
 from consent.vendors.models import VendorApp
-from consent.vendors.service import AppInput, delete_app, register_app, update_app
+from consent.vendors.service import AppInput, register_app, update_app
 from tests.consent.factories import account_of, make_app
 from tests.consent.oauth_helpers import authorize_url, consent, make_vendor, new_verifier
 from tests.consent.oauth_helpers import oauth_client as vendor_client
 from tests.helpers import PASSWORD, sign_up, unique_email
 from vault.accounts.models import Account
-from vault.accounts.service import AccountService
 from vault.base import utcnow
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 from web.consent import consent_text_hash
 
 ENTRY_KEYS = {
@@ -87,7 +87,7 @@ class Setup:
 
 
 def person(db: Session, rt: Runtime) -> Account:
-    return AccountService(db, rt).sign_up(unique_email(), PASSWORD)
+    return new_account(db, rt, unique_email(), PASSWORD)
 
 
 def granted(fields: list[str], duration: str = "30d") -> Callable[[Session, Runtime], Setup]:
@@ -119,7 +119,7 @@ def with_refresh_token(db: Session, rt: Runtime) -> Setup:
 
 
 def reuse(db: Session, rt: Runtime, s: Setup) -> None:
-    from consent.oauth.models import OAuthToken
+    from consent.grants.models import OAuthToken
 
     row = db.get(OAuthToken, s.token_id)
     assert row is not None

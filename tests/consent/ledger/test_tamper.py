@@ -36,8 +36,8 @@ from consent.ledger.store import append
 from tests.helpers import PASSWORD, sign_in, unique_email
 from tests.vault.conftest import Deployment
 from vault.accounts.models import Role
-from vault.accounts.service import AccountService
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 from vrm.app import create_app
 
 N = 20
@@ -157,7 +157,7 @@ def auditor(ledger: Ledger) -> Iterator[TestClient]:
     """A signed-in auditor's client on the deployment's app (a committed auditor account)."""
     email = unique_email("auditor")
     with ledger.rt.sessions() as session, session.begin():
-        AccountService(session, ledger.rt).sign_up(email, PASSWORD, role=Role.AUDITOR)
+        new_account(session, ledger.rt, email, PASSWORD, role=Role.AUDITOR)
     app = create_app(runtime=ledger.deployment.runtime())
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as client:
         assert sign_in(client, email).status_code == 303

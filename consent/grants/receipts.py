@@ -28,9 +28,6 @@ import base64
 import binascii
 import json
 import uuid
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,10 +47,11 @@ from consent.ledger.checkpoint import (
     parse_verifier_key,
     verify_signed_checkpoint,
 )
+from consent.ledger.jose import eddsa_allowed, receipt_kid
 from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry
 from consent.ledger.service import checkpoint_at_least, create_checkpoint, origin, signing_key
-from consent.ledger.store import StoredTree
+from consent.ledger.store import StoredTree, pair_subjects
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
 from vault.base import utcnow
@@ -91,16 +89,6 @@ KANTARA_NAMES = {
     "policyUrl": "agreement.url",
 }
 """Kantara Consent Receipt v1.1 field name -> the receipt field that carries it."""
-
-
-@contextmanager
-def _eddsa_allowed() -> Iterator[None]:
-    """joserfc warns that RFC 9864 deprecates the polymorphic ``EdDSA`` name in favour of
-    ``Ed25519``; receipts keep ``EdDSA`` (the name most JOSE libraries verify today), and the
-    key type is pinned to Ed25519 on both sides, so the warning is silenced here only."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="EdDSA is deprecated")
-        yield
 
 
 class ReceiptError(ValueError):
@@ -176,7 +164,6 @@ def receipt_payload(
     if row is None:
         raise NotFound("There is no such connection.")
     grant, app = row[0], row[1]
-    from consent.ledger.store import pair_subjects
 
     entries = grant_entries(db, grant, pair_subjects(db, rt, grant.individual_id, grant.app_id))
     if index is not None:
@@ -239,16 +226,11 @@ def receipt_payload(
     }
 
 
-def receipt_kid(rt: Runtime) -> str:
-    """The JWS ``kid``: the C2SP signed-note key ID (hex) of the ledger's key."""
-    return key_id(origin(rt), signing_key(rt).public_key()).hex()
-
-
 def sign_receipt(rt: Runtime, payload: dict[str, Any]) -> str:
     header = {"alg": ALGORITHM, "typ": TYP, "kid": receipt_kid(rt)}
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     key = OKPKey.import_key(signing_key(rt))
-    with _eddsa_allowed():
+    with eddsa_allowed():
         return jws.serialize_compact(header, body.encode("utf-8"), key, algorithms=[ALGORITHM])
 
 
@@ -317,7 +299,7 @@ def verify_receipt(
     except CheckpointError as exc:
         raise ReceiptError(f"the public key is not usable: {exc}") from None
     try:
-        with _eddsa_allowed():
+        with eddsa_allowed():
             obj = jws.deserialize_compact(token, OKPKey.import_key(raw_key), algorithms=[ALGORITHM])
     except (JoseError, ValueError):
         raise ReceiptError("the receipt's signature does not verify with this key") from None
