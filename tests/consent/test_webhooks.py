@@ -426,13 +426,15 @@ def test_an_endpoint_that_trickles_is_cut_off_at_the_deadline_and_delays_no_othe
 
         took = time.monotonic() - started
     assert attempted == 2
-    assert 1.4 <= took < 4, took  # the deadline, not the endpoint, ended it
-    [(fast_at, fast_result), (slow_at, slow_result)] = sorted(outcomes)
-    assert fast_result == "delivered" and fast_at < 1.0  # not behind the slow one
-    assert slow_result == "retrying" and slow_at >= 1.4
+    # The endpoint never finishes on its own: the deadline ended the attempt (the upper bound
+    # is loose on purpose, a busy machine is slow; the point is that it ended).
+    assert 1.4 <= took < 30, took
+    [(_, fast_result), (_, slow_result)] = sorted(outcomes)
+    assert fast_result == "delivered"  # first: not behind the slow one
+    assert slow_result == "retrying"
     [attempt] = attempts_of(db, slow)
     assert (attempt.status_code, attempt.error) == (None, "timed out waiting for an answer")
-    assert 1400 <= attempt.duration_ms < 4000
+    assert attempt.duration_ms >= 1400
     assert len(receiver.requests) == 1
 
 
@@ -708,11 +710,15 @@ def test_vrm_worker_runs_until_sigterm(deployment: Deployment, receiver: Receive
 def test_vrm_worker_ends_grants_and_tells_other_vendors_while_one_endpoint_stalls(
     deployment: Deployment, receiver: Receiver
 ) -> None:
-    """The sweeps (grant expiry here) run apart from delivery, and each app has its own lane:
-    an endpoint that never finishes its answer holds up neither."""
+    """The jobs (grant expiry here) run apart from delivery, and each app has its own lane:
+    an endpoint that never finishes its answer holds up neither. The stalled attempt's
+    deadline is far off, so what is checked is order, not speed: the other vendor is told
+    while the stalled attempt is still open."""
     rt = deployment.runtime()
     person = deployment.add_individual(rt, f"p-{uuid.uuid4().hex[:8]}@example.org", full=False)
-    with trickle(gap=0.2) as stalling:
+    stalling_endpoint = trickle(gap=0.2)
+    stalling = stalling_endpoint.__enter__()
+    try:
         with rt.sessions() as db, db.begin():
             stalled = enqueue(db, make_app(db, stalling.url), "consent.granted", {"n": 1})
             assert stalled is not None
@@ -726,7 +732,7 @@ def test_vrm_worker_ends_grants_and_tells_other_vendors_while_one_endpoint_stall
             "VRM_DATABASE_URL": deployment.url,
             "VRM_KEY_DIR": str(deployment.key_dir),
             "VRM_ENVIRONMENT": "development",
-            "VRM_WEBHOOK_DEADLINE_SECONDS": "5",
+            "VRM_WEBHOOK_DEADLINE_SECONDS": "60",
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "vrm.cli", "worker", "--interval", "0.2"],
@@ -738,24 +744,27 @@ def test_vrm_worker_ends_grants_and_tells_other_vendors_while_one_endpoint_stall
         )
         try:
             started = time.monotonic()
-            while len(receiver.requests) < 2 and time.monotonic() - started < 30:
+            while len(receiver.requests) < 2 and time.monotonic() - started < 50:
                 time.sleep(0.05)
-            told_after = time.monotonic() - started
-            assert stalling.requests == 1  # the stalled attempt is under way meanwhile
+            assert len(receiver.requests) == 2, "the other vendor was not told"
+            assert stalling.requests == 1  # the stalled attempt is open meanwhile
             with rt.sessions() as db:
                 assert attempts_of(db, stalled) == []
+            # The endpoint goes away: the open attempt ends, and the worker stops after it.
+            stalling_endpoint.__exit__(None, None, None)
             process.send_signal(signal.SIGTERM)
-            output, _ = process.communicate(timeout=30)
+            output, _ = process.communicate(timeout=60)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+    finally:
+        stalling_endpoint.__exit__(None, None, None)
 
     told = [json.loads(r.body)["type"] for r in receiver.requests]
     assert told == ["consent.granted", "consent.revoked"]
-    assert told_after < 4, (told_after, output)  # well before the stalled attempt's deadline
     assert "1 expired grants ended" in output
     assert f"{stalled.id} " in output and "no response" in output  # finished before stopping
     with rt.sessions() as db:
         [attempt] = attempts_of(db, stalled)
-        assert attempt.error == "timed out waiting for an answer"
+        assert attempt.status_code is None and reload(db, stalled).delivered_at is None
