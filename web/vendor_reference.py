@@ -1,20 +1,20 @@
 """The vendor API reference page (``/vendor/docs``): the OpenAPI document of
 :mod:`vendor_api.docs` rendered as HTML, without JavaScript, under the strict CSP, after a
 worked example of the whole loop (token, intents, offer, webhook, tokens for the accepted offer).
+
+This module computes the example's data (ids, bodies, the webhook's signature, commands and
+pretty-printed answers) and :mod:`web.openapi_views` reads the document;
+``templates/vendor_reference.html`` and ``templates/openapi_macros.html`` lay both out.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
-from markupsafe import Markup, escape
 
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS
 from consent.webhooks import signing
@@ -23,265 +23,17 @@ from vault.accounts.dependencies import ViewerDep
 from vault.dependencies import RuntimeDep
 from vault.settings import Settings
 from vendor_api.docs import (
-    SCHEMAS_REF,
     TOKEN_PATH,
     VENDOR_PREFIX,
     OfferAcceptedData,
     TokenResponse,
-    not_null,
-    schema_ref,
     vendor_openapi,
 )
 from vendor_api.schemas import IntentOut, IntentPage, OfferOut, VendorProfileOut
+from web.openapi_views import Reader
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
-
-
-# -- The document as a page -----------------------------------------------------------------------
-
-_CODE = re.compile(r"``?([^`]+?)``?")
-
-
-def text(value: str | None) -> Markup:
-    """Plain text with `code` spans, as paragraphs (escaped first, so it stays text)."""
-    paragraphs = [p for p in (value or "").split("\n\n") if p.strip()]
-    return Markup("").join(Markup("<p>{}</p>").format(inline(p)) for p in paragraphs)
-
-
-def inline(value: str | None) -> Markup:
-    """Like :func:`text`, without the paragraphs (for table cells)."""
-    escaped = str(escape(" ".join((value or "").split())))
-    # Escaped first: only the <code> tags added here are markup.
-    return Markup(_CODE.sub(r"<code>\1</code>", escaped))  # noqa: S704
-
-
-def schema_name(schema: dict[str, Any]) -> str | None:
-    ref = schema.get("$ref", "")
-    return ref.removeprefix(SCHEMAS_REF) if ref.startswith(SCHEMAS_REF) else None
-
-
-def type_label(schema: dict[str, Any]) -> Markup:
-    """A schema's type in a few words, with links to the named schemas it uses."""
-    name = schema_name(schema)
-    if name:
-        return Markup('<a href="#schema-{0}">{0}</a>').format(name)
-    for key in ("anyOf", "oneOf", "allOf"):
-        if key in schema:
-            return Markup(" or ").join(type_label(s) for s in schema[key])
-    if "const" in schema:
-        return Markup("<code>{}</code>").format(json.dumps(schema["const"]))
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        return Markup(" or ").join(type_label({**schema, "type": k}) for k in kind)
-    if kind == "array":
-        return Markup("array of ") + type_label(schema.get("items", {}))
-    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
-        return Markup("object of ") + type_label(schema["additionalProperties"])
-    if not kind:
-        return Markup("any")
-    return Markup("{} ({})").format(kind, schema["format"]) if "format" in schema else escape(kind)
-
-
-def _branches(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield schema
-    for key in ("anyOf", "oneOf", "allOf"):
-        for branch in schema.get(key, []):
-            yield from _branches(branch)
-
-
-def notes(schema: dict[str, Any]) -> list[Markup]:
-    """Constraints, allowed values, default and example, in words."""
-    found: list[Markup] = []
-    for branch in _branches(schema):
-        if "enum" in branch:
-            values = Markup(", ").join(
-                Markup("<code>{}</code>").format(v) for v in branch["enum"] if v is not None
-            )
-            found.append(Markup("One of {}.").format(values))
-        if "maxLength" in branch:
-            found.append(Markup("At most {} characters.").format(branch["maxLength"]))
-        if "minimum" in branch or "maximum" in branch:
-            low, high = branch.get("minimum", "…"), branch.get("maximum", "…")
-            found.append(Markup("From {} to {}.").format(low, high))
-    if schema.get("default") is not None:
-        found.append(Markup("Default <code>{}</code>.").format(json.dumps(schema["default"])))
-    if schema.get("examples"):
-        example = schema["examples"][0]
-        shown = example if isinstance(example, str) else json.dumps(example)
-        found.append(Markup("Example <code>{}</code>.").format(shown))
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class FieldRow:
-    name: str
-    type: Markup
-    required: bool
-    description: Markup
-    notes: list[Markup] = field(default_factory=list)
-    location: str | None = None
-    """Where a parameter goes: ``query``, ``path`` or ``header``."""
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaView:
-    """A schema as a page shows it: its name (if a component), its type, its fields."""
-
-    name: str | None
-    type: Markup
-    description: Markup
-    rows: list[FieldRow]
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseView:
-    status: str
-    description: Markup
-    schema: SchemaView | None
-    headers: list[str]
-    show_fields: bool = False
-    """A success body whose fields the page lists (once per schema and operation)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OperationView:
-    anchor: str
-    method: str
-    path: str
-    summary: str
-    description: Markup
-    security: list[Markup]
-    parameters: list[FieldRow]
-    body_media: str | None
-    body: SchemaView | None
-    responses: list[ResponseView]
-
-
-def _status_order(status: str) -> tuple[int, str]:
-    return (0, status) if status[:1].isdigit() else (1, status)
-
-
-class Reader:
-    """Reads an OpenAPI document into what the reference page shows, resolving ``$ref``."""
-
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.document = document
-        self.schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
-
-    def resolve(self, schema: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-        name = schema_name(schema)
-        return (name, self.schemas.get(name, {})) if name else (None, schema)
-
-    def view(self, schema: dict[str, Any]) -> SchemaView:
-        name, resolved = self.resolve(schema)
-        target = resolved
-        if resolved.get("type") == "array":  # a list of a named schema: show the items' fields
-            target = self.resolve(resolved.get("items", {}))[1]
-        required = set(target.get("required", []))
-        rows = [
-            FieldRow(
-                name=key,
-                type=type_label(prop),
-                required=key in required,
-                description=inline(prop.get("description")),
-                notes=notes(prop),
-            )
-            for key, prop in target.get("properties", {}).items()
-        ]
-        return SchemaView(
-            name=name,
-            type=type_label(schema),
-            description=text(resolved.get("description")),
-            rows=rows,
-        )
-
-    def operation(self, path: str, method: str, operation: dict[str, Any]) -> OperationView:
-        parameters = [
-            FieldRow(
-                name=p["name"],
-                location=p["in"],
-                type=type_label(not_null(p.get("schema", {}))),
-                required=bool(p.get("required")),
-                description=inline(p.get("description") or p.get("schema", {}).get("description")),
-                notes=notes(p.get("schema", {})),
-            )
-            for p in operation.get("parameters", [])
-        ]
-        media: str | None = None
-        body: SchemaView | None = None
-        for media_type, request in operation.get("requestBody", {}).get("content", {}).items():
-            media, body = media_type, self.view(request.get("schema", {}))
-            break
-        responses = []
-        shown: set[str] = set()
-        declared: dict[str, Any] = operation.get("responses", {})
-        for status, response in sorted(declared.items(), key=lambda kv: _status_order(kv[0])):
-            contents: list[dict[str, Any]] = list(response.get("content", {}).values())
-            schema = contents[0].get("schema") if contents else None
-            view = self.view(schema) if schema else None
-            listed = str(view.type) if view else ""
-            show = bool(view and view.rows and status.startswith("2") and listed not in shown)
-            shown.add(listed)
-            responses.append(
-                ResponseView(
-                    status=status,
-                    description=inline(response.get("description")),
-                    schema=view,
-                    headers=list(response.get("headers", {})),
-                    show_fields=show,
-                )
-            )
-        security = [
-            Markup(" + ").join(
-                Markup('<a href="#auth-{0}">{0}</a>').format(scheme)
-                + (
-                    Markup(" with ")
-                    + Markup(", ").join(Markup("<code>{}</code>").format(s) for s in needed)
-                    if needed
-                    else Markup("")
-                )
-                for scheme, needed in requirement.items()
-            )
-            or Markup("none (client_secret_post)")
-            for requirement in operation.get("security", [])
-        ]
-        return OperationView(
-            anchor="op-" + operation.get("operationId", f"{method}-{path}"),
-            method=method.upper(),
-            path=path,
-            summary=operation.get("summary", ""),
-            description=text(operation.get("description")),
-            security=security,
-            parameters=parameters,
-            body_media=media,
-            body=body,
-            responses=responses,
-        )
-
-    def operations(self, section: str = "paths") -> list[OperationView]:
-        return [
-            self.operation(path, method, operation)
-            for path, item in self.document.get(section, {}).items()
-            for method, operation in item.items()
-        ]
-
-    def components(self) -> list[SchemaView]:
-        return [self.view(schema_ref(name)) for name in self.schemas]
-
-    def security_schemes(self) -> list[dict[str, Any]]:
-        found = []
-        for name, scheme in self.document.get("components", {}).get("securitySchemes", {}).items():
-            flows = [{"name": flow, **values} for flow, values in scheme.get("flows", {}).items()]
-            found.append(
-                {
-                    "name": name,
-                    "type": scheme.get("scheme") or scheme.get("type"),
-                    "description": text(scheme.get("description")),
-                    "flows": flows,
-                }
-            )
-        return found
 
 
 # -- The worked example ---------------------------------------------------------------------------
