@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from vault.errors import ServiceFault
+
 FORMAT_VERSION = 1
 _NONCE_BYTES = 12
 _HEADER = 1 + 16 + _NONCE_BYTES
 
 
-class DecryptionError(Exception):
+class DecryptionError(ServiceFault):
     """A value failed to decrypt: altered, moved to another place, or its key is gone."""
 
 

@@ -78,6 +78,27 @@ class InvalidInput(VaultError):
         return body
 
 
+class PayloadTooLarge(VaultError):
+    """The request body is larger than the service accepts."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class VerificationFailed(VaultError):
+    """A signature, proof, checkpoint or receipt that does not verify; the message says why."""
+
+    status_code = 400
+    code = "verification_failed"
+
+
+class ServiceFault(VaultError):
+    """The service itself cannot do its work (settings, keys, stored data); for operators."""
+
+    status_code = 500
+    code = "server_error"
+
+
 class TooManyRequests(VaultError):
     """Too many requests: wait as long as Retry-After says."""
 

@@ -23,6 +23,8 @@ from typing import Literal, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from vault.errors import ServiceFault
+
 KeyOrigin = Literal["development", "operator"]
 
 _KEK_PREFIX = "local:v"
@@ -30,7 +32,7 @@ _KEK_FILE = re.compile(r"v([1-9][0-9]*)\.json")
 _NONCE_BYTES = 12
 
 
-class KeyManagementError(RuntimeError):
+class KeyManagementError(ServiceFault, RuntimeError):
     """A key is missing, unreadable or refused; the message says what to do."""
 
 

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vault.errors import PayloadTooLarge
+
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -19,8 +21,11 @@ def wants_json(path: str) -> bool:
     return path.startswith(("/api/", "/vendor/", "/oauth/", "/.well-known/"))
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(PayloadTooLarge):
+    """Raised into the app when a streamed body passes the limit."""
+
+    def __init__(self) -> None:
+        super().__init__("The request is too large.")
 
 
 class BodyLimitMiddleware:

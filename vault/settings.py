@@ -10,6 +10,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from vault.errors import ServiceFault
+
 PLACEHOLDER_PASSWORDS = frozenset(
     {
         "changeme",
@@ -32,7 +34,7 @@ PLACEHOLDER_PASSWORDS = frozenset(
 )
 
 
-class SettingsError(RuntimeError):
+class SettingsError(ServiceFault, RuntimeError):
     """The configuration is unusable; the message says which setting to fix."""
 
 

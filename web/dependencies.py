@@ -12,15 +12,16 @@ from vault import csrf
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import RuntimeDep
-from vault.errors import Forbidden
+from vault.errors import Forbidden, NotAuthenticated
 
 MAX_FORM_FIELDS = 100
 
 
-class SignInRequired(Exception):
+class SignInRequired(NotAuthenticated):
     """A page needs a signed-in account; GET redirects, a form post answers 401."""
 
     def __init__(self, next_path: str, expired: bool) -> None:
+        super().__init__("Sign in first.")
         self.next_path = next_path
         self.expired = expired
 

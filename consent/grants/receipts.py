@@ -55,7 +55,7 @@ from consent.ledger.store import StoredTree, pair_subjects
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
 from vault.base import utcnow
-from vault.errors import NotFound
+from vault.errors import NotFound, VerificationFailed
 from vault.runtime import Runtime
 
 RECEIPT_VERSION = "1"
@@ -91,7 +91,7 @@ KANTARA_NAMES = {
 """Kantara Consent Receipt v1.1 field name -> the receipt field that carries it."""
 
 
-class ReceiptError(ValueError):
+class ReceiptError(VerificationFailed, ValueError):
     """A receipt that does not verify; the message says why."""
 
 

@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from consent.ledger.merkle import HASH_SIZE
+from vault.errors import VerificationFailed
 
 __all__ = [
     "ALG_ED25519",
@@ -58,7 +59,7 @@ _KEY_ID_RE = re.compile(r"[0-9a-fA-F]{8}")
 _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VerificationFailed, ValueError):
     """A checkpoint or signed note that is malformed, unsigned by the trusted key, or forged.
 
     The message is a sentence an operator or auditor can act on.

@@ -14,6 +14,7 @@ from consent.ledger.merkle import SubtreeHash, verify_consistency
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerNode
 from consent.ledger.store import StoredTree, lock_head
 from vault.base import utcnow
+from vault.errors import ServiceFault
 from vault.keys import SigningKeyFile
 from vault.runtime import Runtime
 
@@ -61,7 +62,7 @@ def checkpoint_at_least(db: Session, size: int) -> LedgerCheckpoint | None:
     ).one_or_none()
 
 
-class InconsistentLedger(RuntimeError):
+class InconsistentLedger(ServiceFault, RuntimeError):
     """The stored tree does not extend the last signed checkpoint: refuse to sign."""
 
 

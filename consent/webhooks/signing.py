@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
 from vault.base import utcnow
+from vault.errors import VerificationFailed
 from vault.runtime import Runtime
 
 DEFAULT_TOLERANCE: Final = 300
@@ -66,7 +67,7 @@ def rotate_webhook_secret(db: Session, app: VendorApp) -> int:
     return app.webhook_secret_version
 
 
-class WebhookVerificationError(Exception):
+class WebhookVerificationError(VerificationFailed):
     """A webhook failed verification: missing header, stale timestamp or wrong signature."""
 
 
