@@ -36,13 +36,14 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
 
-test: $(TEST_STAMP) $(CHROMIUM) ## Set up and run the whole suite on SQLite and PostgreSQL
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+test: $(TEST_STAMP) $(CHROMIUM) ## Set up and run the whole suite on SQLite and PostgreSQL, with coverage
+	$(BIN)/python -m pytest -n 2 --cov --cov-report=term $(PYTEST_ARGS)
 
-lint: $(TEST_STAMP) ## ruff format check, ruff lint, mypy
+lint: $(TEST_STAMP) ## ruff format check, ruff lint, mypy, the import contracts (layers, no cycles)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy vrm vault consent intents vendor_api web
+	$(BIN)/lint-imports
 
 format: $(TEST_STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
