@@ -18,16 +18,16 @@ from sqlalchemy.orm import Session
 
 from consent.grants.models import Grant
 from consent.grants.service import is_active
+from consent.ledger.export import export_range
 from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry
-from consent.ledger.service import latest_checkpoint, public_key_text, stored_subtrees
+from consent.ledger.service import latest_checkpoint, public_key_text
 from consent.ledger.store import EVENT_TYPES, StoredTree
-from consent.ledger.verify import export_rows
 from consent.vendors.models import VendorApp
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import Forbidden, InvalidInput, NotFound
+from vault.errors import Forbidden
 from web.dependencies import SignInRequired
 from web.templating import render
 
@@ -296,27 +296,14 @@ def export(
 ) -> Response:
     """The latest checkpoint and the stored entries ``start <= index < end`` as JSON Lines,
     each with its inclusion proof from the stored hashes of the signed tree."""
-    checkpoint = latest_checkpoint(db)
-    if checkpoint is None:
-        raise NotFound("No checkpoint has been signed yet: there is nothing to export.")
-    end = checkpoint.size if end is None else min(end, checkpoint.size)
-    if end < start:
-        raise InvalidInput("The end of the range must not come before its start.", field="end")
-    if end - start > MAX_EXPORT:
-        raise InvalidInput(f"Export at most {MAX_EXPORT} entries at a time.", field="end")
-    rows = db.execute(
-        select(LedgerEntry.index, LedgerEntry.entry)
-        .where(LedgerEntry.index >= start, LedgerEntry.index < end)
-        .order_by(LedgerEntry.index)
-    )
-    subtree = stored_subtrees(db, checkpoint.size)
-    body = "".join(export_rows(checkpoint.note, ((i, bytes(e)) for i, e in rows), subtree=subtree))
+    export = export_range(db, start=start, end=end, limit=MAX_EXPORT)
+    body = "".join(export.lines())
     return Response(
         body,
         media_type="application/jsonl",
         headers={
             "Content-Disposition": (
-                f'attachment; filename="ledger-{checkpoint.size}-{start}-{end}.jsonl"'
+                f'attachment; filename="ledger-{export.size}-{start}-{export.end}.jsonl"'
             ),
             "Cache-Control": "no-store",
         },

@@ -7,18 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from consent.grants.receipts import ReceiptError, verify_receipt
-from consent.ledger.models import LedgerEntry
+from consent.ledger.export import export_range
 from consent.ledger.service import (
     InconsistentLedger,
     create_checkpoint,
     latest_checkpoint,
     public_key_text,
-    stored_subtrees,
 )
-from consent.ledger.verify import export_rows, main_verify
+from consent.ledger.verify import main_verify
+from vault.errors import NotFound
 from vrm.cli.common import fail, service
 
 app = typer.Typer(
@@ -62,41 +61,23 @@ def ledger_export(
     Entries are written as stored, so whatever was done to the stored rows is there for
     `vrm ledger verify` to find; proofs come from the stored tree that was signed.
     """
-    warnings: list[str] = []
+    early: list[str] = []
     with service() as rt, rt.sessions() as session, session.begin():
         try:
             create_checkpoint(session, rt)
         except InconsistentLedger as exc:
-            warnings.append(f"{exc}; exporting under the last signed checkpoint")
-        row = latest_checkpoint(session)
-        if row is None:
-            raise fail("the ledger is empty; nothing to export")
-        note, size = row.note, row.size
-        rows = [
-            (index, bytes(entry))
-            for index, entry in session.execute(
-                select(LedgerEntry.index, LedgerEntry.entry)
-                .where(LedgerEntry.index < size)
-                .order_by(LedgerEntry.index)
-            )
-        ]
-        missing = next((i for i, (index, _) in enumerate(rows) if index != i), len(rows))
-        complete = missing == len(rows) == size
-        if not complete:
-            warnings.append(
-                f"the checkpoint covers {size} entries but {len(rows)} are stored, the first "
-                f"missing being index {missing}; the export will not verify"
-            )
-        subtree = None
-        if with_proofs and complete:
-            subtree = stored_subtrees(session, size)
-        elif with_proofs:
-            warnings.append("proofs need every stored entry; the export has none")
+            early.append(f"{exc}; exporting under the last signed checkpoint")
+        try:
+            export = export_range(session, with_proofs=with_proofs)
+        except NotFound as exc:
+            raise fail("the ledger is empty; nothing to export") from exc
     with output.open("w", encoding="utf-8") as fh:
-        fh.writelines(export_rows(note, rows, subtree=subtree))
-    for warning in warnings:
+        fh.writelines(export.lines())
+    for warning in early + export.warnings:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"wrote checkpoint ({size} entries) and {len(rows)} entries to {output}")
+    typer.echo(
+        f"wrote checkpoint ({export.size} entries) and {len(export.rows)} entries to {output}"
+    )
 
 
 @app.command("verify")
