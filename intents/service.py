@@ -28,10 +28,9 @@ from consent.grants.service import (
 )
 from consent.terms.catalogue import AGREEMENTS, Agreement, agreement_for
 from consent.vendors.models import VendorApp
-from intents import taxonomy
+from intents import notify, taxonomy
 from intents.errors import IntentClosed, OfferChanged, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
-from intents.notify import offer_event
 from intents.rules import CleanIntent
 from vault.accounts.models import Account
 from vault.base import utcnow
@@ -316,9 +315,9 @@ class IntentService:
             offer.decided_at = now
             self.db.flush()
             if reason == "intent_withdrawn":
-                offer_event(self.db, self.rt, app, intent, offer, "intent.withdrawn")
+                notify.intent_withdrawn(self.db, self.rt, app, intent, offer)
             else:
-                offer_event(self.db, self.rt, app, intent, offer, "offer.lapsed", reason=reason)
+                notify.offer_lapsed(self.db, self.rt, app, intent, offer, reason)
         return len(offers)
 
     def _live_offers(
@@ -445,13 +444,12 @@ class IntentService:
         offer.grant_id = grant.id if grant else None
         offer.shared_fields = chosen or None
         self.db.flush()
-        offer_event(
+        notify.offer_accepted(
             self.db,
             self.rt,
             app,
             intent,
             offer,
-            "offer.accepted",
             grant_id=str(grant.id) if grant else None,
             shared_fields=[scopes.PROFILE_PREFIX + f for f in chosen],
         )
@@ -472,7 +470,7 @@ class IntentService:
         offer, app = self._owned_offer(intent, offer_id)
         self._decidable(intent, offer, revision)
         self._claim(offer, OfferStatus.DECLINED, revision)
-        offer_event(self.db, self.rt, app, intent, offer, "offer.declined")
+        notify.offer_declined(self.db, self.rt, app, intent, offer)
         return offer
 
     # -- blocking -----------------------------------------------------------------------------
@@ -549,9 +547,7 @@ class IntentService:
                 offer.lapse_reason = "intent_expired"
                 offer.decided_at = now
                 self.db.flush()
-                offer_event(
-                    self.db, self.rt, app, intent, offer, "offer.lapsed", reason="intent_expired"
-                )
+                notify.offer_lapsed(self.db, self.rt, app, intent, offer, "intent_expired")
             done += 1
         return done
 

@@ -18,18 +18,14 @@ from fastapi import APIRouter, Request, Response
 
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS
 from consent.webhooks import signing
+from intents.events import OfferAcceptedData
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER_GRANT
 from vault.accounts.dependencies import ViewerDep
 from vault.dependencies import RuntimeDep
 from vault.settings import Settings
-from vendor_api.docs import (
-    TOKEN_PATH,
-    VENDOR_PREFIX,
-    OfferAcceptedData,
-    TokenResponse,
-    vendor_openapi,
-)
+from vendor_api.docs import VENDOR_PREFIX, vendor_openapi
 from vendor_api.schemas import IntentOut, IntentPage, OfferOut, VendorProfileOut
+from vendor_api.token_docs import TOKEN_PATH, TokenResponse
 from web.openapi_views import Reader
 from web.templating import render
 

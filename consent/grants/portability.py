@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from consent.grants.events import SubjectErasedData
 from consent.grants.models import AccessLogEntry, Grant, PreviousVendors
 from consent.grants.receipts import grant_entries, receipt_for
 from consent.grants.schemas import (
@@ -55,6 +56,11 @@ from vault.portability.parts import (
 from vault.runtime import Runtime
 
 _BATCH = 1000
+_ERASED_REQUEST = (
+    "The individual erased their vault. Delete every copy of their data you hold, except "
+    "records the law requires you to keep."
+)
+"""What ``subject.erased`` asks of every vendor that knew the individual."""
 
 
 def _status(grant: Grant) -> str:
@@ -383,16 +389,9 @@ class ConsentPart:
             app = db.get(VendorApp, app_id)
             if app is None:
                 continue
-            queued = enqueue(
-                db,
-                app,
-                "subject.erased",
-                {
-                    **data,
-                    "request": "The individual erased their vault. Delete every copy of their "
-                    "data you hold, except records the law requires you to keep.",
-                },
-            )
+            # Each part of the erasure added the names it knew (its keys are the model's).
+            event = SubjectErasedData.model_validate({**data, "request": _ERASED_REQUEST})
+            queued = enqueue(db, app, event)
             if queued is not None:
                 context.vendors_notified.append(app.name)
             else:  # no webhook URL: the receipt says so, rather than claim it was asked

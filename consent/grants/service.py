@@ -10,11 +10,13 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from consent import scopes
+from consent.grants.events import ConsentChangedData, ConsentGrantedData, ConsentRevokedData
 from consent.grants.models import AuthorizationCode, Grant, OAuthToken
 from consent.ledger.store import append, vendor_pseudonym_for
 from consent.terms.catalogue import AGREEMENTS
@@ -64,6 +66,19 @@ def pairwise_subject(rt: Runtime, app_id: uuid.UUID, individual_id: uuid.UUID) -
     """The ``sub`` one app sees for one individual; two apps can't correlate it."""
     mac = blind_index(rt.secrets.blind_index_key, "pairwise-sub", f"{app_id}:{individual_id}")
     return mac.hex()
+
+
+class _GrantFacts(TypedDict):
+    """The keyword arguments of :class:`~consent.grants.events.GrantFields`."""
+
+    grant_id: str
+    subject: str
+    scopes: list[str]
+    purpose: str
+    agreement: str
+    granted_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
 
 
 def is_active(grant: Grant, now: datetime | None = None) -> bool:
@@ -148,7 +163,7 @@ class GrantService:
             self.db.add(grant)
             self.db.flush()
             self._record(app, grant, "grant.given", consent_text_hash)
-            self._notify(app, grant, "consent.granted")
+            enqueue(self.db, app, ConsentGrantedData(**self._about(app, grant)))
             return grant
         was_active = is_active(grant, now)
         old_fields, old_expiry = set(grant.fields), grant.expires_at
@@ -172,7 +187,7 @@ class GrantService:
         self.db.flush()
         if not was_active:
             self._record(app, grant, "grant.given", consent_text_hash)
-            self._notify(app, grant, "consent.granted")
+            enqueue(self.db, app, ConsentGrantedData(**self._about(app, grant)))
         elif changed:
             new_fields = set(fields)
             if new_fields < old_fields:
@@ -184,7 +199,7 @@ class GrantService:
             else:
                 kind = "grant.changed"
             self._record(app, grant, kind, consent_text_hash)
-            self._notify(app, grant, "consent.changed")
+            enqueue(self.db, app, ConsentChangedData(**self._about(app, grant)))
         return grant
 
     def widen(
@@ -209,7 +224,7 @@ class GrantService:
         grant.fields = scopes.check_fields([*grant.fields, *new])
         self.db.flush()
         self._record(app, grant, "grant.given", consent_text_hash)
-        self._notify(app, grant, "consent.changed")
+        enqueue(self.db, app, ConsentChangedData(**self._about(app, grant)))
         return grant
 
     def narrow(self, individual_id: uuid.UUID, grant_id: uuid.UUID, remove: list[str]) -> Grant:
@@ -226,7 +241,7 @@ class GrantService:
         grant.fields = remaining
         self.db.flush()
         self._record(app, grant, "grant.narrowed")
-        self._notify(app, grant, "consent.changed")
+        enqueue(self.db, app, ConsentChangedData(**self._about(app, grant)))
         return grant
 
     def revoke(self, individual_id: uuid.UUID, grant_id: uuid.UUID) -> Grant:
@@ -237,7 +252,7 @@ class GrantService:
             self.kill_credentials(grant.id, now)
             self.db.flush()
             self._record(app, grant, "grant.revoked")
-            self._notify(app, grant, "consent.revoked", reason="revoked")
+            enqueue(self.db, app, ConsentRevokedData(**self._about(app, grant), reason="revoked"))
         return grant
 
     def expire_due(self, *, now: datetime | None = None, limit: int = 500) -> int:
@@ -279,8 +294,11 @@ class GrantService:
                 .execution_options(populate_existing=True)
             ).first()
             if row is not None:
-                self._record(row[1], row[0], "grant.expired")
-                self._notify(row[1], row[0], "consent.revoked", reason="expired")
+                grant, app = row
+                self._record(app, grant, "grant.expired")
+                enqueue(
+                    self.db, app, ConsentRevokedData(**self._about(app, grant), reason="expired")
+                )
             done += 1
         return done
 
@@ -330,27 +348,17 @@ class GrantService:
             },
         )
 
-    def _notify(
-        self, app: VendorApp, grant: Grant, event_type: str, reason: str | None = None
-    ) -> None:
-
-        extra = {"reason": reason} if reason else {}
-
-        enqueue(
-            self.db,
-            app,
-            event_type,
-            {
-                "grant_id": str(grant.id),
-                "subject": pairwise_subject(self.rt, app.id, grant.individual_id),
-                "scopes": [scopes.PROFILE_PREFIX + f for f in grant.fields],
-                "purpose": grant.purpose,
-                "agreement": grant.agreement_id,
-                "granted_at": grant.granted_at.isoformat(),
-                "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
-                "revoked_at": grant.revoked_at.isoformat() if grant.revoked_at else None,
-                **extra,
-            },
+    def _about(self, app: VendorApp, grant: Grant) -> _GrantFacts:
+        """What every ``consent.*`` webhook says about the grant."""
+        return _GrantFacts(
+            grant_id=str(grant.id),
+            subject=pairwise_subject(self.rt, app.id, grant.individual_id),
+            scopes=[scopes.PROFILE_PREFIX + f for f in grant.fields],
+            purpose=grant.purpose,
+            agreement=grant.agreement_id,
+            granted_at=grant.granted_at,
+            expires_at=grant.expires_at,
+            revoked_at=grant.revoked_at,
         )
 
 

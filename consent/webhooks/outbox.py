@@ -6,26 +6,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
+from consent.webhooks.events import WebhookEvent
 from consent.webhooks.models import WebhookMessage
 from vault.base import utcnow
-
-EVENT_TYPES: Final = frozenset(
-    {
-        "consent.granted",
-        "consent.changed",
-        "consent.revoked",
-        "offer.accepted",
-        "offer.declined",
-        "offer.lapsed",
-        "intent.withdrawn",
-        "subject.erased",
-    }
-)
 
 
 def _iso(moment: datetime) -> str:
@@ -33,31 +20,26 @@ def _iso(moment: datetime) -> str:
 
 
 def enqueue(
-    db: Session,
-    app: VendorApp,
-    event_type: str,
-    data: dict[str, Any],
-    *,
-    now: datetime | None = None,
+    db: Session, app: VendorApp, event: WebhookEvent, *, now: datetime | None = None
 ) -> WebhookMessage | None:
-    """Queue ``event_type`` for ``app`` in the caller's transaction (flushed, not committed).
+    """Queue ``event`` for ``app`` in the caller's transaction (flushed, not committed).
 
-    Returns ``None`` when the app has no webhook URL. ``data`` is sent to the vendor as is:
-    it must be JSON and must name the individual only as the vendor already knows them (the
-    pairwise subject), never with personal data.
+    Returns ``None`` when the app has no webhook URL. The message is ``{"type", "timestamp",
+    "data"}``: the event's type and its model as JSON, which names the individual only as the
+    vendor already knows them (a pseudonym), never with personal data.
     """
-    if event_type not in EVENT_TYPES:
-        raise ValueError(
-            f"unknown webhook event type {event_type!r}; expected one of {sorted(EVENT_TYPES)}"
-        )
     if not app.webhook_url:
         return None
     now = now or utcnow()
     message = WebhookMessage(
         id=uuid.uuid4(),
         app_id=app.id,
-        event_type=event_type,
-        payload={"type": event_type, "timestamp": _iso(now), "data": data},
+        event_type=event.event_type,
+        payload={
+            "type": event.event_type,
+            "timestamp": _iso(now),
+            "data": event.model_dump(mode="json"),
+        },
         created_at=now,
         next_attempt_at=now,
         attempts=0,

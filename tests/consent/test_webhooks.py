@@ -26,13 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from consent.grants.events import ConsentChangedData, ConsentGrantedData, ConsentRevokedData
 from consent.grants.service import Decision, GrantService
 from consent.vendors.models import VendorApp
 from consent.vendors.urls import webhook_url_problem
 from consent.webhooks.delivery import MAX_ATTEMPTS, backoff, deliver_due
+from consent.webhooks.events import WebhookEvent
 from consent.webhooks.log import delivery_log
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from consent.webhooks.outbox import enqueue
@@ -50,10 +53,33 @@ from vault.runtime import Runtime
 from vault.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-GRANT_DATA = {"grant_id": "7a0c0b8e-0000-4000-8000-000000000001", "fields": ["email"]}
+GRANT: dict[str, Any] = {
+    "grant_id": "7a0c0b8e-0000-4000-8000-000000000001",
+    "subject": "3f9c2a7be81d4c06a5e7f1b2d3c4e5f63f9c2a7be81d4c06a5e7f1b2d3c4e5f6",
+    "scopes": ["profile:email"],
+    "purpose": "Contact you about your repair",
+    "agreement": "sd-base",
+    "granted_at": datetime(2030, 5, 1, 8, 0, 0, 123456, tzinfo=UTC),
+    "expires_at": datetime(2030, 5, 31, 8, 0, tzinfo=UTC),
+    "revoked_at": None,
+}
 
 
 # -- Helpers ----------------------------------------------------------------------------------
+
+
+def consent_event(
+    kind: type[WebhookEvent] = ConsentGrantedData, n: int = 1, **values: Any
+) -> WebhookEvent:
+    """A ``consent.*`` event of ``kind`` about grant number ``n`` (the last digits of its id)."""
+    return kind(**{**GRANT, "grant_id": f"7a0c0b8e-0000-4000-8000-{n:012d}", **values})
+
+
+GRANTED = consent_event()
+CHANGED = consent_event(ConsentChangedData)
+REVOKED = consent_event(
+    ConsentRevokedData, revoked_at=datetime(2030, 5, 2, tzinfo=UTC), reason="revoked"
+)
 
 
 def make_app(db: Session, webhook_url: str | None) -> VendorApp:
@@ -117,30 +143,60 @@ def test_enqueue_writes_a_standard_webhooks_payload(db: Session) -> None:
     app = make_app(db, "https://bikes.example/hooks")
     now = datetime(2030, 5, 17, 9, 30, 12, 345678, tzinfo=UTC)
 
-    message = enqueue(db, app, "consent.granted", GRANT_DATA, now=now)
+    message = enqueue(db, app, REVOKED, now=now)
 
     assert message is not None
     stored = db.scalars(select(WebhookMessage).where(WebhookMessage.app_id == app.id)).one()
     assert stored.payload == {
-        "type": "consent.granted",
+        "type": "consent.revoked",
         "timestamp": "2030-05-17T09:30:12.345678Z",
-        "data": GRANT_DATA,
+        # The event's moments as datetime.isoformat() writes them, as vendors always had them.
+        "data": {
+            "grant_id": "7a0c0b8e-0000-4000-8000-000000000001",
+            "subject": GRANT["subject"],
+            "scopes": ["profile:email"],
+            "purpose": "Contact you about your repair",
+            "agreement": "sd-base",
+            "granted_at": "2030-05-01T08:00:00.123456+00:00",
+            "expires_at": "2030-05-31T08:00:00+00:00",
+            "revoked_at": "2030-05-02T00:00:00+00:00",
+            "reason": "revoked",
+        },
     }
-    assert stored.event_type == "consent.granted"
+    assert stored.event_type == "consent.revoked"
     assert (stored.attempts, stored.next_attempt_at, stored.delivered_at) == (0, now, None)
+
+
+def test_a_moment_the_event_does_not_know_yet_is_sent_as_null(db: Session) -> None:
+    app = make_app(db, "https://bikes.example/hooks")
+
+    message = enqueue(db, app, consent_event(expires_at=None))
+
+    assert message is not None
+    assert (message.payload["data"]["expires_at"], message.payload["data"]["revoked_at"]) == (
+        None,
+        None,
+    )
 
 
 def test_enqueue_skips_an_app_without_a_webhook_url(db: Session) -> None:
     app = make_app(db, None)
-    assert enqueue(db, app, "consent.revoked", GRANT_DATA) is None
+    assert enqueue(db, app, REVOKED) is None
     assert db.scalar(select(func.count()).select_from(WebhookMessage)) == 0
 
 
-@pytest.mark.parametrize("event_type", ["consent.deleted", "Consent.Granted", ""])
-def test_enqueue_refuses_an_unknown_event_type(db: Session, event_type: str) -> None:
-    app = make_app(db, "https://bikes.example/hooks")
-    with pytest.raises(ValueError, match="unknown webhook event type"):
-        enqueue(db, app, event_type, GRANT_DATA)
+def test_an_event_refuses_a_key_its_documentation_does_not_have() -> None:
+    with pytest.raises(ValidationError, match="fields"):
+        consent_event(fields=["email"])
+    with pytest.raises(ValidationError, match="reason"):
+        consent_event(ConsentRevokedData)  # a key it must have
+
+
+def test_an_event_type_must_name_itself_and_say_what_it_means() -> None:
+    with pytest.raises(TypeError, match="must set summary, description"):
+
+        class Undocumented(WebhookEvent):
+            event_type = "consent.undocumented"
 
 
 def test_an_enqueue_in_a_rolled_back_transaction_leaves_no_message(rt: Runtime) -> None:
@@ -150,13 +206,13 @@ def test_an_enqueue_in_a_rolled_back_transaction_leaves_no_message(rt: Runtime) 
     with pytest.raises(RuntimeError), rt.sessions() as db, db.begin():
         app = db.get_one(VendorApp, app_id)
         app.purpose = "A changed purpose"
-        enqueue(db, app, "consent.changed", GRANT_DATA)
+        enqueue(db, app, CHANGED)
         raise RuntimeError("the change failed after the event was queued")
     with rt.sessions() as db:
         assert db.scalar(select(func.count()).select_from(WebhookMessage)) == 0
         assert db.get_one(VendorApp, app_id).purpose == "Contact you about your repair"
     with rt.sessions() as db, db.begin():
-        enqueue(db, db.get_one(VendorApp, app_id), "consent.changed", GRANT_DATA)
+        enqueue(db, db.get_one(VendorApp, app_id), CHANGED)
     with rt.sessions() as db:
         assert db.scalar(select(func.count()).select_from(WebhookMessage)) == 1
 
@@ -188,7 +244,7 @@ def test_a_delivery_carries_headers_and_a_signature_that_verifies(
     db: Session, rt: Runtime, receiver: Receiver
 ) -> None:
     app = make_app(db, receiver.url)
-    message = enqueue(db, app, "consent.granted", GRANT_DATA)
+    message = enqueue(db, app, GRANTED)
     assert message is not None
     before = int(time.time())
 
@@ -210,7 +266,7 @@ def test_after_rotation_deliveries_are_signed_with_the_new_secret(
     db: Session, rt: Runtime, receiver: Receiver
 ) -> None:
     app = make_app(db, receiver.url)
-    enqueue(db, app, "consent.changed", GRANT_DATA)
+    enqueue(db, app, CHANGED)
     rotate_webhook_secret(db, app)
 
     deliver_due(rt.sessions, rt)
@@ -289,7 +345,7 @@ def test_a_failed_delivery_is_retried_after_backoff_and_then_delivered(
 ) -> None:
     app = make_app(db, receiver.url)
     start = t0()
-    message = enqueue(db, app, "consent.revoked", GRANT_DATA, now=start)
+    message = enqueue(db, app, REVOKED, now=start)
     assert message is not None
     receiver.answer(500, 200)
 
@@ -325,7 +381,7 @@ def test_a_message_is_abandoned_after_the_last_attempt(
 ) -> None:
     app = make_app(db, receiver.url)
     start = t0()
-    message = enqueue(db, app, "consent.granted", GRANT_DATA, now=start)
+    message = enqueue(db, app, GRANTED, now=start)
     assert message is not None
     receiver.default = 503
     now = start
@@ -345,7 +401,7 @@ def test_a_message_is_abandoned_after_the_last_attempt(
 
 def test_a_redirect_is_not_followed(db: Session, rt: Runtime, receiver: Receiver) -> None:
     app = make_app(db, receiver.url)
-    message = enqueue(db, app, "consent.granted", GRANT_DATA)
+    message = enqueue(db, app, GRANTED)
     assert message is not None
     receiver.answer(307)
 
@@ -365,7 +421,7 @@ def test_an_unreachable_endpoint_is_logged_without_secrets(db: Session, rt: Runt
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     app = make_app(db, f"http://127.0.0.1:{port}/hooks")
-    message = enqueue(db, app, "consent.granted", GRANT_DATA)
+    message = enqueue(db, app, GRANTED)
     assert message is not None
 
     assert deliver_due(rt.sessions, rt) == 1
@@ -377,7 +433,7 @@ def test_an_unreachable_endpoint_is_logged_without_secrets(db: Session, rt: Runt
 
 def test_a_slow_endpoint_times_out(db: Session, rt: Runtime, receiver: Receiver) -> None:
     app = make_app(db, receiver.url)
-    message = enqueue(db, app, "consent.granted", GRANT_DATA)
+    message = enqueue(db, app, GRANTED)
     assert message is not None
     receiver.delay = 1.0
     deliver_due(rt.sessions, rt, deadline=0.2)
@@ -392,7 +448,7 @@ def test_delivery_works_from_a_thread_that_already_runs_an_event_loop(
 ) -> None:
     """Callers may hold a running loop in their thread (an async caller, Playwright's sync
     API): delivery runs its own loop elsewhere."""
-    message = enqueue(db, make_app(db, receiver.url), "consent.granted", GRANT_DATA)
+    message = enqueue(db, make_app(db, receiver.url), GRANTED)
     assert message is not None
 
     async def from_a_coroutine() -> int:
@@ -410,8 +466,8 @@ def test_an_endpoint_that_trickles_is_cut_off_at_the_deadline_and_delays_no_othe
     """Each byte arrives well within any per-read timeout; the whole attempt still ends at the
     deadline, and another vendor's message goes out meanwhile, not after it."""
     with trickle(gap=0.2) as slow_endpoint:
-        slow = enqueue(db, make_app(db, slow_endpoint.url), "consent.granted", GRANT_DATA)
-        fast = enqueue(db, make_app(db, receiver.url), "consent.granted", GRANT_DATA)
+        slow = enqueue(db, make_app(db, slow_endpoint.url), GRANTED)
+        fast = enqueue(db, make_app(db, receiver.url), GRANTED)
         assert slow is not None and fast is not None
         db.commit()
         outcomes: list[tuple[float, str]] = []
@@ -491,7 +547,7 @@ def test_the_worker_refuses_a_plain_http_url_and_logs_why(
     db: Session, rt: Runtime, receiver: Receiver
 ) -> None:
     app = make_app(db, "http://bikes.example/hooks")
-    message = enqueue(db, app, "consent.granted", GRANT_DATA)
+    message = enqueue(db, app, GRANTED)
     assert message is not None
 
     assert deliver_due(rt.sessions, rt) == 1
@@ -508,7 +564,7 @@ def test_in_production_the_worker_refuses_even_loopback_http(
 ) -> None:
     production = replace(rt, settings=rt.settings.model_copy(update={"environment": "production"}))
     app = make_app(db, receiver.url)
-    message = enqueue(db, app, "consent.granted", GRANT_DATA)
+    message = enqueue(db, app, GRANTED)
     assert message is not None
 
     deliver_due(production.sessions, production)
@@ -528,13 +584,20 @@ def test_the_delivery_log_shows_recent_messages_with_their_attempts(
 ) -> None:
     app, other = make_app(db, receiver.url), make_app(db, receiver.url)
     start = t0()
-    first = enqueue(db, app, "consent.granted", {"n": 1}, now=start)
-    second = enqueue(db, app, "consent.changed", {"n": 2}, now=start + timedelta(seconds=1))
+    first = enqueue(db, app, consent_event(n=1), now=start)
+    second = enqueue(
+        db, app, consent_event(ConsentChangedData, n=2), now=start + timedelta(seconds=1)
+    )
     assert first is not None and second is not None
     receiver.answer(500, 204)
     deliver_due(rt.sessions, rt, now=start + timedelta(seconds=2))  # first fails, second ok
-    third = enqueue(db, app, "consent.revoked", {"n": 4}, now=start + timedelta(seconds=3))
-    enqueue(db, other, "consent.granted", {"n": 3}, now=start)
+    third = enqueue(
+        db,
+        app,
+        consent_event(ConsentRevokedData, n=4, reason="expired"),
+        now=start + timedelta(seconds=3),
+    )
+    enqueue(db, other, consent_event(n=3), now=start)
     assert third is not None
     db.expire_all()  # the worker changed these rows through its own sessions
 
@@ -547,7 +610,7 @@ def test_the_delivery_log_shows_recent_messages_with_their_attempts(
     assert log[2].attempts[0].error == "HTTP 500"
     assert log[2].next_attempt_at is not None and log[1].next_attempt_at is None
     assert log[1].delivered_at == start + timedelta(seconds=2)
-    assert log[0].payload["data"] == {"n": 4}
+    assert log[0].payload["data"]["grant_id"] == "7a0c0b8e-0000-4000-8000-000000000004"
     assert [e.message_id for e in delivery_log(db, app.id, limit=1)] == [third.id]
 
 
@@ -572,7 +635,7 @@ def test_two_workers_deliver_each_message_exactly_once(
         app = make_app(db, receiver.url)
         ids = set()
         for n in range(6):
-            message = enqueue(db, app, "consent.granted", {"n": n})
+            message = enqueue(db, app, consent_event(n=n))
             assert message is not None
             ids.add(str(message.id))
     receiver.delay = 0.05  # keep both workers busy at the same time
@@ -611,7 +674,7 @@ def test_a_claimed_message_is_not_taken_by_another_worker(
     rt = committed_runtime
     start = t0()
     with rt.sessions() as db, db.begin():
-        message = enqueue(db, make_app(db, receiver.url), "consent.granted", {}, now=start)
+        message = enqueue(db, make_app(db, receiver.url), GRANTED, now=start)
         assert message is not None
         message.locked_until = start + timedelta(seconds=60)
 
@@ -644,7 +707,7 @@ def queue_one(deployment: Deployment, url: str) -> tuple[Runtime, VendorApp, Web
     rt = deployment.runtime()
     with rt.sessions() as db, db.begin():
         app = make_app(db, url)
-        message = enqueue(db, app, "consent.granted", {"note": "Quintessentially-Private-77"})
+        message = enqueue(db, app, consent_event(purpose="Quintessentially-Private-77"))
         assert message is not None
     return rt, app, message
 
@@ -720,7 +783,7 @@ def test_vrm_worker_ends_grants_and_tells_other_vendors_while_one_endpoint_stall
     stalling = stalling_endpoint.__enter__()
     try:
         with rt.sessions() as db, db.begin():
-            stalled = enqueue(db, make_app(db, stalling.url), "consent.granted", {"n": 1})
+            stalled = enqueue(db, make_app(db, stalling.url), GRANTED)
             assert stalled is not None
             other = make_app(db, receiver.url)
             grant = GrantService(db, rt).decide(

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, MetaData, func, select, text
 from sqlalchemy.orm import Session
 
 from consent.grants.access import log_access
+from consent.grants.events import SubjectErasedData
 from consent.grants.models import Grant
 from consent.grants.receipts import ReceiptError, verify_receipt
 from consent.grants.service import GrantService
@@ -69,7 +70,6 @@ from vault.profile.models import ProfileField
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 from vault.settings import get_settings
-from vendor_api.docs import SubjectErasedData
 from vrm.app import create_app
 from web.portability import CONFIRMATION
 

@@ -7,9 +7,10 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jsonschema
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -17,16 +18,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.grants.service import GrantService
-from consent.webhooks import outbox, signing
+from consent.grants.service import Decision, GrantService
+from consent.webhooks import signing
+from consent.webhooks.events import WebhookEvent
 from consent.webhooks.models import WebhookMessage
+from intents.rules import parse_intent
 from intents.service import IntentService
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER
 from tests.consent.factories import individual
-from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
+from tests.intents.factories import BIKE, app_token, make_intent, market_vendor, offer_body
+from vault.base import utcnow
 from vault.portability import erasure
 from vault.runtime import Runtime
-from vendor_api import docs
 from vrm.wiring import portability
 from web import vendor_reference
 
@@ -59,6 +62,17 @@ def refs(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for value in node:
             yield from refs(value)
+
+
+def event_types() -> set[str]:
+    """Every webhook event type the vault's packages define (a model each)."""
+    found: list[type[WebhookEvent]] = []
+    todo = [WebhookEvent]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.append(sub)
+            todo.append(sub)
+    return {e.event_type for e in found if not e.__module__.startswith("tests.")}
 
 
 def resolve(document: dict[str, Any], ref: str) -> Any:
@@ -186,7 +200,7 @@ def test_the_webhooks_describe_every_event_the_vault_sends_with_their_headers(
 ) -> None:
     hooks = document["webhooks"]
 
-    assert set(hooks) == set(outbox.EVENT_TYPES)
+    assert set(hooks) == event_types()
     for name, item in hooks.items():
         post = item["post"]
         headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
@@ -218,13 +232,31 @@ def queued(db: Session, *apps: Any) -> list[WebhookMessage]:
     )
 
 
+def documented_body(document: dict[str, Any], event_type: str) -> jsonschema.Validator:
+    """A validator of the webhook body the document describes for ``event_type`` (its
+    ``$ref``s resolved in the document; moments checked as ISO 8601 with an offset)."""
+    post = document["webhooks"][event_type]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    formats = jsonschema.FormatChecker(formats=())
+
+    @formats.checks("date-time", raises=ValueError)
+    def moment(value: object) -> bool:
+        return not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is not None
+
+    schema = {**body, "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema, format_checker=formats)
+
+
 def test_every_queued_webhook_payload_matches_its_documented_schema(
-    client: TestClient, db: Session, rt: Runtime
+    client: TestClient, db: Session, rt: Runtime, document: dict[str, Any]
 ) -> None:
     owner = individual(client, db, rt, given_name="Ada", email="ada@example.org")
     shop, other = market_vendor(db, rt), market_vendor(db, rt, name="Other")
+    blocked = market_vendor(db, rt, name="Blocked")
     shop_auth, other_auth = app_token(db, rt, shop), app_token(db, rt, other)
-    accepted, declined, withdrawn = (make_intent(db, rt, owner, title=t) for t in "ABC")
+    accepted, declined, withdrawn, changed, hidden, plain = (
+        make_intent(db, rt, owner, title=t) for t in "ABCDEF"
+    )
 
     def offer(intent_id: uuid.UUID, headers: dict[str, str]) -> uuid.UUID:
         response = client.post(
@@ -237,25 +269,62 @@ def test_every_queued_webhook_payload_matches_its_documented_schema(
     winner = offer(accepted.id, shop_auth)
     offer(accepted.id, other_auth)
     intents.accept(owner, accepted.id, winner, fields=["given_name", "email"], duration="30d")
+    intents.accept(owner, plain.id, offer(plain.id, other_auth), fields=[])  # grant_id null
     intents.decline(owner, declined.id, offer(declined.id, shop_auth))
     offer(withdrawn.id, shop_auth)
     intents.withdraw(owner, withdrawn.id)
+    offer(changed.id, shop_auth)  # lapses when the individual changes the terms
+    intents.update(owner, changed.id, parse_intent({**BIKE, "title": "D", "currency": "JPY"}))
+    offer(hidden.id, app_token(db, rt, blocked))
+    intents.block(owner, blocked.app.id)
     grants = GrantService(db, rt)
     grant = grants.active(owner.id, shop.app.id)
     assert grant is not None
     grants.narrow(owner.id, grant.id, ["given_name"])
     grants.revoke(owner.id, grant.id)
-    erasure.erase(db, rt, portability(rt), owner.id)  # subject.erased to both apps
+    ending = grants.decide(owner.id, other.app, Decision(["email"], "1d"), "service-only")
+    ending.expires_at = utcnow() - timedelta(seconds=1)
+    db.flush()
+    assert grants.expire_due() == 1
+    erasure.erase(db, rt, portability(rt), owner.id)  # subject.erased to every app
     db.commit()
 
-    models = {event.name: event.data for event in docs.WEBHOOK_EVENTS}
-    messages = queued(db, shop.app, other.app)
-    assert {m.event_type for m in messages} == set(outbox.EVENT_TYPES)
+    messages = queued(db, shop.app, other.app, blocked.app)
+    assert {m.event_type for m in messages} == event_types()
+    reasons = {(m.event_type, m.payload["data"].get("reason")) for m in messages}
+    assert {("offer.lapsed", "intent_changed"), ("consent.revoked", "expired")} <= reasons
     for message in messages:
         assert message.payload["type"] == message.event_type
-        datetime.fromisoformat(message.payload["timestamp"])
-        # The documented models forbid unknown keys: a new or a missing key fails here.
-        models[message.event_type].model_validate(message.payload["data"])
+        # Documented schemas forbid unknown keys: a new, missing or mistyped key fails here.
+        errors = documented_body(document, message.event_type).iter_errors(message.payload)
+        assert [e.message for e in errors] == [], message.payload
+
+
+def test_the_document_checks_a_payload_it_does_not_describe(document: dict[str, Any]) -> None:
+    validator = documented_body(document, "consent.revoked")
+    payload = {
+        "type": "consent.revoked",
+        "timestamp": "2030-05-17T09:30:12.345678Z",
+        "data": {
+            "grant_id": str(uuid.uuid4()),
+            "subject": "3f" * 32,
+            "scopes": ["profile:email"],
+            "purpose": "Contact you about your repair",
+            "agreement": "sd-base",
+            "granted_at": "2030-05-01T08:00:00+00:00",
+            "expires_at": None,
+            "revoked_at": "2030-05-02T08:00:00+00:00",
+            "reason": "revoked",
+        },
+    }
+    assert validator.is_valid(payload)
+    for data in (
+        {**payload["data"], "fields": ["email"]},
+        {**payload["data"], "reason": "erased"},
+        {**payload["data"], "granted_at": "yesterday"},
+        {k: v for k, v in payload["data"].items() if k != "subject"},
+    ):
+        assert not validator.is_valid({**payload, "data": data}), data
 
 
 # -- the worked example runs -----------------------------------------------------------------------
@@ -352,7 +421,7 @@ def test_the_reference_page_shows_every_vendor_path_and_the_whole_loop(
     page = html.unescape(response.text)
     for path, method, _ in operations(document["paths"]):
         assert f"{method.upper()} {path}" in page, (method, path)
-    for event in outbox.EVENT_TYPES:
+    for event in event_types():
         assert event in page
     assert (
         'curl -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials '
