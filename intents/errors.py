@@ -30,6 +30,12 @@ class IntentClosed(Conflict):
     code = "intent_closed"
 
 
+class OfferDeclined(Conflict):
+    """The individual declined your offer on this intent; it takes no new offer from your app."""
+
+    code = "offer_declined"
+
+
 class OfferNotLive(Conflict):
     """The offer was already accepted, declined, withdrawn or lapsed."""
 

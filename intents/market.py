@@ -25,14 +25,14 @@ from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
 from intents import taxonomy
-from intents.errors import IntentClosed, OfferNotLive
+from intents.errors import IntentClosed, OfferDeclined, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
 from intents.pseudonyms import owner_pseudonym
 from intents.rules import parse_offer
 from intents.service import binding, sibling_apps
 from vault.accounts.models import Account, AccountStatus
 from vault.base import utcnow
-from vault.errors import Conflict, InvalidInput, NotFound
+from vault.errors import InvalidInput, NotFound
 from vault.keystore import KeyStore
 from vault.runtime import Runtime
 
@@ -271,10 +271,8 @@ class Market:
             self.db.flush()
             return offer, True
         if offer.status == OfferStatus.DECLINED:
-            raise Conflict(
-                "The individual declined your offer on this intent; it takes no new offer "
-                "from you.",
-                code="offer_declined",
+            raise OfferDeclined(
+                "The individual declined your offer on this intent; it takes no new offer from you."
             )
         if offer.status not in (OfferStatus.LIVE, OfferStatus.WITHDRAWN, OfferStatus.LAPSED):
             raise OfferNotLive(f"Your offer on this intent was {offer.status}.")

@@ -13,9 +13,8 @@ from consent.grants.models import Grant
 from consent.grants.service import is_active
 from consent.oauth.tokens import TokenService
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import Forbidden, TooManyRequests
 from vendor_api import ratelimit
-from vendor_api.errors import InsufficientScope, InvalidToken
+from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -55,10 +54,9 @@ def access_token(
     request.state.rate_limit_headers = headers
     if usage.exceeded:
         kind = "reads (GET)" if bucket == ratelimit.READ else "writes (POST, PATCH, DELETE)"
-        raise TooManyRequests(
+        raise RateLimited(
             f"Your app made more than {limit} {kind} this minute. Try again in "
             f"{usage.reset_seconds()} seconds.",
-            code="rate_limited",
             headers={**headers, "Retry-After": str(usage.reset_seconds())},
         )
     response.headers.update(headers)
@@ -103,10 +101,9 @@ def app_token(scope: str) -> Callable[[TokenContext], TokenContext]:
                 scope=scope,
             )
         if INTENT_AGREEMENT not in ctx.app.accepted_agreements:
-            raise Forbidden(
+            raise AgreementRequired(
                 "Intents are shared only with apps that accept the intent-sharing agreement "
-                "(/terms/intent-sharing). Add it to your app in the developer console.",
-                code="agreement_required",
+                "(/terms/intent-sharing). Add it to your app in the developer console."
             )
         return ctx
 

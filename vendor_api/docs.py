@@ -5,14 +5,16 @@ The document is built from the running app's vendor-facing routes (every ``/vend
 route and ``GET /oauth/userinfo``), so it cannot drift from the code. Two things no route
 declares are added from the code that does them: the token endpoint (Authlib reads its raw
 form; :mod:`vendor_api.token_docs`) and the webhooks (the vault sends them; each event is the
-model its sender queues, :mod:`vendor_api.webhook_docs`). The page renders that same document
-as HTML, without JavaScript, under the strict CSP, after a worked example of the whole loop; its
-reader takes the helpers of :mod:`vendor_api.openapi` from here.
+model its sender queues, :mod:`vendor_api.webhook_docs`). The error codes the page lists are
+those the routes declare (:func:`error_codes`). The page renders that same document as HTML,
+without JavaScript, under the strict CSP, after a worked example of the whole loop; its reader
+takes the helpers of :mod:`vendor_api.openapi` from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Final, get_args
 
 import fastapi.routing
@@ -22,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from vault.dependencies import RuntimeDep
+from vault.errors import VaultError, error_responses
 from vault.settings import Settings
 from vendor_api.dependencies import (
     IndividualTokenDep,
@@ -29,6 +32,7 @@ from vendor_api.dependencies import (
     OffersWriter,
     access_token,
 )
+from vendor_api.errors import RateLimited
 from vendor_api.openapi import HEADERS_REF, json_content
 from vendor_api.openapi import SCHEMAS_REF as SCHEMAS_REF
 from vendor_api.openapi import not_null as not_null
@@ -113,9 +117,13 @@ def _rate_headers(settings: Settings) -> dict[str, Any]:
     }
 
 
+VALIDATION_ERROR: Final = "validation_error"
+"""The ``error`` of a 422, which the app's handler of FastAPI's request validation answers."""
+_MALFORMED: Final = (
+    "The JSON body or a parameter has the wrong type, or a field is missing or unknown"
+)
 _VALIDATION = {
-    "description": "The JSON body or a parameter has the wrong type, or a field is missing or "
-    "unknown (`validation_error`; `detail` names them).",
+    "description": f"{_MALFORMED} (`{VALIDATION_ERROR}`; `detail` names them).",
     "content": json_content(schema_ref("ErrorBody")),
 }
 
@@ -137,7 +145,7 @@ def _refine_operation(operation: dict[str, Any], requirement: dict[str, list[str
         if status.startswith("2"):
             response.setdefault("headers", {}).update(limited)
     responses["429"] = {
-        "description": "Your app is over its rate limit (`rate_limited`).",
+        "description": f"Your app is over its rate limit (`{RateLimited.code}`).",
         "headers": {**limited, "Retry-After": {"$ref": HEADERS_REF + "Retry-After"}},
         "content": json_content(schema_ref("ErrorBody")),
     }
@@ -219,6 +227,50 @@ def vendor_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
         cached = build_document(app, settings)
         setattr(app.state, _STATE_KEY, cached)
     return cached
+
+
+# -- The error codes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """An ``error`` the vendor API answers with, its status, and when (a sentence with `code`
+    spans)."""
+
+    status: int
+    code: str
+    description: str
+
+
+def _error_classes() -> list[type[VaultError]]:
+    """``VaultError`` and every subclass of it defined so far, parents first."""
+    found = [VaultError]
+    for error in found:  # grows while it is walked
+        found.extend(sub for sub in error.__subclasses__() if sub not in found)
+    return found
+
+
+def error_codes(app: FastAPI) -> list[ErrorCode]:
+    """Every ``{error, detail}`` the vendor routes of ``app`` declare (``error_responses``
+    of their error classes), each code once with what its classes say, by status; and the 422
+    of a malformed request, which the app's handler answers."""
+    declared = [
+        (str(status), response.get("description", ""))
+        for route in vendor_routes(app)
+        for status, response in route.responses.items()
+    ]
+    found = {(422, VALIDATION_ERROR): [f"{_MALFORMED}; `detail` names them."]}
+    for error in _error_classes():
+        # The line error_responses writes for this class, as the routes declared it.
+        line = error_responses(error)[error.status_code]["description"]
+        if any(s == str(error.status_code) and line in d for s, d in declared):
+            when = " ".join((error.__doc__ or "").split())
+            said = found.setdefault((error.status_code, error.code), [])
+            if when and when not in said:
+                said.append(when)
+    return [
+        ErrorCode(status, code, " ".join(said)) for (status, code), said in sorted(found.items())
+    ]
 
 
 # -- Endpoints ------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from consent.grants.models import Grant
 from consent.grants.receipts import receipt_for
 from consent.grants.service import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import NotFound, TooManyRequests, error_responses
+from vault.errors import NotFound, error_responses
 from vendor_api.dependencies import IndividualTokenDep, TokenDep
-from vendor_api.errors import InsufficientScope, InvalidToken
+from vendor_api.errors import InsufficientScope, InvalidToken, RateLimited
 from vendor_api.schemas import ReceiptOut, VendorProfileOut
 
 router = APIRouter(prefix="/vendor/v1", tags=["vendor"])
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/vendor/v1", tags=["vendor"])
 @router.get(
     "/profile",
     response_model=VendorProfileOut,
-    responses=error_responses(InvalidToken, InsufficientScope, TooManyRequests),
+    responses=error_responses(InvalidToken, InsufficientScope, RateLimited),
 )
 def read_profile(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> VendorProfileOut:
     """The individual's fields this token may read now, and nothing else.
@@ -51,7 +51,7 @@ def read_profile(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> VendorPr
 @router.get(
     "/receipts/{grant_id}",
     response_model=ReceiptOut,
-    responses=error_responses(InvalidToken, NotFound, TooManyRequests),
+    responses=error_responses(InvalidToken, NotFound, RateLimited),
 )
 def read_receipt(grant_id: str, ctx: TokenDep, db: DbDep, rt: RuntimeDep) -> ReceiptOut:
     """The signed consent receipt of a grant to your app, for its latest event.

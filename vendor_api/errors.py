@@ -1,14 +1,20 @@
-"""Errors of the vendor API: bearer-token failures as RFC 6750 describes them."""
+"""Errors of the vendor API: bearer-token failures as RFC 6750 describes them, the agreement an
+app must accept, and its rate limit.
+
+Each has its own stable ``code``: the routes declare them (``error_responses``), and the
+reference page's error table is generated from those declarations.
+"""
 
 from __future__ import annotations
 
-from vault.errors import VaultError
+from vault.errors import Forbidden, TooManyRequests, VaultError
 
 REALM = "VRM Vault"
 
 
 class InvalidToken(VaultError):
-    """The access token is missing, unknown, expired or revoked, or its grant has ended."""
+    """The access token is missing, unknown, expired or revoked, or its grant has ended;
+    `WWW-Authenticate: Bearer` says so (RFC 6750)."""
 
     status_code = 401
     code = "invalid_token"
@@ -22,7 +28,8 @@ class InvalidToken(VaultError):
 
 
 class InsufficientScope(VaultError):
-    """The access token is valid but does not allow this request."""
+    """The access token is valid but does not allow this request; `WWW-Authenticate` names
+    the scope it needs."""
 
     status_code = 403
     code = "insufficient_scope"
@@ -30,3 +37,16 @@ class InsufficientScope(VaultError):
     def __init__(self, message: str, *, scope: str) -> None:
         challenge = f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'
         super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
+class AgreementRequired(Forbidden):
+    """Your app does not accept the standard agreement this needs (intents and offers:
+    `intent-sharing`)."""
+
+    code = "agreement_required"
+
+
+class RateLimited(TooManyRequests):
+    """Your app is over its rate limit; wait `Retry-After` seconds."""
+
+    code = "rate_limited"

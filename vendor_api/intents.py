@@ -15,17 +15,23 @@ from fastapi import APIRouter, Query, Response
 
 from consent import scopes
 from intents import money, taxonomy
-from intents.errors import CurrencyMismatch, IntentClosed, InvalidIntent, OfferNotLive
+from intents.errors import (
+    CurrencyMismatch,
+    IntentClosed,
+    InvalidIntent,
+    OfferDeclined,
+    OfferNotLive,
+)
 from intents.market import IntentFilters, Market, VendorIntent
 from intents.models import Offer
 from intents.rules import parse_date, parse_datetime
 from intents.service import offer_status
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
+from vault.errors import InvalidInput, NotFound
 from vault.errors import error_responses as _responses
 from vault.profile.catalogue import countries
 from vendor_api.dependencies import IntentsReader, OffersWriter
-from vendor_api.errors import InsufficientScope, InvalidToken
+from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
 from vendor_api.schemas import (
     CategoryTreeOut,
     IntentOut,
@@ -38,7 +44,7 @@ from vendor_api.schemas import (
 
 router = APIRouter(prefix="/vendor/v1", tags=["intents and offers"])
 
-_AUTH = (InvalidToken, InsufficientScope, Forbidden, TooManyRequests)
+_AUTH = (InvalidToken, InsufficientScope, AgreementRequired, RateLimited)
 Text = Annotated[str | None, Query(max_length=100)]
 
 
@@ -257,7 +263,15 @@ def read_intent(intent_id: str, ctx: IntentsReader, db: DbDep, rt: RuntimeDep) -
     status_code=201,
     responses={
         200: {"description": "Your earlier offer on this intent was replaced.", "model": OfferOut},
-        **_responses(InvalidInput, CurrencyMismatch, NotFound, IntentClosed, Conflict, *_AUTH),
+        **_responses(
+            InvalidInput,
+            CurrencyMismatch,
+            NotFound,
+            IntentClosed,
+            OfferDeclined,
+            OfferNotLive,
+            *_AUTH,
+        ),
     },
 )
 def make_offer(

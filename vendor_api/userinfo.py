@@ -9,10 +9,10 @@ from fastapi import APIRouter
 from consent.grants.access import read_profile_for
 from consent.grants.service import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import TooManyRequests, error_responses
+from vault.errors import error_responses
 from vault.profile.catalogue import countries
 from vendor_api.dependencies import IndividualTokenDep
-from vendor_api.errors import InsufficientScope, InvalidToken
+from vendor_api.errors import InsufficientScope, InvalidToken, RateLimited
 
 router = APIRouter(tags=["oauth"])
 
@@ -48,7 +48,7 @@ def to_claims(values: dict[str, Any]) -> dict[str, Any]:
     return claims
 
 
-_ERRORS = error_responses(InvalidToken, InsufficientScope, TooManyRequests)
+_ERRORS = error_responses(InvalidToken, InsufficientScope, RateLimited)
 
 
 @router.post("/oauth/userinfo", responses=_ERRORS)

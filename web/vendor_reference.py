@@ -23,10 +23,10 @@ from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER_GRANT
 from vault.accounts.dependencies import ViewerDep
 from vault.dependencies import RuntimeDep
 from vault.settings import Settings
-from vendor_api.docs import VENDOR_PREFIX, vendor_openapi
+from vendor_api.docs import VENDOR_PREFIX, error_codes, vendor_openapi
 from vendor_api.schemas import IntentOut, IntentPage, OfferOut, VendorProfileOut
 from vendor_api.token_docs import TOKEN_PATH, TokenResponse
-from web.openapi_views import Reader
+from web.openapi_views import Reader, inline
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -248,6 +248,7 @@ def reference_page(request: Request, rt: RuntimeDep, viewer: ViewerDep) -> Respo
             "webhooks": reader.operations("webhooks"),
             "schemas": reader.components(),
             "security_schemes": reader.security_schemes(),
+            "errors": [(e.status, e.code, inline(e.description)) for e in error_codes(request.app)],
             "example": worked_example(rt.settings),
             "settings": rt.settings,
             "access_minutes": ACCESS_TOKEN_SECONDS // 60,

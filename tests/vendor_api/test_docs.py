@@ -27,9 +27,11 @@ from intents.service import IntentService
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER
 from tests.consent.factories import individual
 from tests.intents.factories import BIKE, app_token, make_intent, market_vendor, offer_body
+from tests.web.conftest import MakeClient
 from vault.base import utcnow
 from vault.portability import erasure
 from vault.runtime import Runtime
+from vendor_api import docs, ratelimit
 from vrm.wiring import portability
 from web import vendor_reference
 
@@ -327,6 +329,122 @@ def test_the_document_checks_a_payload_it_does_not_describe(document: dict[str, 
         assert not validator.is_valid({**payload, "data": data}), data
 
 
+# -- the errors it declares are the ones it answers with --------------------------------------
+
+
+def test_every_error_a_vendor_gets_is_declared_on_its_operation(
+    client: TestClient,
+    client_with: MakeClient,
+    db: Session,
+    rt: Runtime,
+    document: dict[str, Any],
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = individual(client, db, rt)
+    intent, closed = make_intent(db, rt, owner), make_intent(db, rt, owner, title="Closed")
+    shop = market_vendor(db, rt)
+    auth = app_token(db, rt, shop)
+    IntentService(db, rt).withdraw(owner, closed.id)
+    db.commit()
+    made = client.post(f"/vendor/v1/intents/{intent.id}/offers", headers=auth, json=offer_body())
+    IntentService(db, rt).decline(owner, intent.id, uuid.UUID(made.json()["id"]))
+    db.commit()
+    offers = "/vendor/v1/intents/{intent_id}/offers"
+    answered = [
+        ("/vendor/v1/intents", "get", client.get("/vendor/v1/intents")),
+        (
+            "/vendor/v1/intents",
+            "get",
+            client.get("/vendor/v1/intents", headers=app_token(db, rt, shop, "offers:write")),
+        ),
+        (
+            "/vendor/v1/intents",
+            "get",
+            client.get(
+                "/vendor/v1/intents",
+                headers=app_token(db, rt, market_vendor(db, rt, agreements=("service-only",))),
+            ),
+        ),
+        ("/vendor/v1/intents", "get", client.get("/vendor/v1/intents?limit=0", headers=auth)),
+        (
+            "/vendor/v1/intents/{intent_id}",
+            "get",
+            client.get(f"/vendor/v1/intents/{uuid.uuid4()}", headers=auth),
+        ),
+        (
+            offers,
+            "post",
+            client.post(
+                f"/vendor/v1/intents/{intent.id}/offers",
+                headers=auth,
+                json=offer_body(currency="USD"),
+            ),
+        ),
+        (
+            offers,
+            "post",
+            client.post(f"/vendor/v1/intents/{intent.id}/offers", headers=auth, json=offer_body()),
+        ),
+        (
+            offers,
+            "post",
+            client.post(f"/vendor/v1/intents/{closed.id}/offers", headers=auth, json=offer_body()),
+        ),
+        (
+            offers,
+            "post",
+            client.post(
+                f"/vendor/v1/intents/{intent.id}/offers", headers=auth, json={"price": ["1"]}
+            ),
+        ),
+    ]
+    moment = datetime.now(UTC).replace(second=20, microsecond=0)  # no window boundary between
+    monkeypatch.setattr(ratelimit, "utcnow", lambda: moment)
+    limited = client_with(vendor_reads_per_minute=1)
+    limited.get("/vendor/v1/intents", headers=auth)
+    answered.append(("/vendor/v1/intents", "get", limited.get("/vendor/v1/intents", headers=auth)))
+
+    listed = {(e.status, e.code) for e in docs.error_codes(app)}
+    seen = set()
+    for path, method, response in answered:
+        status, code = str(response.status_code), response.json()["error"]
+        seen.add(code)
+        declared = document["paths"][path][method]["responses"]
+        assert status in declared, (path, method, status, code)
+        assert f"`{code}`" in declared[status]["description"], (path, method, status, code)
+        assert (response.status_code, code) in listed, (status, code)
+    assert seen == {
+        "invalid_token",
+        "insufficient_scope",
+        "agreement_required",
+        "invalid_input",
+        "not_found",
+        "currency_mismatch",
+        "offer_declined",
+        "intent_closed",
+        "validation_error",
+        "rate_limited",
+    }
+
+
+def test_the_error_codes_are_those_the_routes_declare_with_their_sentences(app: FastAPI) -> None:
+    codes = docs.error_codes(app)
+    by_code = {(e.status, e.code): e.description for e in codes}
+
+    assert len(by_code) == len(codes)
+    assert by_code[(403, "agreement_required")].startswith("Your app does not accept")
+    assert by_code[(429, "rate_limited")] == (
+        "Your app is over its rate limit; wait `Retry-After` seconds."
+    )
+    assert "validation_error" in {code for _, code in by_code}
+    # What no vendor route raises is not listed: the portal's and the generic codes.
+    assert not {"forbidden", "conflict", "too_many_requests", "not_authenticated"} & {
+        code for _, code in by_code
+    }
+    assert [(e.status, e.code) for e in codes] == sorted(by_code)
+
+
 # -- the worked example runs -----------------------------------------------------------------------
 
 
@@ -447,6 +565,21 @@ def test_the_reference_page_documents_rate_limits_and_errors(client: TestClient)
         '{"error": code, "detail": sentence}',
     ):
         assert text in page, text
+
+
+def test_the_reference_page_lists_the_error_codes_the_routes_declare(
+    client: TestClient, app: FastAPI
+) -> None:
+    page = client.get(PAGE).text
+    table = page[page.index('id="errors"') : page.index('id="auth"')]
+
+    rows = re.findall(r'<tr><th scope="row">(\d{3})</th><td><code>(\w+)</code></td>', table)
+
+    assert [(int(status), code) for status, code in rows] == [
+        (e.status, e.code) for e in docs.error_codes(app)
+    ]
+    assert ("403", "agreement_required") in rows and ("409", "offer_declined") in rows
+    assert "wait <code>Retry-After</code> seconds" in table
 
 
 def test_the_reference_page_renders_schema_tables_from_the_document(
