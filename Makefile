@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CHROMIUM ?= /usr/bin/chromium
+WRK ?= /usr/bin/wrk
 
-.PHONY: help run test lint format venv clean
+.PHONY: help run test lint format venv clean bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -38,6 +39,14 @@ $(CHROMIUM):
 
 test: $(TEST_STAMP) $(CHROMIUM) ## Set up and run the whole suite on SQLite and PostgreSQL, with coverage
 	$(BIN)/python -m pytest -n 2 --cov --cov-report=term $(PYTEST_ARGS)
+
+$(WRK):
+	@echo "Installing Debian's wrk for the HTTP benchmark..."
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q wrk
+
+bench: $(STAMP) $(WRK) ## wrk against the vault and a bare endpoint, on PostgreSQL (BENCH_ARGS=...)
+	$(BIN)/python bench/http.py --wrk $(WRK) $(BENCH_ARGS)
 
 lint: $(TEST_STAMP) ## ruff format check, ruff lint, mypy, the import contracts (layers, no cycles)
 	$(BIN)/ruff format --check .
