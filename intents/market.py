@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
 from intents import taxonomy
+from intents.blocks import sibling_apps
 from intents.errors import IntentClosed, OfferDeclined, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
 from intents.pseudonyms import owner_pseudonym
 from intents.rules import parse_offer
-from intents.service import binding, sibling_apps
+from intents.service import binding
 from vault.accounts.models import Account, AccountStatus
 from vault.base import utcnow
 from vault.errors import InvalidInput, NotFound

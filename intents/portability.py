@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
 from intents import money
+from intents.blocks import BlockService
 from intents.errors import InvalidIntent
 from intents.models import Intent, IntentBlock, Offer
 from intents.pseudonyms import owner_pseudonym
@@ -154,7 +155,7 @@ class IntentsPart:
                 )
 
         def block_rows() -> Iterator[BlockItem]:
-            for block, app in service.blocked(owner_id):
+            for block, app in BlockService(db, rt).blocked(owner_id):
                 yield BlockItem(
                     vendor_id=str(app.id), vendor_name=app.name, blocked_at=block.created_at
                 )

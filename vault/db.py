@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import update_wrapper
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -98,3 +99,25 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class _HasSession(Protocol):
+    db: Session
+
+
+_S = TypeVar("_S", bound=_HasSession)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def atomic(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """Make a service method all or nothing within the request's unit of work: it runs in a
+    savepoint of ``self.db``, rolled back when it raises. A handler that catches the error to
+    show a page then commits nothing of the refused change, without a rollback of its own."""
+
+    def run(service: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with service.db.begin_nested():
+            return method(service, *args, **kwargs)
+
+    update_wrapper(run, method)
+    return run

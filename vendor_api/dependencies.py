@@ -12,6 +12,7 @@ from consent.grants.access import TokenContext
 from consent.grants.models import Grant
 from consent.grants.service import is_active
 from consent.oauth.tokens import TokenService
+from consent.terms.catalogue import INTENT_SHARING
 from vault.dependencies import DbDep, RuntimeDep
 from vendor_api import ratelimit
 from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
@@ -22,8 +23,6 @@ bearer_scheme = HTTPBearer(
     description="An access token from the token endpoint: `Authorization: Bearer <token>`.",
 )
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
-
-INTENT_AGREEMENT = "intent-sharing"
 
 
 def access_token(
@@ -100,7 +99,7 @@ def app_token(scope: str) -> Callable[[TokenContext], TokenContext]:
                 f"credentials grant with scope={scope}.",
                 scope=scope,
             )
-        if INTENT_AGREEMENT not in ctx.app.accepted_agreements:
+        if INTENT_SHARING not in ctx.app.accepted_agreements:
             raise AgreementRequired(
                 "Intents are shared only with apps that accept the intent-sharing agreement "
                 "(/terms/intent-sharing). Add it to your app in the developer console."

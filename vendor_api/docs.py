@@ -33,10 +33,7 @@ from vendor_api.dependencies import (
     access_token,
 )
 from vendor_api.errors import RateLimited
-from vendor_api.openapi import HEADERS_REF, json_content
-from vendor_api.openapi import SCHEMAS_REF as SCHEMAS_REF
-from vendor_api.openapi import not_null as not_null
-from vendor_api.openapi import schema_ref as schema_ref
+from vendor_api.openapi import HEADERS_REF, SCHEMAS_REF, json_content, schema_ref
 from vendor_api.token_docs import (
     APP_SCHEME,
     BEARER_SCHEME,

@@ -68,7 +68,7 @@ class OfferOut(BaseModel):
     decided_at: datetime | None
     lapse_reason: str | None = Field(
         description="For lapsed offers: `another_offer_accepted`, `intent_withdrawn`, "
-        "`intent_expired` or `intent_unavailable`."
+        "`intent_expired` or `intent_changed`."
     )
     grant_id: str | None = Field(
         description="Accepted with shared fields: the grant that lets you read them."

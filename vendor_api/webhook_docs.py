@@ -13,7 +13,7 @@ from consent.grants.events import (
     ConsentRevokedData,
     SubjectErasedData,
 )
-from consent.webhooks import delivery, signing
+from consent.webhooks import attempts, signing
 from consent.webhooks.events import WebhookEvent
 from intents.events import (
     IntentWithdrawnData,
@@ -73,14 +73,14 @@ def _headers() -> list[dict[str, Any]]:
 
 
 def _retry_policy(settings: Settings) -> str:
-    hours = int(delivery.BACKOFF_CAP.total_seconds() // 3600)
+    hours = int(attempts.BACKOFF_CAP.total_seconds() // 3600)
     return (
         "Anything else, a redirect, or no answer within "
         f"{settings.webhook_deadline_seconds:g} seconds is "
-        f"retried after {int(delivery.BACKOFF_BASE.total_seconds())} s, each wait "
-        f"{delivery.BACKOFF_FACTOR} times the last (at most {hours} h, with jitter), and "
+        f"retried after {int(attempts.BACKOFF_BASE.total_seconds())} s, each wait "
+        f"{attempts.BACKOFF_FACTOR} times the last (at most {hours} h, with jitter), and "
         "abandoned after "
-        f"{delivery.MAX_ATTEMPTS} attempts. The developer console shows every attempt."
+        f"{attempts.MAX_ATTEMPTS} attempts. The developer console shows every attempt."
     )
 
 

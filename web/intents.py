@@ -15,10 +15,12 @@ from consent.grants.service import DEFAULT_DURATION, DURATIONS, GrantService
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
 from intents import money, taxonomy
+from intents.blocks import BlockService
+from intents.decisions import OfferDecisions, choose_agreement
 from intents.errors import IntentClosed, OfferChanged, OfferNotLive
 from intents.models import Intent, IntentStatus
 from intents.rules import DEFAULT_EXPIRY_DAYS, MAX_DESCRIPTION, MAX_TITLE, parse_intent
-from intents.service import SORTS, IntentService, IntentView, choose_agreement
+from intents.service import SORTS, IntentService, IntentView
 from vault.accounts.models import Account
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, NotFound
@@ -172,7 +174,6 @@ def create_intent(
     try:
         intent = IntentService(db, rt).create(account, parse_intent(values), publish=publish)
     except InvalidInput as exc:
-        db.rollback()  # nothing of a refused change is kept
         return _form_page(request, values, _form_errors(exc), status_code=400)
     if publish:
         return _show(request, intent.id, "Your intent is published. Vendors can now answer it.")
@@ -181,7 +182,7 @@ def create_intent(
 
 @router.get("/intents/blocked")
 def blocked_page(request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
-    rows = IntentService(db, rt).blocked(account.id)
+    rows = BlockService(db, rt).blocked(account.id)
     return render(request, "intents_blocked.html", {"rows": rows})
 
 
@@ -190,7 +191,7 @@ def block_vendor(
     request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep, form: FormDep
 ) -> Response:
     raw = form.get("app_id", "")
-    app = IntentService(db, rt).block(account, _id(raw if isinstance(raw, str) else "", "vendor"))
+    app = BlockService(db, rt).block(account, _id(raw if isinstance(raw, str) else "", "vendor"))
     response = RedirectResponse("/intents/blocked", status_code=303)
     flash(
         request,
@@ -205,7 +206,7 @@ def block_vendor(
 def unblock_vendor(
     app_id: str, request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep
 ) -> Response:
-    IntentService(db, rt).unblock(account, _id(app_id, "vendor"))
+    BlockService(db, rt).unblock(account, _id(app_id, "vendor"))
     response = RedirectResponse("/intents/blocked", status_code=303)
     flash(request, response, "The vendor can see your open intents again.", "success")
     return response
@@ -225,7 +226,7 @@ def _detail(
     service = IntentService(db, rt)
     view = service.view(account.id, intent_id)
     offers = service.offers(account.id, intent_id, sort)
-    blocked = {app.id for _block, app in service.blocked(account.id)}
+    blocked = {app.id for _block, app in BlockService(db, rt).blocked(account.id)}
     return render(
         request,
         "intent.html",
@@ -285,10 +286,8 @@ def edit_intent(
     try:
         lapsed = service.update(account, intent.id, parse_intent(values))
     except InvalidInput as exc:
-        db.rollback()  # nothing of a refused change is kept
         return _form_page(request, values, _form_errors(exc), intent=intent, status_code=400)
     except IntentClosed as exc:
-        db.rollback()  # nothing of a refused change is kept
         return _show(request, intent.id, exc.message, "error")
     if lapsed:
         offers = "offer was" if lapsed == 1 else f"{lapsed} offers were"
@@ -309,7 +308,6 @@ def publish_intent(
     try:
         IntentService(db, rt).publish(account, iid)
     except (InvalidInput, IntentClosed) as exc:
-        db.rollback()  # nothing of a refused change is kept
         return _show(request, iid, exc.message, "error")
     return _show(request, iid, "Your intent is published. Vendors can now answer it.")
 
@@ -324,7 +322,6 @@ def withdraw_intent(
     try:
         service.withdraw(account, iid)
     except IntentClosed as exc:
-        db.rollback()  # nothing of a refused change is kept
         return _show(request, iid, exc.message, "error")
     if was_draft:
         response = RedirectResponse("/intents", status_code=303)
@@ -389,7 +386,7 @@ def accept_offer(
     fields = [v for v in form.getlist("share") if isinstance(v, str)]
     duration = form.get("duration", DEFAULT_DURATION)
     try:
-        offer = IntentService(db, rt).accept(
+        offer = OfferDecisions(db, rt).accept(
             account,
             iid,
             oid,
@@ -398,7 +395,6 @@ def accept_offer(
             revision=_revision(form),
         )
     except (OfferChanged, InvalidInput) as exc:  # show the page again, with the reason
-        db.rollback()  # nothing of a refused change is kept
         context = _accept_context(db, rt, account, iid, oid)
         errors = {getattr(exc, "field", None) or "form": exc.message}
         return render(
@@ -408,7 +404,6 @@ def accept_offer(
             status_code=exc.status_code,
         )
     except (IntentClosed, OfferNotLive, NotFound) as exc:  # nothing left to decide
-        db.rollback()
         return _show(request, iid, exc.message, "error")
 
     app = db.get_one(VendorApp, offer.app_id)
@@ -432,10 +427,9 @@ def decline_offer(
 ) -> Response:
     iid = _id(intent_id, "intent")
     try:
-        IntentService(db, rt).decline(
+        OfferDecisions(db, rt).decline(
             account, iid, _id(offer_id, "offer"), revision=_revision(form)
         )
     except (IntentClosed, OfferNotLive, OfferChanged, NotFound) as exc:
-        db.rollback()  # nothing of a refused change is kept
         return _show(request, iid, exc.message, "error")
     return _show(request, iid, "You declined the offer. The vendor is told.")

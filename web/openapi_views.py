@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vendor_api.docs import SCHEMAS_REF, not_null, schema_ref
+from vendor_api.openapi import SCHEMAS_REF, not_null, schema_ref
 
 _CODE = re.compile(r"``?([^`]+?)``?")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import threading
 import uuid
 from typing import Any
@@ -30,7 +29,6 @@ from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
 from vault.portability import erasure, export, importer
 from vault.portability.parts import portability_of
-from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 from vault.signup import sign_up
 from web.accounts import home_for
@@ -39,7 +37,6 @@ from web.templating import flash, plural, render
 
 router = APIRouter(include_in_schema=False)
 
-CONFIRMATION = "erase my vault"
 UPLOAD_FIELDS = 10
 
 
@@ -235,7 +232,7 @@ def _erase_page(
         {
             "counts": _summary(request, db, rt, account.id),
             "vendors": _vendors_to_tell(db, account.id),
-            "confirmation": CONFIRMATION,
+            "confirmation": erasure.CONFIRMATION,
             "errors": errors,
         },
         status_code=status_code,
@@ -257,25 +254,17 @@ def erase_submit(
     form: FormDep,
 ) -> Response:
 
-    password = form.get("password", "")
-    typed = form.get("confirmation", "")
-    errors: dict[str, str] = {}
-    svc = AccountService(db, rt)
-    email = ProfileService(db, rt).email_of(account.id) or ""
-    address = client_address(request, rt)
     try:
-        # Wrong passwords here count like failed sign-ins: a session is not a licence to guess.
-        right = isinstance(password, str) and svc.confirm_password(
-            account, password, email=email, client_address=address
+        errors = erasure.refusals(
+            db,
+            rt,
+            account,
+            password=form.get("password", ""),
+            typed=form.get("confirmation", ""),
+            client_address=client_address(request, rt),
         )
     except VaultError as exc:
         return _erase_page(request, db, rt, account, {"password": exc.message}, exc.status_code)
-    if not right:
-        errors["password"] = "The password is not right."
-    if not isinstance(typed, str) or not hmac.compare_digest(
-        " ".join(typed.lower().split()).encode(), CONFIRMATION.encode()
-    ):
-        errors["confirmation"] = f"Type “{CONFIRMATION}” to confirm."
     if errors:
         # Nothing is written but a wrong password's counted attempt, which must stay.
         return _erase_page(request, db, rt, account, errors, status_code=400)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
+from consent.terms.catalogue import INTENT_SHARING
 from vault import csrf
 from vault.runtime import Runtime
 
@@ -20,6 +21,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 FLASH_COOKIE = "vrm_flash"
 
 templates = Jinja2Templates(directory=TEMPLATE_DIR)
+templates.env.globals["INTENT_SHARING"] = INTENT_SHARING  # one rule, also in the pages
 templates.env.autoescape = True
 
 

@@ -110,6 +110,10 @@ _FIRST_PARTY = (
     "through my vault."
 )
 
+INTENT_SHARING = "intent-sharing"
+"""The agreement intents are published under: only apps that accept it see intents, and a
+grant made by accepting an offer falls back to it."""
+
 AGREEMENTS: dict[str, Agreement] = {
     a.id: a
     for a in (
@@ -215,7 +219,7 @@ AGREEMENTS: dict[str, Agreement] = {
             sharing_with_third_parties=False,
         ),
         Agreement(
-            id="intent-sharing",
+            id=INTENT_SHARING,
             version="1.0",
             title="Sharing intent data",
             summary=(

@@ -34,7 +34,8 @@ from consent.grants.events import ConsentChangedData, ConsentGrantedData, Consen
 from consent.grants.service import Decision, GrantService
 from consent.vendors.models import VendorApp
 from consent.vendors.urls import webhook_url_problem
-from consent.webhooks.delivery import MAX_ATTEMPTS, backoff, deliver_due
+from consent.webhooks.attempts import MAX_ATTEMPTS, backoff
+from consent.webhooks.delivery import deliver_due
 from consent.webhooks.events import WebhookEvent
 from consent.webhooks.log import delivery_log
 from consent.webhooks.models import WebhookAttempt, WebhookMessage

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from consent.webhooks.delivery import deliver_due
 from consent.webhooks.signing import verify_signature, webhook_secret_for
-from intents.service import IntentService
+from intents.decisions import OfferDecisions
 from intents.tokens import GRANT_TYPE
 from tests.consent.factories import individual
 from tests.consent.oauth_helpers import Vendor
@@ -132,7 +132,7 @@ def test_the_other_vendors_are_told_their_offers_lapsed(
         ids[vendor.app.name] = oauth.post(
             f"/vendor/v1/intents/{intent.id}/offers", json=offer_body()
         ).json()["id"]
-    IntentService(db, rt).accept(owner, intent.id, uuid.UUID(ids["Winner"]))
+    OfferDecisions(db, rt).accept(owner, intent.id, uuid.UUID(ids["Winner"]))
     db.commit()
 
     while deliver_due(rt.sessions, rt):
@@ -165,7 +165,7 @@ def test_an_offer_accepted_without_sharing_gives_no_tokens(
     oauth = vendor_client(client, vendor)
     oauth.fetch_token(f"{BASE}/oauth/token", grant_type="client_credentials", scope="offers:write")
     offer_id = oauth.post(f"/vendor/v1/intents/{intent.id}/offers", json=offer_body()).json()["id"]
-    IntentService(db, rt).accept(owner, intent.id, uuid.UUID(offer_id))
+    OfferDecisions(db, rt).accept(owner, intent.id, uuid.UUID(offer_id))
     db.commit()
 
     response = client.post(
@@ -188,7 +188,7 @@ def test_another_app_cannot_exchange_an_accepted_offer(
     oauth = vendor_client(client, vendor)
     oauth.fetch_token(f"{BASE}/oauth/token", grant_type="client_credentials", scope="offers:write")
     offer_id = oauth.post(f"/vendor/v1/intents/{intent.id}/offers", json=offer_body()).json()["id"]
-    IntentService(db, rt).accept(owner, intent.id, uuid.UUID(offer_id), fields=["email"])
+    OfferDecisions(db, rt).accept(owner, intent.id, uuid.UUID(offer_id), fields=["email"])
     db.commit()
 
     stolen = client.post(

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from consent.webhooks.models import WebhookMessage
 from consent.webhooks.signing import verify_signature, webhook_secret_for
 from intents import money
+from intents.blocks import BlockService
+from intents.decisions import OfferDecisions
 from intents.errors import IntentClosed, InvalidIntent
 from intents.models import Intent, IntentBlock, Offer
 from intents.rules import parse_intent
@@ -183,7 +185,7 @@ def test_erasing_an_individuals_intents_tells_vendors_and_leaves_others_alone(
     headers = app_token(db, rt, vendor)
     for intent in (gone, kept):
         client.post(f"/vendor/v1/intents/{intent.id}/offers", headers=headers, json=offer_body())
-    IntentService(db, rt).block(owner, market_vendor(db, rt, name="Blocked").app.id)
+    BlockService(db, rt).block(owner, market_vendor(db, rt, name="Blocked").app.id)
     db.commit()
     before = events(db)
 
@@ -232,7 +234,7 @@ def test_of_two_parallel_acceptances_exactly_one_wins(committed_rt: Runtime) -> 
             barrier.wait(timeout=10)
             try:
                 with db.begin():
-                    IntentService(db, rt).accept(owner, intent.id, offer_id, fields=["email"])
+                    OfferDecisions(db, rt).accept(owner, intent.id, offer_id, fields=["email"])
                 outcomes.append("accepted")
             except IntentClosed:
                 outcomes.append("closed")
@@ -319,7 +321,7 @@ def test_an_offer_changed_after_the_page_was_opened_is_not_accepted(
     client.patch(f"/vendor/v1/offers/{offer_id}", headers=headers, json={"price": "1500"})
 
     with pytest.raises(OfferChanged):
-        IntentService(db, rt).accept(owner, intent.id, offer_id, fields=["email"], revision=seen)
+        OfferDecisions(db, rt).accept(owner, intent.id, offer_id, fields=["email"], revision=seen)
     db.rollback()
 
     db.expire_all()
@@ -339,7 +341,7 @@ def test_a_withdrawn_offer_cannot_be_accepted_or_declined(
 
     from vault.errors import NotFound
 
-    for decide in (IntentService(db, rt).accept, IntentService(db, rt).decline):
+    for decide in (OfferDecisions(db, rt).accept, OfferDecisions(db, rt).decline):
         with pytest.raises(NotFound, match="withdrew"):
             decide(owner, intent.id, offer_id)
     db.expire_all()
@@ -357,7 +359,7 @@ def test_sharing_more_with_a_connected_vendor_keeps_the_connections_terms(
     intent = make_intent(db, rt, owner)
     offer_id = uuid.UUID(offer_on(client, app_token(db, rt, vendor), intent.id))
 
-    IntentService(db, rt).accept(owner, intent.id, offer_id, fields=["email"], duration="1d")
+    OfferDecisions(db, rt).accept(owner, intent.id, offer_id, fields=["email"], duration="1d")
     db.commit()
 
     db.expire_all()
@@ -382,7 +384,7 @@ def test_a_vendor_account_blocked_through_one_app_is_blocked_in_all_its_apps(
         )
     db.commit()
     db.expire_all()
-    IntentService(db, rt).block(owner, first.app.id)
+    BlockService(db, rt).block(owner, first.app.id)
     db.commit()
 
     for vendor in (first, second):
@@ -398,7 +400,7 @@ def test_after_unblocking_the_vendor_may_offer_again(
     vendor = market_vendor(db, rt)
     headers = app_token(db, rt, vendor)
     offer_id = offer_on(client, headers, intent.id)
-    service = IntentService(db, rt)
+    service = BlockService(db, rt)
     service.block(owner, vendor.app.id)
     db.commit()
     assert events(db) == [("intent.withdrawn", None)]  # looks like a withdrawal, not a block

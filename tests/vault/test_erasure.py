@@ -43,6 +43,8 @@ from consent.ledger.signer import LedgerSigner
 from consent.vendors.models import VendorApp
 from consent.webhooks.delivery import deliver_due
 from consent.webhooks.signing import verify_signature, webhook_secret_for
+from intents.blocks import BlockService
+from intents.decisions import OfferDecisions
 from intents.models import Intent
 from intents.service import IntentService
 from tests.consent.factories import account_of, bearer, connect, individual
@@ -65,13 +67,13 @@ from vault.crypto import Binding, DecryptionError
 from vault.keystore import KeyStore
 from vault.portability import erasure
 from vault.portability.core import CorePart
+from vault.portability.erasure import CONFIRMATION
 from vault.portability.parts import ERASURE_RECEIPT_TYP, MANIFEST_TYP
 from vault.profile.models import ProfileField
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 from vault.settings import get_settings
 from vrm.app import create_app
-from web.portability import CONFIRMATION
 
 NOT_RIGHT = "The email address or password is not right."
 SESSION_COOKIE = "vrm_session"
@@ -364,9 +366,9 @@ def test_an_accepted_offer_its_grant_and_a_blocked_vendor_go_too(
     client: TestClient, db: Session, rt: Runtime, person: dict[str, Any]
 ) -> None:
     owner = person["owner"]
-    IntentService(db, rt).accept(owner, person["intent"].id, person["offer_id"], fields=["email"])
+    OfferDecisions(db, rt).accept(owner, person["intent"].id, person["offer_id"], fields=["email"])
     pest = market_vendor(db, rt, name="Pest Shop")
-    IntentService(db, rt).block(owner, pest.app.id)
+    BlockService(db, rt).block(owner, pest.app.id)
     db.commit()
 
     response = erase_form(client)

@@ -22,6 +22,8 @@ from consent.grants.service import Decision, GrantService
 from consent.webhooks import signing
 from consent.webhooks.events import WebhookEvent
 from consent.webhooks.models import WebhookMessage
+from intents.blocks import BlockService
+from intents.decisions import OfferDecisions
 from intents.rules import parse_intent
 from intents.service import IntentService
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER
@@ -268,17 +270,18 @@ def test_every_queued_webhook_payload_matches_its_documented_schema(
         return uuid.UUID(response.json()["id"])
 
     intents = IntentService(db, rt)
+    decisions = OfferDecisions(db, rt)
     winner = offer(accepted.id, shop_auth)
     offer(accepted.id, other_auth)
-    intents.accept(owner, accepted.id, winner, fields=["given_name", "email"], duration="30d")
-    intents.accept(owner, plain.id, offer(plain.id, other_auth), fields=[])  # grant_id null
-    intents.decline(owner, declined.id, offer(declined.id, shop_auth))
+    decisions.accept(owner, accepted.id, winner, fields=["given_name", "email"], duration="30d")
+    decisions.accept(owner, plain.id, offer(plain.id, other_auth), fields=[])  # grant_id null
+    decisions.decline(owner, declined.id, offer(declined.id, shop_auth))
     offer(withdrawn.id, shop_auth)
     intents.withdraw(owner, withdrawn.id)
     offer(changed.id, shop_auth)  # lapses when the individual changes the terms
     intents.update(owner, changed.id, parse_intent({**BIKE, "title": "D", "currency": "JPY"}))
     offer(hidden.id, app_token(db, rt, blocked))
-    intents.block(owner, blocked.app.id)
+    BlockService(db, rt).block(owner, blocked.app.id)
     grants = GrantService(db, rt)
     grant = grants.active(owner.id, shop.app.id)
     assert grant is not None
@@ -348,7 +351,7 @@ def test_every_error_a_vendor_gets_is_declared_on_its_operation(
     IntentService(db, rt).withdraw(owner, closed.id)
     db.commit()
     made = client.post(f"/vendor/v1/intents/{intent.id}/offers", headers=auth, json=offer_body())
-    IntentService(db, rt).decline(owner, intent.id, uuid.UUID(made.json()["id"]))
+    OfferDecisions(db, rt).decline(owner, intent.id, uuid.UUID(made.json()["id"]))
     db.commit()
     offers = "/vendor/v1/intents/{intent_id}/offers"
     answered = [
@@ -478,7 +481,7 @@ def test_the_worked_example_loop_runs_against_the_api(
     assert made.status_code == 201, made.text
     assert set(made.json()) == set(json.loads(example["offer_response"]))
 
-    IntentService(db, rt).accept(
+    OfferDecisions(db, rt).accept(
         owner, intent.id, uuid.UUID(made.json()["id"]), fields=["given_name", "email"]
     )
     db.commit()

@@ -11,6 +11,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from consent.grants.service import pairwise_subject
+from intents.blocks import BlockService
+from intents.decisions import OfferDecisions
 from intents.models import Intent
 from intents.service import IntentService
 from tests.consent.factories import bearer, connect, individual
@@ -88,7 +90,7 @@ def test_drafts_withdrawn_closed_and_expired_intents_are_never_listed_or_readabl
         f"/vendor/v1/intents/{closed.id}/offers", headers=headers, json=offer_body()
     )
     assert offer.status_code == 201
-    IntentService(db, rt).accept(owner, closed.id, uuid.UUID(offer.json()["id"]))
+    OfferDecisions(db, rt).accept(owner, closed.id, uuid.UUID(offer.json()["id"]))
     db.commit()
 
     assert ids(listed(client, headers)) == {str(open_one.id)}
@@ -106,7 +108,7 @@ def test_a_blocked_vendor_sees_none_of_the_individuals_intents(
     mine = make_intent(db, rt, owner, title="Mine")
     theirs = make_intent(db, rt, other, title="Theirs")
     blocked, welcome = market_vendor(db, rt, name="Blocked"), market_vendor(db, rt, name="Welcome")
-    IntentService(db, rt).block(owner, blocked.app.id)
+    BlockService(db, rt).block(owner, blocked.app.id)
     db.commit()
 
     assert ids(listed(client, app_token(db, rt, blocked))) == {str(theirs.id)}

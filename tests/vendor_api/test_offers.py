@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from intents.decisions import OfferDecisions
 from intents.models import Intent, Offer
-from intents.service import IntentService
 from tests.consent.factories import individual
 from tests.intents.factories import app_token, in_days, make_intent, market_vendor, offer_body
 from tests.web.conftest import Count, MakeClient
@@ -178,7 +178,7 @@ def test_an_offer_on_a_closed_intent_is_409_and_nothing_is_written(
     intent = make_intent(db, rt, owner)
     winner, late = market_vendor(db, rt, name="Winner"), market_vendor(db, rt, name="Late")
     won = post_offer(client, app_token(db, rt, winner), intent.id).json()["id"]
-    IntentService(db, rt).accept(owner, intent.id, uuid.UUID(won))
+    OfferDecisions(db, rt).accept(owner, intent.id, uuid.UUID(won))
     db.commit()
 
     response = post_offer(client, app_token(db, rt, late), intent.id)
@@ -236,7 +236,7 @@ def test_a_declined_vendor_cannot_offer_again_on_that_intent(
     intent = make_intent(db, rt, owner)
     headers = app_token(db, rt, market_vendor(db, rt))
     offer_id = post_offer(client, headers, intent.id).json()["id"]
-    IntentService(db, rt).decline(owner, intent.id, uuid.UUID(offer_id))
+    OfferDecisions(db, rt).decline(owner, intent.id, uuid.UUID(offer_id))
     db.commit()
 
     response = post_offer(client, headers, intent.id, price="700")
@@ -265,7 +265,7 @@ def test_an_expired_offer_shows_as_expired_and_cannot_be_accepted(
     from intents.errors import OfferNotLive
 
     with pytest.raises(OfferNotLive):
-        IntentService(db, rt).accept(owner, intent.id, uuid.UUID(offer_id))
+        OfferDecisions(db, rt).accept(owner, intent.id, uuid.UUID(offer_id))
 
 
 @pytest.fixture

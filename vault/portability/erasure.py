@@ -15,6 +15,7 @@ with its checkpoint and inclusion proof, so anyone can check it offline.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -26,12 +27,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vault.accounts.models import Account
+from vault.accounts.service import AccountService
 from vault.base import utcnow
 from vault.errors import Conflict
 from vault.portability.parts import ERASURE_RECEIPT_TYP, ErasureContext, Portability
+from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 
 RECEIPT_TYPE = "vrm-vault-erasure-receipt"
+CONFIRMATION = "erase my vault"
+"""What the individual types to confirm an erasure (case and spacing do not matter)."""
 log = logging.getLogger("vrm.erasure")
 
 
@@ -40,6 +45,36 @@ class Erased:
     receipt: str
     """The compact JWS."""
     payload: dict[str, Any]
+
+
+def refusals(
+    db: Session,
+    rt: Runtime,
+    account: Account,
+    *,
+    password: object,
+    typed: object,
+    client_address: str,
+) -> dict[str, str]:
+    """Why this erasure request may not go ahead (field -> sentence); empty when it may.
+
+    The password is checked like a sign-in: a wrong one counts against the sign-in throttle
+    (a signed-in session is no licence to guess) and stays counted; a full bucket raises
+    ``SignInThrottled``. Nothing else is written, so the caller may show the form again and
+    commit.
+    """
+    email = ProfileService(db, rt).email_of(account.id) or ""
+    right = isinstance(password, str) and AccountService(db, rt).confirm_password(
+        account, password, email=email, client_address=client_address
+    )
+    found: dict[str, str] = {}
+    if not right:
+        found["password"] = "The password is not right."  # noqa: S105 (a message)
+    if not isinstance(typed, str) or not hmac.compare_digest(
+        " ".join(typed.lower().split()).encode(), CONFIRMATION.encode()
+    ):
+        found["confirmation"] = f"Type “{CONFIRMATION}” to confirm."
+    return found
 
 
 def erase(db: Session, rt: Runtime, portability: Portability, owner_id: uuid.UUID) -> Erased:

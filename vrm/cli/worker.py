@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
-from consent.webhooks.delivery import DeliveryOutcome, Dispatcher, deliver_due
+from consent.webhooks.attempts import DeliveryOutcome
+from consent.webhooks.delivery import Dispatcher, deliver_due
 from vault.jobs import Job, JobFailed
 from vault.runtime import Runtime
 from vrm.cli.common import service

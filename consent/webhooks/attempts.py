@@ -1,0 +1,176 @@
+"""One delivery attempt: the POST with an overall deadline, its outcome recorded, and the backoff
+before the next.
+
+Delivery is at least once: a worker that dies after the POST but before recording it leaves the
+message to be delivered again once its claim expires. Receivers deduplicate on ``webhook-id``,
+which stays the same across retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import httpx
+from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from consent.webhooks.models import WebhookAttempt, WebhookMessage
+
+MAX_ATTEMPTS: Final = 10
+"""After this many failed attempts a message is abandoned (about three and a half days)."""
+
+
+BACKOFF_BASE: Final = timedelta(seconds=30)
+
+
+BACKOFF_FACTOR: Final = 4
+
+
+BACKOFF_CAP: Final = timedelta(hours=24)
+
+
+BACKOFF_JITTER: Final = 0.1
+"""Each delay is lengthened by up to this fraction, so failed messages do not retry in step."""
+
+
+CLAIM_FOR: Final = timedelta(seconds=60)
+"""How long a claim keeps other workers away; longer than one attempt can take (the
+address check's DNS lookup and the ``webhook_deadline_seconds`` setting, at most 60 s)."""
+
+
+_ERROR_MAX: Final = 300
+
+
+def backoff(attempts: int) -> timedelta:
+    """The delay after the ``attempts``-th failure, before jitter: 30 s, 2 m, 8 m, 32 m, ...,
+    at most 24 h."""
+    exponent = min(max(attempts, 1) - 1, 16)
+    factor = int(BACKOFF_FACTOR**exponent)
+    return min(BACKOFF_BASE * factor, BACKOFF_CAP)
+
+
+def _with_jitter(delay: timedelta) -> timedelta:
+    spread = int(delay.total_seconds() * 1000 * BACKOFF_JITTER)
+    return delay + timedelta(milliseconds=secrets.randbelow(spread + 1))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one attempt did; what ``vrm worker`` prints (never the payload)."""
+
+    message_id: uuid.UUID
+    client_id: str
+    event_type: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    result: str
+    """``delivered``, ``retrying``, ``abandoned``, or ``claim expired`` when the attempt took
+    so long that another worker took the message over (the attempt is logged all the same)."""
+    next_attempt_at: datetime | None
+
+
+def _body(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _ERROR_MAX else text[: _ERROR_MAX - 1] + "…"
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes, deadline: float
+) -> tuple[int | None, str | None]:
+    """POST and return (status code, error). The response body is never read.
+
+    ``deadline`` bounds the whole attempt (connecting, sending, waiting for the status line),
+    not each read: an endpoint that trickles a byte now and then is cut off all the same.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                status = response.status_code
+    except (TimeoutError, httpx.TimeoutException):
+        return None, "timed out waiting for an answer"
+    except httpx.ConnectError:
+        return None, "could not connect"
+    except httpx.HTTPError as exc:
+        return None, f"request failed ({type(exc).__name__})"
+    if 200 <= status < 300:
+        return status, None
+    if 300 <= status < 400:
+        return status, f"HTTP {status}: redirects are not followed"
+    return status, f"HTTP {status}"
+
+
+def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        WebhookMessage.delivered_at.is_(None),
+        WebhookMessage.abandoned_at.is_(None),
+        WebhookMessage.next_attempt_at <= now,
+        or_(WebhookMessage.locked_until.is_(None), WebhookMessage.locked_until < now),
+    )
+
+
+def _record(
+    session_factory: sessionmaker[Session],
+    *,
+    message_id: uuid.UUID,
+    now: datetime,
+    lock: datetime,
+    status: int | None,
+    error: str | None,
+    duration_ms: int,
+    client_id: str,
+    event_type: str,
+) -> DeliveryOutcome:
+    with session_factory() as db, db.begin():
+        db.add(
+            WebhookAttempt(
+                message_id=message_id,
+                attempted_at=now,
+                status_code=status,
+                error=_short(error) if error else None,
+                duration_ms=duration_ms,
+            )
+        )
+        message = db.get_one(WebhookMessage, message_id)
+        attempt = message.attempts + 1
+        next_attempt_at: datetime | None = None
+        values: dict[str, Any] = {"attempts": attempt, "locked_until": None}
+        if error is None:
+            result = "delivered"
+            values["delivered_at"] = now
+        elif attempt >= MAX_ATTEMPTS:
+            result = "abandoned"
+            values["abandoned_at"] = now
+        else:
+            result = "retrying"
+            next_attempt_at = now + _with_jitter(backoff(attempt))
+            values["next_attempt_at"] = next_attempt_at
+        # Only while our claim holds: if it expired and another worker took the message,
+        # that worker decides its state; our attempt is still logged.
+        settled = db.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id == message_id, WebhookMessage.locked_until == lock)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if int(settled.rowcount) != 1:  # type: ignore[attr-defined]
+            result, next_attempt_at = "claim expired", None
+    return DeliveryOutcome(
+        message_id=message_id,
+        client_id=client_id,
+        event_type=event_type,
+        attempt=attempt,
+        status_code=status,
+        error=error,
+        result=result,
+        next_attempt_at=next_attempt_at,
+    )
