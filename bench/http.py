@@ -567,6 +567,8 @@ class Options:
     warmup: float
     timeout: float
     offer_intents: int
+    only: list[str] = field(default_factory=list)
+    py_spy: Path | None = None
 
 
 def requests_of(seeded: Seeded, offer_on: list[str]) -> tuple[Request, list[Request]]:
@@ -614,6 +616,35 @@ def combine(results: list[Result]) -> Result:
     )
 
 
+def _py_spy(
+    opts: Options, server: Server, request: Request, connections: int, workers: int
+) -> subprocess.Popen[bytes] | None:
+    """With ``--py-spy DIR``: sample the vault's processes (``--gil``: where the Python time
+    goes) while wrk drives one request, as collapsed stacks for flame graphs or counting."""
+    if opts.py_spy is None or server.name != "vault":
+        return None
+    name = re.sub(r"[^a-z0-9]+", "-", request.label.lower()).strip("-")
+    out = opts.py_spy / f"{name}-{connections}c-{workers}w.txt"
+    return subprocess.Popen(  # noqa: S603 (a tool of this environment, on our own server)
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--gil",
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--duration",
+            str(int(opts.seconds)),
+            "--pid",
+            str(server.proc.pid),
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def measure(
     opts: Options,
     servers: dict[str, Server],
@@ -632,6 +663,8 @@ def measure(
     profile = requests[1]
     many = opts.connections
     plan = [(floor, many), *((r, many) for r in requests), (floor, many), (floor, 1), (profile, 1)]
+    if opts.only:
+        plan = [(r, c) for r, c in plan if r is floor or any(o in r.label for o in opts.only)]
 
     measured: list[tuple[Request, int, Result]] = []
     for request, connections in plan:
@@ -640,9 +673,12 @@ def measure(
         if opts.warmup > 0:
             run_wrk(opts.wrk, server.base, request, connections, opts.warmup, opts.timeout, scripts)
         server.new_output()  # the checks' and the warm-up's lines are not this measurement's
+        spy = _py_spy(opts, server, request, connections, workers)
         result = run_wrk(
             opts.wrk, server.base, request, connections, opts.seconds, opts.timeout, scripts
         )
+        if spy is not None:
+            spy.wait(timeout=opts.seconds + 30)
         statuses, other = server.new_output()
         if result.non_2xx_3xx:
             result.problems.append(f"{result.non_2xx_3xx} non-2xx/3xx")
@@ -757,14 +793,37 @@ def main() -> None:
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk", help="the wrk binary")
     parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="measure only the requests whose label contains TEXT (and the floor; repeatable)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="sample the vault with py-spy (--gil) during each measurement, collapsed stacks "
+        "written to DIR (count them with bench/stacks.py)",
+    )
+    parser.add_argument(
         "--logs", type=Path, help="keep the servers' output in this directory (default: dropped)"
     )
     args = parser.parse_args()
     if shutil.which(args.wrk) is None:
         raise SystemExit(f"wrk not found ({args.wrk}); `make bench` installs Debian's wrk")
     opts = Options(
-        args.wrk, args.connections, args.duration, args.warmup, args.timeout, args.offer_intents
+        args.wrk,
+        args.connections,
+        args.duration,
+        args.warmup,
+        args.timeout,
+        args.offer_intents,
+        args.only,
+        args.py_spy,
     )
+    if opts.py_spy is not None:
+        opts.py_spy.mkdir(parents=True, exist_ok=True)
     extra_env = dict(item.split("=", 1) for item in args.env)
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.server_option)}
     sizes = sorted(set(args.intents))

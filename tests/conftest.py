@@ -61,6 +61,24 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+REDIS_URL = os.environ.get("VRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis the tests may write to (keys are per app, so tests never share one); CI, which
+    sets VRM_REQUIRE_POSTGRES=1 for the services it runs, fails rather than skip without it."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        if REQUIRE_PG:
+            pytest.fail(f"Redis at {REDIS_URL} is unreachable ({exc}).")
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}).")
+    return REDIS_URL
+
+
 def backends() -> list[str]:
     return ["sqlite"] if _pg_problem else ["sqlite", "postgresql"]
 

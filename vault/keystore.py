@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +34,62 @@ class DataKeyRecord(TimestampMixin, Base):
 
     def __repr__(self) -> str:
         return f"DataKeyRecord(id={self.id}, owner_id={self.owner_id}, kek_id={self.kek_id})"
+
+
+class UnwrappedKeys:
+    """Data keys unwrapped in this process, so that a key provider (a KMS: a network call) is
+    asked once per key rather than once per request.
+
+    Bounded (least recently used go first) and short-lived (``ttl`` seconds). Keyed by the
+    stored, wrapped form: a rewrapped or deleted data key is never found here, so every use
+    still needs the row that erasure deletes; erasing an owner in this process also drops
+    their key from here at once.
+    """
+
+    def __init__(self, max_entries: int = 10_000, ttl: float = 300.0) -> None:
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self._keys: OrderedDict[tuple[uuid.UUID, bytes], tuple[float, DataKey]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(
+        self,
+        provider: KeyProvider,
+        record_id: uuid.UUID,
+        owner_id: uuid.UUID,
+        kek_id: str,
+        wrapped: bytes,
+    ) -> DataKey:
+        slot = (record_id, bytes(wrapped))
+        now = time.monotonic()
+        with self._lock:
+            found = self._keys.get(slot)
+            if found is not None and found[0] > now and found[1].owner_id == owner_id:
+                self._keys.move_to_end(slot)
+                return found[1]
+        material = provider.unwrap(
+            WrappedKey(kek_id, bytes(wrapped)), wrap_associated_data(record_id, owner_id)
+        )
+        key = DataKey(id=record_id, owner_id=owner_id, material=material)
+        with self._lock:
+            self._keys[slot] = (now + self.ttl, key)
+            self._keys.move_to_end(slot)
+            while len(self._keys) > self.max_entries:
+                self._keys.popitem(last=False)
+        return key
+
+    def drop_owner(self, owner_id: uuid.UUID) -> None:
+        with self._lock:
+            for slot in [s for s, (_, key) in self._keys.items() if key.owner_id == owner_id]:
+                del self._keys[slot]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
+
+UNWRAPPED = UnwrappedKeys()
+"""This process's cache of unwrapped data keys."""
 
 
 class KeyStore:
@@ -66,12 +125,10 @@ class KeyStore:
         return self._open(record)
 
     def _open(self, record: DataKeyRecord) -> DataKey:
-        """Unwrap a stored data key and keep it for the rest of this session."""
-        material = self.provider.unwrap(
-            WrappedKey(record.kek_id, record.wrapped),
-            wrap_associated_data(record.id, record.owner_id),
+        """Unwrap a stored data key (or find it unwrapped) and keep it for this session."""
+        key = UNWRAPPED.open(
+            self.provider, record.id, record.owner_id, record.kek_id, record.wrapped
         )
-        key = DataKey(id=record.id, owner_id=record.owner_id, material=material)
         self._cache()[record.owner_id] = key
         return key
 
@@ -98,6 +155,7 @@ class KeyStore:
     def destroy(self, owner_id: uuid.UUID) -> None:
         """Crypto-shred: delete the wrapped data key; its ciphertexts become unreadable."""
         self._cache().pop(owner_id, None)
+        UNWRAPPED.drop_owner(owner_id)
         record = self.session.scalars(
             select(DataKeyRecord).where(DataKeyRecord.owner_id == owner_id)
         ).one_or_none()

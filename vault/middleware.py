@@ -41,9 +41,12 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.paths.get(scope["path"], self.default)
-        headers = dict(scope.get("headers", []))
+        headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
+        if declared is None and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body: nothing to count
+            return
+        limit = self.paths.get(scope["path"], self.default)
         if declared is not None:
             try:
                 too_big = int(declared) > limit
@@ -129,54 +132,36 @@ def security_headers(*, https: bool) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-class SecurityHeadersMiddleware:
-    """Strict CSP and the usual headers on every response; no caching of personal pages."""
+class ResponseHeadersMiddleware:
+    """On every response: a strict CSP and the usual security headers, no caching of personal
+    pages, and the CSRF cookie when the request minted or rotated one. One send wrapper for
+    all three, since every request pays for it."""
 
-    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+    def __init__(self, app: ASGIApp, *, https: bool, csrf_cookie: str = "vrm_csrf") -> None:
         self.app = app
         self.headers = security_headers(https=https)
+        self.names = {name for name, _ in self.headers} | {b"cache-control"}
+        self.csrf_cookie = csrf_cookie
+        self.secure = "; Secure" if https else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_static = scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [h for h in self.headers if h[0] not in present]
-                if not is_static and b"cache-control" not in present:
-                    extra.append((b"cache-control", b"no-store"))
-                message["headers"] = [*message.get("headers", []), *extra]
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers} & self.names
+                headers += [h for h in self.headers if h[0] not in present]
+                if b"cache-control" not in present and not scope["path"].startswith("/static/"):
+                    headers.append((b"cache-control", b"no-store"))
+                state = scope.get("state")
+                if state and state.get("csrf_new"):
+                    cookie = f"{self.csrf_cookie}={state['csrf_cookie']}; HttpOnly; Path=/"
+                    cookie += f"; SameSite=Lax{self.secure}"
+                    headers.append((b"set-cookie", cookie.encode()))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class CSRFCookieMiddleware:
-    """Sets the CSRF cookie on the response when the request minted or rotated one."""
-
-    def __init__(self, app: ASGIApp, *, secure: bool, name: str = "vrm_csrf") -> None:
-        self.app = app
-        self.secure = secure
-        self.name = name
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state = scope.get("state") or {}
-                if state.get("csrf_new"):
-                    cookie = f"{self.name}={state['csrf_cookie']}; HttpOnly; Path=/; SameSite=Lax"
-                    cookie += "; Secure" if self.secure else ""
-                    message["headers"] = [
-                        *message.get("headers", []),
-                        (b"set-cookie", cookie.encode()),
-                    ]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         le=60,
         description="How long one webhook attempt may take in all (connect, send, answer).",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for what every process must share quickly (the vendor API's rate "
+        "limits); without it they are counted in the database.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For is believed.",

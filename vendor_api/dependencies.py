@@ -25,6 +25,34 @@ bearer_scheme = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
+def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The token in ``Authorization: Bearer``, or 401 ``invalid_token`` when there is none."""
+    if credentials is None:
+        raise InvalidToken(
+            "Send an access token in the Authorization header: 'Bearer <token>'.", missing=True
+        )
+    return credentials.credentials
+
+
+async def individual_bearer(credentials: Credentials) -> str:
+    """The bearer token of a request that reads an individual's data; the read itself checks
+    it, in the same statement that reads (``vendor_api.profile``)."""
+    return bearer_token(credentials)
+
+
+IndividualBearer = Annotated[str, Depends(individual_bearer)]
+
+
+def rate_limited(usage: ratelimit.Usage, limit: int, bucket: str) -> RateLimited:
+    """The 429 for an app over its limit, with ``Retry-After`` and the rate-limit headers."""
+    kind = "reads (GET)" if bucket == ratelimit.READ else "writes (POST, PATCH, DELETE)"
+    return RateLimited(
+        f"Your app made more than {limit} {kind} this minute. Try again in "
+        f"{usage.reset_seconds()} seconds.",
+        headers={**usage.headers(), "Retry-After": str(usage.reset_seconds())},
+    )
+
+
 def access_token(
     request: Request, response: Response, credentials: Credentials, rt: RuntimeDep
 ) -> TokenContext:
@@ -34,30 +62,23 @@ def access_token(
     ``Retry-After``. The lookup and the count commit in their own short transaction before
     the request's own work begins, so a request that fails afterwards still counts.
     """
-    if credentials is None:
-        raise InvalidToken(
-            "Send an access token in the Authorization header: 'Bearer <token>'.", missing=True
-        )
+    token = bearer_token(credentials)
     bucket = ratelimit.bucket_for(request.method)
     limit = ratelimit.limit_for(rt.settings, bucket)
     with rt.sessions() as db, db.begin():
-        ctx = TokenService(db, rt).validate_access_token(credentials.credentials)
+        ctx = TokenService(db, rt).validate_access_token(token)
         if ctx is None:
             raise InvalidToken(
                 "The access token is unknown, expired or revoked, or the individual's "
                 "permission has ended. Get a new token."
             )
-        usage = ratelimit.hit(db, ctx.app.id, bucket, limit)
+        limiter: ratelimit.Limiter = request.app.state.rate_limiter
+        usage = limiter.hit(ctx.app.id, bucket, limit, conn=db.connection())
     headers = usage.headers()
     # Error responses are built by the app's handlers; they add these too.
     request.state.rate_limit_headers = headers
     if usage.exceeded:
-        kind = "reads (GET)" if bucket == ratelimit.READ else "writes (POST, PATCH, DELETE)"
-        raise RateLimited(
-            f"Your app made more than {limit} {kind} this minute. Try again in "
-            f"{usage.reset_seconds()} seconds.",
-            headers={**headers, "Retry-After": str(usage.reset_seconds())},
-        )
+        raise rate_limited(usage, limit, bucket)
     response.headers.update(headers)
     return ctx
 

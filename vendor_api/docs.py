@@ -31,6 +31,7 @@ from vendor_api.dependencies import (
     IntentsReader,
     OffersWriter,
     access_token,
+    individual_bearer,
 )
 from vendor_api.errors import RateLimited
 from vendor_api.openapi import HEADERS_REF, SCHEMAS_REF, json_content, schema_ref
@@ -67,6 +68,7 @@ _REQUIREMENTS: Final[tuple[tuple[Callable[..., Any], dict[str, list[str]]], ...]
     (_dependency(IntentsReader), {APP_SCHEME: ["intents:read"]}),
     (_dependency(OffersWriter), {APP_SCHEME: ["offers:write"]}),
     (_dependency(IndividualTokenDep), {INDIVIDUAL_SCHEME: []}),
+    (individual_bearer, {INDIVIDUAL_SCHEME: []}),
     (access_token, {BEARER_SCHEME: []}),
 )
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from consent import scopes
-from consent.grants.access import read_profile_for, readable_fields
 from consent.grants.models import Grant
 from consent.grants.receipts import receipt_for
-from consent.grants.service import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import NotFound, error_responses
-from vendor_api.dependencies import IndividualTokenDep, TokenDep
+from vault.runtime import Runtime
+from vendor_api import profile, ratelimit
+from vendor_api.dependencies import IndividualBearer, TokenDep, rate_limited
 from vendor_api.errors import InsufficientScope, InvalidToken, RateLimited
 from vendor_api.schemas import ReceiptOut, VendorProfileOut
 
@@ -25,26 +26,31 @@ router = APIRouter(prefix="/vendor/v1", tags=["vendor"])
     response_model=VendorProfileOut,
     responses=error_responses(InvalidToken, InsufficientScope, RateLimited),
 )
-def read_profile(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> VendorProfileOut:
+async def read_profile(request: Request, response: Response, token: IndividualBearer) -> Any:
     """The individual's fields this token may read now, and nothing else.
 
     Only fields the individual still grants *and* the token's scope names (`profile:<key>`) are
     returned; fields granted but not filled in are absent. Every read is logged where the
     individual can see it. A revoked or expired permission makes the token invalid (401).
     """
-    assert ctx.grant is not None  # individual_token guarantees it
-    if not scopes.fields_in(ctx.token.scope):
-        raise InsufficientScope(
-            "This token names no profile fields. Ask for profile:<key> scopes.",
-            scope=" ".join(scopes.profile_scopes()),
+    rt: Runtime = request.app.state.runtime
+    limit = ratelimit.limit_for(rt.settings, ratelimit.READ)
+
+    def counted(usage: ratelimit.Usage) -> None:
+        request.state.rate_limit_headers = usage.headers()
+
+    try:
+        read = await run_in_threadpool(
+            profile.read_profile, rt, request.app.state.rate_limiter, token, limit, counted
         )
-    granted = readable_fields(ctx)
-    values = read_profile_for(db, rt, ctx)
+    except profile.RateLimitedRead as exc:
+        raise rate_limited(exc.usage, limit, ratelimit.READ) from None
+    response.headers.update(read.usage.headers())
     return VendorProfileOut(
-        sub=pairwise_subject(rt, ctx.app.id, ctx.grant.individual_id),
-        fields=values,
-        granted_fields=granted,
-        expires_at=ctx.grant.expires_at,
+        sub=read.sub,
+        fields=read.fields,
+        granted_fields=read.granted_fields,
+        expires_at=read.expires_at,
     )
 
 

@@ -1,19 +1,28 @@
-"""Rate limits per vendor app: a fixed one-minute window per app and bucket, in the database.
+"""Rate limits per vendor app: a fixed one-minute window per app and bucket, shared by every
+process that serves the API.
 
-Reads (GET) and writes (POST, PATCH, DELETE) count separately. The counter is one row per app
-and bucket, bumped by a single ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` in its own
-short transaction, so every app process behind a proxy shares the same count, and a request
-that fails later (a 400, say) still counts.
+Reads (GET) and writes (POST, PATCH, DELETE) count separately. A request counts when it
+arrives, before its own work, so one that fails later (a 400, say) still counts.
+
+- With ``VRM_REDIS_URL``: one key per app, bucket and minute, ``INCR`` and ``EXPIRE`` in one
+  round trip (:class:`RedisLimiter`).
+- Without: in the database, spread over :data:`SHARDS` rows per app and bucket, each request
+  bumping one at random and reading the window's sum in the same statement
+  (:class:`DatabaseLimiter`), so no one row is what every request of an app updates and
+  waits on. The count may lose its last increments in a crash (no WAL flush per call).
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import case, text
+import redis
+from sqlalchemy import Connection, Engine, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -66,17 +75,105 @@ def window_start(now: datetime) -> datetime:
     return now.replace(second=0, microsecond=0)
 
 
+SHARDS = 8
+"""Counter rows per app and bucket in the database: parallel requests rarely meet on one."""
+
+
+class Limiter(Protocol):
+    def hit(
+        self,
+        app_id: uuid.UUID,
+        bucket: str,
+        limit: int,
+        *,
+        now: datetime | None = None,
+        conn: Connection | None = None,
+    ) -> Usage:
+        """Count one request of ``app_id`` in ``bucket``; the usage of the current window.
+
+        ``conn``: the caller's open transaction, which a database limiter counts in (on
+        SQLite a second writer would wait for it); others ignore it."""
+        ...
+
+
+class RedisLimiter:
+    """Counters in Redis: ``vrm:rl:<app>:<bucket>:<minute>``, expiring after the window."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    def hit(
+        self,
+        app_id: uuid.UUID,
+        bucket: str,
+        limit: int,
+        *,
+        now: datetime | None = None,
+        conn: Connection | None = None,
+    ) -> Usage:
+        now = now or utcnow()
+        start = window_start(now)
+        key = f"vrm:rl:{app_id}:{bucket}:{int(start.timestamp())}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, int(WINDOW.total_seconds()) + 60)
+        count, _ = pipe.execute()
+        return Usage(limit=limit, count=int(count), reset_at=start + WINDOW)
+
+
+class DatabaseLimiter:
+    """Counters in the database, in a short transaction of their own on ``engine``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def hit(
+        self,
+        app_id: uuid.UUID,
+        bucket: str,
+        limit: int,
+        *,
+        now: datetime | None = None,
+        conn: Connection | None = None,
+    ) -> Usage:
+        if conn is not None:  # the caller's transaction: its commit is this count's
+            return hit(conn, app_id, bucket, limit, now=now, durable=True)
+        with self.engine.begin() as own:
+            return hit(own, app_id, bucket, limit, now=now)
+
+
 def hit(
-    db: Session, app_id: uuid.UUID, bucket: str, limit: int, *, now: datetime | None = None
+    conn: Connection | Session,
+    app_id: uuid.UUID,
+    bucket: str,
+    limit: int,
+    *,
+    now: datetime | None = None,
+    shard: int | None = None,
+    durable: bool = False,
 ) -> Usage:
-    """Count one request of ``app_id`` in ``bucket``; returns the usage of this window."""
+    """Count one request in the database (in the caller's transaction) and return the usage.
+
+    One shard row is bumped (``INSERT ... ON CONFLICT DO UPDATE``, starting over when its
+    window is an older one); the window's count is that shard's new value plus the others'.
+    Unless ``durable`` (the transaction commits more than this count), PostgreSQL is told not
+    to wait for the WAL flush at commit.
+    """
     now = now or utcnow()
     start = window_start(now)
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    shard = secrets.randbelow(SHARDS) if shard is None else shard
+    postgres = (
+        conn.get_bind().dialect.name == "postgresql"
+        if isinstance(conn, Session)
+        else (conn.dialect.name == "postgresql")
+    )
+    insert = postgresql.insert if postgres else sqlite.insert
     row = RateLimitWindow
-    values = insert(row).values(app_id=app_id, bucket=bucket, window_start=start, count=1)
-    statement = values.on_conflict_do_update(
-        index_elements=[row.app_id, row.bucket],
+    values = insert(row).values(
+        app_id=app_id, bucket=bucket, shard=shard, window_start=start, count=1
+    )
+    bump = values.on_conflict_do_update(
+        index_elements=[row.app_id, row.bucket, row.shard],
         set_={
             "count": case(
                 (row.window_start == values.excluded.window_start, row.count + 1),
@@ -85,8 +182,27 @@ def hit(
             "window_start": values.excluded.window_start,
         },
     ).returning(row.count)
-    if db.get_bind().dialect.name == "postgresql":
+    others = select(func.coalesce(func.sum(row.count), 0)).where(
+        row.app_id == app_id,
+        row.bucket == bucket,
+        row.window_start == start,
+        row.shard != shard,
+    )
+    if postgres and not durable:
         # A counter may lose its last increments in a crash; not worth a WAL flush per call.
-        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    count = int(db.execute(statement).scalar_one())
-    return Usage(limit=limit, count=count, reset_at=start + WINDOW)
+        conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    if postgres:
+        mine = bump.cte("bumped")
+        total = conn.execute(
+            select(others.scalar_subquery() + select(mine.c.count).scalar_subquery())
+        ).scalar_one()
+    else:
+        total = int(conn.execute(bump).scalar_one()) + int(conn.execute(others).scalar_one())
+    return Usage(limit=limit, count=int(total), reset_at=start + WINDOW)
+
+
+def limiter_for(settings: Settings, engine: Engine) -> Limiter:
+    """Redis when it is configured, else the database."""
+    if settings.redis_url:
+        return RedisLimiter(settings.redis_url)
+    return DatabaseLimiter(engine)

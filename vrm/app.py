@@ -24,8 +24,7 @@ from vault.errors import VaultError
 from vault.keys import KeyManagementError
 from vault.middleware import (
     BodyLimitMiddleware,
-    CSRFCookieMiddleware,
-    SecurityHeadersMiddleware,
+    ResponseHeadersMiddleware,
     security_headers,
     wants_json,
 )
@@ -35,6 +34,7 @@ from vault.settings import Settings, SettingsError, get_settings
 from vendor_api.docs import router as vendor_docs_router
 from vendor_api.endpoints import router as vendor_router
 from vendor_api.intents import router as vendor_intents_router
+from vendor_api.ratelimit import limiter_for
 from vendor_api.userinfo import router as userinfo_router
 from vrm.wiring import portability
 from web.accounts import sign_in_required
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = runtime
     app.state.portability = portability(runtime)
+    app.state.rate_limiter = limiter_for(settings, runtime.engine)
     register_extension_grant(AcceptedOfferGrant)
     # Production refuses to start without operator-made signing keys (id_tokens, checkpoints).
     try:
@@ -151,7 +152,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return response
 
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Liveness: the process answers (no database work)."""
         return {"status": "ok"}
 
@@ -171,9 +172,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(
-        CSRFCookieMiddleware, secure=settings.https, name=settings.cookie_name(csrf.CSRF_COOKIE)
+        ResponseHeadersMiddleware,
+        https=settings.https,
+        csrf_cookie=settings.cookie_name(csrf.CSRF_COOKIE),
     )
-    app.add_middleware(SecurityHeadersMiddleware, https=settings.https)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,

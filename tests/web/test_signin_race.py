@@ -15,6 +15,7 @@ import pytest
 from argon2 import PasswordHasher, Type
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from tests.conftest import test_settings as make_settings
 from tests.helpers import PASSWORD, page_csrf, sign_up
@@ -115,3 +116,31 @@ def test_a_right_password_gives_its_attempt_back(
                 form = {"email": email, "password": password, "csrf_token": token}
                 expected = 303 if password == PASSWORD else 401
                 assert browser.post("/signin", data=form).status_code == expected
+
+
+def test_a_bucket_emptied_by_a_parallel_success_does_not_throttle_the_next_attempt(
+    committed_app: FastAPI,
+) -> None:
+    """A right password clears the account's count while another attempt is between making
+    sure its row exists and counting on it: that attempt is counted, not refused."""
+    with TestClient(committed_app, base_url=BASE, follow_redirects=False) as person:
+        email = sign_up(person)
+    rt = committed_app.state.runtime
+    vanished = []
+
+    def the_row_goes_away(conn: Any, clauseelement: Any, *_: Any) -> None:
+        table = getattr(clauseelement, "table", None)
+        first = not vanished and getattr(clauseelement, "is_insert", False)
+        if first and table is not None and table.name == "signin_throttle":
+            vanished.append(True)
+            conn.exec_driver_sql("DELETE FROM signin_throttle")
+
+    event.listen(rt.engine, "after_execute", the_row_goes_away)
+    try:
+        with TestClient(committed_app, base_url=BASE, follow_redirects=False) as browser:
+            token = page_csrf(browser, "/signin")
+            form = {"email": email, "password": PASSWORD, "csrf_token": token}
+            assert browser.post("/signin", data=form).status_code == 303
+    finally:
+        event.remove(rt.engine, "after_execute", the_row_goes_away)
+    assert vanished == [True]

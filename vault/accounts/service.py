@@ -181,23 +181,7 @@ class AccountService:
         with self._counting() as db:
             taken: list[bytes] = []
             for bucket, limit in self._buckets(email, client_address):
-                db.execute(_insert_ignoring_conflict(db, bucket, now))
-                expired = SignInThrottle.window_started_at <= window_start
-                counted = db.execute(
-                    update(SignInThrottle)
-                    .where(
-                        SignInThrottle.bucket == bucket,
-                        or_(expired, SignInThrottle.failures < limit),
-                    )
-                    .values(
-                        failures=case((expired, 1), else_=SignInThrottle.failures + 1),
-                        window_started_at=case(
-                            (expired, now), else_=SignInThrottle.window_started_at
-                        ),
-                    )
-                    .returning(SignInThrottle.failures)
-                    .execution_options(synchronize_session=False)
-                ).first()
+                counted = self._count(db, bucket, limit, now, window_start)
                 if counted is None:
                     started = db.scalar(
                         select(SignInThrottle.window_started_at).where(
@@ -213,12 +197,49 @@ class AccountService:
                 return
         raise SignInThrottled(wait)
 
+    def _count(
+        self, db: Session, bucket: bytes, limit: int, now: datetime, window_start: datetime
+    ) -> int | None:
+        """One more attempt in ``bucket``: the new count, or None when the bucket is full."""
+        expired = SignInThrottle.window_started_at <= window_start
+        for _attempt in range(3):
+            db.execute(_insert_ignoring_conflict(db, bucket, now))
+            counted = db.execute(
+                update(SignInThrottle)
+                .where(
+                    SignInThrottle.bucket == bucket,
+                    or_(expired, SignInThrottle.failures < limit),
+                )
+                .values(
+                    failures=case((expired, 1), else_=SignInThrottle.failures + 1),
+                    window_started_at=case((expired, now), else_=SignInThrottle.window_started_at),
+                )
+                .returning(SignInThrottle.failures)
+                .execution_options(synchronize_session=False)
+            ).scalar()
+            if counted is not None:
+                return int(counted)
+            present = db.scalar(
+                select(SignInThrottle.bucket).where(SignInThrottle.bucket == bucket)
+            )
+            if present is not None:
+                return None  # the bucket is full
+            # The row went away between the insert and the update (the window's purge): again.
+        return None
+
     def release_attempt(self, email: str, client_address: str) -> None:
         """The password was right: the account's failures are forgotten and the attempt no
         longer counts against the client address."""
         buckets = self._buckets(email, client_address)
         with self._counting() as db:
-            db.execute(delete(SignInThrottle).where(SignInThrottle.bucket == buckets[0][0]))
+            # Forgotten, not deleted: a parallel attempt may be between its insert and its
+            # update of this very row.
+            db.execute(
+                update(SignInThrottle)
+                .where(SignInThrottle.bucket == buckets[0][0])
+                .values(failures=0)
+                .execution_options(synchronize_session=False)
+            )
             for bucket, _limit in buckets[1:]:
                 _uncount(db, bucket)
 
