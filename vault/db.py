@@ -59,9 +59,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # No ping before each checkout (a round trip on every request): a connection that a
+    # database restart broke fails its first use, and SQLAlchemy then discards every pooled
+    # connection made before the failure, so the service recovers after one failed request.
+    kwargs.setdefault("pool_pre_ping", False)
+    # Enough pooled connections for the requests one process serves at once: connections
+    # beyond the pool are opened and closed per use, which costs more than the request.
+    kwargs.setdefault("pool_size", 30)
+    kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
 
 

@@ -114,10 +114,9 @@ class RedisLimiter:
         now = now or utcnow()
         start = window_start(now)
         key = f"vrm:rl:{app_id}:{bucket}:{int(start.timestamp())}"
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, int(WINDOW.total_seconds()) + 60)
-        count, _ = pipe.execute()
+        count = int(self.redis.incr(key))
+        if count == 1:  # the window's first request: the key goes when the window has gone
+            self.redis.expire(key, int(WINDOW.total_seconds()) + 60)
         return Usage(limit=limit, count=int(count), reset_at=start + WINDOW)
 
 

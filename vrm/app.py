@@ -156,14 +156,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         """Liveness: the process answers (no database work)."""
         return {"status": "ok"}
 
+    # The vendor API and the token endpoint first: routes are matched in order, and theirs
+    # are the requests that come by the thousand.
     for router in (
-        web_router,
-        profile_router,
-        consent_router,
-        registration_router,
         vendor_router,
         vendor_intents_router,
+        consent_router,
         userinfo_router,
+        registration_router,
+        web_router,
+        profile_router,
         vendor_docs_router,
         vendor_reference_router,
         audit_router,
