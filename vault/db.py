@@ -8,7 +8,7 @@ from functools import update_wrapper
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -126,3 +126,19 @@ def atomic(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S
 
     update_wrapper(run, method)
     return run
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A Core connection in a transaction of its own, committed when the block ends (rolled
+    back when it raises): for hot paths that need neither the ORM nor a session's
+    bookkeeping. Where the sessions are bound to one connection (tests), a savepoint on it."""
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Connection):
+        with bind.begin_nested():
+            yield bind
+        return
+    if not isinstance(bind, Engine):
+        raise TypeError("the session factory is bound to neither an engine nor a connection")
+    with bind.begin() as conn:
+        yield conn

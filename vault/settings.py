@@ -106,6 +106,16 @@ class Settings(BaseSettings):
         le=60,
         description="How long one webhook attempt may take in all (connect, send, answer).",
     )
+    access_log_batch_ms: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="0 (the default): every profile read is written to the access log in the "
+        "transaction that reads it, so no read goes unlogged. Above 0: reads are queued and "
+        "written together this often, which saves about a millisecond per read at low load; "
+        "a clean stop (SIGTERM) still writes every queued read, but a crash of the process "
+        "loses the reads of its last interval.",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis for what every process must share quickly (the vendor API's rate "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -26,7 +25,7 @@ router = APIRouter(prefix="/vendor/v1", tags=["vendor"])
     response_model=VendorProfileOut,
     responses=error_responses(InvalidToken, InsufficientScope, RateLimited),
 )
-async def read_profile(request: Request, response: Response, token: IndividualBearer) -> Any:
+async def read_profile(request: Request, token: IndividualBearer) -> Response:
     """The individual's fields this token may read now, and nothing else.
 
     Only fields the individual still grants *and* the token's scope names (`profile:<key>`) are
@@ -41,17 +40,24 @@ async def read_profile(request: Request, response: Response, token: IndividualBe
 
     try:
         read = await run_in_threadpool(
-            profile.read_profile, rt, request.app.state.rate_limiter, token, limit, counted
+            profile.read_profile,
+            rt,
+            request.app.state.rate_limiter,
+            request.app.state.access_recorder,
+            token,
+            limit,
+            counted,
         )
     except profile.RateLimitedRead as exc:
         raise rate_limited(exc.usage, limit, ratelimit.READ) from None
-    response.headers.update(read.usage.headers())
-    return VendorProfileOut(
+    body = VendorProfileOut(
         sub=read.sub,
         fields=read.fields,
         granted_fields=read.granted_fields,
         expires_at=read.expires_at,
-    )
+    ).model_dump_json()
+    # Serialised here, once: returning a Response skips FastAPI's second pass over the model.
+    return Response(body, media_type="application/json", headers=read.usage.headers())
 
 
 @router.get(

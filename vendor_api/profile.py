@@ -1,30 +1,33 @@
 """The profile read (``GET /vendor/v1/profile``): the vendor API's hottest path, in one hop to
-a worker thread, one query, one insert and one commit.
+a worker thread and one short transaction of two small queries.
 
-The token, its grant, the individual's data key and their filled-in standard fields come back
-in one statement (a join on the token's keyed hash), so the grant is checked in the very
-transaction that reads the values: a revocation that committed before is in force, whichever
-process committed it. The data key is unwrapped once per process (``vault.keystore.UNWRAPPED``)
-and only the fields this token may read are decrypted. The read is written to the access log
-in the same transaction, so no read goes unlogged.
+The token, its grant and the individual's data key come back in one row (a join on the
+token's keyed hash), then the individual's fields, in the same transaction: the grant is
+checked in the very transaction that reads the values, so a revocation that committed before
+is in force, whichever process committed it. The data key is unwrapped once per process
+(``vault.keystore.UNWRAPPED``) and only the fields this token may read are decrypted. The
+read goes to the access log through the app's
+:class:`~consent.grants.recorder.AccessRecorder`: in batches while the app runs, or in the
+reading transaction.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Connection, bindparam, select
 
 from consent import scopes
-from consent.grants.models import AccessLogEntry, Grant, OAuthToken
+from consent.grants.models import Grant, OAuthToken
+from consent.grants.recorder import AccessRecorder
 from consent.grants.service import pairwise_subject
 from vault.base import utcnow
 from vault.crypto import Binding, hash_token
+from vault.db import transaction
 from vault.keystore import UNWRAPPED, DataKeyRecord
 from vault.profile.catalogue import FIELDS
 from vault.profile.models import ProfileField
@@ -34,7 +37,7 @@ from vendor_api.ratelimit import READ, Limiter, Usage
 
 _TABLE = ProfileField.__tablename__
 
-_READ = (
+_TOKEN = (
     select(
         OAuthToken.app_id,
         OAuthToken.grant_id,
@@ -48,18 +51,18 @@ _READ = (
         DataKeyRecord.id.label("key_id"),
         DataKeyRecord.kek_id,
         DataKeyRecord.wrapped,
-        ProfileField.id.label("field_id"),
-        ProfileField.field_key,
-        ProfileField.value_ct,
     )
     .select_from(OAuthToken)
     .outerjoin(Grant, Grant.id == OAuthToken.grant_id)
     .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Grant.individual_id)
-    .outerjoin(ProfileField, ProfileField.owner_id == Grant.individual_id)
     .where(OAuthToken.access_token_hash == bindparam("token_hash"))
 )
-"""Built once: each read only binds the token's hash (no statement to build or key to
-compute per request)."""
+"""The token, its grant and the individual's data key: one row. Built once; each read only
+binds the token's hash."""
+_FIELDS = select(ProfileField.id, ProfileField.field_key, ProfileField.value_ct).where(
+    ProfileField.owner_id == bindparam("owner_id")
+)
+"""The individual's stored fields (a dozen small rows; only the readable ones are opened)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class ProfileRead:
 def read_profile(
     rt: Runtime,
     limiter: Limiter,
+    recorder: AccessRecorder,
     token: str,
     limit: int,
     counted: Callable[[Usage], None],
@@ -87,15 +91,12 @@ def read_profile(
     if not token or len(token) > 200:
         raise _unknown()
     now = utcnow()
-    # The runtime's sessions, not the engine: tests bind them to a connection of their own.
-    with rt.sessions() as session, session.begin():
-        conn = session.connection()
-        rows = conn.execute(
-            _READ, {"token_hash": hash_token(rt.secrets.token_hash_key, token)}
-        ).all()
-        if not rows:
+    with transaction(rt.sessions) as conn:
+        first = conn.execute(
+            _TOKEN, {"token_hash": hash_token(rt.secrets.token_hash_key, token)}
+        ).first()
+        if first is None:
             raise _unknown()
-        first = rows[0]
         if first.revoked_at is not None or first.access_expires_at <= now:
             raise _unknown()
         usage = limiter.hit(first.app_id, READ, limit, now=now, conn=conn)
@@ -123,18 +124,10 @@ def read_profile(
                 scope=" ".join(scopes.profile_scopes()),
             )
         granted = [key for key in first.fields if key in scoped]
-        values = _decrypt(rt, rows, set(granted))
+        values = _decrypt(rt, conn, first, set(granted))
         ordered = {key: values[key] for key in granted if key in values}
         if ordered:
-            conn.execute(
-                insert(AccessLogEntry).values(
-                    id=uuid.uuid4(),
-                    individual_id=first.individual_id,
-                    app_id=first.app_id,
-                    fields=list(ordered),
-                    accessed_at=now,
-                )
-            )
+            recorder.record(conn, first.individual_id, first.app_id, list(ordered), now)
     return ProfileRead(
         sub=pairwise_subject(rt, first.app_id, first.individual_id),
         fields=ordered,
@@ -144,18 +137,21 @@ def read_profile(
     )
 
 
-def _decrypt(rt: Runtime, rows: Sequence[Any], wanted: set[str]) -> dict[str, Any]:
+def _decrypt(rt: Runtime, conn: Connection, first: Any, wanted: set[str]) -> dict[str, Any]:
     """The wanted fields' values; nothing else is decrypted."""
+    if not wanted or first.key_id is None:
+        return {}
+    rows = conn.execute(_FIELDS, {"owner_id": first.individual_id}).all()
     mine = [row for row in rows if row.field_key in wanted and row.field_key in FIELDS]
     if not mine:
         return {}
-    first = mine[0]
     key = UNWRAPPED.open(rt.keys, first.key_id, first.individual_id, first.kek_id, first.wrapped)
+    owner = first.individual_id
     return {
         row.field_key: json.loads(
             key.decrypt(
                 bytes(row.value_ct),
-                Binding(row.individual_id, _TABLE, "value_ct", row.field_id, label=row.field_key),
+                Binding(owner, _TABLE, "value_ct", row.id, label=row.field_key),
             )
         )
         for row in mine

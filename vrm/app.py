@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from consent.grants.recorder import AccessRecorder
 from consent.ledger.endpoints import router as audit_router
 from consent.ledger.service import signing_key as ledger_signing_key
 from consent.oauth.endpoints import router as consent_router
@@ -72,7 +75,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     settings = settings or (runtime.settings if runtime else get_settings())
     runtime = runtime or Runtime.from_settings(settings)
 
+    recorder = AccessRecorder(runtime.sessions, settings.access_log_batch_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        recorder.start()
+        try:
+            yield
+        finally:
+            recorder.stop()  # on SIGTERM too: every queued read is written before exit
+
     app = FastAPI(
+        lifespan=lifespan,
         title="VRM Vault",
         summary="A customer-owned personal data vault.",
         version="0.1.0",
@@ -83,6 +97,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     app.state.portability = portability(runtime)
     app.state.rate_limiter = limiter_for(settings, runtime.engine)
+    app.state.access_recorder = recorder
     register_extension_grant(AcceptedOfferGrant)
     # Production refuses to start without operator-made signing keys (id_tokens, checkpoints).
     try:
