@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, literal_column, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, Select, exists, literal_column, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
@@ -34,7 +35,7 @@ from intents.service import binding
 from vault.accounts.models import Account, AccountStatus
 from vault.base import utcnow
 from vault.errors import InvalidInput, NotFound
-from vault.keystore import KeyStore
+from vault.keystore import UNWRAPPED, DataKeyRecord
 from vault.runtime import Runtime
 
 DEFAULT_PAGE = 20
@@ -163,50 +164,53 @@ class Market:
             where.append(Intent.published_at >= f.published_since)
         return where
 
-    def _views(self, intents: list[Intent]) -> list[VendorIntent]:
+    def _shown(self, *where: ColumnElement[bool]) -> Select[Intent, Offer, uuid.UUID, str, bytes]:
+        """Intents this app may see, each with this app's own offer on it and its owner's data
+        key: one statement, so a page costs one round trip however many owners it shows."""
+        return (
+            select(Intent, Offer, DataKeyRecord.id, DataKeyRecord.kek_id, DataKeyRecord.wrapped)
+            .outerjoin(Offer, (Offer.intent_id == Intent.id) & (Offer.app_id == self.app.id))
+            .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Intent.owner_id)
+            .where(*self._visible(utcnow()), *where)
+        )
 
-        keys = KeyStore(self.db, self.rt.keys)
-        keys.preload({i.owner_id for i in intents})
-        own: dict[uuid.UUID, Offer] = {}
-        if intents:
-            own = {
-                o.intent_id: o
-                for o in self.db.scalars(
-                    select(Offer).where(
-                        Offer.app_id == self.app.id, Offer.intent_id.in_([i.id for i in intents])
-                    )
+    def _views(
+        self, rows: Sequence[Row[Intent, Offer, uuid.UUID, str, bytes]]
+    ) -> list[VendorIntent]:
+        views = []
+        for intent, offer, key_id, kek_id, wrapped in rows:
+            if key_id is None:  # erased meanwhile: nothing of theirs can be shown
+                continue
+            key = UNWRAPPED.open(self.rt.keys, key_id, intent.owner_id, kek_id, wrapped)
+            views.append(
+                VendorIntent(
+                    intent=intent,
+                    title=key.decrypt(intent.title_ct, binding(intent, "title_ct")).decode(),
+                    description=key.decrypt(
+                        intent.description_ct, binding(intent, "description_ct")
+                    ).decode(),
+                    pseudonym=owner_pseudonym(self.rt, self.app.id, intent.owner_id),
+                    own_offer=offer,
                 )
-            }
-        return [
-            VendorIntent(
-                intent=i,
-                title=keys.decrypt(binding(i, "title_ct"), i.title_ct).decode(),
-                description=keys.decrypt(binding(i, "description_ct"), i.description_ct).decode(),
-                pseudonym=owner_pseudonym(self.rt, self.app.id, i.owner_id),
-                own_offer=own.get(i.id),
             )
-            for i in intents
-        ]
+        return views
 
     def list_intents(
         self, filters: IntentFilters, *, cursor: str | None = None, limit: int | None = None
     ) -> tuple[list[VendorIntent], str | None]:
         """One page of open intents, newest published first; the cursor of the next page."""
         size = page_size(limit)
-        now = utcnow()
-        query = select(Intent).where(*self._visible(now), *self._filters(filters))
+        query = self._shown(*self._filters(filters))
         if cursor:
             moment, row_id = decode_cursor(cursor)
             query = query.where(tuple_(Intent.published_at, Intent.id) < tuple_(moment, row_id))
-        rows = list(
-            self.db.scalars(
-                query.order_by(Intent.published_at.desc(), Intent.id.desc()).limit(size + 1)
-            )
-        )
+        rows = self.db.execute(
+            query.order_by(Intent.published_at.desc(), Intent.id.desc()).limit(size + 1)
+        ).all()
         next_cursor = None
         if len(rows) > size:
             rows = rows[:size]
-            last = rows[-1]
+            last = rows[-1][0]
             assert last.published_at is not None
             next_cursor = encode_cursor(last.published_at, last.id)
         return self._views(rows), next_cursor
@@ -222,7 +226,10 @@ class Market:
         return intent
 
     def intent(self, intent_id: uuid.UUID) -> VendorIntent:
-        return self._views([self._find(intent_id)])[0]
+        views = self._views(self.db.execute(self._shown(Intent.id == intent_id)).all())
+        if not views:
+            raise NotFound("There is no open intent with this id.")
+        return views[0]
 
     def _closed_to_offers(self, intent_id: uuid.UUID) -> None:
         """For an intent this app cannot see: 409 if it once could (it closed), else 404."""

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from consent.grants.access import TokenContext
 from consent.grants.models import Grant
 from consent.grants.service import is_active
 from consent.oauth.tokens import TokenService
 from consent.terms.catalogue import INTENT_SHARING
+from vault.db import transaction
 from vault.dependencies import DbDep, RuntimeDep
+from vault.runtime import Runtime
 from vendor_api import ratelimit
 from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
+
+T = TypeVar("T")
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -43,6 +52,12 @@ async def individual_bearer(credentials: Credentials) -> str:
 IndividualBearer = Annotated[str, Depends(individual_bearer)]
 
 
+_UNUSABLE = (
+    "The access token is unknown, expired or revoked, or the individual's permission has "
+    "ended. Get a new token."
+)
+
+
 def rate_limited(usage: ratelimit.Usage, limit: int, bucket: str) -> RateLimited:
     """The 429 for an app over its limit, with ``Retry-After`` and the rate-limit headers."""
     kind = "reads (GET)" if bucket == ratelimit.READ else "writes (POST, PATCH, DELETE)"
@@ -68,10 +83,7 @@ def access_token(
     with rt.sessions() as db, db.begin():
         ctx = TokenService(db, rt).validate_access_token(token)
         if ctx is None:
-            raise InvalidToken(
-                "The access token is unknown, expired or revoked, or the individual's "
-                "permission has ended. Get a new token."
-            )
+            raise InvalidToken(_UNUSABLE)
         limiter: ratelimit.Limiter = request.app.state.rate_limiter
         usage = limiter.hit(ctx.app.id, bucket, limit, conn=db.connection())
     headers = usage.headers()
@@ -109,26 +121,87 @@ def individual_token(ctx: TokenDep, db: DbDep) -> TokenContext:
 IndividualTokenDep = Annotated[TokenContext, Depends(individual_token)]
 
 
-def app_token(scope: str) -> Callable[[TokenContext], TokenContext]:
-    """A dependency: the app's own token (client credentials) carrying ``scope``, for an app
-    that accepts the intent-sharing agreement (the terms intents are published under)."""
+@dataclass(frozen=True, slots=True)
+class AppCall:
+    """A request made with the app's own token (client credentials) for ``scope``: checked,
+    counted and served in one hop to a worker thread and one transaction.
 
-    def check(ctx: TokenDep) -> TokenContext:
-        if ctx.grant is not None or scope not in ctx.scopes:
-            raise InsufficientScope(
-                f"This needs your app's own token with the {scope} scope: use the client "
-                f"credentials grant with scope={scope}.",
-                scope=scope,
-            )
-        if INTENT_SHARING not in ctx.app.accepted_agreements:
-            raise AgreementRequired(
-                "Intents are shared only with apps that accept the intent-sharing agreement "
-                "(/terms/intent-sharing). Add it to your app in the developer console."
-            )
-        return ctx
+    The token, the app, the rate-limit count, the scope and the intent-sharing agreement are
+    checked in the transaction that does the request's work, so a revocation that committed
+    before is in force, whichever process committed it. A request that fails after it was
+    counted still counts (a database count is then made again, in a transaction of its own).
+    """
+
+    request: Request
+    token: str
+    scope: str
+
+    async def run(self, work: Callable[[Session, Runtime, TokenContext], T]) -> T:
+        """``work(db, rt, ctx)`` in the request's transaction; committed when it returns."""
+        return await run_in_threadpool(self._serve, work)
+
+    def _serve(self, work: Callable[[Session, Runtime, TokenContext], T]) -> T:
+        state = self.request.app.state
+        rt: Runtime = state.runtime
+        limiter: ratelimit.Limiter = state.rate_limiter
+        bucket = ratelimit.bucket_for(self.request.method)
+        limit = ratelimit.limit_for(rt.settings, bucket)
+        counted: uuid.UUID | None = None  # the app, once its request is counted
+        try:
+            with rt.sessions() as db, db.begin():
+                ctx = TokenService(db, rt).validate_access_token(self.token)
+                if ctx is None:
+                    raise InvalidToken(_UNUSABLE)
+                usage = limiter.hit(ctx.app.id, bucket, limit, conn=db.connection())
+                self.request.state.rate_limit_headers = usage.headers()
+                if usage.exceeded:
+                    raise rate_limited(usage, limit, bucket)
+                counted = ctx.app.id
+                _check_app_scope(ctx, self.scope)
+                return work(db, rt, ctx)
+        except Exception:
+            if counted is not None and isinstance(limiter, ratelimit.DatabaseLimiter):
+                with transaction(rt.sessions) as conn:  # the rolled-back count, again
+                    limiter.hit(counted, bucket, limit, conn=conn)
+            raise
+
+    def json(
+        self, body: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+    ) -> Response:
+        """The answer: ``body`` serialised once, with the rate-limit headers."""
+        counted: dict[str, str] = getattr(self.request.state, "rate_limit_headers", None) or {}
+        return Response(
+            body.model_dump_json(),
+            status_code=status_code,
+            media_type="application/json",
+            headers={**counted, **(headers or {})},
+        )
+
+
+def _check_app_scope(ctx: TokenContext, scope: str) -> None:
+    if ctx.grant is not None or scope not in ctx.scopes:
+        raise InsufficientScope(
+            f"This needs your app's own token with the {scope} scope: use the client "
+            f"credentials grant with scope={scope}.",
+            scope=scope,
+        )
+    if INTENT_SHARING not in ctx.app.accepted_agreements:
+        raise AgreementRequired(
+            "Intents are shared only with apps that accept the intent-sharing agreement "
+            "(/terms/intent-sharing). Add it to your app in the developer console."
+        )
+
+
+def app_token(scope: str) -> Callable[[Request, HTTPAuthorizationCredentials | None], Any]:
+    """A dependency: an :class:`AppCall` for the app's own token carrying ``scope``, for an
+    app that accepts the intent-sharing agreement (the terms intents are published under).
+    Nothing is looked up until the endpoint runs the call."""
+
+    async def check(request: Request, credentials: Credentials) -> AppCall:
+        return AppCall(request, bearer_token(credentials), scope)
 
     return check
 
 
-IntentsReader = Annotated[TokenContext, Depends(app_token("intents:read"))]
-OffersWriter = Annotated[TokenContext, Depends(app_token("offers:write"))]
+IntentsReader = Annotated[AppCall, Depends(app_token("intents:read"))]
+OffersWriter = Annotated[AppCall, Depends(app_token("offers:write"))]

@@ -12,8 +12,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
 
 from consent import scopes
+from consent.grants.access import TokenContext
 from intents import money, taxonomy
 from intents.errors import (
     CurrencyMismatch,
@@ -26,10 +28,10 @@ from intents.market import IntentFilters, Market, VendorIntent
 from intents.models import Offer
 from intents.rules import parse_date, parse_datetime
 from intents.service import offer_status
-from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, NotFound
 from vault.errors import error_responses as _responses
 from vault.profile.catalogue import countries
+from vault.runtime import Runtime
 from vendor_api.dependencies import IntentsReader, OffersWriter
 from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
 from vendor_api.schemas import (
@@ -199,10 +201,8 @@ def categories() -> list[dict[str, object]]:
 
 
 @router.get("/intents", response_model=IntentPage, responses=_responses(InvalidInput, *_AUTH))
-def list_intents(
-    ctx: IntentsReader,
-    db: DbDep,
-    rt: RuntimeDep,
+async def list_intents(
+    call: IntentsReader,
     category: Annotated[
         str | None,
         Query(max_length=100, description="A category id; a top-level one includes its subtree."),
@@ -227,7 +227,7 @@ def list_intents(
     ] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int | None, Query(description="Page size, 1 to 100 (default 20).")] = None,
-) -> IntentPage:
+) -> Response:
     """Open intents your app may see, newest published first, in pages.
 
     Never drafts, withdrawn, closed or expired intents, intents of individuals who blocked
@@ -245,16 +245,25 @@ def list_intents(
         needed_before,
         published_since,
     )
-    views, next_cursor = Market(db, rt, ctx.app).list_intents(filters, cursor=cursor, limit=limit)
-    return IntentPage(data=[intent_out(v) for v in views], next_cursor=next_cursor)
+
+    def page(db: Session, rt: Runtime, ctx: TokenContext) -> IntentPage:
+        market = Market(db, rt, ctx.app)
+        views, next_cursor = market.list_intents(filters, cursor=cursor, limit=limit)
+        return IntentPage(data=[intent_out(v) for v in views], next_cursor=next_cursor)
+
+    return call.json(await call.run(page))
 
 
 @router.get(
     "/intents/{intent_id}", response_model=IntentOut, responses=_responses(NotFound, *_AUTH)
 )
-def read_intent(intent_id: str, ctx: IntentsReader, db: DbDep, rt: RuntimeDep) -> IntentOut:
+async def read_intent(intent_id: str, call: IntentsReader) -> Response:
     """One open intent; 404 for anything your app may not see (never saying why)."""
-    return intent_out(Market(db, rt, ctx.app).intent(_uuid(intent_id, "open intent")))
+
+    def read(db: Session, rt: Runtime, ctx: TokenContext) -> IntentOut:
+        return intent_out(Market(db, rt, ctx.app).intent(_uuid(intent_id, "open intent")))
+
+    return call.json(await call.run(read))
 
 
 @router.post(
@@ -274,34 +283,29 @@ def read_intent(intent_id: str, ctx: IntentsReader, db: DbDep, rt: RuntimeDep) -
         ),
     },
 )
-def make_offer(
-    intent_id: str,
-    body: OfferCreate,
-    response: Response,
-    ctx: OffersWriter,
-    db: DbDep,
-    rt: RuntimeDep,
-) -> OfferOut:
+async def make_offer(intent_id: str, body: OfferCreate, call: OffersWriter) -> Response:
     """Answer an open intent. One live offer per app per intent: a new one replaces it (200).
 
     409 `intent_closed` when the intent no longer takes offers; 409 `offer_declined` when the
     individual declined your offer on it.
     """
-    market = Market(db, rt, ctx.app)
-    offer, created = market.make_offer(
-        _uuid(intent_id, "open intent"), body.model_dump(exclude_unset=True)
-    )
-    response.status_code = 201 if created else 200
-    if created:
-        response.headers["Location"] = f"/vendor/v1/offers/{offer.id}"
-    return offer_out(*market.offer(offer.id))
+
+    def make(db: Session, rt: Runtime, ctx: TokenContext) -> tuple[OfferOut, bool]:
+        market = Market(db, rt, ctx.app)
+        offer, created = market.make_offer(
+            _uuid(intent_id, "open intent"), body.model_dump(exclude_unset=True)
+        )
+        return offer_out(*market.offer(offer.id)), created
+
+    out, created = await call.run(make)
+    if not created:
+        return call.json(out)
+    return call.json(out, 201, {"Location": f"/vendor/v1/offers/{out.id}"})
 
 
 @router.get("/offers", response_model=OfferPage, responses=_responses(InvalidInput, *_AUTH))
-def list_offers(
-    ctx: OffersWriter,
-    db: DbDep,
-    rt: RuntimeDep,
+async def list_offers(
+    call: OffersWriter,
     status: Annotated[
         str | None,
         Query(
@@ -311,16 +315,25 @@ def list_offers(
     ] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int | None, Query(description="Page size, 1 to 100 (default 20).")] = None,
-) -> OfferPage:
+) -> Response:
     """Your app's offers with their status, newest first."""
-    rows, next_cursor = Market(db, rt, ctx.app).offers(status=status, cursor=cursor, limit=limit)
-    return OfferPage(data=[offer_out(o, owner) for o, owner in rows], next_cursor=next_cursor)
+
+    def page(db: Session, rt: Runtime, ctx: TokenContext) -> OfferPage:
+        market = Market(db, rt, ctx.app)
+        rows, next_cursor = market.offers(status=status, cursor=cursor, limit=limit)
+        return OfferPage(data=[offer_out(o, owner) for o, owner in rows], next_cursor=next_cursor)
+
+    return call.json(await call.run(page))
 
 
 @router.get("/offers/{offer_id}", response_model=OfferOut, responses=_responses(NotFound, *_AUTH))
-def read_offer(offer_id: str, ctx: OffersWriter, db: DbDep, rt: RuntimeDep) -> OfferOut:
+async def read_offer(offer_id: str, call: OffersWriter) -> Response:
     """One of your app's offers; another app's is 404."""
-    return offer_out(*Market(db, rt, ctx.app).offer(_uuid(offer_id, "offer")))
+
+    def read(db: Session, rt: Runtime, ctx: TokenContext) -> OfferOut:
+        return offer_out(*Market(db, rt, ctx.app).offer(_uuid(offer_id, "offer")))
+
+    return call.json(await call.run(read))
 
 
 @router.patch(
@@ -328,13 +341,15 @@ def read_offer(offer_id: str, ctx: OffersWriter, db: DbDep, rt: RuntimeDep) -> O
     response_model=OfferOut,
     responses=_responses(InvalidInput, NotFound, OfferNotLive, IntentClosed, *_AUTH),
 )
-def update_offer(
-    offer_id: str, body: OfferUpdate, ctx: OffersWriter, db: DbDep, rt: RuntimeDep
-) -> OfferOut:
+async def update_offer(offer_id: str, body: OfferUpdate, call: OffersWriter) -> Response:
     """Change a live offer's price, message or validity while its intent is open."""
-    market = Market(db, rt, ctx.app)
-    offer = market.update_offer(_uuid(offer_id, "offer"), body.model_dump(exclude_unset=True))
-    return offer_out(*market.offer(offer.id))
+
+    def update(db: Session, rt: Runtime, ctx: TokenContext) -> OfferOut:
+        market = Market(db, rt, ctx.app)
+        offer = market.update_offer(_uuid(offer_id, "offer"), body.model_dump(exclude_unset=True))
+        return offer_out(*market.offer(offer.id))
+
+    return call.json(await call.run(update))
 
 
 @router.delete(
@@ -342,7 +357,12 @@ def update_offer(
     status_code=204,
     responses=_responses(NotFound, OfferNotLive, *_AUTH),
 )
-def withdraw_offer(offer_id: str, ctx: OffersWriter, db: DbDep, rt: RuntimeDep) -> Response:
+async def withdraw_offer(offer_id: str, call: OffersWriter) -> Response:
     """Withdraw a live offer. You may make a new one while the intent is open."""
-    Market(db, rt, ctx.app).withdraw_offer(_uuid(offer_id, "offer"))
-    return Response(status_code=204)
+
+    def withdraw(db: Session, rt: Runtime, ctx: TokenContext) -> None:
+        Market(db, rt, ctx.app).withdraw_offer(_uuid(offer_id, "offer"))
+
+    await call.run(withdraw)
+    counted = call.request.state.rate_limit_headers
+    return Response(status_code=204, headers=counted)

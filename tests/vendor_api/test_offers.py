@@ -301,6 +301,23 @@ def test_writes_over_the_limit_get_429_with_retry_after(
     assert (read.headers["ratelimit-limit"], read.headers["ratelimit-remaining"]) == ("5", "4")
 
 
+def test_writes_that_fail_still_count_against_the_limit(
+    client_with: MakeClient, db: Session, rt: Runtime, frozen_window: datetime
+) -> None:
+    """An offer on an intent that does not exist is refused after it was counted: a vendor
+    cannot probe without limit by sending requests that fail."""
+    vendor_client = client_with(vendor_writes_per_minute=2)
+    owner = individual(vendor_client, db, rt)
+    intent = make_intent(db, rt, owner)
+    headers = app_token(db, rt, market_vendor(db, rt))
+
+    missing = [post_offer(vendor_client, headers, uuid.uuid4()) for _ in "ab"]
+
+    assert [r.status_code for r in missing] == [404, 404]
+    assert missing[1].headers["ratelimit-remaining"] == "0"
+    assert post_offer(vendor_client, headers, intent.id).status_code == 429
+
+
 def test_each_app_has_its_own_limit(
     client_with: MakeClient, db: Session, rt: Runtime, frozen_window: datetime
 ) -> None:
