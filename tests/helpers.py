@@ -1,12 +1,14 @@
-"""Helpers that act as a browser would: fetch a form, read its CSRF token, submit it."""
+"""Helpers that act as a browser would: fetch a form, read its CSRF token, submit it.
+
+They take any httpx client: a ``TestClient`` on the app, or an ``httpx.Client`` on a served
+process (``tests/served.py``)."""
 
 from __future__ import annotations
 
 import re
 import uuid
 
-from fastapi.testclient import TestClient
-from httpx import Response
+from httpx import Client, Response
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -18,14 +20,14 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
-def page_csrf(client: TestClient, path: str = "/signin") -> str:
+def page_csrf(client: Client, path: str = "/signin") -> str:
     response = client.get(path)
     assert response.status_code == 200, response.text
     return csrf_from(response.text)
 
 
 def post_form(
-    client: TestClient, path: str, data: dict[str, object], form_page: str | None = None
+    client: Client, path: str, data: dict[str, object], form_page: str | None = None
 ) -> Response:
     token = page_csrf(client, form_page or path)
     return client.post(path, data={**data, "csrf_token": token})
@@ -35,7 +37,7 @@ def unique_email(prefix: str = "person") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.org"
 
 
-def sign_up(client: TestClient, email: str | None = None, password: str = PASSWORD) -> str:
+def sign_up(client: Client, email: str | None = None, password: str = PASSWORD) -> str:
     email = email or unique_email()
     response = post_form(
         client, "/signup", {"email": email, "password": password, "password_confirm": password}
@@ -45,10 +47,10 @@ def sign_up(client: TestClient, email: str | None = None, password: str = PASSWO
     return email
 
 
-def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> Response:
+def sign_in(client: Client, email: str, password: str = PASSWORD) -> Response:
     return post_form(client, "/signin", {"email": email, "password": password})
 
 
-def api_headers(client: TestClient) -> dict[str, str]:
+def api_headers(client: Client) -> dict[str, str]:
     """The X-CSRF-Token header the JSON API wants, read from a page as a browser script would."""
     return {"X-CSRF-Token": page_csrf(client, "/profile")}

@@ -14,11 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -31,22 +33,29 @@ START_TIMEOUT = 30.0  # seconds; generous, the suite may share a busy machine
 
 @dataclass
 class Served:
-    """One ``vrm serve`` process."""
+    """One ``vrm serve`` process; its output goes to a file (a pipe nobody reads would fill up
+    and stall a server that answers many requests)."""
 
     url: str
     process: subprocess.Popen[bytes]
+    output: IO[bytes]
 
     def stop(self, timeout: float = 20.0) -> str:
         """SIGTERM, as a process manager sends it; waits for the exit and returns the output."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-            raise AssertionError(f"vrm serve did not stop on SIGTERM:\n{out.decode()}") from None
-        return out.decode(errors="replace")
+            self.process.wait()
+            raise AssertionError(f"vrm serve did not stop on SIGTERM:\n{self.log()}") from None
+        return self.log()
+
+    def log(self) -> str:
+        """What the process printed so far."""
+        self.output.seek(0)
+        return self.output.read().decode(errors="replace")
 
 
 def _free_port() -> int:
@@ -76,23 +85,50 @@ def vault(database_url: str, key_dir: Path) -> Iterator[Runtime]:
 
 
 @contextmanager
-def served(database_url: str, key_dir: Path, **settings: object) -> Iterator[Served]:
-    """``vrm serve`` on a free port of 127.0.0.1 until the block ends, then stopped."""
+def served(
+    database_url: str, key_dir: Path, *, workers: int = 1, **settings: object
+) -> Iterator[Served]:
+    """``vrm serve`` on a free port of 127.0.0.1 until the block ends, then stopped.
+
+    ``workers``: ``vrm serve --workers N``, N worker processes behind the one socket."""
+    with served_together(1, database_url, key_dir, workers=workers, **settings) as (server,):
+        yield server
+
+
+@contextmanager
+def served_together(
+    count: int, database_url: str, key_dir: Path, *, workers: int = 1, **settings: object
+) -> Iterator[tuple[Served, ...]]:
+    """``count`` separate ``vrm serve`` commands on the same database and keys, as a proxy
+    would spread requests over: all are started before any is waited for (start-up is
+    mostly imports, so they overlap), and all are stopped when the block ends."""
+    with ExitStack() as stack:
+        servers = []
+        for _ in range(count):
+            output = stack.enter_context(tempfile.TemporaryFile())
+            server = _start(database_url, key_dir, workers, settings, output)
+            stack.callback(server.stop)
+            servers.append(server)
+        for server in servers:
+            _wait_until_up(server)
+        yield tuple(servers)
+
+
+def _start(
+    database_url: str,
+    key_dir: Path,
+    workers: int,
+    settings: dict[str, object],
+    output: IO[bytes],
+) -> Served:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = environment(database_url, key_dir, base_url=url, **settings)
+    command = [sys.executable, "-m", "vrm.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "vrm.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        [*command, "--workers", str(workers)], env=env, stdout=output, stderr=subprocess.STDOUT
     )
-    server = Served(url, process)
-    try:
-        _wait_until_up(server)
-        yield server
-    finally:
-        server.stop()
+    return Served(url, process, output)
 
 
 def _wait_until_up(server: Served) -> None:

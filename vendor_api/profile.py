@@ -103,31 +103,18 @@ def read_profile(
         counted(usage)
         if usage.exceeded:
             raise RateLimitedRead(usage)
-        if first.grant_id is None:
-            raise InsufficientScope(
-                "This token belongs to your app itself (client credentials). Reading personal "
-                "data needs a token from an individual's consent (the authorization code flow).",
-                scope="openid",
-            )
-        if (
-            first.individual_id is None
-            or first.grant_revoked_at is not None
-            or (first.expires_at is not None and first.expires_at <= now)
-        ):
-            raise InvalidToken(
-                "The individual's permission has ended. Get a new token after they consent again."
-            )
-        scoped = set(scopes.fields_in(first.scope))
-        if not scoped:
-            raise InsufficientScope(
-                "This token names no profile fields. Ask for profile:<key> scopes.",
-                scope=" ".join(scopes.profile_scopes()),
-            )
-        granted = [key for key in first.fields if key in scoped]
-        values = _decrypt(rt, conn, first, set(granted))
-        ordered = {key: values[key] for key in granted if key in values}
-        if ordered:
-            recorder.record(conn, first.individual_id, first.app_id, list(ordered), now)
+        # Refused from here on, the read still counts: the refusal is raised after the
+        # transaction, which holds the database limiter's count, has committed.
+        refusal = _refusal(first, now)
+        if refusal is None:
+            scoped = set(scopes.fields_in(first.scope))
+            granted = [key for key in first.fields if key in scoped]
+            values = _decrypt(rt, conn, first, set(granted))
+            ordered = {key: values[key] for key in granted if key in values}
+            if ordered:
+                recorder.record(conn, first.individual_id, first.app_id, list(ordered), now)
+    if refusal is not None:
+        raise refusal
     return ProfileRead(
         sub=pairwise_subject(rt, first.app_id, first.individual_id),
         fields=ordered,
@@ -135,6 +122,31 @@ def read_profile(
         expires_at=first.expires_at,
         usage=usage,
     )
+
+
+def _refusal(first: Any, now: datetime) -> InsufficientScope | InvalidToken | None:
+    """Why a counted token may not read (its app's own token, a grant that has ended, no
+    profile scopes), or None."""
+    if first.grant_id is None:
+        return InsufficientScope(
+            "This token belongs to your app itself (client credentials). Reading personal "
+            "data needs a token from an individual's consent (the authorization code flow).",
+            scope="openid",
+        )
+    if (
+        first.individual_id is None
+        or first.grant_revoked_at is not None
+        or (first.expires_at is not None and first.expires_at <= now)
+    ):
+        return InvalidToken(
+            "The individual's permission has ended. Get a new token after they consent again."
+        )
+    if not scopes.fields_in(first.scope):
+        return InsufficientScope(
+            "This token names no profile fields. Ask for profile:<key> scopes.",
+            scope=" ".join(scopes.profile_scopes()),
+        )
+    return None
 
 
 def _decrypt(rt: Runtime, conn: Connection, first: Any, wanted: set[str]) -> dict[str, Any]:

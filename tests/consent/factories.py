@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi.testclient import TestClient
+from httpx import Client
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -51,7 +51,7 @@ def account_of(db: Session, rt: Runtime, email: str) -> Account:
     return db.scalars(select(Account).where(Account.email_index == index)).one()
 
 
-def individual(client: TestClient, db: Session, rt: Runtime, **values: Any) -> Account:
+def individual(client: Client, db: Session, rt: Runtime, **values: Any) -> Account:
     """Sign up in ``client`` (which stays signed in) and fill in the given profile fields."""
     account = account_of(db, rt, sign_up(client))
     profile = ProfileService(db, rt)

@@ -50,7 +50,7 @@ def logged(rt: Runtime) -> int:
 def a_reader(rt: Runtime, url: str) -> dict[str, str]:
     """A person with a filled-in profile who granted an app two fields; the app's headers."""
     with httpx.Client(base_url=url) as browser, rt.sessions() as db:
-        person = individual(browser, db, rt, given_name="Ada", email="ada@example.org")  # type: ignore[arg-type]
+        person = individual(browser, db, rt, given_name="Ada", email="ada@example.org")
         app = make_app(db)
         grant = connect(db, rt, person, app, ["given_name", "email"])
         return bearer(db, rt, app, grant)

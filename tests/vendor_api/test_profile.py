@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +13,7 @@ from sqlalchemy.orm import Session
 from consent.grants.models import AccessLogEntry, Grant
 from consent.grants.service import GrantService, pairwise_subject
 from tests.consent.factories import bearer, connect, individual, make_app
+from tests.web.conftest import MakeClient
 from vault.base import utcnow
 from vault.runtime import Runtime
 
@@ -210,3 +213,29 @@ def test_openapi_documents_the_errors_and_bearer_auth(client: TestClient) -> Non
     assert {"200", "401", "403"} <= set(operation["responses"])
     assert operation["security"] == [{"AccessToken": []}]
     assert spec["components"]["securitySchemes"]["AccessToken"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize("refused", ["app's own token", "ended grant"])
+def test_reads_refused_after_the_token_check_still_count_against_the_limit(
+    client_with: MakeClient, db: Session, rt: Runtime, refused: str
+) -> None:
+    """Every read counts when it arrives (``vendor_api.ratelimit``), a refused one too: an app
+    cannot read or probe without limit with tokens that no longer read anything."""
+    vendor_client = client_with(vendor_reads_per_minute=2)
+    app = make_app(db)
+    if refused == "ended grant":
+        person = individual(client_with(), db, rt, given_name="Ada")
+        grant = connect(db, rt, person, app, ["given_name"])
+        headers = bearer(db, rt, app, grant)
+        grant.expires_at = utcnow() - timedelta(seconds=1)
+        db.commit()
+        status = 401
+    else:
+        headers = bearer(db, rt, app, None, scope="openid")
+        status = 403
+    if utcnow().second >= 55:  # do not straddle a window boundary
+        threading.Event().wait(61 - utcnow().second)
+
+    statuses = [vendor_client.get(PROFILE, headers=headers).status_code for _ in "abc"]
+
+    assert statuses == [status, status, 429]
