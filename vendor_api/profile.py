@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, insert, select
 from consent import scopes
 from consent.grants.models import AccessLogEntry, Grant, OAuthToken
 from consent.grants.service import pairwise_subject
+from consent.vendors.ratelimit import READ, Limiter, Usage
 from vault.base import utcnow
 from vault.crypto import Binding, hash_token
 from vault.keystore import UNWRAPPED, DataKeyRecord
@@ -30,7 +31,6 @@ from vault.profile.catalogue import FIELDS
 from vault.profile.models import ProfileField
 from vault.runtime import Runtime
 from vendor_api.errors import InsufficientScope, InvalidToken
-from vendor_api.ratelimit import READ, Limiter, Usage
 
 _TABLE = ProfileField.__tablename__
 

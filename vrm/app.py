@@ -18,6 +18,7 @@ from consent.oauth.endpoints import router as consent_router
 from consent.oauth.objects import register_extension_grant
 from consent.oauth.oidc import signing_key
 from consent.oauth.registration import router as registration_router
+from consent.vendors.ratelimit import limiter_for
 from intents.tokens import AcceptedOfferGrant
 from vault import csrf
 from vault.errors import VaultError
@@ -34,7 +35,6 @@ from vault.settings import Settings, SettingsError, get_settings
 from vendor_api.docs import router as vendor_docs_router
 from vendor_api.endpoints import router as vendor_router
 from vendor_api.intents import router as vendor_intents_router
-from vendor_api.ratelimit import limiter_for
 from vendor_api.userinfo import router as userinfo_router
 from vrm.wiring import portability
 from web.accounts import sign_in_required

@@ -1,8 +1,10 @@
 """Rate limits per vendor app: a fixed one-minute window per app and bucket, shared by every
-process that serves the API.
+process that serves the vault.
 
-Reads (GET) and writes (POST, PATCH, DELETE) count separately. A request counts when it
-arrives, before its own work, so one that fails later (a 400, say) still counts.
+Reads (GET) and writes (POST, PATCH, DELETE) of the vendor API count separately. A request
+counts when it arrives, before its own work, so one that fails later (a 400, say) still
+counts. The counters live here, beside the vendor apps they count, so that the authorization
+server (``consent.oauth``) can use them as well as the vendor API.
 
 - With ``VRM_REDIS_URL``: one key per app, bucket and minute, ``INCR`` and ``EXPIRE`` in one
   round trip (:class:`RedisLimiter`).
@@ -26,9 +28,9 @@ from sqlalchemy import Connection, Engine, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from consent.vendors.models import RateLimitWindow
 from vault.base import utcnow
 from vault.settings import Settings
-from vendor_api.models import RateLimitWindow
 
 WINDOW = timedelta(minutes=1)
 READ = "read"
