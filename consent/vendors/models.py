@@ -44,7 +44,8 @@ class VendorApp(IdMixin, TimestampMixin, Base):
 
 class RateLimitWindow(Base):
     """One shard of the requests an app made in the current fixed window of one bucket
-    (``read`` or ``write``); the window's count is the sum over the shards."""
+    (``read`` or ``write`` of the vendor API, ``oauth`` of the token endpoint); the window's
+    count is the sum over the shards."""
 
     __tablename__ = "vendor_rate_limits"
 
