@@ -86,8 +86,22 @@ def ledger_key(rt: Runtime) -> LedgerKey:
     )
     name = stored.field(LOG_ORIGIN)
     if name is None:
-        name = KEY.adopt(settings.key_dir, LOG_ORIGIN, origin_for(settings))
-        log.warning("ledger key %s had no log origin; it is now fixed as %s", stored.path, name)
+        try:
+            name = KEY.adopt(settings.key_dir, LOG_ORIGIN, origin_for(settings))
+        except OSError as exc:
+            # A key directory this process may not write (a read-only mount, say): keep
+            # working as before, under this process's settings, and say how to fix it.
+            name = origin_for(settings)
+            log.warning(
+                "ledger key %s has no log origin and it cannot be recorded (%s); using %s from "
+                "VRM_BASE_URL for now: run `vrm keys ledger-origin` where the key directory is "
+                "writable, so that every process is held to one origin",
+                stored.path,
+                exc.strerror or type(exc).__name__,
+                name,
+            )
+        else:
+            log.warning("ledger key %s had no log origin; it is now fixed as %s", stored.path, name)
     return LedgerKey(name, _import(stored.key), stored.path)
 
 

@@ -197,3 +197,23 @@ def test_keys_ledger_origin_records_an_origin_for_an_old_key_on_purpose(
     assert result.exit_code == 0
     assert result.stdout.strip() == SERVER_LOG  # recorded once, never re-derived
     assert "warning: refusing to sign" in result.stderr
+
+
+def test_an_old_key_in_a_directory_that_cannot_be_written_keeps_working_as_before(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recording the origin needs to replace the key file; where that fails (a read-only
+    mount), the process signs under its own settings as before the upgrade, and says how to
+    make the origin stick, rather than stop signing."""
+    KEY.ensure(deployment.key_dir, "operator")
+
+    def read_only(path: Path, payload: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("vault.keys._replace_secret_file", read_only)
+    server = deployment.runtime(base_url=SERVER_URL)
+
+    assert ledger_key(server).origin == SERVER_LOG
+    LedgerSigner(server).sign(b"{}", "export-manifest+jws")
+    assert "vrm keys ledger-origin" in caplog.text
+    assert LOG_ORIGIN not in json.loads((deployment.key_dir / KEY.filename).read_text())
