@@ -47,10 +47,16 @@ def keys_ledger_origin() -> None:
     rt = runtime()  # no database needed: the origin lives in the key directory
     try:
         key = ledger_key(rt)
+        stored = LEDGER_KEY.read(rt.settings.key_dir, production=rt.settings.is_production)
     except KeyManagementError as exc:
         raise fail(str(exc)) from exc
     finally:
         rt.engine.dispose()
+    if stored.field(LOG_ORIGIN) is None:
+        raise fail(
+            f"could not record the log origin in {stored.path}: run this where the key "
+            "directory is writable"
+        )
     typer.echo(key.origin)
     problem = origin_problem(rt, key)
     if problem is not None:

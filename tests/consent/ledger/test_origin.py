@@ -217,3 +217,6 @@ def test_an_old_key_in_a_directory_that_cannot_be_written_keeps_working_as_befor
     LedgerSigner(server).sign(b"{}", "export-manifest+jws")
     assert "vrm keys ledger-origin" in caplog.text
     assert LOG_ORIGIN not in json.loads((deployment.key_dir / KEY.filename).read_text())
+    refused = deployment.cli("keys", "ledger-origin")
+    assert refused.exit_code == 1
+    assert "could not record the log origin" in refused.stderr
