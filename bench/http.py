@@ -847,6 +847,7 @@ def main() -> None:
             # Measure the work of a request, not the per-app rate limits.
             "VRM_VENDOR_READS_PER_MINUTE": "1000000",
             "VRM_VENDOR_WRITES_PER_MINUTE": "1000000",
+            "VRM_TOKEN_REQUESTS_PER_MINUTE": "1000000",
             **extra_env,
         }
         server_options = vrm_serve_options(env) | overrides

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from consent.ledger.service import ledger_key
 from vault.db import make_engine, normalise_url
 from vault.migrate import upgrade
 from vault.runtime import Runtime
@@ -182,7 +183,11 @@ def engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-u
 @pytest.fixture(scope="session")
 def base_runtime(engine: Engine, key_dir: Path) -> Runtime:
     settings = test_settings(key_dir, engine.url.render_as_string(hide_password=False))
-    return Runtime.from_settings(settings, engine=engine)
+    runtime = Runtime.from_settings(settings, engine=engine)
+    # The ledger key (and so the log's origin) is made now, under these settings, not by
+    # whichever test first signs, which may run an app with another base URL.
+    ledger_key(runtime)
+    return runtime
 
 
 @pytest.fixture

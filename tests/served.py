@@ -101,12 +101,19 @@ def served_together(
 ) -> Iterator[tuple[Served, ...]]:
     """``count`` separate ``vrm serve`` commands on the same database and keys, as a proxy
     would spread requests over: all are started before any is waited for (start-up is
-    mostly imports, so they overlap), and all are stopped when the block ends."""
+    mostly imports, so they overlap), and all are stopped when the block ends.
+
+    They serve one vault, so they share its public URL (``VRM_BASE_URL``, which also names the
+    consent ledger): the first one's address unless ``base_url`` is given."""
     with ExitStack() as stack:
         servers = []
-        for _ in range(count):
+        ports = [_free_port() for _ in range(count)]
+        public = settings.pop("base_url", None) or f"http://127.0.0.1:{ports[0]}"
+        for port in ports:
             output = stack.enter_context(tempfile.TemporaryFile())
-            server = _start(database_url, key_dir, workers, settings, output)
+            server = _start(
+                database_url, key_dir, workers, port, {**settings, "base_url": public}, output
+            )
             stack.callback(server.stop)
             servers.append(server)
         for server in servers:
@@ -118,12 +125,12 @@ def _start(
     database_url: str,
     key_dir: Path,
     workers: int,
+    port: int,
     settings: dict[str, object],
     output: IO[bytes],
 ) -> Served:
-    port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = environment(database_url, key_dir, base_url=url, **settings)
+    env = environment(database_url, key_dir, **settings)
     command = [sys.executable, "-m", "vrm.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--workers", str(workers)], env=env, stdout=output, stderr=subprocess.STDOUT

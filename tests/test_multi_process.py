@@ -286,6 +286,7 @@ def limited(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[
         deployment.key_dir,
         vendor_reads_per_minute=READ_LIMIT,
         redis_url=redis_url,
+        base_url=deployment.a.url,  # the same vault, so the same public URL
     ) as pair:
         yield pair
 
@@ -521,7 +522,9 @@ def test_two_workers_serve_reads_and_both_refuse_them_after_a_revocation(
     """``vrm serve --workers 2``: each worker has served (and opened the person's data key
     for) reads before the person revokes through the portal; every read after, on each
     worker, is refused."""
-    with served(deployment.database_url, deployment.key_dir, workers=2) as server:
+    with served(
+        deployment.database_url, deployment.key_dir, workers=2, base_url=deployment.a.url
+    ) as server:
         grant, headers = a_reader(deployment.rt, browser(server), ["given_name"])
         before = reads_by_worker(server, headers, each=2)
         assert [set(statuses) for statuses in before.values()] == [{200}, {200}]

@@ -9,11 +9,12 @@ AWS KMS) fits the same four operations: ``current_version``, ``wrap``, ``unwrap`
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -93,6 +94,23 @@ def _write_secret_file(path: Path, payload: dict[str, object]) -> None:
         os.link(tmp, path)  # atomic; FileExistsError if the key exists
     finally:
         tmp.unlink()
+    _fsync_directory(path.parent)
+
+
+def _replace_secret_file(path: Path, payload: dict[str, object]) -> None:
+    """Replace the existing key file ``path`` atomically with ``payload`` (mode 0600), durably:
+    the new file is fsynced before it takes the old one's name, and the directory after."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_directory(path.parent)
 
 
@@ -223,11 +241,32 @@ _SECRET_FILES = ("blind-index", "token-hash", "cookie", "webhook")
 
 
 @dataclass(frozen=True, slots=True)
+class StoredSigningKey:
+    """A signing key file as read: the private key's text form, who made it ("development" or
+    "operator") and the other text fields stored with it (a ledger key's log origin, say)."""
+
+    path: Path
+    key: str
+    origin: str
+    fields: tuple[tuple[str, str], ...]
+
+    def field(self, name: str) -> str | None:
+        return dict(self.fields).get(name)
+
+    def __repr__(self) -> str:
+        return f"StoredSigningKey(path={self.path}, origin={self.origin}, fields={self.fields})"
+
+
+_RESERVED_FIELDS = frozenset({"key", "alg", "origin", "created_at"})
+
+
+@dataclass(frozen=True, slots=True)
 class SigningKeyFile:
     """An asymmetric signing key kept in the key directory like the other keys.
 
     Created on first use in development (origin "development"); in production only
-    `vrm keys init` creates it, and a development key is refused.
+    `vrm keys init` creates it, and a development key is refused. Text ``fields`` given when
+    the key is created are stored with it, in the same file, and never change afterwards.
     """
 
     filename: str
@@ -235,16 +274,22 @@ class SigningKeyFile:
     generate: Callable[[], str]
     """Returns a new private key in its text form (PEM, base64, ...)."""
 
-    def ensure(self, key_dir: Path, origin: KeyOrigin) -> bool:
+    def ensure(
+        self, key_dir: Path, origin: KeyOrigin, fields: Mapping[str, str] | None = None
+    ) -> bool:
         """Create the key if missing (never overwrites). True when this call created it."""
         if (key_dir / self.filename).exists():
             return False
+        extra = dict(fields or {})
+        if _RESERVED_FIELDS & set(extra):
+            raise ValueError(f"fields may not be named {sorted(_RESERVED_FIELDS & set(extra))}")
         _make_directory(key_dir)
         payload: dict[str, object] = {
             "key": self.generate(),
             "alg": self.alg,
             "origin": origin,
             "created_at": datetime.now(UTC).isoformat(),
+            **extra,
         }
         try:
             _write_secret_file(key_dir / self.filename, payload)
@@ -252,25 +297,68 @@ class SigningKeyFile:
             return False  # another process created it first
         return True
 
-    def load(self, key_dir: Path, *, production: bool) -> str:
-        """The private key's text form, checked for mode and origin."""
+    def read(
+        self, key_dir: Path, *, production: bool, fields: Mapping[str, str] | None = None
+    ) -> StoredSigningKey:
+        """The key file, checked for mode and origin. In development a missing key is
+        created, with ``fields`` stored beside it."""
         path = key_dir / self.filename
         if not path.exists():
             if production:
                 raise KeyManagementError(f"Missing {path}; create it with `vrm keys init`.")
-            self.ensure(key_dir, "development")
-        key, origin = _read_signing_key(path, path.stat().st_mtime)
-        if production and origin == "development":
+            self.ensure(key_dir, "development", fields)
+        stat = path.stat()
+        stored = _read_signing_key(path, stat.st_ino, stat.st_mtime_ns)
+        if production and stored.origin == "development":
             raise KeyManagementError(
                 f"{path} was generated for development; refusing it in production."
             )
-        return key
+        return stored
+
+    def load(self, key_dir: Path, *, production: bool) -> str:
+        """The private key's text form, checked for mode and origin."""
+        return self.read(key_dir, production=production).key
+
+    def adopt(self, key_dir: Path, name: str, value: str) -> str:
+        """Store the text field ``name`` in a key file made without it; returns the value the
+        file holds afterwards, which is an existing one if the file has it already.
+
+        For keys made before a field was stored with them. The key and every other field are
+        kept; the file is replaced atomically (a reader sees the old file or the new one).
+        Processes that adopt at once agree: each holds an exclusive lock on the key file
+        while it reads and replaces it, and one that waited reads the file anew, finding the
+        value the first one stored (a replaced file is a new inode, but only a file that
+        already holds the field is ever replaced, so two lock holders cannot both miss it).
+        """
+        if name in _RESERVED_FIELDS:
+            raise ValueError(f"{name!r} is not a field that can be adopted")
+        path = key_dir / self.filename
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = _read_secret_file(path)
+            found = data.get(name)
+            if isinstance(found, str) and found:
+                return found
+            _replace_secret_file(path, {**data, name: value})
+            return value
+        finally:
+            os.close(fd)  # releases the lock
 
 
 @lru_cache(maxsize=16)
-def _read_signing_key(path: Path, mtime: float) -> tuple[str, str]:
+def _read_signing_key(path: Path, inode: int, mtime_ns: int) -> StoredSigningKey:
     data = _read_secret_file(path)
-    return str(data["key"]), str(data.get("origin", "operator"))
+    fields = tuple(
+        sorted(
+            (name, value)
+            for name, value in data.items()
+            if name not in _RESERVED_FIELDS and isinstance(value, str)
+        )
+    )
+    return StoredSigningKey(
+        path=path, key=str(data["key"]), origin=str(data.get("origin", "operator")), fields=fields
+    )
 
 
 class KeyDirectory:

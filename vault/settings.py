@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Vendor API POST, PATCH and DELETE requests one app may make per minute.",
     )
+    token_requests_per_minute: int = Field(
+        default=300,
+        ge=1,
+        le=1_000_000,
+        description="Requests one app may make to POST /oauth/token per minute (counted once "
+        "the client has authenticated) before 429 slow_down.",
+    )
     webhook_deadline_seconds: float = Field(
         default=10.0,
         ge=0.5,

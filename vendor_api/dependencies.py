@@ -18,10 +18,10 @@ from consent.grants.models import Grant
 from consent.grants.service import is_active
 from consent.oauth.tokens import TokenService
 from consent.terms.catalogue import INTENT_SHARING
+from consent.vendors import ratelimit
 from vault.db import transaction
 from vault.dependencies import DbDep, RuntimeDep
 from vault.runtime import Runtime
-from vendor_api import ratelimit
 from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
 
 T = TypeVar("T")

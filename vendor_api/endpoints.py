@@ -9,10 +9,11 @@ from starlette.concurrency import run_in_threadpool
 
 from consent.grants.models import Grant
 from consent.grants.receipts import receipt_for
+from consent.vendors import ratelimit
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import NotFound, error_responses
 from vault.runtime import Runtime
-from vendor_api import profile, ratelimit
+from vendor_api import profile
 from vendor_api.dependencies import IndividualBearer, TokenDep, rate_limited
 from vendor_api.errors import InsufficientScope, InvalidToken, RateLimited
 from vendor_api.schemas import ReceiptOut, VendorProfileOut

@@ -25,6 +25,7 @@ from consent import scopes
 from consent.grants.models import Grant, OAuthToken
 from consent.grants.recorder import AccessRecorder
 from consent.grants.service import pairwise_subject
+from consent.vendors.ratelimit import READ, Limiter, Usage
 from vault.base import utcnow
 from vault.crypto import Binding, hash_token
 from vault.db import transaction
@@ -33,7 +34,6 @@ from vault.profile.catalogue import FIELDS
 from vault.profile.models import ProfileField
 from vault.runtime import Runtime
 from vendor_api.errors import InsufficientScope, InvalidToken
-from vendor_api.ratelimit import READ, Limiter, Usage
 
 _TABLE = ProfileField.__tablename__
 

@@ -16,11 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consent.grants.recorder import AccessRecorder
 from consent.ledger.endpoints import router as audit_router
-from consent.ledger.service import signing_key as ledger_signing_key
+from consent.ledger.service import ledger_key, origin_problem
 from consent.oauth.endpoints import router as consent_router
 from consent.oauth.objects import register_extension_grant
 from consent.oauth.oidc import signing_key
 from consent.oauth.registration import router as registration_router
+from consent.vendors.ratelimit import limiter_for
 from intents.tokens import AcceptedOfferGrant
 from vault import csrf
 from vault.errors import VaultError
@@ -37,7 +38,6 @@ from vault.settings import Settings, SettingsError, get_settings
 from vendor_api.docs import router as vendor_docs_router
 from vendor_api.endpoints import router as vendor_router
 from vendor_api.intents import router as vendor_intents_router
-from vendor_api.ratelimit import limiter_for
 from vendor_api.userinfo import router as userinfo_router
 from vrm.wiring import portability
 from web.accounts import sign_in_required
@@ -102,9 +102,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Production refuses to start without operator-made signing keys (id_tokens, checkpoints).
     try:
         signing_key(runtime)
-        ledger_signing_key(runtime)
+        ledger = ledger_key(runtime)
     except KeyManagementError as exc:
         raise SettingsError(str(exc)) from exc
+    # The audit API publishes the log's stored origin whatever the settings; signing refuses.
+    problem = origin_problem(runtime, ledger)
+    if problem is not None:
+        log.warning("%s Receipts, exports and checkpoints fail until this is fixed.", problem)
 
     def error_response(
         request: Request,

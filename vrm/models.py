@@ -16,14 +16,13 @@ from consent.ledger.models import (
     LedgerVendorSubject,
 )
 from consent.oauth.models import ConsentEvent
-from consent.vendors.models import VendorApp
+from consent.vendors.models import RateLimitWindow, VendorApp
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from intents.models import Intent, IntentBlock, Offer
 from vault.accounts.models import Account, AccountSession, SignInThrottle
 from vault.base import Base
 from vault.keystore import DataKeyRecord
 from vault.profile.models import ProfileField
-from vendor_api.models import RateLimitWindow
 
 __all__ = [
     "AccessLogEntry",

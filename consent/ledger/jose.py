@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from consent.ledger.checkpoint import key_id
-from consent.ledger.service import origin, signing_key
+from consent.ledger.service import signing_ledger_key
 from vault.runtime import Runtime
 
 
@@ -22,5 +22,7 @@ def eddsa_allowed() -> Iterator[None]:
 
 
 def receipt_kid(rt: Runtime) -> str:
-    """The JWS ``kid``: the C2SP signed-note key ID (hex) of the ledger's key."""
-    return key_id(origin(rt), signing_key(rt).public_key()).hex()
+    """The JWS ``kid``: the C2SP signed-note key ID (hex) of the ledger's key, under the log
+    origin stored with it; refused when this process's settings name another log."""
+    key = signing_ledger_key(rt)
+    return key_id(key.origin, key.private_key.public_key()).hex()

@@ -12,6 +12,7 @@ from consent import scopes
 from consent.oauth.objects import AUTH_METHODS, VaultRequest, grant_types_supported
 from consent.oauth.oidc import jwks
 from consent.oauth.server import VaultAuthorizationServer
+from consent.vendors import ratelimit
 from vault.dependencies import DbDep, RuntimeDep
 from vault.runtime import Runtime
 
@@ -109,9 +110,20 @@ def json_web_key_set(rt: RuntimeDep) -> JSONResponse:
 
 @router.post("/oauth/token")
 def token(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Response:
-    """Authorization code (PKCE S256), refresh token (rotating) and client credentials."""
-    server = VaultAuthorizationServer(db, rt)
-    return to_response(server.create_token_response(vault_request(request, rt, form)))
+    """Authorization code (PKCE S256), refresh token (rotating) and client credentials.
+
+    Each app has a rate limit here (``VRM_TOKEN_REQUESTS_PER_MINUTE``), counted once the
+    client has authenticated, in the limiter the vendor API uses (``app.state.rate_limiter``):
+    over it, 429 ``slow_down`` with ``Retry-After``. Counted answers carry the RateLimit
+    header fields.
+    """
+    limiter: ratelimit.Limiter = request.app.state.rate_limiter
+    server = VaultAuthorizationServer(db, rt, limiter)
+    response = to_response(server.create_token_response(vault_request(request, rt, form)))
+    if server.token_usage is not None:
+        for name, value in server.token_usage.headers().items():
+            response.headers.setdefault(name, value)
+    return response
 
 
 @router.post("/oauth/revoke")

@@ -114,9 +114,15 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         if not claimed.rowcount:  # type: ignore[attr-defined]
             if row.token_family_id is not None:
                 TokenService(db, self.server.rt).revoke_family(row.token_family_id, now)
-
+            # Recorded once per family: the code and the tokens its first use issued (a
+            # code whose first use issued nothing is a family of its own).
             record_event(
-                db, "code.replayed", app_id=row.app_id, grant_id=row.grant_id, rt=self.server.rt
+                db,
+                "code.replayed",
+                family_id=row.token_family_id or row.id,
+                app_id=row.app_id,
+                grant_id=row.grant_id,
+                rt=self.server.rt,
             )
             return None
         if row.expires_at <= now:

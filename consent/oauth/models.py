@@ -26,6 +26,10 @@ class RegistrationToken(IdMixin, Base):
 
 
 class ConsentEvent(IdMixin, Base):
+    """A security event of the authorization server: a replayed code or a reused refresh
+    token, recorded once per token family (``family_id`` is unique), however often the family
+    is replayed, so that no client can grow this table or the consent ledger at will."""
+
     __tablename__ = "consent_events"
 
     event_type: Mapped[str] = mapped_column(String(64))
@@ -36,6 +40,9 @@ class ConsentEvent(IdMixin, Base):
         ForeignKey("grants.id", ondelete="SET NULL"), index=True
     )
     occurred_at: Mapped[datetime]
+    family_id: Mapped[uuid.UUID | None] = mapped_column(index=True, unique=True)
+    """The token family (a code and the tokens issued from it) the event is about; the first
+    event of a family is the only one. None for events recorded before this was kept."""
 
     def __repr__(self) -> str:
         return f"ConsentEvent(id={self.id}, type={self.event_type})"

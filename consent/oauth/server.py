@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from authlib.oauth2 import AuthorizationServer, OAuth2Request
+from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -29,6 +29,7 @@ from consent.oauth.flows import (
 )
 from consent.oauth.objects import AUTH_METHODS, EXTENSION_GRANTS, Client, Token
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS, TokenService
+from consent.vendors import ratelimit
 from consent.vendors.models import VendorApp
 from vault.crypto import hash_token, new_token
 from vault.runtime import Runtime
@@ -89,11 +90,40 @@ class Introspection(IntrospectionEndpoint):
         return body
 
 
+class SlowDown(OAuth2Error):
+    """429 for a client over its token-endpoint rate limit, in the RFC 6749 error shape OAuth
+    clients parse (``error``, ``error_description``), with ``slow_down`` (the token endpoint's
+    registered "you are asking too often" code, RFC 8628 section 3.5), ``Retry-After`` (which
+    HTTP clients and retry middleware honour) and the RateLimit header fields."""
+
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, usage: ratelimit.Usage) -> None:
+        super().__init__(
+            description=f"Your app made more than {usage.limit} token requests this minute. "
+            f"Try again in {usage.reset_seconds()} seconds."
+        )
+        self.usage = usage
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        return [
+            *headers,
+            *self.usage.headers().items(),
+            ("Retry-After", str(self.usage.reset_seconds())),
+        ]
+
+
 class VaultAuthorizationServer(AuthorizationServer):
-    def __init__(self, db: Session, rt: Runtime) -> None:
+    def __init__(self, db: Session, rt: Runtime, limiter: ratelimit.Limiter | None = None) -> None:
+        """``limiter``: counts token requests per app (the token endpoint passes the app's);
+        None counts nothing (revocation and introspection are not limited here)."""
         super().__init__(scopes_supported=scopes.all_scopes())
         self.db = db
         self.rt = rt
+        self.limiter = limiter
+        self.token_usage: ratelimit.Usage | None = None
         self.register_token_generator(
             "default",
             BearerTokenGenerator(
@@ -112,6 +142,27 @@ class VaultAuthorizationServer(AuthorizationServer):
 
     def hash(self, secret: str) -> bytes:
         return hash_token(self.rt.secrets.token_hash_key, secret)
+
+    def authenticate_client(
+        self, request: OAuth2Request, methods: list[str], endpoint: str = "token"
+    ) -> Client:
+        """Authlib's client authentication, then (at the token endpoint) the app's rate limit.
+
+        Every grant authenticates the client before it looks at a code or a token, so a client
+        over its limit gets :class:`SlowDown` before anything is claimed, revoked or recorded.
+        Only authenticated requests count: client ids are public, and a stranger sending one
+        with a wrong secret must not use up the app's budget.
+        """
+        client: Client = super().authenticate_client(request, methods, endpoint)
+        if endpoint == "token" and self.limiter is not None:
+            limit = ratelimit.limit_for(self.rt.settings, ratelimit.OAUTH)
+            usage = self.limiter.hit(
+                client.app.id, ratelimit.OAUTH, limit, conn=self.db.connection()
+            )
+            self.token_usage = usage
+            if usage.exceeded:
+                raise SlowDown(usage)
+        return client
 
     def query_client(self, client_id: str) -> Client | None:
         if not client_id or len(client_id) > 64:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -17,8 +16,6 @@ from consent.vendors.models import VendorApp
 from vault.base import utcnow
 from vault.crypto import hash_token, new_token
 from vault.runtime import Runtime
-
-log = logging.getLogger("vrm.consent")
 
 ACCESS_TOKEN_SECONDS = 600
 REFRESH_TOKEN_DAYS = 30
@@ -127,10 +124,14 @@ class TokenService:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     def reuse_detected(self, row: OAuthToken) -> None:
-        """An already-rotated refresh token came back: revoke its whole family."""
+        """An already-rotated refresh token came back: revoke its whole family, and record
+        that once per family (the first reuse; later ones change nothing and record nothing)."""
         self.revoke_family(row.family_id)
-        log.warning("token.reuse_detected app=%s family=%s", row.app_id, row.family_id)
-
         record_event(
-            self.db, "token.reuse_detected", app_id=row.app_id, grant_id=row.grant_id, rt=self.rt
+            self.db,
+            "token.reuse_detected",
+            family_id=row.family_id,
+            app_id=row.app_id,
+            grant_id=row.grant_id,
+            rt=self.rt,
         )

@@ -1,4 +1,5 @@
-"""Parallel redemptions on separate connections: single use must hold under concurrency.
+"""Parallel redemptions on separate connections: single use must hold under concurrency, and
+the replays and reuses of one token family are recorded once, however many arrive at once.
 
 The usual ``db`` fixture keeps one connection in one rolled-back transaction, which would
 serialise everything; these tests commit for real into a fresh database per test (SQLite file
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from consent.ledger.models import LedgerEntry
 from consent.oauth.models import ConsentEvent
 from tests.conftest import test_settings as make_settings
 from tests.consent.oauth_helpers import (
@@ -111,6 +113,34 @@ def count_events(rt: Runtime, event_type: str) -> int:
         )
 
 
+def ledger_entries(rt: Runtime, event_type: str) -> int:
+    with rt.sessions() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .where(LedgerEntry.event_type == event_type)
+            )
+            or 0
+        )
+
+
+def redeem_code(app: FastAPI, vendor: Vendor, code: str, verifier: str) -> dict[str, Any]:
+    response = TestClient(app, base_url=BASE).post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        },
+        auth=(vendor.client_id, vendor.secret),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def test_of_parallel_code_redemptions_exactly_one_succeeds_and_the_replays_revoke_it(
     app: FastAPI, committed_rt: Runtime
 ) -> None:
@@ -135,27 +165,16 @@ def test_of_parallel_code_redemptions_exactly_one_succeeds_and_the_replays_revok
     assert introspect(app, vendor, winner["access_token"]) == {"active": False}
     assert introspect(app, vendor, winner["refresh_token"]) == {"active": False}
     assert profile_status(app, winner["access_token"]) == 401
-    assert count_events(committed_rt, "code.replayed") == PARALLEL - 1
+    # Seven replays of one code: one security event and one ledger entry, not seven.
+    assert count_events(committed_rt, "code.replayed") == 1
+    assert ledger_entries(committed_rt, "code.replayed") == 1
 
 
 def test_of_parallel_refreshes_of_one_token_exactly_one_succeeds_and_reuse_revokes_the_family(
     app: FastAPI, committed_rt: Runtime
 ) -> None:
     vendor, code, verifier = connected(app, committed_rt)
-    token = (
-        TestClient(app, base_url=BASE)
-        .post(
-            "/oauth/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": REDIRECT_URI,
-                "code_verifier": verifier,
-            },
-            auth=(vendor.client_id, vendor.secret),
-        )
-        .json()
-    )
+    token = redeem_code(app, vendor, code, verifier)
     data = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
 
     responses = all_at_once(
@@ -169,4 +188,70 @@ def test_of_parallel_refreshes_of_one_token_exactly_one_succeeds_and_reuse_revok
     [winner] = [r.json() for r in responses if r.status_code == 200]
     assert introspect(app, vendor, winner["refresh_token"]) == {"active": False}
     assert profile_status(app, winner["access_token"]) == 401
-    assert count_events(committed_rt, "token.reuse_detected") == PARALLEL - 1
+    assert count_events(committed_rt, "token.reuse_detected") == 1
+    assert ledger_entries(committed_rt, "token.reuse_detected") == 1
+
+
+def test_a_family_replayed_and_reused_from_every_side_at_once_is_recorded_once(
+    app: FastAPI, committed_rt: Runtime
+) -> None:
+    """The code and both of its family's spent refresh tokens, each sent from many threads at
+    once: the family is revoked and the ledger grows by exactly one entry, whichever comes
+    first; a second family of the same app still gets its own entry."""
+    vendor, code, verifier = connected(app, committed_rt)
+    first = redeem_code(app, vendor, code, verifier)
+    auth = (vendor.client_id, vendor.secret)
+    client = TestClient(app, base_url=BASE)
+
+    def rotate(refresh_token: str) -> dict[str, str]:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        response = client.post("/oauth/token", data=form, auth=auth)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    second = rotate(first["refresh_token"])
+    latest = rotate(second["refresh_token"])  # so that every token sent below is spent
+    code_replay = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
+    sends = [
+        code_replay,
+        {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        {"grant_type": "refresh_token", "refresh_token": second["refresh_token"]},
+    ]
+    before = ledger_entries(committed_rt, "code.replayed") + ledger_entries(
+        committed_rt, "token.reuse_detected"
+    )
+    counter = iter(range(PARALLEL * 10))
+    lock = threading.Lock()
+
+    def attack(c: TestClient) -> httpx.Response:
+        with lock:
+            n = next(counter)
+        return c.post("/oauth/token", data=sends[n % len(sends)], auth=auth)
+
+    responses = all_at_once(app, attack) + all_at_once(app, attack)
+
+    assert {r.status_code for r in responses} == {400}, [r.text for r in responses]
+    assert profile_status(app, latest["access_token"]) == 401
+    recorded = ledger_entries(committed_rt, "code.replayed") + ledger_entries(
+        committed_rt, "token.reuse_detected"
+    )
+    assert before == 0 and recorded == 1
+
+    # Another family (another person's consent to another app) is recorded on its own.
+    other_vendor, other_code, other_verifier = connected(app, committed_rt)
+    other = redeem_code(app, other_vendor, other_code, other_verifier)
+    again = {"grant_type": "refresh_token", "refresh_token": other["refresh_token"]}
+    other_auth = (other_vendor.client_id, other_vendor.secret)
+    client = TestClient(app, base_url=BASE)
+    assert client.post("/oauth/token", data=again, auth=other_auth).status_code == 200
+    assert client.post("/oauth/token", data=again, auth=other_auth).status_code == 400
+    assert (
+        ledger_entries(committed_rt, "code.replayed")
+        + ledger_entries(committed_rt, "token.reuse_detected")
+        == 2
+    )

@@ -20,11 +20,12 @@ from authlib.integrations.httpx_client import OAuth2Client
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from consent.grants.models import AuthorizationCode, Grant, OAuthToken
 from consent.grants.service import GrantService
+from consent.ledger.models import LedgerEntry
 from consent.oauth.models import ConsentEvent
 from consent.oauth.objects import CODE_SECONDS
 from tests.consent.factories import individual
@@ -590,6 +591,38 @@ def test_replayed_code_is_invalid_grant_and_revokes_what_the_first_use_issued(
     assert error_of(refresh(http, vendor, token["refresh_token"])) == "invalid_grant"
     [event] = events(db, "code.replayed")
     assert event.app_id == vendor.app.id
+
+
+def ledger_count(db: Session, *event_types: str) -> int:
+    db.expire_all()
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.event_type.in_(event_types))
+        )
+        or 0
+    )
+
+
+def test_a_family_replayed_again_and_again_is_recorded_once(
+    client: TestClient, http: httpx.Client, db: Session, person: Account, vendor: Vendor
+) -> None:
+    """A client replaying its spent code and refresh tokens in a loop cannot grow the ledger:
+    the first replay revokes the family and is recorded; the others change nothing."""
+    _, code, verifier = code_for(client, vendor)
+    first = redeem(http, vendor, code, verifier).json()
+    refresh(http, vendor, first["refresh_token"])
+    before = ledger_count(db, "code.replayed", "token.reuse_detected")
+
+    for _ in range(5):
+        assert error_of(redeem(http, vendor, code, verifier)) == "invalid_grant"
+        assert error_of(refresh(http, vendor, first["refresh_token"])) == "invalid_grant"
+
+    assert ledger_count(db, "code.replayed", "token.reuse_detected") == before + 1
+    [event] = events(db, "code.replayed")
+    assert events(db, "token.reuse_detected") == []
+    assert event.family_id is not None
 
 
 def test_code_is_bound_to_the_client_it_was_issued_to(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -17,11 +19,13 @@ from consent.grants.receipts import ReceiptError, receipt_for, verify_receipt
 from consent.grants.service import GrantService
 from consent.ledger.checkpoint import key_id, parse_verifier_key, verify_signed_checkpoint
 from consent.ledger.merkle import verify_inclusion
+from consent.ledger.models import LedgerCheckpoint
 from consent.ledger.service import origin, public_key_text
 from consent.terms.catalogue import AGREEMENTS
 from tests.consent.factories import bearer, connect, individual, make_app
 from tests.helpers import sign_up
 from vault.runtime import Runtime
+from vrm.app import create_app
 from vrm.cli import app as cli_app
 
 
@@ -242,3 +246,28 @@ def test_cli_verifies_a_receipt_offline(
         cli_app, ["ledger", "verify-receipt", str(receipt), "--public-key", str(key)]
     )
     assert bad.exit_code == 1
+
+
+def test_a_server_whose_base_url_names_another_log_refuses_to_sign_a_receipt(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    """The key belongs to the log its maker's settings named; a server started with another
+    VRM_BASE_URL signs nothing (no receipt, no checkpoint) and says why."""
+    person = individual(client, db, rt)
+    shop = make_app(db, name="Shop")
+    grant = connect(db, rt, person, shop, ["email"])
+    headers = bearer(db, rt, shop, grant)
+    moved = dataclasses.replace(
+        rt, settings=rt.settings.model_copy(update={"base_url": "https://elsewhere.example"})
+    )
+    before = db.scalar(select(func.count()).select_from(LedgerCheckpoint))
+
+    with TestClient(create_app(runtime=moved), base_url="http://testserver") as vendor:
+        response = vendor.get(f"/vendor/v1/receipts/{grant.id}", headers=headers)
+
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert "refusing to sign for the consent ledger" in detail
+    assert f"belongs to the log '{origin(rt)}'" in detail
+    assert "names the log 'elsewhere.example/consent-ledger'" in detail
+    assert db.scalar(select(func.count()).select_from(LedgerCheckpoint)) == before

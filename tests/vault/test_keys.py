@@ -18,7 +18,13 @@ from sqlalchemy.orm import Session
 from tests.helpers import PASSWORD, unique_email
 from tests.vault.conftest import make_settings
 from vault.crypto import wrap_associated_data
-from vault.keys import KeyDirectory, KeyManagementError, LocalKeyProvider, WrappedKey
+from vault.keys import (
+    KeyDirectory,
+    KeyManagementError,
+    LocalKeyProvider,
+    SigningKeyFile,
+    WrappedKey,
+)
 from vault.keystore import DataKeyRecord, KeyStore
 from vault.runtime import Runtime
 from vault.settings import SettingsError
@@ -232,6 +238,46 @@ def test_an_existing_key_file_is_never_overwritten(tmp_path: Path) -> None:
     assert kek.read_bytes() == original
     assert provider.versions() == ["local:v1"]
     assert [p.name for p in kek.parent.iterdir()] == ["v1.json"]  # no temporary file left
+
+
+def test_a_field_adopted_by_signers_racing_is_the_first_one_and_the_key_is_kept(
+    tmp_path: Path,
+) -> None:
+    """Signers that each adopt a different value at once (a key made before the field was
+    stored) all come away with the same one, and the key and its other fields stay."""
+    key = SigningKeyFile("test-signing.json", "Ed25519", lambda: secrets.token_hex(16))
+    key_dir = tmp_path / "keys"
+    assert key.ensure(key_dir, "operator")
+    before = json.loads((key_dir / key.filename).read_text())
+    barrier = threading.Barrier(8)
+    seen: list[str] = []
+
+    def adopt(n: int) -> None:
+        barrier.wait(timeout=10)
+        seen.append(key.adopt(key_dir, "log_origin", f"host-{n}/log"))
+
+    threads = [threading.Thread(target=adopt, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(seen) == 8 and len(set(seen)) == 1
+    after = json.loads((key_dir / key.filename).read_text())
+    assert after == {**before, "log_origin": seen[0]}
+    assert mode(key_dir / key.filename) == 0o600
+    assert key.read(key_dir, production=False).field("log_origin") == seen[0]
+    assert [p.name for p in key_dir.iterdir()] == [key.filename]  # no temporary file left
+
+
+def test_fields_given_when_a_signing_key_is_made_are_stored_with_it(tmp_path: Path) -> None:
+    key = SigningKeyFile("test-signing.json", "Ed25519", lambda: secrets.token_hex(16))
+    stored = key.read(tmp_path, production=False, fields={"log_origin": "a.example/log"})
+
+    assert stored.origin == "development"
+    assert stored.field("log_origin") == "a.example/log"
+    assert key.adopt(tmp_path, "log_origin", "b.example/log") == "a.example/log"
+    assert stored.key not in repr(stored)
 
 
 # -- The local KEK provider -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.grants.service import Decision, GrantService
+from consent.vendors import ratelimit
 from consent.webhooks import signing
 from consent.webhooks.events import WebhookEvent
 from consent.webhooks.models import WebhookMessage
@@ -33,7 +34,7 @@ from tests.web.conftest import MakeClient
 from vault.base import utcnow
 from vault.portability import erasure
 from vault.runtime import Runtime
-from vendor_api import docs, ratelimit
+from vendor_api import docs
 from vrm.wiring import portability
 from web import vendor_reference
 

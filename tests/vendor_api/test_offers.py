@@ -271,7 +271,7 @@ def test_an_expired_offer_shows_as_expired_and_cannot_be_accepted(
 @pytest.fixture
 def frozen_window(monkeypatch: pytest.MonkeyPatch) -> datetime:
     """The rate limiter's clock stopped mid-minute, so no test straddles a window boundary."""
-    from vendor_api import ratelimit
+    from consent.vendors import ratelimit
 
     moment = datetime.now(UTC).replace(second=20, microsecond=0)
     monkeypatch.setattr(ratelimit, "utcnow", lambda: moment)

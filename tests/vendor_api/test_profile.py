@@ -219,7 +219,7 @@ def test_openapi_documents_the_errors_and_bearer_auth(client: TestClient) -> Non
 def test_reads_refused_after_the_token_check_still_count_against_the_limit(
     client_with: MakeClient, db: Session, rt: Runtime, refused: str
 ) -> None:
-    """Every read counts when it arrives (``vendor_api.ratelimit``), a refused one too: an app
+    """Every read counts when it arrives (``consent.vendors.ratelimit``), a refused one too: an app
     cannot read or probe without limit with tokens that no longer read anything."""
     vendor_client = client_with(vendor_reads_per_minute=2)
     app = make_app(db)

@@ -14,14 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from consent.vendors import ratelimit
+from consent.vendors.models import RateLimitWindow
 from tests.conftest import test_settings as make_settings
 from tests.intents.factories import app_token, market_vendor
 from tests.web.conftest import MakeClient
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.runtime import Runtime
-from vendor_api import ratelimit
-from vendor_api.models import RateLimitWindow
 
 START = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
 

@@ -7,11 +7,12 @@ from typing import Annotated
 import typer
 
 from consent.ledger.service import KEY as LEDGER_KEY
+from consent.ledger.service import LOG_ORIGIN, ledger_key, origin_for, origin_problem
 from consent.oauth.oidc import KEY as OIDC_KEY
 from vault.keys import KeyDirectory, KeyManagementError, KeyOrigin
 from vault.keystore import count_by_kek, rewrap_all
 from vault.settings import get_settings
-from vrm.cli.common import fail, service
+from vrm.cli.common import fail, runtime, service
 
 app = typer.Typer(help="Key-encryption keys and service secrets.", no_args_is_help=True)
 
@@ -21,13 +22,45 @@ def keys_init() -> None:
     """Create any missing key (for production: keys are never created on start there)."""
     settings = get_settings()
     created = KeyDirectory(settings.key_dir).initialise(origin="operator")
-    for key in (OIDC_KEY, LEDGER_KEY):
-        if key.ensure(settings.key_dir, "operator"):
-            created.append(settings.key_dir / key.filename)
+    if OIDC_KEY.ensure(settings.key_dir, "operator"):
+        created.append(settings.key_dir / OIDC_KEY.filename)
+    log_origin = origin_for(settings)
+    made_ledger = LEDGER_KEY.ensure(settings.key_dir, "operator", {LOG_ORIGIN: log_origin})
+    if made_ledger:
+        created.append(settings.key_dir / LEDGER_KEY.filename)
     for path in created:
         typer.echo(f"created {path} (mode 0600)")
+    if made_ledger:
+        typer.echo(f"the consent ledger's log origin is {log_origin} (from VRM_BASE_URL, fixed)")
     if not created:
         typer.echo(f"every key already exists in {settings.key_dir}; nothing changed")
+
+
+@app.command("ledger-origin")
+def keys_ledger_origin() -> None:
+    """Print the consent ledger's log origin, stored with its key.
+
+    A ledger key made before origins were stored has it recorded now, from VRM_BASE_URL (as
+    any process would on first use): run this once with the server's settings after
+    upgrading, before the worker, to choose it deliberately.
+    """
+    rt = runtime()  # no database needed: the origin lives in the key directory
+    try:
+        key = ledger_key(rt)
+        stored = LEDGER_KEY.read(rt.settings.key_dir, production=rt.settings.is_production)
+    except KeyManagementError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        rt.engine.dispose()
+    if stored.field(LOG_ORIGIN) is None:
+        raise fail(
+            f"could not record the log origin in {stored.path}: run this where the key "
+            "directory is writable"
+        )
+    typer.echo(key.origin)
+    problem = origin_problem(rt, key)
+    if problem is not None:
+        typer.secho(f"warning: {problem}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command("status")

@@ -12,6 +12,7 @@ from consent.grants.receipts import ReceiptError, verify_receipt
 from consent.ledger.export import export_range
 from consent.ledger.service import (
     InconsistentLedger,
+    LedgerOriginMismatch,
     create_checkpoint,
     latest_checkpoint,
     public_key_text,
@@ -33,6 +34,8 @@ def ledger_checkpoint() -> None:
             row = create_checkpoint(session, rt) or latest_checkpoint(session)
         except InconsistentLedger as exc:
             raise fail(f"{exc}: the stored ledger was altered; see `vrm ledger export`") from exc
+        except LedgerOriginMismatch as exc:
+            raise fail(exc.message) from exc
         if row is None:
             typer.echo("the ledger is empty; nothing to sign")
             return
@@ -67,6 +70,8 @@ def ledger_export(
             create_checkpoint(session, rt)
         except InconsistentLedger as exc:
             early.append(f"{exc}; exporting under the last signed checkpoint")
+        except LedgerOriginMismatch as exc:
+            early.append(f"{exc.message} Exporting under the last signed checkpoint.")
         try:
             export = export_range(session, with_proofs=with_proofs)
         except NotFound as exc:

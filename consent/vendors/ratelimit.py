@@ -1,8 +1,11 @@
 """Rate limits per vendor app: a fixed one-minute window per app and bucket, shared by every
-process that serves the API.
+process that serves the vault.
 
-Reads (GET) and writes (POST, PATCH, DELETE) count separately. A request counts when it
-arrives, before its own work, so one that fails later (a 400, say) still counts.
+Buckets count separately: the vendor API's reads (GET) and writes (POST, PATCH, DELETE), and
+the token endpoint's requests (``POST /oauth/token``, counted once the client has
+authenticated). A request counts when it arrives, before its own work, so one that fails
+later (a 400, say) still counts. The counters live here, beside the vendor apps they count,
+because both the authorization server (``consent.oauth``) and the vendor API use them.
 
 - With ``VRM_REDIS_URL``: one key per app, bucket and minute, ``INCR`` and ``EXPIRE`` in one
   round trip (:class:`RedisLimiter`).
@@ -26,13 +29,14 @@ from sqlalchemy import Connection, Engine, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from consent.vendors.models import RateLimitWindow
 from vault.base import utcnow
 from vault.settings import Settings
-from vendor_api.models import RateLimitWindow
 
 WINDOW = timedelta(minutes=1)
 READ = "read"
 WRITE = "write"
+OAUTH = "oauth"  # POST /oauth/token
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,8 @@ def bucket_for(method: str) -> str:
 
 
 def limit_for(settings: Settings, bucket: str) -> int:
+    if bucket == OAUTH:
+        return settings.token_requests_per_minute
     return settings.vendor_reads_per_minute if bucket == READ else settings.vendor_writes_per_minute
 
 
