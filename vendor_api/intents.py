@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
 from consent import scopes
 from intents import money, taxonomy
@@ -30,6 +30,7 @@ from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, NotFound
 from vault.errors import error_responses as _responses
 from vault.profile.catalogue import countries
+from vault.routing import APIRouter
 from vendor_api.dependencies import IntentsReader, OffersWriter
 from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
 from vendor_api.schemas import (

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden
+from vault.routing import APIRouter
 from web.dependencies import SignInRequired
 from web.templating import render
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -29,6 +29,7 @@ from vault.errors import (
     VaultError,
     error_responses,
 )
+from vault.routing import APIRouter
 
 MAX_ENTRIES = 1000
 

@@ -368,6 +368,81 @@ def test_malformed_json_answers_422(signed_in: TestClient, db: Session) -> None:
     assert snapshot(db) == before
 
 
+# A lone UTF-16 surrogate: JSON can escape it, Python decodes it, but it is not text (it cannot
+# be encoded), so it must be refused where the body is decoded, never reach a handler.
+LONE = "Al\ud800ice"
+ADDRESS_NL = {"street": "Keizersgracht 1", "postal_code": "1015 CJ", "locality": "Amsterdam"}
+
+NOT_TEXT: dict[str, tuple[str, str, dict[str, Any], str]] = {
+    # name: (method, path, body, where the answer says the bad text is)
+    "given_name": ("PUT", "/api/v1/profile/fields/given_name", {"value": LONE}, "value"),
+    "family_name": ("PUT", "/api/v1/profile/fields/family_name", {"value": LONE}, "value"),
+    "address_part": (
+        "PUT",
+        "/api/v1/profile/fields/address",
+        {"value": {**ADDRESS_NL, "country": "NL", "locality": LONE}},
+        "value.locality",
+    ),
+    "address_key": (
+        "PUT",
+        "/api/v1/profile/fields/address",
+        {"value": {**ADDRESS_NL, "country": "NL", LONE: "x"}},
+        "a key of value",
+    ),
+    "dietary_item": (
+        "PUT",
+        "/api/v1/profile/fields/dietary",
+        {"value": ["vegan", LONE]},
+        "value.1",
+    ),
+    "custom_label": ("POST", "/api/v1/profile/custom", {"label": LONE, "value": "Cat"}, "label"),
+    "custom_value": ("POST", "/api/v1/profile/custom", {"label": "Pet", "value": LONE}, "value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_TEXT))
+def test_json_text_with_a_lone_surrogate_answers_422_and_changes_nothing(
+    signed_in: TestClient, db: Session, case: str
+) -> None:
+    method, path, body, where = NOT_TEXT[case]
+    before = snapshot(db)
+    response = signed_in.request(
+        method,
+        path,
+        content=json.dumps(body),  # ensure_ascii: the surrogate goes as the escape \ud800
+        headers={**api_headers(signed_in), "content-type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    payload = response.json()
+    assert payload["error"] == "validation_error"
+    assert f"{where} holds a lone UTF-16 surrogate" in payload["detail"]
+    assert snapshot(db) == before
+
+
+def test_a_surrogate_sent_as_utf8_like_bytes_answers_422(
+    signed_in: TestClient, db: Session
+) -> None:
+    before = snapshot(db)
+    response = signed_in.put(
+        "/api/v1/profile/fields/given_name",
+        content=b'{"value": "Al\xed\xa0\x80ice"}',  # what "\ud800" would be, were it UTF-8
+        headers={**api_headers(signed_in), "content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
+    assert snapshot(db) == before
+
+
+def test_a_surrogate_pair_is_text_and_is_saved(signed_in: TestClient) -> None:
+    response = signed_in.put(
+        "/api/v1/profile/fields/given_name",
+        content=json.dumps({"value": "Ada \U0001f600"}),  # sent as "\ud83d\ude00"
+        headers={**api_headers(signed_in), "content-type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.json()["value"] == "Ada \U0001f600"
+
+
 def test_unknown_field_in_custom_field_json_answers_422(
     signed_in: TestClient, count: Count
 ) -> None:
