@@ -8,8 +8,10 @@ Each test looks at what the vendor or the individual observes.
 
 from __future__ import annotations
 
+import base64
 import html
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -20,7 +22,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from consent.grants.models import AuthorizationCode, Grant, OAuthToken
@@ -203,15 +205,16 @@ def assert_error_page(response: httpx.Response) -> None:
 
 
 # -- the authorization endpoint: never redirect where the client did not register --------------
+@pytest.mark.parametrize("client_id", ["no-such-client", "vrm_\x00", "vrm_\u00e9"])
 def test_unknown_client_id_shows_an_error_page_and_does_not_redirect(
-    client: TestClient, person: Account
+    client: TestClient, person: Account, client_id: str
 ) -> None:
     response = client.get(
         "/oauth/authorize?"
         + urlencode(
             {
                 "response_type": "code",
-                "client_id": "no-such-client",
+                "client_id": client_id,
                 "redirect_uri": "https://evil.example/cb",
                 "state": "s",
             }
@@ -699,6 +702,66 @@ def test_wrong_client_secret_in_the_body_is_401_invalid_client(
     )
 
     assert response.status_code == 401
+    assert error_of(response) == "invalid_client"
+
+
+def basic(credentials: bytes) -> str:
+    return "Basic " + base64.b64encode(credentials).decode()
+
+
+# Authorization headers a broken (or hostile) client might send instead of HTTP Basic
+# (RFC 7617: base64 of the UTF-8 "client_id:secret", each form-urlencoded by RFC 6749 2.3.1).
+BAD_BASIC: dict[str, str | Callable[[Vendor], str]] = {
+    "not_utf8": "Basic //46/w==",
+    "not_utf8_with_a_colon": basic(b"\xff\xfe:\xff"),
+    "not_base64": "Basic !!not*base64!!",
+    "bad_padding": "Basic YWJjZA",
+    "nothing_after_the_scheme": "Basic  ",
+    "no_colon": lambda vendor: basic(vendor.client_id.encode()),
+    "empty_secret": lambda vendor: basic(vendor.client_id.encode() + b":"),
+    "nul_in_client_id": basic(b"vrm_\x00:secret"),
+    "encoded_nul_in_client_id": basic(b"vrm_%00:secret"),
+    "control_character_in_client_id": lambda vendor: basic(
+        vendor.client_id.encode() + b"\n:" + vendor.secret.encode()
+    ),
+}
+CLIENT_ENDPOINTS = {
+    "token": ("/oauth/token", {"grant_type": "client_credentials"}),
+    "introspect": ("/oauth/introspect", {"token": "whatever"}),
+    "revoke": ("/oauth/revoke", {"token": "whatever"}),
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(CLIENT_ENDPOINTS))
+@pytest.mark.parametrize("case", sorted(BAD_BASIC))
+def test_malformed_basic_credentials_are_401_invalid_client(
+    http: httpx.Client, db: Session, vendor: Vendor, case: str, endpoint: str
+) -> None:
+    header = BAD_BASIC[case]
+    path, data = CLIENT_ENDPOINTS[endpoint]
+    tokens = db.scalar(select(func.count()).select_from(OAuthToken))
+
+    response = http.post(
+        path, data=data, headers={"Authorization": header(vendor) if callable(header) else header}
+    )
+
+    assert response.status_code == 401, response.text
+    assert error_of(response) == "invalid_client"
+    assert response.headers["www-authenticate"].startswith("Basic ")
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(OAuthToken)) == tokens
+
+
+@pytest.mark.parametrize("client_id", ["vrm_\x00", "vrm_\x7f", "vrm_\u00e9"])
+def test_a_client_id_outside_rfc_6749s_characters_in_the_body_is_invalid_client(
+    http: httpx.Client, client_id: str
+) -> None:
+    response = http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"},
+    )
+
+    assert response.status_code in (400, 401)
     assert error_of(response) == "invalid_client"
 
 
