@@ -65,8 +65,9 @@ from consent.vendors.service import (
 from vault.base import utcnow
 from vault.crypto import hash_token, new_token
 from vault.dependencies import DbDep, RuntimeDep
-from vault.routing import APIRouter, NotText, loads
+from vault.routing import APIRouter
 from vault.runtime import Runtime
+from vault.strictjson import NotText, loads
 
 router = APIRouter(tags=["oauth"])
 
