@@ -29,7 +29,7 @@ from vault.middleware import (
     wants_json,
 )
 from vault.profile.endpoints import router as profile_router
-from vault.routing import StrictJSONRoute
+from vault.routing import UnicodeRoute
 from vault.runtime import Runtime
 from vault.settings import Settings, SettingsError, get_settings
 from vendor_api.docs import router as vendor_docs_router
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.router.route_class = StrictJSONRoute  # as every package's APIRouter
+    app.router.route_class = UnicodeRoute  # as every package's APIRouter
     app.state.runtime = runtime
     app.state.portability = portability(runtime)
     app.state.rate_limiter = limiter_for(settings, runtime.engine)

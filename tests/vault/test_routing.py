@@ -1,4 +1,4 @@
-"""Every route of the app decodes its JSON body strictly (``vault.routing``)."""
+"""Every route of the app decodes request bodies only to Unicode text (``vault.routing``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from vault.routing import StrictJSONRoute
+from vault.routing import UnicodeRoute
 
 
 def _routes(routes: list[Any]) -> Iterator[APIRoute]:
@@ -19,7 +19,7 @@ def _routes(routes: list[Any]) -> Iterator[APIRoute]:
             yield from _routes(route.original_router.routes)
 
 
-def test_every_route_of_the_app_decodes_json_strictly(app: FastAPI) -> None:
+def test_every_route_of_the_app_is_a_unicode_route(app: FastAPI) -> None:
     routes = list(_routes(app.router.routes))
     assert len(routes) > 50  # the walk found the included routers
-    assert [r.path for r in routes if not isinstance(r, StrictJSONRoute)] == []
+    assert [r.path for r in routes if not isinstance(r, UnicodeRoute)] == []

@@ -456,6 +456,78 @@ def test_unknown_field_in_custom_field_json_answers_422(
     assert count(ProfileField) == 2
 
 
+# -- text that is not Unicode in a form ------------------------------------------------------
+
+
+def multipart(fields: dict[str, bytes], charset: str | None) -> tuple[bytes, dict[str, str]]:
+    """A multipart/form-data body as a client other than a browser could send it."""
+    body = b"".join(
+        b'--XyZ\r\nContent-Disposition: form-data; name="'
+        + name.encode()
+        + b'"\r\n\r\n'
+        + value
+        + b"\r\n"
+        for name, value in fields.items()
+    )
+    declared = f"; charset={charset}" if charset else ""
+    return body + b"--XyZ--\r\n", {"content-type": f"multipart/form-data{declared}; boundary=XyZ"}
+
+
+@pytest.mark.parametrize(
+    ("charset", "value"),
+    [("utf-7", b"Al+2AA-ice"), ("unicode_escape", b"Al\\ud800ice"), ("x-no-such", b"Al")],
+)
+def test_a_form_in_a_character_set_that_is_not_utf8_answers_415_and_changes_nothing(
+    signed_in: TestClient, db: Session, charset: str, value: bytes
+) -> None:
+    # U+D800 is "+2AA-" in UTF-7 and "\ud800" in Python's unicode_escape: decoded with them,
+    # a form would hand the page a string that cannot be stored.
+    token = page_csrf(signed_in, "/profile/fields/given_name").encode()
+    body, headers = multipart({"csrf_token": token, "value": value}, charset)
+    before = snapshot(db)
+    response = signed_in.post("/profile/fields/given_name", content=body, headers=headers)
+    assert response.status_code == 415
+    assert "Send the form as UTF-8, as browsers do" in response.text
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize("charset", [None, "utf-8", "UTF8", '"utf-8"'])
+def test_a_multipart_form_in_utf8_is_taken(signed_in: TestClient, charset: str | None) -> None:
+    token = page_csrf(signed_in, "/profile/fields/given_name").encode()
+    body, headers = multipart({"csrf_token": token, "value": "Zoë".encode()}, charset)
+    response = signed_in.post("/profile/fields/given_name", content=body, headers=headers)
+    assert response.status_code == 303
+    assert signed_in.get("/api/v1/profile").json()["fields"]["given_name"] == "Zoë"
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_surrogate_bytes_in_a_utf8_form_arrive_as_replacement_characters(
+    signed_in: TestClient, encoding: str
+) -> None:
+    token = page_csrf(signed_in, "/profile/fields/given_name")
+    if encoding == "urlencoded":
+        body = f"csrf_token={token}&value=Al%ED%A0%80ice".encode()
+        headers = {"content-type": "application/x-www-form-urlencoded"}
+    else:
+        body, headers = multipart(
+            {"csrf_token": token.encode(), "value": b"Al\xed\xa0\x80ice"}, None
+        )
+    response = signed_in.post("/profile/fields/given_name", content=body, headers=headers)
+    assert response.status_code == 303
+    saved = signed_in.get("/api/v1/profile").json()["fields"]["given_name"]
+    assert saved.startswith("Al") and saved.endswith("ice")
+    assert not any("\ud800" <= c <= "\udfff" for c in saved)
+
+
+def test_the_token_endpoint_refuses_a_form_that_is_not_utf8_with_json(
+    client: TestClient,
+) -> None:
+    body, headers = multipart({"grant_type": b"client_credentials", "scope": b"+2AA-"}, "utf-7")
+    response = client.post("/oauth/token", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+
+
 # -- unknown keys ---------------------------------------------------------------------------
 
 
