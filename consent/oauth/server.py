@@ -14,6 +14,7 @@ from typing import Any
 
 from authlib.oauth2 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -57,6 +58,23 @@ def authenticate_basic(query_client: Callable[[str], Client | None], request: An
     if not well_formed_basic(request.headers.get("Authorization")):
         return None
     return authenticate_client_secret_basic(query_client, request)
+
+
+# Parameters of an authorization request that RFC 6749 (appendix A) and RFC 7636 allow only
+# printable ASCII in. Authlib repeats some of them in an error description, and raises
+# ValueError (a 500) when that description is not ASCII.
+ASCII_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+def _printable_ascii(value: str) -> bool:
+    return value.isascii() and value.isprintable()
 
 
 class Revocation(RevocationEndpoint):
@@ -138,6 +156,30 @@ class VaultAuthorizationServer(AuthorizationServer):
 
     def hash(self, secret: str) -> bytes:
         return hash_token(self.rt.secrets.token_hash_key, secret)
+
+    def get_consent_grant(self, request: Any = None, end_user: Any = None) -> Any:
+        """Authlib's, after refusing a parameter that is not printable ASCII with
+        ``invalid_request``: sent to the client when its redirect URI checks out (as Authlib
+        does for its own errors), else shown to the person."""
+        payload = request.payload
+        for name in ASCII_PARAMETERS:
+            if not all(map(_printable_ascii, payload.datalist.get(name, []))):
+                raise InvalidRequestError(
+                    f"{name} must be printable ASCII text.",
+                    state=payload.state,
+                    redirect_uri=self._verified_redirect_uri(
+                        payload.client_id, payload.redirect_uri
+                    ),
+                )
+        return super().get_consent_grant(request, end_user)
+
+    def _verified_redirect_uri(self, client_id: str | None, requested: str | None) -> str | None:
+        client = self.query_client(client_id or "")
+        if client is None:
+            return None
+        if requested:
+            return requested if client.check_redirect_uri(requested) else None
+        return client.get_default_redirect_uri()
 
     def query_client(self, client_id: str) -> Client | None:
         app = app_for_client_id(self.db, client_id)

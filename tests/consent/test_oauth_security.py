@@ -225,6 +225,43 @@ def test_unknown_client_id_shows_an_error_page_and_does_not_redirect(
     assert "evil.example" not in response.headers.get("location", "")
 
 
+AUTHORIZE_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "nonce",
+    "max_age",
+)
+
+
+@pytest.mark.parametrize("value", ["Al%ED%A0%80ice", "caf%C3%A9"], ids=["surrogate", "accent"])
+@pytest.mark.parametrize("name", AUTHORIZE_PARAMETERS)
+def test_text_outside_ascii_in_an_authorization_request_is_an_answer_not_a_500(
+    client: TestClient, person: Account, vendor: Vendor, name: str, value: str
+) -> None:
+    # A URL cannot carry a lone surrogate: %ED%A0%80 (U+D800 as UTF-8 would have it) arrives
+    # as replacement characters. Authlib repeated response_type and redirect_uri in an error
+    # description, which must be ASCII, and raised ValueError: a 500.
+    response = client.get(authorize_query(vendor, **{name: ""}) + f"&{name}={value}")
+    if name in ("client_id", "redirect_uri"):  # nowhere to send an error to
+        assert_error_page(response)
+        assert f"{name} must be printable ASCII text." in response.text
+    elif name in ("response_type", "scope", "code_challenge"):
+        assert response.status_code == 302
+        assert response.headers["location"].startswith(REDIRECT_URI + "?")
+        answer = query_of(response.headers["location"])
+        assert answer["error"] == "invalid_request"
+        assert answer["error_description"] == f"{name} must be printable ASCII text."
+        assert answer["state"] == "st-123"
+    else:
+        assert response.status_code in (200, 302, 400), response.text
+
+
 @pytest.mark.parametrize(
     "redirect_uri",
     [
