@@ -24,7 +24,7 @@ from intents.errors import (
 )
 from intents.market import IntentFilters, Market, VendorIntent
 from intents.models import Offer
-from intents.rules import parse_date, parse_datetime
+from intents.rules import parse_city, parse_date, parse_datetime
 from intents.service import offer_status
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, NotFound
@@ -159,6 +159,7 @@ def _filters(
             errors["country"] = "country is an ISO 3166-1 alpha-2 code such as NL."
         else:
             country_code = country.upper()
+    place = attempt("city", lambda: parse_city(city))
     flag = attempt("online", lambda: _online(online))
     before = (
         attempt(
@@ -183,7 +184,7 @@ def _filters(
     return IntentFilters(
         category=cat,
         country=country_code,
-        city=" ".join(city.split()) if city else None,
+        city=place,
         online=flag,
         currency=code,
         budget_min=bounds["budget_min"],
