@@ -43,7 +43,9 @@ class FormNotUTF8(VaultError):
 def _form_charset_refused(content_type: str | None) -> bool:
     """Whether a multipart form declares a character set other than UTF-8 (Starlette would
     decode its fields with it); parsed as Starlette parses it."""
-    media_type, params = parse_options_header(content_type or "")
+    if not content_type:
+        return False  # most requests: no body
+    media_type, params = parse_options_header(content_type)
     charset = params.get(b"charset")
     if media_type != b"multipart/form-data" or charset is None:
         return False
