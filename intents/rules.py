@@ -133,7 +133,8 @@ def _country(raw: object) -> str | None:
     return raw.strip().upper()
 
 
-def _city(raw: object) -> str | None:
+def parse_city(raw: object) -> str | None:
+    """A city as intents store it (one line, NFC, no control characters), or None."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     return clean_text(raw, "city", "The city", limit=MAX_CITY)
@@ -198,7 +199,7 @@ def parse_intent(raw: Mapping[str, Any], *, today: date | None = None) -> CleanI
             ),
         )
     country = _collect(errors, "country", lambda: _country(raw.get("country")))
-    city = _collect(errors, "city", lambda: _city(raw.get("city")))
+    city = _collect(errors, "city", lambda: parse_city(raw.get("city")))
     online = _collect(errors, "online", lambda: _flag(raw.get("online")))
     if city and not country and "country" not in errors:
         errors["country"] = "Choose the country of the city."

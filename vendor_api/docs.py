@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Final, get_args
 
 import fastapi.routing
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from vault.dependencies import RuntimeDep
 from vault.errors import VaultError, error_responses
+from vault.routing import APIRouter
 from vault.settings import Settings
 from vendor_api.dependencies import (
     IndividualTokenDep,

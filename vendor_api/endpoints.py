@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from consent.grants.models import Grant
@@ -12,6 +12,7 @@ from consent.grants.receipts import receipt_for
 from consent.vendors import ratelimit
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import NotFound, error_responses
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 from vendor_api import profile
 from vendor_api.dependencies import IndividualBearer, TokenDep, rate_limited

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from sqlalchemy.orm import Session
 
 from consent import scopes
@@ -26,11 +26,12 @@ from intents.errors import (
 )
 from intents.market import IntentFilters, Market, VendorIntent
 from intents.models import Offer
-from intents.rules import parse_date, parse_datetime
+from intents.rules import parse_city, parse_date, parse_datetime
 from intents.service import offer_status
 from vault.errors import InvalidInput, NotFound
 from vault.errors import error_responses as _responses
 from vault.profile.catalogue import countries
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 from vendor_api.dependencies import IntentsReader, OffersWriter
 from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
@@ -160,6 +161,7 @@ def _filters(
             errors["country"] = "country is an ISO 3166-1 alpha-2 code such as NL."
         else:
             country_code = country.upper()
+    place = attempt("city", lambda: parse_city(city))
     flag = attempt("online", lambda: _online(online))
     before = (
         attempt(
@@ -184,7 +186,7 @@ def _filters(
     return IntentFilters(
         category=cat,
         country=country_code,
-        city=" ".join(city.split()) if city else None,
+        city=place,
         online=flag,
         currency=code,
         budget_min=bounds["budget_min"],

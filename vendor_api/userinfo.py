@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from consent.grants.access import read_profile_for
 from consent.grants.service import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import error_responses
 from vault.profile.catalogue import countries
+from vault.routing import APIRouter
 from vendor_api.dependencies import IndividualTokenDep
 from vendor_api.errors import InsufficientScope, InvalidToken, RateLimited
 

@@ -33,6 +33,7 @@ from vault.middleware import (
     wants_json,
 )
 from vault.profile.endpoints import router as profile_router
+from vault.routing import UnicodeRoute
 from vault.runtime import Runtime
 from vault.settings import Settings, SettingsError, get_settings
 from vendor_api.docs import router as vendor_docs_router
@@ -66,6 +67,12 @@ _STATUS_TEXT = {
 def _validation_sentence(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
+        if error.get("type") == "json_invalid":  # the decoder's reason, and where it stopped
+            reason = (error.get("ctx") or {}).get("error", "not valid JSON")
+            pos = (error.get("loc") or (0,))[-1]
+            at = f" at character {pos}" if isinstance(pos, int) and pos > 0 else ""
+            parts.append(f"body: {reason.removesuffix(' at')}{at}")
+            continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",)) or "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "The request is not valid. " + "; ".join(parts) + "."
@@ -94,6 +101,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    app.router.route_class = UnicodeRoute  # as every package's APIRouter
     app.state.runtime = runtime
     app.state.portability = portability(runtime)
     app.state.rate_limiter = limiter_for(settings, runtime.engine)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
 from vault.profile.service import ProfileService
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 from vault.signup import sign_up
 from web.dependencies import CSRFChecked, PageAccount, SignInRequired, safe_next, signin_url

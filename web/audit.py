@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,7 @@ from consent.grants.models import Grant
 from consent.grants.service import is_active
 from consent.ledger.export import export_range
 from consent.ledger.merkle import leaf_hash, verify_inclusion
-from consent.ledger.models import LedgerCheckpoint, LedgerEntry
+from consent.ledger.models import MAX_INDEX, LedgerCheckpoint, LedgerEntry
 from consent.ledger.service import latest_checkpoint, public_key_text
 from consent.ledger.store import EVENT_TYPES, StoredTree
 from consent.vendors.models import VendorApp
@@ -28,6 +28,7 @@ from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden
+from vault.routing import APIRouter
 from web.dependencies import SignInRequired
 from web.templating import render
 
@@ -291,8 +292,8 @@ def vendors_page(request: Request, auditor: PageAuditor, db: DbDep) -> Response:
 def export(
     auditor: PageAuditor,
     db: DbDep,
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int | None, Query(ge=0)] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
+    end: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> Response:
     """The latest checkpoint and the stored entries ``start <= index < end`` as JSON Lines,
     each with its inclusion proof from the stored hashes of the signed tree."""

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from vault.accounts.models import Account
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import NotFound
 from vault.profile.catalogue import FIELDS
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
 from web.templating import flash, render

@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
 from consent import scopes
@@ -30,6 +30,7 @@ from vault.errors import InvalidInput
 from vault.middleware import CSP
 from vault.profile.catalogue import FIELDS
 from vault.profile.service import ProfileService
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 from web.dependencies import CSRFChecked, signin_url
 from web.templating import render, render_error

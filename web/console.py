@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
@@ -28,6 +28,7 @@ from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 from web.accounts import home_for, sign_up_page
 from web.dependencies import CSRFChecked, FormDep, require_account

@@ -1,7 +1,6 @@
 """The portal's router: every page an individual (and later a vendor or auditor) sees."""
 
-from fastapi import APIRouter
-
+from vault.routing import APIRouter
 from web import accounts, audit, connections, console, intents, portability, profile, terms
 from web import consent as consent_screen
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
@@ -26,6 +26,7 @@ from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, NotFound
 from vault.profile.catalogue import FIELDS, countries
 from vault.profile.service import ProfileService
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
 from web.templating import flash, render

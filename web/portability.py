@@ -6,7 +6,7 @@ import threading
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi import BackgroundTasks, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +29,7 @@ from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
 from vault.portability import erasure, export, importer
 from vault.portability.parts import portability_of
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 from vault.signup import sign_up
 from web.accounts import home_for

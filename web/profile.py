@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
@@ -19,6 +19,7 @@ from vault.profile.catalogue import (
     countries,
 )
 from vault.profile.service import ProfileService
+from vault.routing import APIRouter
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
 from web.templating import flash, render
 

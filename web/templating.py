@@ -108,6 +108,7 @@ _TITLES = {
     405: "Not allowed",
     409: "Conflict",
     413: "Too large",
+    415: "Not understood",
     429: "Too many attempts",
     500: "Something went wrong",
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from consent.terms.catalogue import (
@@ -14,6 +14,7 @@ from consent.terms.catalogue import (
 from vault.accounts.dependencies import ViewerDep
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, NotFound
+from vault.routing import APIRouter
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
 from web.templating import flash, render
 

@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS
 from consent.webhooks import signing
@@ -22,6 +22,7 @@ from intents.events import OfferAcceptedData
 from intents.tokens import GRANT_TYPE as ACCEPTED_OFFER_GRANT
 from vault.accounts.dependencies import ViewerDep
 from vault.dependencies import RuntimeDep
+from vault.routing import APIRouter
 from vault.settings import Settings
 from vendor_api.docs import VENDOR_PREFIX, error_codes, vendor_openapi
 from vendor_api.schemas import IntentOut, IntentPage, OfferOut, VendorProfileOut

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from consent.ledger.models import LedgerEntry
+from consent.ledger.models import MAX_INDEX, LedgerEntry
 from consent.ledger.service import latest_checkpoint, origin, public_key_text
 from consent.ledger.store import StoredTree
 from vault.accounts.dependencies import ViewerDep
@@ -29,6 +29,7 @@ from vault.errors import (
     VaultError,
     error_responses,
 )
+from vault.routing import APIRouter
 
 MAX_ENTRIES = 1000
 
@@ -100,8 +101,8 @@ def public_key(auditor: AuditorDep, rt: RuntimeDep) -> PublicKeyOut:
 def entries(
     auditor: AuditorDep,
     db: DbDep,
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int | None, Query(ge=1)] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
+    end: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
 ) -> EntriesOut:
     """Entries ``start <= index < end`` (at most 1000 at a time)."""
     end = end if end is not None else start + 100
@@ -155,8 +156,8 @@ def _size(db: DbDep, size: int) -> StoredTree:
 def inclusion(
     auditor: AuditorDep,
     db: DbDep,
-    index: Annotated[int, Query(ge=0)],
-    size: Annotated[int, Query(ge=1)],
+    index: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+    size: Annotated[int, Query(ge=1, le=MAX_INDEX)],
 ) -> ProofOut:
     """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
     if index >= size:
@@ -178,8 +179,8 @@ def inclusion(
 def consistency(
     auditor: AuditorDep,
     db: DbDep,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=1, le=MAX_INDEX)],
+    second: Annotated[int, Query(ge=1, le=MAX_INDEX)],
 ) -> ProofOut:
     """RFC 9162 consistency proof between tree sizes ``first`` <= ``second``."""
     if first > second:

@@ -20,6 +20,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.base import Base, TimestampMixin
 
+MAX_INDEX = 2**63 - 1
+"""The largest ledger index or tree size: what a BIGINT column holds (PostgreSQL and SQLite).
+Requests asking for more are refused before a query could overflow."""
+
 
 class LedgerEntry(Base):
     """One appended event. ``entry`` is the canonical JSON that the leaf hash covers."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from consent import scopes
@@ -14,6 +14,7 @@ from consent.oauth.oidc import jwks
 from consent.oauth.server import VaultAuthorizationServer
 from consent.vendors import ratelimit
 from vault.dependencies import DbDep, RuntimeDep
+from vault.routing import APIRouter
 from vault.runtime import Runtime
 
 router = APIRouter(tags=["oauth"])

@@ -41,13 +41,12 @@ a missing, unknown, expired or used initial access token gets 401 with
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
@@ -66,7 +65,9 @@ from consent.vendors.service import (
 from vault.base import utcnow
 from vault.crypto import hash_token, new_token
 from vault.dependencies import DbDep, RuntimeDep
+from vault.routing import APIRouter
 from vault.runtime import Runtime
+from vault.strictjson import NotText, loads
 
 router = APIRouter(tags=["oauth"])
 
@@ -275,8 +276,10 @@ def _parse(body: bytes, content_type: str) -> ClientMetadata:
             "Send the client metadata as a JSON object (Content-Type: application/json).",
         )
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads(body)
+    except NotText as exc:
+        raise _Invalid("invalid_client_metadata", f"{exc.msg}.") from None
+    except ValueError:
         raise _Invalid("invalid_client_metadata", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise _Invalid("invalid_client_metadata", "The body must be a JSON object.")

@@ -7,14 +7,17 @@ request's unit of work.
 
 from __future__ import annotations
 
+import base64
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent import scopes
@@ -31,8 +34,48 @@ from consent.oauth.objects import AUTH_METHODS, EXTENSION_GRANTS, Client, Token
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS, TokenService
 from consent.vendors import ratelimit
 from consent.vendors.models import VendorApp
+from consent.vendors.service import app_for_client_id
 from vault.crypto import hash_token, new_token
 from vault.runtime import Runtime
+
+
+def well_formed_basic(authorization: str | None) -> bool:
+    """Whether ``authorization`` is HTTP Basic as RFC 7617 has it: base64 of the UTF-8
+    ``client_id:secret``. Authlib's own parser fails with an exception (a 500) on bytes that
+    are not UTF-8 and on a scheme with nothing after it."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except ValueError:  # not base64 (or not ASCII), not UTF-8
+        return False
+    return ":" in decoded
+
+
+def authenticate_basic(query_client: Callable[[str], Client | None], request: Any) -> Any:
+    """``client_secret_basic``: Authlib's, for a well-formed header; a malformed one
+    authenticates nobody, which ends in 401 ``invalid_client`` with ``WWW-Authenticate``."""
+    if not well_formed_basic(request.headers.get("Authorization")):
+        return None
+    return authenticate_client_secret_basic(query_client, request)
+
+
+# Parameters of an authorization request that RFC 6749 (appendix A) and RFC 7636 allow only
+# printable ASCII in. Authlib repeats some of them in an error description, and raises
+# ValueError (a 500) when that description is not ASCII.
+ASCII_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+def _printable_ascii(value: str) -> bool:
+    return value.isascii() and value.isprintable()
 
 
 class Revocation(RevocationEndpoint):
@@ -139,6 +182,7 @@ class VaultAuthorizationServer(AuthorizationServer):
             self.register_grant(extension)
         self.register_endpoint(Revocation(self))
         self.register_endpoint(Introspection(self))
+        self.register_client_auth_method("client_secret_basic", authenticate_basic)
 
     def hash(self, secret: str) -> bytes:
         return hash_token(self.rt.secrets.token_hash_key, secret)
@@ -164,12 +208,32 @@ class VaultAuthorizationServer(AuthorizationServer):
                 raise SlowDown(usage)
         return client
 
-    def query_client(self, client_id: str) -> Client | None:
-        if not client_id or len(client_id) > 64:
+    def get_consent_grant(self, request: Any = None, end_user: Any = None) -> Any:
+        """Authlib's, after refusing a parameter that is not printable ASCII with
+        ``invalid_request``: sent to the client when its redirect URI checks out (as Authlib
+        does for its own errors), else shown to the person."""
+        payload = request.payload
+        for name in ASCII_PARAMETERS:
+            if not all(map(_printable_ascii, payload.datalist.get(name, []))):
+                raise InvalidRequestError(
+                    f"{name} must be printable ASCII text.",
+                    state=payload.state,
+                    redirect_uri=self._verified_redirect_uri(
+                        payload.client_id, payload.redirect_uri
+                    ),
+                )
+        return super().get_consent_grant(request, end_user)
+
+    def _verified_redirect_uri(self, client_id: str | None, requested: str | None) -> str | None:
+        client = self.query_client(client_id or "")
+        if client is None:
             return None
-        app = self.db.scalars(
-            select(VendorApp).where(VendorApp.client_id == client_id)
-        ).one_or_none()
+        if requested:
+            return requested if client.check_redirect_uri(requested) else None
+        return client.get_default_redirect_uri()
+
+    def query_client(self, client_id: str) -> Client | None:
+        app = app_for_client_id(self.db, client_id)
         return Client(app, self.rt) if app is not None else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:

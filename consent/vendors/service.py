@@ -367,7 +367,13 @@ def app_of_owner(db: Session, owner_id: uuid.UUID, app_id: str | uuid.UUID) -> V
 
 
 def app_for_client_id(db: Session, client_id: str) -> VendorApp | None:
-    if not client_id or len(client_id) > 64:
+    """The app with this client id; None for any other string, including one that is no
+    client id at all (RFC 6749 appendix A.1: printable ASCII; PostgreSQL refuses a NUL)."""
+    if (
+        not client_id
+        or len(client_id) > 64
+        or not (client_id.isascii() and client_id.isprintable())
+    ):
         return None
     return db.scalars(select(VendorApp).where(VendorApp.client_id == client_id)).one_or_none()
 

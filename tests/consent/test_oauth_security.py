@@ -8,8 +8,10 @@ Each test looks at what the vendor or the individual observes.
 
 from __future__ import annotations
 
+import base64
 import html
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -204,15 +206,16 @@ def assert_error_page(response: httpx.Response) -> None:
 
 
 # -- the authorization endpoint: never redirect where the client did not register --------------
+@pytest.mark.parametrize("client_id", ["no-such-client", "vrm_\x00", "vrm_\u00e9"])
 def test_unknown_client_id_shows_an_error_page_and_does_not_redirect(
-    client: TestClient, person: Account
+    client: TestClient, person: Account, client_id: str
 ) -> None:
     response = client.get(
         "/oauth/authorize?"
         + urlencode(
             {
                 "response_type": "code",
-                "client_id": "no-such-client",
+                "client_id": client_id,
                 "redirect_uri": "https://evil.example/cb",
                 "state": "s",
             }
@@ -221,6 +224,43 @@ def test_unknown_client_id_shows_an_error_page_and_does_not_redirect(
 
     assert_error_page(response)
     assert "evil.example" not in response.headers.get("location", "")
+
+
+AUTHORIZE_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "nonce",
+    "max_age",
+)
+
+
+@pytest.mark.parametrize("value", ["Al%ED%A0%80ice", "caf%C3%A9"], ids=["surrogate", "accent"])
+@pytest.mark.parametrize("name", AUTHORIZE_PARAMETERS)
+def test_text_outside_ascii_in_an_authorization_request_is_an_answer_not_a_500(
+    client: TestClient, person: Account, vendor: Vendor, name: str, value: str
+) -> None:
+    # A URL cannot carry a lone surrogate: %ED%A0%80 (U+D800 as UTF-8 would have it) arrives
+    # as replacement characters. Authlib repeated response_type and redirect_uri in an error
+    # description, which must be ASCII, and raised ValueError: a 500.
+    response = client.get(authorize_query(vendor, **{name: ""}) + f"&{name}={value}")
+    if name in ("client_id", "redirect_uri"):  # nowhere to send an error to
+        assert_error_page(response)
+        assert f"{name} must be printable ASCII text." in response.text
+    elif name in ("response_type", "scope", "code_challenge"):
+        assert response.status_code == 302
+        assert response.headers["location"].startswith(REDIRECT_URI + "?")
+        answer = query_of(response.headers["location"])
+        assert answer["error"] == "invalid_request"
+        assert answer["error_description"] == f"{name} must be printable ASCII text."
+        assert answer["state"] == "st-123"
+    else:
+        assert response.status_code in (200, 302, 400), response.text
 
 
 @pytest.mark.parametrize(
@@ -732,6 +772,66 @@ def test_wrong_client_secret_in_the_body_is_401_invalid_client(
     )
 
     assert response.status_code == 401
+    assert error_of(response) == "invalid_client"
+
+
+def basic(credentials: bytes) -> str:
+    return "Basic " + base64.b64encode(credentials).decode()
+
+
+# Authorization headers a broken (or hostile) client might send instead of HTTP Basic
+# (RFC 7617: base64 of the UTF-8 "client_id:secret", each form-urlencoded by RFC 6749 2.3.1).
+BAD_BASIC: dict[str, str | Callable[[Vendor], str]] = {
+    "not_utf8": "Basic //46/w==",
+    "not_utf8_with_a_colon": basic(b"\xff\xfe:\xff"),
+    "not_base64": "Basic !!not*base64!!",
+    "bad_padding": "Basic YWJjZA",
+    "nothing_after_the_scheme": "Basic  ",
+    "no_colon": lambda vendor: basic(vendor.client_id.encode()),
+    "empty_secret": lambda vendor: basic(vendor.client_id.encode() + b":"),
+    "nul_in_client_id": basic(b"vrm_\x00:secret"),
+    "encoded_nul_in_client_id": basic(b"vrm_%00:secret"),
+    "control_character_in_client_id": lambda vendor: basic(
+        vendor.client_id.encode() + b"\n:" + vendor.secret.encode()
+    ),
+}
+CLIENT_ENDPOINTS = {
+    "token": ("/oauth/token", {"grant_type": "client_credentials"}),
+    "introspect": ("/oauth/introspect", {"token": "whatever"}),
+    "revoke": ("/oauth/revoke", {"token": "whatever"}),
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(CLIENT_ENDPOINTS))
+@pytest.mark.parametrize("case", sorted(BAD_BASIC))
+def test_malformed_basic_credentials_are_401_invalid_client(
+    http: httpx.Client, db: Session, vendor: Vendor, case: str, endpoint: str
+) -> None:
+    header = BAD_BASIC[case]
+    path, data = CLIENT_ENDPOINTS[endpoint]
+    tokens = db.scalar(select(func.count()).select_from(OAuthToken))
+
+    response = http.post(
+        path, data=data, headers={"Authorization": header(vendor) if callable(header) else header}
+    )
+
+    assert response.status_code == 401, response.text
+    assert error_of(response) == "invalid_client"
+    assert response.headers["www-authenticate"].startswith("Basic ")
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(OAuthToken)) == tokens
+
+
+@pytest.mark.parametrize("client_id", ["vrm_\x00", "vrm_\x7f", "vrm_\u00e9"])
+def test_a_client_id_outside_rfc_6749s_characters_in_the_body_is_invalid_client(
+    http: httpx.Client, client_id: str
+) -> None:
+    response = http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"},
+    )
+
+    assert response.status_code in (400, 401)
     assert error_of(response) == "invalid_client"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -285,6 +286,22 @@ def test_a_body_that_is_not_a_json_object_is_refused(
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_client_metadata"
+
+
+def test_a_client_name_with_a_lone_surrogate_is_invalid_client_metadata(
+    client: TestClient, token: str, db: Session
+) -> None:
+    before = apps(db)
+    response = client.post(
+        "/oauth/register",
+        # json.dumps escapes the lone surrogate as \ud800.
+        content=json.dumps({**METADATA, "client_name": "Acme \ud800 Outdoor"}),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_client_metadata"
+    assert "client_name holds a lone UTF-16 surrogate" in response.json()["error_description"]
+    assert apps(db) == before
 
 
 def test_the_endpoint_is_in_the_openapi_document(client: TestClient) -> None:

@@ -940,6 +940,32 @@ def test_a_signed_manifest_of_the_wrong_shape_is_refused(
     assert "manifest.json" in message
 
 
+@pytest.mark.parametrize("escaped", [True, False], ids=["escaped", "utf8_like_bytes"])
+def test_a_signed_archive_with_text_that_is_not_unicode_is_refused(
+    escaped: bool, archive_a: bytes, signer_a: LedgerSigner, client_b: TestClient, accounts_b: Any
+) -> None:
+    def edit(files: dict[str, bytes]) -> None:
+        document = json.loads(files[DATA])
+        items(document, "profile").append(
+            {
+                "key": "given_name",
+                "label": "Given name",
+                "value": "Zephy\ud800rine",
+                "provenance": "provided",
+            }
+        )
+        text = json.dumps(document)  # ensure_ascii: the lone surrogate goes as \ud800
+        files[DATA] = (
+            text.encode()
+            if escaped
+            else text.replace("\\ud800", "\ud800").encode("utf-8", "surrogatepass")
+        )
+
+    message = refused(client_b, resealed(archive_a, signer_a, edit), accounts_b)
+    assert message.startswith("data.json is not valid JSON")
+    assert "holds a lone UTF-16 surrogate" in message
+
+
 @pytest.mark.parametrize("name", [MANIFEST, DATA])
 def test_json_nested_too_deep_to_parse_is_refused(
     name: str, archive_a: bytes, signer_a: LedgerSigner, client_b: TestClient, accounts_b: Any

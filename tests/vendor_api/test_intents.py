@@ -270,6 +270,8 @@ def test_pages_follow_a_stable_order_without_gaps_or_repeats(
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"limit": "101"}, "limit"),
         ({"limit": "0"}, "limit"),
+        ({"city": "Ut\x00recht"}, "city"),  # PostgreSQL text cannot hold a NUL
+        ({"city": "Ut\u202erecht"}, "city"),
     ],
 )
 def test_bad_filters_are_a_clear_400(

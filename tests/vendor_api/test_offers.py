@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -169,6 +170,32 @@ def test_an_unknown_field_or_a_body_of_the_wrong_shape_is_422(
         == 422
     )
     assert count(Offer) == 0
+
+
+def test_a_message_with_a_lone_surrogate_is_422_on_create_and_on_change(
+    client: TestClient, db: Session, rt: Runtime, count: Count
+) -> None:
+    intent = make_intent(db, rt, individual(client, db, rt))
+    headers = {**app_token(db, rt, market_vendor(db, rt)), "content-type": "application/json"}
+    path = f"/vendor/v1/intents/{intent.id}/offers"
+
+    # json.dumps escapes the lone surrogate as \ud800, as a vendor's broken encoder might.
+    created = client.post(path, headers=headers, content=json.dumps(offer_body(message="\ud800")))
+    assert created.status_code == 422, created.text
+    assert created.json()["error"] == "validation_error"
+    assert "message holds a lone UTF-16 surrogate" in created.json()["detail"]
+    assert count(Offer) == 0
+
+    offer = client.post(path, headers=headers, json=offer_body(message="Fine.")).json()
+    changed = client.patch(
+        f"/vendor/v1/offers/{offer['id']}",
+        headers=headers,
+        content=json.dumps({"message": "Still \udfff fine?"}),
+    )
+    assert changed.status_code == 422, changed.text
+    assert "message holds a lone UTF-16 surrogate" in changed.json()["detail"]
+    shown = client.get(f"/vendor/v1/offers/{offer['id']}", headers=headers).json()
+    assert shown["message"] == "Fine."
 
 
 def test_an_offer_on_a_closed_intent_is_409_and_nothing_is_written(

@@ -278,6 +278,19 @@ def test_export_downloads_jsonl_with_the_checkpoint_first(
     assert auditor.get("/audit/export", params={"start": 5, "end": 2}).status_code == 400
 
 
+@pytest.mark.parametrize(
+    "params", [{"start": 2**63}, {"end": 2**63}, {"start": 67382396045834911744, "end": 2**70}]
+)
+def test_an_export_range_beyond_what_the_ledger_can_hold_is_refused(
+    auditor: TestClient, db: Session, rt: Runtime, params: dict[str, int]
+) -> None:
+    scenario(db)
+    signed(db, rt)
+    response = auditor.get("/audit/export", params=params)
+    assert response.status_code == 400
+    assert "The form was not filled in as expected." in response.text
+
+
 # -- no personal data ------------------------------------------------------------------------------
 
 

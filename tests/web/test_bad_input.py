@@ -368,6 +368,81 @@ def test_malformed_json_answers_422(signed_in: TestClient, db: Session) -> None:
     assert snapshot(db) == before
 
 
+# A lone UTF-16 surrogate: JSON can escape it, Python decodes it, but it is not text (it cannot
+# be encoded), so it must be refused where the body is decoded, never reach a handler.
+LONE = "Al\ud800ice"
+ADDRESS_NL = {"street": "Keizersgracht 1", "postal_code": "1015 CJ", "locality": "Amsterdam"}
+
+NOT_TEXT: dict[str, tuple[str, str, dict[str, Any], str]] = {
+    # name: (method, path, body, where the answer says the bad text is)
+    "given_name": ("PUT", "/api/v1/profile/fields/given_name", {"value": LONE}, "value"),
+    "family_name": ("PUT", "/api/v1/profile/fields/family_name", {"value": LONE}, "value"),
+    "address_part": (
+        "PUT",
+        "/api/v1/profile/fields/address",
+        {"value": {**ADDRESS_NL, "country": "NL", "locality": LONE}},
+        "value.locality",
+    ),
+    "address_key": (
+        "PUT",
+        "/api/v1/profile/fields/address",
+        {"value": {**ADDRESS_NL, "country": "NL", LONE: "x"}},
+        "a key of value",
+    ),
+    "dietary_item": (
+        "PUT",
+        "/api/v1/profile/fields/dietary",
+        {"value": ["vegan", LONE]},
+        "value.1",
+    ),
+    "custom_label": ("POST", "/api/v1/profile/custom", {"label": LONE, "value": "Cat"}, "label"),
+    "custom_value": ("POST", "/api/v1/profile/custom", {"label": "Pet", "value": LONE}, "value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_TEXT))
+def test_json_text_with_a_lone_surrogate_answers_422_and_changes_nothing(
+    signed_in: TestClient, db: Session, case: str
+) -> None:
+    method, path, body, where = NOT_TEXT[case]
+    before = snapshot(db)
+    response = signed_in.request(
+        method,
+        path,
+        content=json.dumps(body),  # ensure_ascii: the surrogate goes as the escape \ud800
+        headers={**api_headers(signed_in), "content-type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    payload = response.json()
+    assert payload["error"] == "validation_error"
+    assert f"{where} holds a lone UTF-16 surrogate" in payload["detail"]
+    assert snapshot(db) == before
+
+
+def test_a_surrogate_sent_as_utf8_like_bytes_answers_422(
+    signed_in: TestClient, db: Session
+) -> None:
+    before = snapshot(db)
+    response = signed_in.put(
+        "/api/v1/profile/fields/given_name",
+        content=b'{"value": "Al\xed\xa0\x80ice"}',  # what "\ud800" would be, were it UTF-8
+        headers={**api_headers(signed_in), "content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
+    assert snapshot(db) == before
+
+
+def test_a_surrogate_pair_is_text_and_is_saved(signed_in: TestClient) -> None:
+    response = signed_in.put(
+        "/api/v1/profile/fields/given_name",
+        content=json.dumps({"value": "Ada \U0001f600"}),  # sent as "\ud83d\ude00"
+        headers={**api_headers(signed_in), "content-type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.json()["value"] == "Ada \U0001f600"
+
+
 def test_unknown_field_in_custom_field_json_answers_422(
     signed_in: TestClient, count: Count
 ) -> None:
@@ -379,6 +454,78 @@ def test_unknown_field_in_custom_field_json_answers_422(
     assert response.status_code == 422
     assert "colour" in response.json()["detail"]
     assert count(ProfileField) == 2
+
+
+# -- text that is not Unicode in a form ------------------------------------------------------
+
+
+def multipart(fields: dict[str, bytes], charset: str | None) -> tuple[bytes, dict[str, str]]:
+    """A multipart/form-data body as a client other than a browser could send it."""
+    body = b"".join(
+        b'--XyZ\r\nContent-Disposition: form-data; name="'
+        + name.encode()
+        + b'"\r\n\r\n'
+        + value
+        + b"\r\n"
+        for name, value in fields.items()
+    )
+    declared = f"; charset={charset}" if charset else ""
+    return body + b"--XyZ--\r\n", {"content-type": f"multipart/form-data{declared}; boundary=XyZ"}
+
+
+@pytest.mark.parametrize(
+    ("charset", "value"),
+    [("utf-7", b"Al+2AA-ice"), ("unicode_escape", b"Al\\ud800ice"), ("x-no-such", b"Al")],
+)
+def test_a_form_in_a_character_set_that_is_not_utf8_answers_415_and_changes_nothing(
+    signed_in: TestClient, db: Session, charset: str, value: bytes
+) -> None:
+    # U+D800 is "+2AA-" in UTF-7 and "\ud800" in Python's unicode_escape: decoded with them,
+    # a form would hand the page a string that cannot be stored.
+    token = page_csrf(signed_in, "/profile/fields/given_name").encode()
+    body, headers = multipart({"csrf_token": token, "value": value}, charset)
+    before = snapshot(db)
+    response = signed_in.post("/profile/fields/given_name", content=body, headers=headers)
+    assert response.status_code == 415
+    assert "Send the form as UTF-8, as browsers do" in response.text
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize("charset", [None, "utf-8", "UTF8", '"utf-8"'])
+def test_a_multipart_form_in_utf8_is_taken(signed_in: TestClient, charset: str | None) -> None:
+    token = page_csrf(signed_in, "/profile/fields/given_name").encode()
+    body, headers = multipart({"csrf_token": token, "value": "Zoë".encode()}, charset)
+    response = signed_in.post("/profile/fields/given_name", content=body, headers=headers)
+    assert response.status_code == 303
+    assert signed_in.get("/api/v1/profile").json()["fields"]["given_name"] == "Zoë"
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_surrogate_bytes_in_a_utf8_form_arrive_as_replacement_characters(
+    signed_in: TestClient, encoding: str
+) -> None:
+    token = page_csrf(signed_in, "/profile/fields/given_name")
+    if encoding == "urlencoded":
+        body = f"csrf_token={token}&value=Al%ED%A0%80ice".encode()
+        headers = {"content-type": "application/x-www-form-urlencoded"}
+    else:
+        body, headers = multipart(
+            {"csrf_token": token.encode(), "value": b"Al\xed\xa0\x80ice"}, None
+        )
+    response = signed_in.post("/profile/fields/given_name", content=body, headers=headers)
+    assert response.status_code == 303
+    saved = signed_in.get("/api/v1/profile").json()["fields"]["given_name"]
+    assert saved.startswith("Al") and saved.endswith("ice")
+    assert not any("\ud800" <= c <= "\udfff" for c in saved)
+
+
+def test_the_token_endpoint_refuses_a_form_that_is_not_utf8_with_json(
+    client: TestClient,
+) -> None:
+    body, headers = multipart({"grant_type": b"client_credentials", "scope": b"+2AA-"}, "utf-7")
+    response = client.post("/oauth/token", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
 
 
 # -- unknown keys ---------------------------------------------------------------------------

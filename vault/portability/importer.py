@@ -13,7 +13,6 @@ problem leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import zipfile
 import zlib
@@ -29,6 +28,7 @@ from vault.errors import InvalidInput
 from vault.portability.export import DATA, FORMAT, MANIFEST, SIGNATURE, VERSION
 from vault.portability.parts import MANIFEST_TYP, ImportContext, Portability
 from vault.runtime import Runtime
+from vault.strictjson import NotText, loads
 
 MAX_MEMBERS = 64
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -218,8 +218,10 @@ def verify(
             else:
                 hashes[info.filename] = (data.hex(), size)
     try:
-        manifest = json.loads(contents[MANIFEST])
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        manifest = loads(contents[MANIFEST])
+    except NotText as exc:
+        raise ArchiveRefused(f"manifest.json is not valid JSON: {exc.msg}.") from None
+    except (ValueError, RecursionError):
         raise ArchiveRefused("manifest.json is not valid JSON.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArchiveRefused("manifest.json is not a VRM Vault export manifest.")
@@ -285,8 +287,10 @@ def verify(
         if hashes[name] != (digest, size):
             raise ArchiveRefused(f"{name} does not match its SHA-256 in the manifest: altered.")
     try:
-        document = json.loads(contents[DATA])
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        document = loads(contents[DATA])
+    except NotText as exc:
+        raise ArchiveRefused(f"data.json is not valid JSON: {exc.msg}.") from None
+    except (ValueError, RecursionError):
         raise ArchiveRefused("data.json is not valid JSON.") from None
     if (
         not isinstance(document, dict)

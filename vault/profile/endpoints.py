@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import Depends, Header, Request, Response, status
 
 from vault import csrf
 from vault.accounts.dependencies import IndividualDep
@@ -20,6 +20,7 @@ from vault.profile.schemas import (
     ProfileOut,
 )
 from vault.profile.service import ProfileService
+from vault.routing import APIRouter
 
 
 def require_csrf_header(

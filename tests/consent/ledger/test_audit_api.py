@@ -189,6 +189,39 @@ def test_malformed_ranges_are_422(auditor: TestClient, query: str) -> None:
     assert auditor.get(f"{API}/entries?{query}").status_code == 422
 
 
+BIG = 2**63  # one past the largest index a BIGINT column holds
+HUGE = 67382396045834911744
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "named"),
+    [
+        ("/entries", {"start": HUGE}, "start"),
+        ("/entries", {"start": BIG}, "start"),
+        ("/entries", {"start": 0, "end": HUGE}, "end"),
+        ("/proofs/inclusion", {"index": HUGE, "size": HUGE + 1}, "index"),
+        ("/proofs/inclusion", {"index": 0, "size": HUGE}, "size"),
+        ("/proofs/consistency", {"first": 1, "second": HUGE}, "second"),
+        ("/proofs/consistency", {"first": HUGE, "second": HUGE}, "first"),
+    ],
+)
+def test_an_index_or_size_beyond_what_the_ledger_can_hold_is_422(
+    auditor: TestClient, path: str, params: dict[str, int], named: str
+) -> None:
+    response = auditor.get(API + path, params=params)
+
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "validation_error"
+    assert f"{named}: Input should be less than or equal to {BIG - 1}" in body["detail"]
+
+
+def test_the_largest_index_is_a_range_with_nothing_in_it(auditor: TestClient, db: Session) -> None:
+    add_events(db, 1)
+    assert get(auditor, "/entries", start=BIG - 1)["entries"] == []
+    assert get(auditor, "/entries", start=BIG - 101, end=BIG - 1)["entries"] == []
+
+
 # -- proofs ---------------------------------------------------------------------------------
 
 

@@ -1,0 +1,90 @@
+"""Routers whose routes only ever decode a request body to Unicode text.
+
+Python decodes some input into a ``str`` that is not text: a JSON escape of a lone UTF-16
+surrogate (``"\\ud800"``), or a multipart form declaring a character set such as UTF-7 or
+``unicode_escape`` (``+2AA-`` and ``\\ud800`` are U+D800 in those). Such a string cannot be
+encoded, so it fails far from the input (encrypting a profile field, binding a database
+parameter, rendering an answer) with a 500. Here:
+
+- a JSON body is decoded with :func:`vault.strictjson.loads`: to FastAPI a lone surrogate is
+  malformed JSON, answered with its usual 422 before any dependency or handler runs;
+- a multipart form must be UTF-8 (browsers declare no character set, which means UTF-8):
+  another declared character set is a 415, before the form is read. URL-encoded forms, query
+  strings and paths are decoded as UTF-8 with replacement, so they cannot carry a surrogate.
+
+Every package makes its routers with :class:`APIRouter` from here (ruff refuses FastAPI's
+own), and ``vrm.app`` gives the app's router the same route class.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import fastapi
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from python_multipart.multipart import parse_options_header
+
+from vault.errors import VaultError
+from vault.strictjson import loads
+
+_UTF8 = {"utf-8", "ascii"}
+
+
+class FormNotUTF8(VaultError):
+    """A multipart form that declares a character set other than UTF-8."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+def _form_charset_refused(content_type: str | None) -> bool:
+    """Whether a multipart form declares a character set other than UTF-8 (Starlette would
+    decode its fields with it); parsed as Starlette parses it."""
+    if not content_type:
+        return False  # most requests: no body
+    media_type, params = parse_options_header(content_type)
+    charset = params.get(b"charset")
+    if media_type != b"multipart/form-data" or charset is None:
+        return False
+    try:
+        return codecs.lookup(charset.decode("latin-1")).name not in _UTF8
+    except LookupError:
+        return True
+
+
+class UnicodeRequest(Request):
+    """A request whose JSON body is decoded by :func:`loads`."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads(await self.body())
+        return self._json
+
+
+class UnicodeRoute(APIRoute):
+    """A route that refuses a multipart form in another character set than UTF-8 and hands
+    its handler a :class:`UnicodeRequest` (FastAPI turns the ``JSONDecodeError`` it raises
+    into a 422 like any malformed JSON)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def unicode_only(request: Request) -> Response:
+            if _form_charset_refused(request.headers.get("content-type")):
+                raise FormNotUTF8(
+                    "Send the form as UTF-8, as browsers do: this one declares another "
+                    "character set."
+                )
+            return await handler(UnicodeRequest(request.scope, request.receive))
+
+        return unicode_only
+
+
+class APIRouter(fastapi.APIRouter):  # noqa: TID251 (the one allowed use)
+    """FastAPI's router with :class:`UnicodeRoute` routes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(route_class=UnicodeRoute, **kwargs)
