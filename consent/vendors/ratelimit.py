@@ -12,7 +12,10 @@ because both the authorization server (``consent.oauth``) and the vendor API use
 - Without: in the database, spread over :data:`SHARDS` rows per app and bucket, each request
   bumping one at random and reading the window's sum in the same statement
   (:class:`DatabaseLimiter`), so no one row is what every request of an app updates and
-  waits on. The count may lose its last increments in a crash (no WAL flush per call).
+  waits on. The count may lose its last increments in a crash (no WAL flush per call). Every
+  request is counted, but one sees only the requests committed before it: requests of an app
+  in flight at the same moment may not see each other, so an app can pass its limit by at most
+  the number of its requests in flight at once (Redis's ``INCR`` has no such slack).
 """
 
 from __future__ import annotations

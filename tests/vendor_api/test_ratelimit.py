@@ -98,9 +98,12 @@ def test_processes_share_one_count_and_parallel_hits_are_all_counted(
         thread.join(timeout=60)
 
     assert len(seen) == 60
-    assert processes[0].hit(app_id, "read", 50, now=START).count == 61
+    assert processes[0].hit(app_id, "read", 50, now=START).count == 61  # every hit counted
+    # A hit sees every hit committed before it, but not one still in flight in another
+    # process (at most one per other process here): the last to start sees at least 57.
+    in_flight = len(processes) - 1
+    assert max(seen) >= 60 - in_flight
     assert sum(1 for c in seen if c > 50) >= 1  # the last ones were over the limit
-    assert max(seen) == 60
 
 
 def test_no_one_row_takes_every_request_of_an_app(committed_rt: Runtime, app_id: Any) -> None:
