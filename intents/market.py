@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, exists, literal_column, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    bindparam,
+    exists,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
@@ -97,6 +108,114 @@ def page_size(limit: int | None) -> int:
     return limit
 
 
+# -- the statements ---------------------------------------------------------------------------
+# Built once per shape (which filters a request uses, whether the app's vendor has other apps)
+# and cached: each request only binds its values (now, the app, the filters, the cursor), so
+# no statement is built and no cache key computed per request. Values are always bound
+# parameters; only `status = 'open'` is a literal, so that a generic (prepared) plan can still
+# use the partial indexes over open intents.
+
+Shown = Select[Intent, Offer, uuid.UUID, str, bytes]
+
+
+def _visible(single_app: bool) -> list[ColumnElement[bool]]:
+    """What an app may see: published, open, not past closing, owner active, not blocked by
+    the owner for this app or (``single_app`` False) any other app of its vendor."""
+    blocked = exists().where(
+        IntentBlock.owner_id == Intent.owner_id,
+        IntentBlock.app_id == bindparam("app_id")
+        if single_app
+        else IntentBlock.app_id.in_(bindparam("apps", expanding=True)),
+    )
+    owner_active = exists().where(
+        Account.id == Intent.owner_id, Account.status == AccountStatus.ACTIVE
+    )
+    return [
+        Intent.status == literal_column(f"'{IntentStatus.OPEN.value}'"),
+        Intent.expires_at > bindparam("now"),
+        Intent.published_at.is_not(None),
+        owner_active,
+        ~blocked,
+    ]
+
+
+_FILTERS: dict[str, Callable[[], ColumnElement[bool]]] = {
+    # A leaf implies its root: name only the leaf, so the planner's estimate is not the
+    # product of two correlated conditions (which makes it give up the ordered index scan
+    # that stops after one page).
+    "category_root": lambda: Intent.category_root == bindparam("category_root"),
+    "category": lambda: Intent.category == bindparam("category"),
+    "country": lambda: Intent.country == bindparam("country"),
+    "city": lambda: Intent.city == bindparam("city"),
+    "online": lambda: Intent.online == bindparam("online"),
+    "currency": lambda: Intent.currency == bindparam("currency"),
+    "budget_min": lambda: Intent.budget_minor >= bindparam("budget_min"),
+    "budget_max": lambda: Intent.budget_minor <= bindparam("budget_max"),
+    "needed_before": lambda: Intent.needed_by <= bindparam("needed_before"),
+    "published_since": lambda: Intent.published_at >= bindparam("published_since"),
+}
+
+
+def _filter_values(f: IntentFilters) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The filters a listing uses (names, in a fixed order) and their values."""
+    values: dict[str, Any] = {}
+    if f.category is not None:
+        if f.category.is_root:
+            values["category_root"] = f.category.root
+        else:
+            values["category"] = f.category.id
+    for name in (
+        "country",
+        "city",
+        "online",
+        "currency",
+        "budget_min",
+        "budget_max",
+        "needed_before",
+        "published_since",
+    ):
+        value = getattr(f, name)
+        if value is not None:
+            values[name] = value
+    return tuple(name for name in _FILTERS if name in values), values
+
+
+def _shown(single_app: bool) -> Shown:
+    """Intents an app may see, each with the app's own offer on it and its owner's data key:
+    one statement, so a page costs one round trip however many owners it shows."""
+    return (
+        select(Intent, Offer, DataKeyRecord.id, DataKeyRecord.kek_id, DataKeyRecord.wrapped)
+        .outerjoin(Offer, (Offer.intent_id == Intent.id) & (Offer.app_id == bindparam("app_id")))
+        .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Intent.owner_id)
+        .where(*_visible(single_app))
+    )
+
+
+@functools.cache
+def _listing(single_app: bool, filters: tuple[str, ...], after_cursor: bool) -> Shown:
+    query = _shown(single_app).where(*(_FILTERS[name]() for name in filters))
+    if after_cursor:
+        query = query.where(
+            tuple_(Intent.published_at, Intent.id)
+            < tuple_(
+                bindparam("cursor_at", type_=Intent.published_at.type),
+                bindparam("cursor_id", type_=Intent.id.type),
+            )
+        )
+    return query.order_by(Intent.published_at.desc(), Intent.id.desc()).limit(bindparam("size"))
+
+
+@functools.cache
+def _one_shown(single_app: bool) -> Shown:
+    return _shown(single_app).where(Intent.id == bindparam("intent_id"))
+
+
+@functools.cache
+def _one_intent(single_app: bool, lock: bool) -> Select[Intent]:
+    query = select(Intent).where(Intent.id == bindparam("intent_id"), *_visible(single_app))
+    return query.with_for_update(of=Intent) if lock else query
+
+
 class Market:
     """One vendor app's view of the intents and its own offers."""
 
@@ -115,64 +234,13 @@ class Market:
 
     # -- what this app may see ----------------------------------------------------------------
 
-    def _visible(self, now: datetime) -> list[ColumnElement[bool]]:
+    def _params(self) -> dict[str, Any]:
+        """The values :func:`_visible` binds: now, this app, and its vendor's apps."""
         apps = self.vendor_apps
-        blocked = exists().where(
-            IntentBlock.owner_id == Intent.owner_id,
-            IntentBlock.app_id == self.app.id
-            if len(apps) == 1
-            else IntentBlock.app_id.in_(sorted(apps)),
-        )
-        owner_active = exists().where(
-            Account.id == Intent.owner_id, Account.status == AccountStatus.ACTIVE
-        )
-        return [
-            # A literal, not a bound parameter: a generic (prepared) plan can then still use
-            # the partial indexes over open intents.
-            Intent.status == literal_column(f"'{IntentStatus.OPEN.value}'"),
-            Intent.expires_at > now,
-            Intent.published_at.is_not(None),
-            owner_active,
-            ~blocked,
-        ]
+        return {"now": utcnow(), "app_id": self.app.id, "apps": sorted(apps)}
 
-    def _filters(self, f: IntentFilters) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = []
-        if f.category is not None:
-            # A leaf implies its root: name only the leaf, so the planner's estimate is not
-            # the product of two correlated conditions (which makes it give up the ordered
-            # index scan that stops after one page).
-            if f.category.is_root:
-                where.append(Intent.category_root == f.category.root)
-            else:
-                where.append(Intent.category == f.category.id)
-        if f.country is not None:
-            where.append(Intent.country == f.country)
-        if f.city is not None:
-            where.append(Intent.city == f.city)
-        if f.online is not None:
-            where.append(Intent.online.is_(f.online))
-        if f.currency is not None:
-            where.append(Intent.currency == f.currency)
-        if f.budget_min is not None:
-            where.append(Intent.budget_minor >= f.budget_min)
-        if f.budget_max is not None:
-            where.append(Intent.budget_minor <= f.budget_max)
-        if f.needed_before is not None:
-            where.append(Intent.needed_by <= f.needed_before)
-        if f.published_since is not None:
-            where.append(Intent.published_at >= f.published_since)
-        return where
-
-    def _shown(self, *where: ColumnElement[bool]) -> Select[Intent, Offer, uuid.UUID, str, bytes]:
-        """Intents this app may see, each with this app's own offer on it and its owner's data
-        key: one statement, so a page costs one round trip however many owners it shows."""
-        return (
-            select(Intent, Offer, DataKeyRecord.id, DataKeyRecord.kek_id, DataKeyRecord.wrapped)
-            .outerjoin(Offer, (Offer.intent_id == Intent.id) & (Offer.app_id == self.app.id))
-            .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Intent.owner_id)
-            .where(*self._visible(utcnow()), *where)
-        )
+    def _single(self) -> bool:
+        return len(self.vendor_apps) == 1
 
     def _views(
         self, rows: Sequence[Row[Intent, Offer, uuid.UUID, str, bytes]]
@@ -200,13 +268,11 @@ class Market:
     ) -> tuple[list[VendorIntent], str | None]:
         """One page of open intents, newest published first; the cursor of the next page."""
         size = page_size(limit)
-        query = self._shown(*self._filters(filters))
+        names, params = _filter_values(filters)
         if cursor:
-            moment, row_id = decode_cursor(cursor)
-            query = query.where(tuple_(Intent.published_at, Intent.id) < tuple_(moment, row_id))
-        rows = self.db.execute(
-            query.order_by(Intent.published_at.desc(), Intent.id.desc()).limit(size + 1)
-        ).all()
+            params["cursor_at"], params["cursor_id"] = decode_cursor(cursor)
+        query = _listing(self._single(), names, bool(cursor))
+        rows = self.db.execute(query, {**self._params(), **params, "size": size + 1}).all()
         next_cursor = None
         if len(rows) > size:
             rows = rows[:size]
@@ -217,16 +283,16 @@ class Market:
 
     def _find(self, intent_id: uuid.UUID, *, lock: bool = False) -> Intent:
         """The intent if this app may see it now; 404 otherwise (never saying why)."""
-        query = select(Intent).where(Intent.id == intent_id, *self._visible(utcnow()))
-        if lock:
-            query = query.with_for_update(of=Intent)
-        intent = self.db.scalars(query).one_or_none()
+        query = _one_intent(self._single(), lock)
+        intent = self.db.scalars(query, {**self._params(), "intent_id": intent_id}).one_or_none()
         if intent is None:
             raise NotFound("There is no open intent with this id.")
         return intent
 
     def intent(self, intent_id: uuid.UUID) -> VendorIntent:
-        views = self._views(self.db.execute(self._shown(Intent.id == intent_id)).all())
+        query = _one_shown(self._single())
+        rows = self.db.execute(query, {**self._params(), "intent_id": intent_id}).all()
+        views = self._views(rows)
         if not views:
             raise NotFound("There is no open intent with this id.")
         return views[0]
