@@ -235,7 +235,7 @@ def person(
     owner = individual(client, db, rt, given_name="Zephyrine", phone="+31 20 794 6138")
     velo = market_vendor(db, rt, name="Velo Shop")
     grant = connect(db, rt, owner, velo.app, ["email", "phone"])
-    log_access(db, owner.id, velo.app.id, ["email"])
+    log_access(db, owner.id, velo.app, ["email"])
     db.commit()
     bidder = market_vendor(db, rt, name="Bidder Bikes")
     intent = make_intent(db, rt, owner, title="Quixotic tandem bicycle")
