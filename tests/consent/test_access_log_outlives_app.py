@@ -10,6 +10,7 @@ import json
 import re
 import zipfile
 
+import jsonschema
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -79,7 +80,9 @@ def test_the_export_holds_a_deleted_apps_reads_with_its_name(
     response = client.post("/account/export", data={"csrf_token": token})
     assert response.status_code == 200, response.text
     archive = zipfile.ZipFile(io.BytesIO(response.content))
-    items = json.loads(archive.read("data.json"))["sections"]["access_log"]["items"]
+    data = json.loads(archive.read("data.json"))
+    jsonschema.validate(data, json.loads(archive.read("data.schema.json")))
+    items = data["sections"]["access_log"]["items"]
     assert [(i["vendor_name"], i["vendor_id"]) for i in items] == [("Acme Shoes", None)] * 3
     rows = list(csv.DictReader(io.StringIO(archive.read("access_log.csv").decode())))
     assert [r["vendor_name"] for r in rows] == ["Acme Shoes"] * 3

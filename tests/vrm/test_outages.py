@@ -45,16 +45,22 @@ def assert_unavailable(response, caplog: pytest.LogCaptureFixture) -> None:  # t
 
 
 @pytest.mark.parametrize(
-    ("path", "headers"),
+    ("method", "path", "headers"),
     [
-        ("/vendor/v1/profile", {"Authorization": "Bearer some-access-token"}),
-        ("/api/v1/profile", {}),
+        ("GET", "/vendor/v1/profile", {"Authorization": "Bearer some-access-token"}),
+        ("GET", "/api/v1/profile", {}),
+        ("POST", "/oauth/token", {"Authorization": "Basic YXBwLXg6c2VjcmV0"}),
     ],
 )
 def test_an_api_call_during_an_outage_is_a_503_with_retry_after(
-    down: TestClient, caplog: pytest.LogCaptureFixture, path: str, headers: dict[str, str]
+    down: TestClient,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    headers: dict[str, str],
 ) -> None:
-    response = down.get(path, headers=headers)
+    data = {"grant_type": "client_credentials"} if method == "POST" else None
+    response = down.request(method, path, headers=headers, data=data)
 
     assert_unavailable(response, caplog)
     body = response.json()
