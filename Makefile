@@ -28,9 +28,9 @@ $(TEST_STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP) ## Set up, migrate and start the service on http://$(HOST):$(PORT)
+run: $(STAMP) ## Set up, migrate and start the service on http://$(HOST):$(PORT), webhooks and scheduled jobs included
 	$(BIN)/vrm db upgrade
-	VRM_BASE_URL="$${VRM_BASE_URL:-http://$(HOST):$(PORT)}" $(BIN)/vrm serve --host $(HOST) --port $(PORT)
+	VRM_BASE_URL="$${VRM_BASE_URL:-http://$(HOST):$(PORT)}" $(BIN)/vrm serve --host $(HOST) --port $(PORT) --with-worker
 
 $(CHROMIUM):
 	@echo "Installing Debian's chromium for the browser tests..."

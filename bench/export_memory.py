@@ -119,7 +119,7 @@ def individual(rt: Runtime, rows: int) -> uuid.UUID:
             registered_via="cli",
         )
         GrantService(db, rt).decide(person.id, app, Decision(FIELDS, "30d"), "service-only")
-        person_id, app_id = person.id, app.id
+        person_id, app_id, app_name = person.id, app.id, app.name
     # Reads as the vendor API logs them: all the granted fields, at irregular moments.
     rng = random.Random(rows)
     moment = datetime.now(UTC) - timedelta(days=365)
@@ -132,6 +132,7 @@ def individual(rt: Runtime, rows: int) -> uuid.UUID:
                     "id": uuid.uuid4(),
                     "individual_id": person_id,
                     "app_id": app_id,
+                    "app_name": app_name,
                     "fields": FIELDS,
                     "accessed_at": moment,
                 }

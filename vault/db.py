@@ -8,8 +8,10 @@ from functools import update_wrapper
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -49,6 +51,32 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+CONNECT_TIMEOUT = 5
+"""Seconds to wait for a PostgreSQL connection (unless the URL names ``connect_timeout``)."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable or not answering (down, restarting,
+    refusing connections, its file gone, the pool exhausted), as opposed to a bug or a
+    constraint: a condition worth a 503 and a retry, not a 500."""
+    if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def ping(engine: Engine, *, timeout: float = 2.0) -> None:
+    """``SELECT 1`` on a pooled connection, bounded by ``timeout`` seconds on PostgreSQL (a
+    statement timeout); raises what the driver raises when the database is away."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            with conn.begin():
+                conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout * 1000)}"))
+                conn.execute(text("SELECT 1"))
+        else:  # a deferred (read) transaction: no wait for a writer's lock
+            conn.execution_options(**{SNAPSHOT: True}).execute(text("SELECT 1"))
+            conn.rollback()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
@@ -59,6 +87,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    # A database that does not answer the connection fails the request in seconds, not
+    # after the operating system's TCP timeout (minutes).
+    if "connect_timeout" not in parsed.query:
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT)
     # No ping before each checkout (a round trip on every request): a connection that a
     # database restart broke fails its first use, and SQLAlchemy then discards every pooled
     # connection made before the failure, so the service recovers after one failed request.

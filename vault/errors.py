@@ -121,3 +121,21 @@ def error_responses(*errors: type[VaultError]) -> dict[int | str, dict[str, Any]
         status: {"model": ErrorBody, "description": " \n".join(lines)}
         for status, lines in by_status.items()
     }
+
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 asks a caller to wait before trying again."""
+
+
+class ServiceUnavailable(VaultError):
+    """The service cannot answer now (its database is unreachable); try again shortly."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(
+        self,
+        message: str = "The service is briefly unavailable. Nothing was changed; please try "
+        "again in a few seconds.",
+    ) -> None:
+        super().__init__(message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -25,6 +25,7 @@ from consent import scopes
 from consent.grants.models import Grant, OAuthToken
 from consent.grants.recorder import AccessRecorder
 from consent.grants.service import pairwise_subject
+from consent.vendors.models import VendorApp
 from consent.vendors.ratelimit import READ, Limiter, Usage
 from vault.base import utcnow
 from vault.crypto import Binding, hash_token
@@ -40,6 +41,7 @@ _TABLE = ProfileField.__tablename__
 _TOKEN = (
     select(
         OAuthToken.app_id,
+        VendorApp.name.label("app_name"),
         OAuthToken.grant_id,
         OAuthToken.scope,
         OAuthToken.access_expires_at,
@@ -53,11 +55,13 @@ _TOKEN = (
         DataKeyRecord.wrapped,
     )
     .select_from(OAuthToken)
+    .join(VendorApp, VendorApp.id == OAuthToken.app_id)
     .outerjoin(Grant, Grant.id == OAuthToken.grant_id)
     .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Grant.individual_id)
     .where(OAuthToken.access_token_hash == bindparam("token_hash"))
 )
-"""The token, its grant and the individual's data key: one row. Built once; each read only
+"""The token, its app's name (for the access log), its grant and the individual's data key:
+one row. Built once; each read only
 binds the token's hash."""
 _FIELDS = select(ProfileField.id, ProfileField.field_key, ProfileField.value_ct).where(
     ProfileField.owner_id == bindparam("owner_id")
@@ -112,7 +116,9 @@ def read_profile(
             values = _decrypt(rt, conn, first, set(granted))
             ordered = {key: values[key] for key in granted if key in values}
             if ordered:
-                recorder.record(conn, first.individual_id, first.app_id, list(ordered), now)
+                recorder.record(
+                    conn, first.individual_id, first.app_id, first.app_name, list(ordered), now
+                )
     if refusal is not None:
         raise refusal
     return ProfileRead(

@@ -3,8 +3,12 @@ error handlers, and wires the parts of export, import and erasure into ``app.sta
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import secrets
 import traceback
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consent.grants.recorder import AccessRecorder
@@ -24,7 +30,8 @@ from consent.oauth.registration import router as registration_router
 from consent.vendors.ratelimit import limiter_for
 from intents.tokens import AcceptedOfferGrant
 from vault import csrf
-from vault.errors import VaultError
+from vault.db import is_outage, ping
+from vault.errors import ServiceUnavailable, VaultError
 from vault.keys import KeyManagementError
 from vault.middleware import (
     BodyLimitMiddleware,
@@ -62,6 +69,19 @@ _STATUS_TEXT = {
         "from your saved data; please try again.",
     ),
 }
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+READY_TIMEOUT = 3.0
+"""Seconds ``/readyz`` waits for the database and the key store together."""
+
+
+def request_id(request: Request) -> str:
+    """The proxy's ``X-Request-ID`` when it sent a sane one, else a new one: named in the log
+    line and the response of a failed request, so the two can be matched. Made only for
+    failures (a successful request pays nothing)."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def _validation_sentence(exc: RequestValidationError) -> str:
@@ -161,27 +181,95 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
+        rid = request_id(request)
         # Type and frames only: exception messages can carry bound SQL parameters.
         frames = "".join(traceback.format_tb(exc.__traceback__))
         log.error(
-            "unhandled %s on %s %s\n%s",
+            "unhandled %s on %s %s (request %s)\n%s",
             type(exc).__name__,
             request.method,
             request.url.path,
+            rid,
             frames,
         )
         code, detail = _STATUS_TEXT[500]
-        response = error_response(request, 500, code, detail)
+        response = error_response(request, 500, code, detail, {"X-Request-ID": rid})
         # Starlette sends this from outside every middleware: add their headers here.
         for name, value in security_headers(https=settings.https):
             response.headers.setdefault(name.decode(), value.decode())
         response.headers["cache-control"] = "no-store"
         return response
 
+    async def database_error(request: Request, exc: Exception) -> Response:
+        """The database is away (down, restarting, unreachable): 503 with ``Retry-After``
+        and one log line naming the request, not a traceback per request; any other
+        database error is a 500 as above. Handled inside the middleware (so the response
+        carries its headers) and not raised on to the server, which would log it again."""
+        if not is_outage(exc):
+            return await server_error(request, exc)
+        rid = request_id(request)
+        log.warning(
+            "database unavailable (%s) on %s %s (request %s): answered 503",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            rid,
+        )
+        unavailable = ServiceUnavailable()
+        return error_response(
+            request,
+            unavailable.status_code,
+            unavailable.code,
+            unavailable.message,
+            {**(unavailable.headers or {}), "X-Request-ID": rid},
+        )
+
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeout, database_error)
+
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers (no database work)."""
         return {"status": "ok"}
+
+    def ready_problems() -> dict[str, str]:
+        """What keeps this process from serving: the database (a ``SELECT 1``) and the key
+        store (a key wrapped and unwrapped under the current key-encryption key). Blocking."""
+        problems: dict[str, str] = {}
+        try:
+            ping(runtime.engine, timeout=READY_TIMEOUT - 1)
+        except Exception as exc:  # the type only: messages can name hosts and parameters
+            problems["database"] = type(exc).__name__
+        try:
+            probe = secrets.token_bytes(32)
+            if runtime.keys.unwrap(runtime.keys.wrap(probe, b"readyz"), b"readyz") != probe:
+                problems["keys"] = "mismatch"
+        except Exception as exc:
+            problems["keys"] = type(exc).__name__
+        return problems
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={503: {"description": "The database or the key store is not usable."}},
+    )
+    async def readyz() -> Response:
+        """Readiness: the database answers a ``SELECT 1`` and the key store is usable, within
+        a few seconds. 503 (with ``Retry-After``) otherwise: take the process out of the
+        load balancer until it is ready again."""
+        try:
+            problems = await asyncio.wait_for(asyncio.to_thread(ready_problems), READY_TIMEOUT)
+        except TimeoutError:
+            problems = {"database": "timeout"}
+        if not problems:
+            return JSONResponse({"status": "ok"})
+        log.warning("not ready: %s", ", ".join(f"{k} {v}" for k, v in problems.items()))
+        unavailable = ServiceUnavailable("Not ready: " + ", ".join(sorted(problems)) + ".")
+        return JSONResponse(
+            {"error": unavailable.code, "detail": unavailable.message, "checks": problems},
+            status_code=unavailable.status_code,
+            headers=unavailable.headers,
+        )
 
     # The vendor API and the token endpoint first: routes are matched in order, and theirs
     # are the requests that come by the thousand.

@@ -10,7 +10,15 @@ from fastapi import Query, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
-from consent.grants.access import access_log, access_summary, ended_at, ended_grants, owned_grant
+from consent.grants.access import (
+    access_log,
+    access_summary,
+    deleted_app_reads,
+    deleted_apps_log,
+    ended_at,
+    ended_grants,
+    owned_grant,
+)
 from consent.grants.models import Grant
 from consent.grants.portability import previous_vendors
 from consent.grants.receipts import MEDIA_TYPE, receipt_for
@@ -78,6 +86,7 @@ def _connections_context(
     return {
         "rows": rows,
         "ended": ended,
+        "deleted_apps": deleted_app_reads(db, account.id),
         "preferred": preferred,
         "errors": errors,
         "previous": [
@@ -163,6 +172,36 @@ def receipt_download(grant_id: str, account: PageIndividual, db: DbDep, rt: Runt
         headers={
             "Content-Disposition": f'attachment; filename="receipt-{grant.id}.jws"',
             "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/connections/deleted-apps")
+def deleted_apps_page(
+    request: Request,
+    account: PageIndividual,
+    db: DbDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """The reads by apps their vendors deleted since: the individual's record outlives them."""
+    entries = deleted_apps_log(
+        db, account.id, limit=LOG_PAGE_SIZE + 1, offset=(page - 1) * LOG_PAGE_SIZE
+    )
+    return render(
+        request,
+        "deleted_apps_log.html",
+        {
+            "entries": [
+                {
+                    "at": e.accessed_at,
+                    "app_name": e.app_name,
+                    "fields": [field_label(k) for k in e.fields],
+                }
+                for e in entries[:LOG_PAGE_SIZE]
+            ],
+            "total": sum(app.reads for app in deleted_app_reads(db, account.id)),
+            "page": page,
+            "has_older": len(entries) > LOG_PAGE_SIZE,
         },
     )
 

@@ -111,6 +111,7 @@ _TITLES = {
     415: "Not understood",
     429: "Too many attempts",
     500: "Something went wrong",
+    503: "Briefly unavailable",
 }
 
 

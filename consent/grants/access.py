@@ -64,23 +64,25 @@ def read_profile_for(db: Session, rt: Runtime, ctx: TokenContext) -> dict[str, A
         return {}
     values = ProfileService(db, rt).values(ctx.grant.individual_id, fields)
     if values:
-        log_access(db, ctx.grant.individual_id, ctx.app.id, list(values))
+        log_access(db, ctx.grant.individual_id, ctx.app, list(values))
     return values
 
 
 def log_access(
     db: Session,
     individual_id: uuid.UUID,
-    app_id: uuid.UUID,
+    app: VendorApp,
     fields: list[str],
     *,
     now: datetime | None = None,
 ) -> AccessLogEntry:
-    """Record that an app read these fields (in the caller's transaction)."""
+    """Record that an app read these fields (in the caller's transaction), with the app's
+    name, which the row keeps after the app is deleted."""
     entry = AccessLogEntry(
         id=uuid.uuid4(),
         individual_id=individual_id,
-        app_id=app_id,
+        app_id=app.id,
+        app_name=app.name,
         fields=list(fields),
         accessed_at=now or utcnow(),
     )
@@ -90,13 +92,18 @@ def log_access(
 
 
 def access_summary(db: Session, individual_id: uuid.UUID) -> dict[uuid.UUID, AccessSummary]:
-    """Per app: how many reads of this individual's data, and the latest one."""
+    """Per app: how many reads of this individual's data, and the latest one (the apps that
+    were deleted since are in :func:`deleted_app_reads`)."""
     rows = db.execute(
         select(AccessLogEntry.app_id, func.count(), func.max(AccessLogEntry.accessed_at))
         .where(AccessLogEntry.individual_id == individual_id)
         .group_by(AccessLogEntry.app_id)
     ).all()
-    return {app_id: AccessSummary(int(count), last) for app_id, count, last in rows}
+    return {
+        app_id: AccessSummary(int(count), last)
+        for app_id, count, last in rows
+        if app_id is not None
+    }
 
 
 def access_log(
@@ -112,6 +119,39 @@ def access_log(
         db.scalars(
             select(AccessLogEntry)
             .where(AccessLogEntry.individual_id == individual_id, AccessLogEntry.app_id == app_id)
+            .order_by(AccessLogEntry.accessed_at.desc(), AccessLogEntry.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+
+
+class DeletedAppReads(NamedTuple):
+    app_name: str
+    reads: int
+    last_read_at: datetime | None
+
+
+def deleted_app_reads(db: Session, individual_id: uuid.UUID) -> list[DeletedAppReads]:
+    """Per deleted app (by the name it had): its reads of this individual's data, the app
+    with the latest read first."""
+    rows = db.execute(
+        select(AccessLogEntry.app_name, func.count(), func.max(AccessLogEntry.accessed_at))
+        .where(AccessLogEntry.individual_id == individual_id, AccessLogEntry.app_id.is_(None))
+        .group_by(AccessLogEntry.app_name)
+        .order_by(func.max(AccessLogEntry.accessed_at).desc())
+    ).all()
+    return [DeletedAppReads(name, int(count), last) for name, count, last in rows]
+
+
+def deleted_apps_log(
+    db: Session, individual_id: uuid.UUID, *, limit: int = 50, offset: int = 0
+) -> list[AccessLogEntry]:
+    """The reads of this individual's data by apps that were deleted since, newest first."""
+    return list(
+        db.scalars(
+            select(AccessLogEntry)
+            .where(AccessLogEntry.individual_id == individual_id, AccessLogEntry.app_id.is_(None))
             .order_by(AccessLogEntry.accessed_at.desc(), AccessLogEntry.id.desc())
             .limit(limit)
             .offset(offset)

@@ -46,9 +46,14 @@ class AccessLogEntry(IdMixin, Base):
     individual_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
-    app_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True
+    app_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="SET NULL"), index=True
     )
+    """The app that read; NULL once the app is deleted (the row stays: it is the individual's
+    record, not the vendor's)."""
+    app_name: Mapped[str] = mapped_column(String(100))
+    """The app's name when it read, written with the row, so a deleted app's reads still say
+    who read."""
     fields: Mapped[list[str]] = mapped_column(JSON)
     accessed_at: Mapped[datetime]
 

@@ -150,17 +150,23 @@ class ConsentPart:
 
         def access_rows() -> Iterator[AccessItem]:
             rows = db.execute(
-                select(AccessLogEntry.accessed_at, AccessLogEntry.app_id, AccessLogEntry.fields)
+                select(
+                    AccessLogEntry.accessed_at,
+                    AccessLogEntry.app_id,
+                    AccessLogEntry.app_name,
+                    AccessLogEntry.fields,
+                )
                 .where(AccessLogEntry.individual_id == owner_id)
                 .order_by(AccessLogEntry.accessed_at, AccessLogEntry.id)
                 .execution_options(yield_per=_BATCH)
             )
-            for accessed_at, app_id, fields in rows:
-                app = apps.get(app_id)
+            for accessed_at, app_id, app_name, fields in rows:
+                # A deleted app's read keeps the name the app had when it read.
+                app = apps.get(app_id) if app_id is not None else None
                 yield AccessItem(
                     accessed_at=accessed_at,
-                    vendor_id=str(app_id),
-                    vendor_name=app.name if app else "",
+                    vendor_id=str(app_id) if app_id is not None else None,
+                    vendor_name=app.name if app else app_name,
                     fields=list(fields),
                 )
 

@@ -51,13 +51,17 @@ class AccessRecorder:
         conn: Connection,
         individual_id: uuid.UUID,
         app_id: uuid.UUID,
+        app_name: str,
         fields: list[str],
         at: datetime,
     ) -> None:
+        """Log one read: ``app_name`` is the app's name now, which the row keeps when the
+        app is deleted."""
         row = {
             "id": uuid.uuid4(),
             "individual_id": individual_id,
             "app_id": app_id,
+            "app_name": app_name,
             "fields": fields,
             "accessed_at": at,
         }
@@ -99,14 +103,18 @@ class AccessRecorder:
                     with conn.begin_nested():
                         conn.execute(_INSERT, batch)
                 except IntegrityError:
-                    # Someone in the batch erased their vault (or an app was deleted) since
-                    # the read: their rows go with them; write the others one by one.
+                    # Someone in the batch erased their vault, or an app was deleted, since
+                    # the read: write the rows one by one. A deleted app's read is kept
+                    # under its name (as the rows written before the deletion are); an
+                    # erased individual's read goes with the rest of their data.
                     for row in batch:
-                        try:
-                            with conn.begin_nested():
-                                conn.execute(_INSERT, [row])
-                        except IntegrityError:
-                            continue
+                        for attempt in (row, {**row, "app_id": None}):
+                            try:
+                                with conn.begin_nested():
+                                    conn.execute(_INSERT, [attempt])
+                            except IntegrityError:
+                                continue
+                            break
         except Exception:
             # Not written (the database is away): keep them for the next try, oldest first.
             with self._lock:

@@ -47,8 +47,10 @@ class AccessItem(ExportItem):
     """One read of the person's fields by a vendor."""
 
     accessed_at: datetime
-    vendor_id: str
-    vendor_name: str
+    vendor_id: str | None = Field(
+        description="The app that read; null when its vendor deleted the app since."
+    )
+    vendor_name: str = Field(description="The app's name (as it was when it read, if deleted).")
     fields: list[str]
 
 

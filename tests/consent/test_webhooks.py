@@ -13,6 +13,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -768,6 +770,55 @@ def test_vrm_worker_runs_until_sigterm(deployment: Deployment, receiver: Receive
     assert f"{message.id} {app.client_id} consent.granted HTTP 200" in output
     assert "received SIGTERM" in output
     assert output.strip().endswith("webhook worker stopped")
+    assert len(receiver.requests) == 1
+
+
+def test_vrm_serve_with_worker_delivers_webhooks_while_it_serves(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    """``make run``'s command: one process serves HTTP and delivers the queued webhook (no
+    second terminal with ``vrm worker``), and stops both on SIGTERM."""
+    _, app, message = queue_one(deployment, receiver.url)
+    env = {
+        **os.environ,
+        "VRM_DATABASE_URL": deployment.url,
+        "VRM_KEY_DIR": str(deployment.key_dir),
+        "VRM_ENVIRONMENT": "development",
+    }
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vrm.cli", *command, "--with-worker", "--worker-interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.requests, "the served process delivered nothing"
+        health = None
+        while health is None and time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert health is not None and health.status_code == 200
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, output
+    assert f"{message.id} {app.client_id} consent.granted HTTP 200" in output
+    assert output.strip().endswith("webhook worker stopped"), output
     assert len(receiver.requests) == 1
 
 

@@ -235,7 +235,7 @@ def person(
     owner = individual(client, db, rt, given_name="Zephyrine", phone="+31 20 794 6138")
     velo = market_vendor(db, rt, name="Velo Shop")
     grant = connect(db, rt, owner, velo.app, ["email", "phone"])
-    log_access(db, owner.id, velo.app.id, ["email"])
+    log_access(db, owner.id, velo.app, ["email"])
     db.commit()
     bidder = market_vendor(db, rt, name="Bidder Bikes")
     intent = make_intent(db, rt, owner, title="Quixotic tandem bicycle")
@@ -902,7 +902,8 @@ def test_failures_midway_erase_nothing_and_a_retry_completes(
         monkeypatch.setattr(CorePart, "erase", erase_then_fail)
         failed = erase_form(small.client)
 
-        assert failed.status_code == 500, failure
+        # A dropped connection is an outage (503, try again); anything else a 500.
+        assert failed.status_code == (500 if failure == "a part raises" else 503), failure
         assert "Your vault is erased" not in failed.text
         assert all_rows(engine) == before, failure
         with rt.sessions() as db:

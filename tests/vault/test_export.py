@@ -45,7 +45,7 @@ def busy_person(client: TestClient, db: Session, rt: Runtime) -> dict[str, Any]:
     vendor = market_vendor(db, rt, name="Velo Shop")
     grant = connect(db, rt, owner, vendor.app, ["email", "phone"])
     for _ in range(2):
-        log_access(db, owner.id, vendor.app.id, ["email", "phone"])
+        log_access(db, owner.id, vendor.app, ["email", "phone"])
     db.commit()
     intent = make_intent(db, rt, owner, title="Quixotic tandem bicycle")
     offer = client.post(

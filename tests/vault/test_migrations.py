@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Engine, LargeBinary, MetaData, String, inspect
+from sqlalchemy import Column, Engine, LargeBinary, MetaData, String, insert, inspect, text
 
 from tests.vault.conftest import Deployment
 from vault.migrate import MIGRATIONS_DIR, alembic_config, current, head, upgrade
@@ -78,3 +81,64 @@ def test_upgrade_at_head_is_a_no_op(deployment: Deployment) -> None:
     upgrade(engine)
     assert current(engine) == head()
     assert differences(engine) == []
+
+
+def test_access_log_rows_get_their_apps_name_and_outlive_the_app(deployment: Deployment) -> None:
+    """0012 names each existing read after its app; deleting the app then keeps the read."""
+    engine = deployment.engine()
+    command.upgrade(alembic_config(engine), "0011")
+    schema = MetaData()
+    schema.reflect(engine)
+    now = datetime.now(UTC)
+    person, app, read = (uuid.uuid4().hex for _ in range(3))
+    with engine.begin() as conn:
+        conn.execute(
+            insert(schema.tables["accounts"]),
+            {
+                "id": person,
+                "role": "individual",
+                "status": "active",
+                "email_index": b"\0" * 32,
+                "password_hash": "x",
+                "password_changed_at": now,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        conn.execute(
+            insert(schema.tables["vendor_apps"]),
+            {
+                "id": app,
+                "client_id": "app-backfill",
+                "name": "Acme Shoes",
+                "homepage_url": "https://shop.example",
+                "privacy_policy_url": "https://shop.example/privacy",
+                "redirect_uris": [],
+                "purpose": "Shoes.",
+                "webhook_secret_version": 1,
+                "accepted_agreements": [],
+                "vendor_scopes": [],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "registered_via": "console",
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        conn.execute(
+            insert(schema.tables["access_log"]),
+            {
+                "id": read,
+                "individual_id": person,
+                "app_id": app,
+                "fields": ["email"],
+                "accessed_at": now,
+            },
+        )
+
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM vendor_apps"))
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT app_id, app_name FROM access_log")).all()
+
+    assert [tuple(row) for row in rows] == [(None, "Acme Shoes")]

@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consent.grants.models import AccessLogEntry
 from consent.grants.recorder import AccessRecorder
+from consent.grants.service import delete_app
+from consent.vendors.models import VendorApp
 from tests.consent.factories import bearer, connect, individual, make_app
 from tests.helpers import PASSWORD, unique_email
 from tests.served import served, vault
@@ -94,7 +96,7 @@ def test_reads_of_an_erased_vault_are_dropped_and_the_rest_written(rt: Runtime) 
     try:
         with transaction(rt.sessions) as conn:
             for person in (kept, erased, kept):
-                recorder.record(conn, person, app_id, ["given_name"], utcnow())
+                recorder.record(conn, person, app_id, "Velo", ["given_name"], utcnow())
         with rt.sessions() as db, db.begin():
             db.delete(db.get(Account, erased))
     finally:
@@ -112,8 +114,8 @@ def test_unwritten_reads_are_kept_for_the_next_try(rt: Runtime) -> None:
     recorder = AccessRecorder(rt.sessions, interval=3600)
     recorder.start()
     with transaction(rt.sessions) as conn:
-        recorder.record(conn, person, app_id, ["email"], utcnow())
-        recorder.record(conn, uuid.uuid4(), app_id, ["email"], utcnow())  # nobody
+        recorder.record(conn, person, app_id, "Velo", ["email"], utcnow())
+        recorder.record(conn, uuid.uuid4(), app_id, "Velo", ["email"], utcnow())  # nobody
     broken = AccessRecorder(_unreachable(), interval=0)
     broken._pending = list(recorder._pending)  # the same batch, on a database that is away
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
@@ -132,3 +134,24 @@ def _account(db: Session, rt: Runtime) -> uuid.UUID:
 
 def _unreachable() -> sessionmaker[Session]:
     return sessionmaker(bind=create_engine("sqlite:////nonexistent-directory/vault.db"))
+
+
+def test_a_queued_read_of_an_app_deleted_since_is_kept_with_its_name(rt: Runtime) -> None:
+    """The app is deleted between the read and the batch's write: the read is still written,
+    under the app's name, as the reads written before the deletion are kept."""
+    with rt.sessions() as db:
+        app = make_app(db, name="Acme Shoes")
+        app_id = app.id
+        person = _account(db, rt)
+    recorder = AccessRecorder(rt.sessions, interval=3600)
+    recorder.start()
+    try:
+        with transaction(rt.sessions) as conn:
+            recorder.record(conn, person, app_id, "Acme Shoes", ["email"], utcnow())
+        with rt.sessions() as db, db.begin():
+            delete_app(db, db.get_one(VendorApp, app_id))
+    finally:
+        recorder.stop()
+    with rt.sessions() as db:
+        rows = db.execute(select(AccessLogEntry.app_id, AccessLogEntry.app_name)).all()
+    assert rows == [(None, "Acme Shoes")]

@@ -117,7 +117,7 @@ class World:
             _, token = issue_registration_token(self.db, self.rt)
             self.db.commit()
             return self.person, {"Authorization": f"Bearer {token}"}
-        if path in ("/healthz", "/oauth/jwks") or path.startswith("/.well-known/"):
+        if path in ("/healthz", "/readyz", "/oauth/jwks") or path.startswith("/.well-known/"):
             return self.person, {}
         pytest.fail(f"no credentials for {path}: say in World.credentials which it needs")
 

@@ -128,7 +128,7 @@ def test_log_page_is_paged(client: TestClient, db: Session, rt: Runtime) -> None
     app = make_app(db)
     grant = connect(db, rt, person, app, ["email"])
     for _ in range(51):
-        log_access(db, person.id, app.id, ["email"])
+        log_access(db, person.id, app, ["email"])
     db.commit()
 
     first = client.get(f"/connections/{grant.id}/log").text

@@ -1,13 +1,16 @@
-"""``vrm serve``: the web service."""
+"""``vrm serve``: the web service, and with ``--with-worker`` the worker's jobs beside it."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Annotated
 
 import typer
 
 from vault.settings import get_settings
 from vrm.cli.common import service
+from vrm.cli.worker import Background
 
 
 def serve(
@@ -15,20 +18,58 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            help="Also deliver webhooks and run the scheduled jobs in this process, as `vrm "
+            "worker` does (development: `make run`). In production run `vrm worker` apart."
+        ),
+    ] = False,
+    worker_interval: Annotated[
+        float,
+        typer.Option(min=0.1, max=3600, help="With --with-worker: seconds between passes."),
+    ] = 5.0,
 ) -> None:
     """Start the web service."""
     import uvicorn  # imported here: only this command needs the server (start-up time)
 
     settings = get_settings()
-    with service():
-        pass
-    uvicorn.run(
-        "vrm.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        reload=reload,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
-    )
+    with service() as rt:
+        rt.engine.dispose()  # the schema check's connection; the server opens its own
+        background = Background(rt, worker_interval) if with_worker else None
+        thread = None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if background is not None:
+            # A thread of the server's (supervisor) process, whatever --workers says: one
+            # worker per command. uvicorn shuts down on SIGINT or SIGTERM, then raises the
+            # signal again for the handler it found: this one, which stops the worker after
+            # the delivery under way (the default would end the process there and then).
+            def stop_worker(_signum: int, _frame: object) -> None:
+                background.stop()
+
+            for sig in previous:
+                signal.signal(sig, stop_worker)
+            thread = threading.Thread(target=background.run, name="vrm-worker")
+            thread.start()
+            typer.echo(
+                f"webhook delivery and scheduled jobs running in this process, every "
+                f"{worker_interval:g} s"
+            )
+        try:
+            uvicorn.run(
+                "vrm.app:create_app",
+                factory=True,
+                host=host or settings.host,
+                port=port or settings.port,
+                workers=workers,
+                reload=reload,
+                proxy_headers=bool(settings.trusted_proxies),
+                forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+            )
+        finally:
+            if background is not None and thread is not None:
+                background.stop()
+                thread.join()
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                typer.echo("webhook worker stopped")

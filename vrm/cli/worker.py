@@ -53,6 +53,50 @@ def report(outcome: DeliveryOutcome) -> None:
     typer.echo(line)
 
 
+class Background:
+    """Webhook delivery (an event loop on the calling thread) and the scheduled jobs (a thread
+    of their own, so that no endpoint, however slow, holds them up), until :meth:`stop`:
+    what ``vrm worker`` runs, and what ``vrm serve --with-worker`` runs beside the service."""
+
+    def __init__(self, rt: Runtime, interval: float) -> None:
+        self.rt = rt
+        self.interval = interval
+        self.stopping = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stopped = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop after the delivery under way; from any thread (a signal handler, the server's
+        shutdown)."""
+        self.stopping.set()
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+
+    def run(self) -> None:
+        """Blocks until :meth:`stop` is called."""
+
+        def jobs() -> None:
+            while not self.stopping.is_set():
+                run_jobs(self.rt)
+                self.stopping.wait(self.interval)
+
+        scheduler = threading.Thread(target=jobs, name="vrm-jobs")
+        scheduler.start()
+        try:
+            dispatcher = Dispatcher(
+                self.rt.sessions,
+                self.rt,
+                on_outcome=report,
+                should_stop=self.stopping.is_set,
+                on_problem=typer.echo,
+            )
+            self._loop.run_until_complete(dispatcher.run(self.interval, self._stopped))
+        finally:
+            self.stopping.set()
+            scheduler.join()
+            self._loop.close()
+
+
 def worker(
     once: Annotated[
         bool, typer.Option(help="Deliver what is due now, then exit (instead of looping).")
@@ -67,7 +111,6 @@ def worker(
     Runs until SIGINT or SIGTERM; the message being delivered is finished first. Several
     workers may run at once: each message is claimed by exactly one of them.
     """
-    stop = threading.Event()
     with service() as rt:
         if once:
             run_jobs(rt)
@@ -75,38 +118,18 @@ def worker(
                 pass
             return
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        loop = asyncio.new_event_loop()
-        stopped = asyncio.Event()
+        background = Background(rt, interval)
 
         def request_stop(signum: int, _frame: object) -> None:
             typer.echo(f"received {signal.Signals(signum).name}; stopping after this delivery")
-            stop.set()
-            loop.call_soon_threadsafe(stopped.set)
-
-        def jobs() -> None:
-            # On a thread of their own, so that no endpoint, however slow, holds them up.
-            while not stop.is_set():
-                run_jobs(rt)
-                stop.wait(interval)
+            background.stop()
 
         for sig in previous:
             signal.signal(sig, request_stop)
         typer.echo(f"webhook worker started; looking at the outbox every {interval:g} s")
-        scheduler = threading.Thread(target=jobs, name="vrm-jobs")
-        scheduler.start()
         try:
-            dispatcher = Dispatcher(
-                rt.sessions,
-                rt,
-                on_outcome=report,
-                should_stop=stop.is_set,
-                on_problem=typer.echo,
-            )
-            loop.run_until_complete(dispatcher.run(interval, stopped))
+            background.run()
         finally:
-            stop.set()
-            scheduler.join()
-            loop.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     typer.echo("webhook worker stopped")
