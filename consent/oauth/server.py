@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
@@ -293,4 +294,18 @@ class VaultAuthorizationServer(AuthorizationServer):
     def handle_response(
         self, status: int, body: Any, headers: list[tuple[str, str]]
     ) -> tuple[int, Any, list[tuple[str, str]]]:
+        """Every answer of this server, with the issuer added to the authorization responses.
+
+        RFC 9207: an authorization response (a code, or an error sent to the client's redirect
+        URI) carries ``iss``, so a client talking to several servers can tell which one
+        answered (mix-up attacks). The redirects to the client are the only answers with a
+        ``Location``; the token, revocation and introspection endpoints never send one.
+        (Authlib's ``IssuerParameter`` hooks an event its server does not fire.)
+        """
+        headers = [
+            (name, add_params_to_uri(value, [("iss", self.rt.settings.base_url)]))
+            if name.lower() == "location"
+            else (name, value)
+            for name, value in headers
+        ]
         return status, body, headers

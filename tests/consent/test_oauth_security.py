@@ -311,7 +311,7 @@ def test_implicit_grant_is_refused_with_unsupported_response_type(
     params = query_of(location)
     assert params["error"] == "unsupported_response_type"
     assert params["state"] == "st-123"
-    assert set(params) == {"error", "error_description", "state"}
+    assert set(params) == {"error", "error_description", "state", "iss"}
     assert "access_token" not in location and "#" not in location
 
 
@@ -363,6 +363,66 @@ def test_signed_out_visitor_is_sent_to_sign_in(vendor: Vendor, app: Any) -> None
 
     assert response.status_code == 303
     assert urlsplit(response.headers["location"]).path == "/signin"
+
+
+# -- RFC 9207: every authorization response names its issuer ----------------------------------
+def test_metadata_says_authorization_responses_carry_the_issuer(client: TestClient) -> None:
+    for path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
+        meta = client.get(path).json()
+
+        assert meta["authorization_response_iss_parameter_supported"] is True
+
+
+def test_a_code_comes_with_the_issuer(
+    client: TestClient, rt: Runtime, person: Account, vendor: Vendor
+) -> None:
+    _, _, url, _ = start(client, vendor)
+
+    params = query_of(consent(client, url))
+
+    assert params["code"]
+    assert params["iss"] == rt.settings.base_url
+
+
+def test_a_code_without_the_consent_page_comes_with_the_issuer(
+    client: TestClient, rt: Runtime, person: Account, vendor: Vendor
+) -> None:
+    code_for(client, vendor)
+    _, _, url, _ = start(client, vendor)
+
+    response = client.get(url)
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["code"]
+    assert params["iss"] == rt.settings.base_url
+
+
+def test_a_refusal_on_the_consent_page_comes_with_the_issuer(
+    client: TestClient, rt: Runtime, person: Account, vendor: Vendor
+) -> None:
+    _, _, url, _ = start(client, vendor)
+
+    params = query_of(consent(client, url, decision="deny"))
+
+    assert params["error"] == "access_denied"
+    assert params["iss"] == rt.settings.base_url
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"response_type": "token"}, {"code_challenge_method": "plain"}, {"scope": "caf\u00e9"}],
+    ids=["unsupported_response_type", "plain_pkce", "scope_outside_ascii"],
+)
+def test_an_error_sent_to_the_client_comes_with_the_issuer(
+    client: TestClient, rt: Runtime, person: Account, vendor: Vendor, overrides: dict[str, str]
+) -> None:
+    response = client.get(authorize_query(vendor, **overrides))
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["error"]
+    assert params["iss"] == rt.settings.base_url
 
 
 # -- state, the consent page and the decision -------------------------------------------------
