@@ -15,7 +15,7 @@ from typing import Any
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -60,6 +60,13 @@ def authenticate_basic(query_client: Callable[[str], Client | None], request: An
     if not well_formed_basic(request.headers.get("Authorization")):
         return None
     return authenticate_client_secret_basic(query_client, request)
+
+
+CLIENT_AUTHENTICATION = (
+    "Authenticate with your app's client id and secret, sent the way the app registered them "
+    "(token_endpoint_auth_method): HTTP Basic for client_secret_basic, the client_id and "
+    "client_secret form fields for client_secret_post."
+)
 
 
 # Parameters of an authorization request that RFC 6749 (appendix A) and RFC 7636 allow only
@@ -197,8 +204,15 @@ class VaultAuthorizationServer(AuthorizationServer):
         over its limit gets :class:`SlowDown` before anything is claimed, revoked or recorded.
         Only authenticated requests count: client ids are public, and a stranger sending one
         with a wrong secret must not use up the app's budget.
+
+        A failure says what would succeed: Authlib's own sentence lists every method the
+        server knows, not that only the one the app registered is accepted.
         """
-        client: Client = super().authenticate_client(request, methods, endpoint)
+        try:
+            client: Client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as error:
+            error.description = CLIENT_AUTHENTICATION
+            raise
         if endpoint == "token" and self.limiter is not None:
             limit = ratelimit.limit_for(self.rt.settings, ratelimit.OAUTH)
             usage = self.limiter.hit(

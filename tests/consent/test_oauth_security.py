@@ -784,8 +784,9 @@ def test_password_grant_is_unsupported(http: httpx.Client, vendor: Vendor) -> No
 
 
 def test_client_secret_post_authenticates_at_the_token_endpoint(
-    client: TestClient, person: Account, vendor: Vendor
+    client: TestClient, db: Session, rt: Runtime, person: Account
 ) -> None:
+    vendor = make_vendor(db, rt, auth_method="client_secret_post")
     oauth = oauth_client(client, vendor, SCOPE, auth_method="client_secret_post")
     verifier = new_verifier()
     url, _ = authorize_url(oauth, verifier)
@@ -833,6 +834,62 @@ def test_wrong_client_secret_in_the_body_is_401_invalid_client(
 
     assert response.status_code == 401
     assert error_of(response) == "invalid_client"
+
+
+# Each endpoint that authenticates clients, with a request an app may make there.
+AUTHENTICATED_REQUESTS = {
+    "token": ("/oauth/token", {"grant_type": "client_credentials", "scope": "intents:read"}),
+    "introspect": ("/oauth/introspect", {"token": "whatever"}),
+    "revoke": ("/oauth/revoke", {"token": "whatever"}),
+}
+
+
+def authenticated_post(
+    http: httpx.Client, vendor: Vendor, endpoint: str, method: str
+) -> httpx.Response:
+    path, data = AUTHENTICATED_REQUESTS[endpoint]
+    if method == "client_secret_basic":
+        return http.post(path, data=data, auth=(vendor.client_id, vendor.secret))
+    body = {**data, "client_id": vendor.client_id, "client_secret": vendor.secret}
+    return http.post(path, data=body)
+
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+@pytest.mark.parametrize("endpoint", sorted(AUTHENTICATED_REQUESTS))
+@pytest.mark.parametrize("registered", AUTH_METHODS)
+def test_an_app_authenticates_only_with_the_method_it_registered(
+    http: httpx.Client, db: Session, rt: Runtime, registered: str, endpoint: str
+) -> None:
+    vendor = make_vendor(db, rt, vendor_scopes=("intents:read",), auth_method=registered)
+    other = next(m for m in AUTH_METHODS if m != registered)
+    tokens = db.scalar(select(func.count()).select_from(OAuthToken))
+
+    refused = authenticated_post(http, vendor, endpoint, other)
+
+    assert refused.status_code == 401, refused.text
+    assert error_of(refused) == "invalid_client"
+    assert "token_endpoint_auth_method" in refused.json()["error_description"]
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(OAuthToken)) == tokens
+    assert authenticated_post(http, vendor, endpoint, registered).status_code == 200
+
+
+def test_revocation_with_the_wrong_auth_method_leaves_the_token_alive(
+    client: TestClient, http: httpx.Client, db: Session, rt: Runtime, person: Account
+) -> None:
+    vendor = make_vendor(db, rt, auth_method="client_secret_post")
+    oauth = oauth_client(client, vendor, SCOPE, auth_method="client_secret_post")
+    verifier = new_verifier()
+    url, _ = authorize_url(oauth, verifier)
+    code = query_of(consent(client, url))["code"]
+    token = oauth.fetch_token(TOKEN_URL, code=code, code_verifier=verifier)
+
+    response = revoke(http, vendor, token["access_token"])  # HTTP Basic
+
+    assert response.status_code == 401
+    assert profile_status(http, token["access_token"]) == 200
 
 
 def basic(credentials: bytes) -> str:
