@@ -425,6 +425,60 @@ def test_an_error_sent_to_the_client_comes_with_the_issuer(
     assert params["iss"] == rt.settings.base_url
 
 
+# -- prompt=none: an answer without showing a page, or the reason there is none ----------------
+@pytest.mark.parametrize("scope", [SCOPE, "profile:email"], ids=["openid", "oauth"])
+def test_prompt_none_without_consent_is_consent_required(
+    client: TestClient, db: Session, person: Account, vendor: Vendor, scope: str
+) -> None:
+    response = client.get(authorize_query(vendor, scope=scope, prompt="none"))
+
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(REDIRECT_URI + "?")
+    params = query_of(response.headers["location"])
+    assert params["error"] == "consent_required"
+    assert params["state"] == "st-123"
+    assert "code" not in params
+    assert find_grant(db, person, vendor) is None
+
+
+def test_prompt_none_asking_for_a_field_not_yet_granted_is_consent_required(
+    client: TestClient, person: Account, vendor: Vendor
+) -> None:
+    code_for(client, vendor, "openid profile:email")
+
+    response = client.get(authorize_query(vendor, prompt="none"))  # adds given_name
+
+    assert response.status_code == 302
+    assert query_of(response.headers["location"])["error"] == "consent_required"
+
+
+@pytest.mark.parametrize("scope", [SCOPE, "profile:email"], ids=["openid", "oauth"])
+def test_prompt_none_with_consent_given_answers_a_code(
+    client: TestClient, person: Account, vendor: Vendor, scope: str
+) -> None:
+    code_for(client, vendor, scope)
+    _, _, url, state = start(client, vendor, scope, prompt="none")
+
+    response = client.get(url)
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["code"]
+    assert params["state"] == state
+
+
+@pytest.mark.parametrize("scope", [SCOPE, "profile:email"], ids=["openid", "oauth"])
+def test_prompt_none_signed_out_is_login_required(vendor: Vendor, app: Any, scope: str) -> None:
+    with TestClient(app, base_url=BASE, follow_redirects=False) as stranger:
+        response = stranger.get(authorize_query(vendor, scope=scope, prompt="none"))
+
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(REDIRECT_URI + "?")
+    params = query_of(response.headers["location"])
+    assert params["error"] == "login_required"
+    assert params["state"] == "st-123"
+
+
 # -- state, the consent page and the decision -------------------------------------------------
 def test_state_round_trips_unchanged(client: TestClient, person: Account, vendor: Vendor) -> None:
     state = "a b/c?d=e&f=ü+%20"
