@@ -27,7 +27,9 @@ from vault.runtime import Runtime
 CODE_SECONDS = 60
 
 
-MAX_STATE = 1000
+MAX_STATE = 1024
+"""The longest ``state`` an authorization request may carry (RFC 6749 sets no limit; it comes
+back in the redirect, and room for a signed blob of the client's own is plenty)."""
 
 
 MAX_NONCE = 255

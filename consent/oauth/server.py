@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestErro
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core.errors import RequestNotSupportedError, RequestURINotSupportedError
 from sqlalchemy.orm import Session
 
 from consent import scopes
@@ -31,7 +32,14 @@ from consent.oauth.flows import (
     VaultOpenIDCode,
     VendorCredentialsGrant,
 )
-from consent.oauth.objects import AUTH_METHODS, EXTENSION_GRANTS, Client, Token
+from consent.oauth.objects import (
+    AUTH_METHODS,
+    EXTENSION_GRANTS,
+    MAX_NONCE,
+    MAX_STATE,
+    Client,
+    Token,
+)
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS, TokenService
 from consent.vendors import ratelimit
 from consent.vendors.models import VendorApp
@@ -80,6 +88,13 @@ ASCII_PARAMETERS = (
     "code_challenge",
     "code_challenge_method",
 )
+
+
+# Request objects (OpenID Connect Core 6, RFC 9101), which this server does not take.
+REQUEST_OBJECTS: dict[str, type[OAuth2Error]] = {
+    "request": RequestNotSupportedError,
+    "request_uri": RequestURINotSupportedError,
+}
 
 
 def _printable_ascii(value: str) -> bool:
@@ -224,18 +239,38 @@ class VaultAuthorizationServer(AuthorizationServer):
         return client
 
     def get_consent_grant(self, request: Any = None, end_user: Any = None) -> Any:
-        """Authlib's, after refusing a parameter that is not printable ASCII with
-        ``invalid_request``: sent to the client when its redirect URI checks out (as Authlib
-        does for its own errors), else shown to the person."""
+        """Authlib's, after the refusals it does not make: a ``state`` or ``nonce`` over its
+        length limit and a parameter that is not printable ASCII (``invalid_request``), a
+        request object by value or by reference (``request_not_supported``,
+        ``request_uri_not_supported``: the metadata says neither is supported, and ignoring
+        one would ignore what the client put in it). Each is sent to the client when its
+        redirect URI checks out (as Authlib does for its own errors), else shown to the
+        person. A ``state`` over the limit is not sent back: the answer would be as long."""
         payload = request.payload
+
+        def refuse(error: type[OAuth2Error], description: str, state: str | None) -> OAuth2Error:
+            redirect_uri = self._verified_redirect_uri(payload.client_id, payload.redirect_uri)
+            return error(description, state=state, redirect_uri=redirect_uri)
+
+        for name, limit in (("state", MAX_STATE), ("nonce", MAX_NONCE)):
+            if any(len(value) > limit for value in payload.datalist.get(name, [])):
+                raise refuse(
+                    InvalidRequestError,
+                    f"{name} is longer than {limit} characters.",
+                    None if name == "state" else payload.state,
+                )
         for name in ASCII_PARAMETERS:
             if not all(map(_printable_ascii, payload.datalist.get(name, []))):
-                raise InvalidRequestError(
-                    f"{name} must be printable ASCII text.",
-                    state=payload.state,
-                    redirect_uri=self._verified_redirect_uri(
-                        payload.client_id, payload.redirect_uri
-                    ),
+                raise refuse(
+                    InvalidRequestError, f"{name} must be printable ASCII text.", payload.state
+                )
+        for name, unsupported in REQUEST_OBJECTS.items():
+            if name in payload.datalist:
+                raise refuse(
+                    unsupported,
+                    f"This server takes no request objects ({name}): send the parameters "
+                    "of the authorization request in its query.",
+                    payload.state,
                 )
         return super().get_consent_grant(request, end_user)
 

@@ -357,6 +357,33 @@ def test_metadata_advertises_only_code_flow_and_s256(client: TestClient) -> None
     assert "implicit" not in meta["grant_types_supported"]
 
 
+@pytest.mark.parametrize(
+    "path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
+)
+def test_metadata_says_request_uri_is_not_supported_and_lists_email_verified(
+    client: TestClient, path: str
+) -> None:
+    meta = client.get(path).json()
+
+    assert meta["request_uri_parameter_supported"] is False
+    assert "email_verified" in meta["claims_supported"]
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [("request", "request_not_supported"), ("request_uri", "request_uri_not_supported")],
+)
+def test_a_request_object_is_refused_not_ignored(
+    client: TestClient, person: Account, vendor: Vendor, name: str, error: str
+) -> None:
+    response = client.get(authorize_query(vendor, **{name: "https://shop.example/request.jwt"}))
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["error"] == error
+    assert params["state"] == "st-123"
+
+
 def test_signed_out_visitor_is_sent_to_sign_in(vendor: Vendor, app: Any) -> None:
     with TestClient(app, base_url=BASE, follow_redirects=False) as stranger:
         response = stranger.get(authorize_query(vendor))
@@ -488,6 +515,42 @@ def test_state_round_trips_unchanged(client: TestClient, person: Account, vendor
 
     assert params["state"] == state
     assert params["code"]
+
+
+def test_state_of_1024_characters_round_trips(
+    client: TestClient, person: Account, vendor: Vendor
+) -> None:
+    state = "s" * 1024
+    _, _, url, _ = start(client, vendor, state=state)
+
+    assert query_of(consent(client, url))["state"] == state
+
+
+@pytest.mark.parametrize("scope", [SCOPE, "profile:email"], ids=["openid", "oauth"])
+def test_state_longer_than_1024_characters_is_invalid_request(
+    client: TestClient, db: Session, person: Account, vendor: Vendor, scope: str
+) -> None:
+    response = client.get(authorize_query(vendor, scope=scope, state="s" * 1025))
+
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(REDIRECT_URI + "?")
+    params = query_of(response.headers["location"])
+    assert params["error"] == "invalid_request"
+    assert "state" in params["error_description"]
+    assert "state" not in params  # not a copy of what was too long to accept
+    assert find_grant(db, person, vendor) is None
+
+
+def test_nonce_longer_than_255_characters_is_invalid_request(
+    client: TestClient, person: Account, vendor: Vendor
+) -> None:
+    response = client.get(authorize_query(vendor, nonce="n" * 256))
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["error"] == "invalid_request"
+    assert "nonce" in params["error_description"]
+    assert params["state"] == "st-123"
 
 
 def test_consent_page_shows_each_requested_field_with_its_value_or_not_filled_in(
