@@ -16,13 +16,20 @@ from starlette.concurrency import run_in_threadpool
 from consent.grants.access import TokenContext
 from consent.grants.models import Grant
 from consent.grants.service import is_active
+from consent.oauth.endpoints import MAX_FORM_FIELDS
 from consent.oauth.tokens import TokenService
 from consent.terms.catalogue import INTENT_SHARING
 from consent.vendors import ratelimit
 from vault.db import transaction
 from vault.dependencies import DbDep, RuntimeDep
 from vault.runtime import Runtime
-from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
+from vendor_api.errors import (
+    AgreementRequired,
+    InsufficientScope,
+    InvalidToken,
+    RateLimited,
+    TokenSentTwice,
+)
 
 T = TypeVar("T")
 
@@ -68,16 +75,51 @@ def rate_limited(usage: ratelimit.Usage, limit: int, bucket: str) -> RateLimited
     )
 
 
+FORM_BODY = "application/x-www-form-urlencoded"
+
+
+async def header_or_form_bearer(request: Request, credentials: Credentials) -> str:
+    """The access token in ``Authorization: Bearer`` or, for a POST with a form-encoded body,
+    in its ``access_token`` parameter (RFC 6750 section 2.2; pyoidc sends it there for
+    userinfo). Never from the query (section 2.3) or another kind of body. One way only:
+    a token sent twice is 400 ``invalid_request`` (section 3.1)."""
+    in_body: list[str] = []
+    media_type = (request.headers.get("content-type") or "").partition(";")[0].strip().lower()
+    if request.method == "POST" and media_type == FORM_BODY:
+        form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        in_body = [v for v in form.getlist("access_token") if isinstance(v, str)]
+    if len(in_body) + (credentials is not None) > 1:
+        raise TokenSentTwice(
+            "Send the access token one way: in the Authorization header or as the "
+            "access_token form field, once."
+        )
+    return in_body[0] if in_body else bearer_token(credentials)
+
+
 def access_token(
     request: Request, response: Response, credentials: Credentials, rt: RuntimeDep
 ) -> TokenContext:
-    """The live token in ``Authorization: Bearer``, counted against its app's rate limit.
+    """The live token in ``Authorization: Bearer`` (see :func:`live_token`)."""
+    return live_token(request, response, bearer_token(credentials), rt)
+
+
+def form_access_token(
+    request: Request,
+    response: Response,
+    token: Annotated[str, Depends(header_or_form_bearer)],
+    rt: RuntimeDep,
+) -> TokenContext:
+    """:func:`access_token`, for a token in the header or in a form-encoded POST body."""
+    return live_token(request, response, token, rt)
+
+
+def live_token(request: Request, response: Response, token: str, rt: Runtime) -> TokenContext:
+    """The token if it is live, counted against its app's rate limit.
 
     Anything but a live token is 401 ``invalid_token``; an app over its limit is 429 with
     ``Retry-After``. The lookup and the count commit in their own short transaction before
     the request's own work begins, so a request that fails afterwards still counts.
     """
-    token = bearer_token(credentials)
     bucket = ratelimit.bucket_for(request.method)
     limit = ratelimit.limit_for(rt.settings, bucket)
     with rt.sessions() as db, db.begin():
@@ -96,6 +138,7 @@ def access_token(
 
 
 TokenDep = Annotated[TokenContext, Depends(access_token)]
+FormTokenDep = Annotated[TokenContext, Depends(form_access_token)]
 
 
 def individual_token(ctx: TokenDep, db: DbDep) -> TokenContext:
@@ -104,6 +147,15 @@ def individual_token(ctx: TokenDep, db: DbDep) -> TokenContext:
     The grant is read again in the request's own transaction, so a revocation or narrowing
     that committed after the token check is already in force for this read.
     """
+    return granted(ctx, db)
+
+
+def form_individual_token(ctx: FormTokenDep, db: DbDep) -> TokenContext:
+    """:func:`individual_token`, for a token in the header or in a form-encoded POST body."""
+    return granted(ctx, db)
+
+
+def granted(ctx: TokenContext, db: Session) -> TokenContext:
     if ctx.grant is None:
         raise InsufficientScope(
             "This token belongs to your app itself (client credentials). Reading personal data "
@@ -119,6 +171,7 @@ def individual_token(ctx: TokenDep, db: DbDep) -> TokenContext:
 
 
 IndividualTokenDep = Annotated[TokenContext, Depends(individual_token)]
+IndividualFormTokenDep = Annotated[TokenContext, Depends(form_individual_token)]
 
 
 @dataclass(frozen=True, slots=True)

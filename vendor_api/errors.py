@@ -27,6 +27,18 @@ class InvalidToken(VaultError):
         super().__init__(message, headers={"WWW-Authenticate": challenge})
 
 
+class TokenSentTwice(VaultError):
+    """The request carries its access token more than one way (in the `Authorization` header
+    and in the body, or twice in the body): RFC 6750 allows one per request."""
+
+    status_code = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str) -> None:
+        challenge = f'Bearer realm="{REALM}", error="invalid_request"'
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
 class InsufficientScope(VaultError):
     """The access token is valid but does not allow this request; `WWW-Authenticate` names
     the scope it needs."""

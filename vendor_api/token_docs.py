@@ -32,8 +32,9 @@ def _grant_type_enum(schema: dict[str, Any]) -> None:
 
 class TokenRequest(BaseModel):
     """The token request (RFC 6749), `application/x-www-form-urlencoded`. Authenticate your
-    app with HTTP Basic (`client_secret_basic`), or with `client_id` and `client_secret` in
-    the form (`client_secret_post`)."""
+    app the way it registered (`token_endpoint_auth_method`): with HTTP Basic
+    (`client_secret_basic`, the default), or with `client_id` and `client_secret` in the form
+    (`client_secret_post`). The other way is refused with 401 `invalid_client`."""
 
     grant_type: str = Field(
         json_schema_extra=_grant_type_enum,
@@ -210,7 +211,8 @@ def security_schemes() -> dict[str, Any]:
         BASIC_SCHEME: {
             "type": "http",
             "scheme": "basic",
-            "description": "`client_secret_basic`: your client id and secret. Or send them as "
-            "`client_id` and `client_secret` form fields (`client_secret_post`).",
+            "description": "`client_secret_basic` (the default): your client id and secret. "
+            "An app registered with `client_secret_post` sends them as `client_id` and "
+            "`client_secret` form fields instead; each app only the way it registered.",
         },
     }

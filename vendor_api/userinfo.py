@@ -10,8 +10,8 @@ from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import error_responses
 from vault.profile.catalogue import countries
 from vault.routing import APIRouter
-from vendor_api.dependencies import IndividualTokenDep
-from vendor_api.errors import InsufficientScope, InvalidToken, RateLimited
+from vendor_api.dependencies import IndividualFormTokenDep, IndividualTokenDep
+from vendor_api.errors import InsufficientScope, InvalidToken, RateLimited, TokenSentTwice
 
 router = APIRouter(tags=["oauth"])
 
@@ -47,12 +47,17 @@ def to_claims(values: dict[str, Any]) -> dict[str, Any]:
     return claims
 
 
-_ERRORS = error_responses(InvalidToken, InsufficientScope, RateLimited)
+_RESTRICTED = (InsufficientScope, RateLimited)
+_ERRORS = error_responses(InvalidToken, *_RESTRICTED)
 
 
-@router.post("/oauth/userinfo", responses=_ERRORS)
-def userinfo_post(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> dict[str, Any]:
-    """The same as GET (OpenID Connect Core 5.3.1 allows both)."""
+@router.post(
+    "/oauth/userinfo", responses=error_responses(InvalidToken, TokenSentTwice, *_RESTRICTED)
+)
+def userinfo_post(ctx: IndividualFormTokenDep, db: DbDep, rt: RuntimeDep) -> dict[str, Any]:
+    """The same as GET (OpenID Connect Core 5.3.1 allows both), and the access token may
+    instead be the ``access_token`` field of an ``application/x-www-form-urlencoded`` body
+    (RFC 6750 section 2.2), one way or the other, not both."""
     return userinfo(ctx, db, rt)
 
 

@@ -106,7 +106,7 @@ def sign_up_page(
             signed = svc.start_session(account)
             response = RedirectResponse(home_for(account), status_code=303)
             set_session_cookie(response, signed, rt)
-            csrf.rotate(request)
+            csrf.rotate(request, session=signed.token)
             flash(request, response, welcome, "success")
             return response
     return render(
@@ -171,7 +171,7 @@ def signin_submit(
     signed = svc.start_session(account)
     response = RedirectResponse(safe_next(next) or home_for(account), status_code=303)
     set_session_cookie(response, signed, rt)
-    csrf.rotate(request)
+    csrf.rotate(request, session=signed.token)
     return response
 
 
@@ -181,7 +181,7 @@ def signout(request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep) -> R
         AccountService(db, rt).end_session(viewer.session.id)
     response = RedirectResponse("/signin", status_code=303)
     clear_session_cookie(response, rt)
-    csrf.rotate(request)
+    csrf.rotate(request, session=None)
     flash(request, response, "You are signed out.", "success")
     return response
 
@@ -259,6 +259,6 @@ def signout_everywhere(
     AccountService(db, rt).end_all_sessions(account.id)
     response = RedirectResponse("/signin", status_code=303)
     clear_session_cookie(response, rt)
-    csrf.rotate(request)
+    csrf.rotate(request, session=None)
     flash(request, response, "You are signed out on every device.", "success")
     return response

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
@@ -59,6 +60,11 @@ def _refuse(
         return to_response(server.handle_error_response(oreq, error))
     detail = error.description or error.error
     return render_error(request, 400, f"This sign-in request from an app is not valid: {detail}")
+
+
+def _silent_refusal(error: type[OAuth2Error], grant: Any) -> OAuth2Error:
+    """``prompt=none``'s answer when a page would be needed, sent to the verified redirect URI."""
+    return error(state=grant.request.payload.state, redirect_uri=grant.redirect_uri)
 
 
 def _agreements(account: Account, app_agreements: list[str]) -> dict[str, Any]:
@@ -144,28 +150,41 @@ def _issue(
     return to_response(server.create_authorization_response(oreq, grant_user=user, grant=grant))
 
 
+def _prompts(oreq: Any) -> set[str]:
+    return set((oreq.payload.data.get("prompt") or "").split())
+
+
 @router.get("/oauth/authorize")
 def authorize(request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep) -> Response:
+    """The consent screen, or its answer at once when nothing new is asked.
+
+    ``prompt=none`` (OpenID Connect Core 3.1.2.6, honoured for plain OAuth requests too) never
+    shows a page: without a signed-in individual it is ``login_required``, with one who has
+    not consented to all that is asked ``consent_required``, both at the redirect URI.
+    """
     server = VaultAuthorizationServer(db, rt)
     oreq = vault_request(request, rt, [])
+    person = viewer.account if viewer.role == Role.INDIVIDUAL else None
     try:
-        grant = server.get_consent_grant(oreq, end_user=None)
+        grant = server.get_consent_grant(oreq, end_user=person)
     except OAuth2Error as error:
         return _refuse(request, server, oreq, error)
+    prompts = _prompts(oreq)
+    if person is None and "none" in prompts:
+        return _refuse(request, server, oreq, _silent_refusal(LoginRequiredError, grant))
     if viewer.account is None:
         return RedirectResponse(
             signin_url(request.url.path + "?" + request.url.query), status_code=303
         )
-    if viewer.role != Role.INDIVIDUAL:
+    if person is None:
         return render_error(
             request,
             403,
             "Only individuals can share their data with apps. Sign in with your personal account.",
         )
     app = grant.request.client.app
-    existing = GrantService(db, rt).active(viewer.account.id, app.id)
+    existing = GrantService(db, rt).active(person.id, app.id)
     requested = scopes.fields_in(grant.request.scope)
-    prompts = set((grant.request.payload.data.get("prompt") or "").split())
     unchanged_terms = existing is not None and (
         existing.purpose == app.purpose and existing.agreement_id in app.accepted_agreements
     )
@@ -177,7 +196,9 @@ def authorize(request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep) ->
     ):
         # Incremental consent: nothing new is asked, so nothing is asked.
         return _issue(server, oreq, grant, rt, existing, viewer)
-    return _page(request, rt, db, viewer.account, grant)
+    if "none" in prompts:
+        return _refuse(request, server, oreq, _silent_refusal(ConsentRequiredError, grant))
+    return _page(request, rt, db, person, grant)
 
 
 @router.post("/oauth/authorize", dependencies=[CSRFChecked])

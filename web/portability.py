@@ -187,7 +187,7 @@ def _import_sync(
             return _import_form(request, values, {field: exc.message}, exc.status_code)
     response = RedirectResponse("/profile", status_code=303)
     set_session_cookie(response, signed, rt)
-    csrf.rotate(request)
+    csrf.rotate(request, session=signed.token)
     got = context.imported
     flash(
         request,
@@ -278,5 +278,5 @@ def erase_submit(
     )
 
     clear_session_cookie(response, rt)
-    csrf.rotate(request)
+    csrf.rotate(request, session=None)
     return response

@@ -69,6 +69,9 @@ def metadata(rt: Runtime) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "claims_supported": [
@@ -82,6 +85,7 @@ def metadata(rt: Runtime) -> dict[str, Any]:
             "given_name",
             "family_name",
             "email",
+            "email_verified",
             "phone_number",
             "address",
             "birthdate",

@@ -25,8 +25,6 @@ from consent.oauth.objects import (
     AUTH_METHODS,
     CODE_SECONDS,
     ID_TOKEN_SECONDS,
-    MAX_NONCE,
-    MAX_STATE,
     Client,
     Code,
     ConsentedUser,
@@ -46,9 +44,6 @@ class S256Only(CodeChallenge):
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
-        for name, limit in (("state", MAX_STATE), ("nonce", MAX_NONCE)):
-            if len(data.get(name) or "") > limit:
-                raise InvalidRequestError(f"'{name}' is longer than {limit} characters.")
         if not data.get("code_challenge"):
             raise InvalidRequestError("PKCE is required: send code_challenge with method S256.")
         if data.get("code_challenge_method") != "S256":

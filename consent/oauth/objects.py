@@ -27,7 +27,9 @@ from vault.runtime import Runtime
 CODE_SECONDS = 60
 
 
-MAX_STATE = 1000
+MAX_STATE = 1024
+"""The longest ``state`` an authorization request may carry (RFC 6749 sets no limit; it comes
+back in the redirect, and room for a signed blob of the client's own is plenty)."""
 
 
 MAX_NONCE = 255
@@ -142,7 +144,15 @@ class Client(ClientMixin):
         )
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method in AUTH_METHODS and self.app.client_secret_hash is not None
+        """Only the method the app registered (RFC 7591 ``token_endpoint_auth_method``), at
+        the token, revocation and introspection endpoints alike: a secret that turns up
+        somewhere the app never sends it (a ``client_secret_basic`` app's in a form body,
+        which logs and proxies keep more readily than a header) is refused, not accepted."""
+        return (
+            method in AUTH_METHODS
+            and method == self.app.token_endpoint_auth_method
+            and self.app.client_secret_hash is not None
+        )
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code"

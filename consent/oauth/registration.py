@@ -13,7 +13,9 @@ Accepted client metadata (RFC 7591 section 2; anything else is ignored, as the R
   (privacy policy, https, required), ``redirect_uris`` (1 to 10, exact strings; https, or http
   on 127.0.0.1 / localhost / [::1]; no fragment; required even for a client that means to
   use only client credentials, since every app asks individuals for consent);
-- ``token_endpoint_auth_method``: ``client_secret_basic`` (default) or ``client_secret_post``;
+- ``token_endpoint_auth_method``: ``client_secret_basic`` (default) or ``client_secret_post``,
+  the only way the app may then authenticate at the token, revocation and introspection
+  endpoints;
 - ``grant_types``: any of ``authorization_code`` (default), ``refresh_token``,
   ``client_credentials``; ``response_types``: ``code`` (default);
 - ``scope``: space-separated; ``openid``, ``profile:<field>`` and the vendor capabilities

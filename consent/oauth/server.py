@@ -12,12 +12,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core.errors import RequestNotSupportedError, RequestURINotSupportedError
 from sqlalchemy.orm import Session
 
 from consent import scopes
@@ -30,7 +32,14 @@ from consent.oauth.flows import (
     VaultOpenIDCode,
     VendorCredentialsGrant,
 )
-from consent.oauth.objects import AUTH_METHODS, EXTENSION_GRANTS, Client, Token
+from consent.oauth.objects import (
+    AUTH_METHODS,
+    EXTENSION_GRANTS,
+    MAX_NONCE,
+    MAX_STATE,
+    Client,
+    Token,
+)
 from consent.oauth.tokens import ACCESS_TOKEN_SECONDS, TokenService
 from consent.vendors import ratelimit
 from consent.vendors.models import VendorApp
@@ -61,6 +70,13 @@ def authenticate_basic(query_client: Callable[[str], Client | None], request: An
     return authenticate_client_secret_basic(query_client, request)
 
 
+CLIENT_AUTHENTICATION = (
+    "Authenticate with your app's client id and secret, sent the way the app registered them "
+    "(token_endpoint_auth_method): HTTP Basic for client_secret_basic, the client_id and "
+    "client_secret form fields for client_secret_post."
+)
+
+
 # Parameters of an authorization request that RFC 6749 (appendix A) and RFC 7636 allow only
 # printable ASCII in. Authlib repeats some of them in an error description, and raises
 # ValueError (a 500) when that description is not ASCII.
@@ -72,6 +88,13 @@ ASCII_PARAMETERS = (
     "code_challenge",
     "code_challenge_method",
 )
+
+
+# Request objects (OpenID Connect Core 6, RFC 9101), which this server does not take.
+REQUEST_OBJECTS: dict[str, type[OAuth2Error]] = {
+    "request": RequestNotSupportedError,
+    "request_uri": RequestURINotSupportedError,
+}
 
 
 def _printable_ascii(value: str) -> bool:
@@ -196,8 +219,15 @@ class VaultAuthorizationServer(AuthorizationServer):
         over its limit gets :class:`SlowDown` before anything is claimed, revoked or recorded.
         Only authenticated requests count: client ids are public, and a stranger sending one
         with a wrong secret must not use up the app's budget.
+
+        A failure says what would succeed: Authlib's own sentence lists every method the
+        server knows, not that only the one the app registered is accepted.
         """
-        client: Client = super().authenticate_client(request, methods, endpoint)
+        try:
+            client: Client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as error:
+            error.description = CLIENT_AUTHENTICATION
+            raise
         if endpoint == "token" and self.limiter is not None:
             limit = ratelimit.limit_for(self.rt.settings, ratelimit.OAUTH)
             usage = self.limiter.hit(
@@ -209,18 +239,38 @@ class VaultAuthorizationServer(AuthorizationServer):
         return client
 
     def get_consent_grant(self, request: Any = None, end_user: Any = None) -> Any:
-        """Authlib's, after refusing a parameter that is not printable ASCII with
-        ``invalid_request``: sent to the client when its redirect URI checks out (as Authlib
-        does for its own errors), else shown to the person."""
+        """Authlib's, after the refusals it does not make: a ``state`` or ``nonce`` over its
+        length limit and a parameter that is not printable ASCII (``invalid_request``), a
+        request object by value or by reference (``request_not_supported``,
+        ``request_uri_not_supported``: the metadata says neither is supported, and ignoring
+        one would ignore what the client put in it). Each is sent to the client when its
+        redirect URI checks out (as Authlib does for its own errors), else shown to the
+        person. A ``state`` over the limit is not sent back: the answer would be as long."""
         payload = request.payload
+
+        def refuse(error: type[OAuth2Error], description: str, state: str | None) -> OAuth2Error:
+            redirect_uri = self._verified_redirect_uri(payload.client_id, payload.redirect_uri)
+            return error(description, state=state, redirect_uri=redirect_uri)
+
+        for name, limit in (("state", MAX_STATE), ("nonce", MAX_NONCE)):
+            if any(len(value) > limit for value in payload.datalist.get(name, [])):
+                raise refuse(
+                    InvalidRequestError,
+                    f"{name} is longer than {limit} characters.",
+                    None if name == "state" else payload.state,
+                )
         for name in ASCII_PARAMETERS:
             if not all(map(_printable_ascii, payload.datalist.get(name, []))):
-                raise InvalidRequestError(
-                    f"{name} must be printable ASCII text.",
-                    state=payload.state,
-                    redirect_uri=self._verified_redirect_uri(
-                        payload.client_id, payload.redirect_uri
-                    ),
+                raise refuse(
+                    InvalidRequestError, f"{name} must be printable ASCII text.", payload.state
+                )
+        for name, unsupported in REQUEST_OBJECTS.items():
+            if name in payload.datalist:
+                raise refuse(
+                    unsupported,
+                    f"This server takes no request objects ({name}): send the parameters "
+                    "of the authorization request in its query.",
+                    payload.state,
                 )
         return super().get_consent_grant(request, end_user)
 
@@ -293,4 +343,18 @@ class VaultAuthorizationServer(AuthorizationServer):
     def handle_response(
         self, status: int, body: Any, headers: list[tuple[str, str]]
     ) -> tuple[int, Any, list[tuple[str, str]]]:
+        """Every answer of this server, with the issuer added to the authorization responses.
+
+        RFC 9207: an authorization response (a code, or an error sent to the client's redirect
+        URI) carries ``iss``, so a client talking to several servers can tell which one
+        answered (mix-up attacks). The redirects to the client are the only answers with a
+        ``Location``; the token, revocation and introspection endpoints never send one.
+        (Authlib's ``IssuerParameter`` hooks an event its server does not fire.)
+        """
+        headers = [
+            (name, add_params_to_uri(value, [("iss", self.rt.settings.base_url)]))
+            if name.lower() == "location"
+            else (name, value)
+            for name, value in headers
+        ]
         return status, body, headers

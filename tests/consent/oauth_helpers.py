@@ -36,6 +36,7 @@ def make_vendor(
     agreements: tuple[str, ...] = ("service-only", "no-tracking"),
     vendor_scopes: tuple[str, ...] = (),
     webhook_url: str | None = None,
+    auth_method: str = "client_secret_basic",
 ) -> Vendor:
     app, secret = register_app(
         db,
@@ -49,6 +50,7 @@ def make_vendor(
             accepted_agreements=list(agreements),
             vendor_scopes=list(vendor_scopes),
             webhook_url=webhook_url,
+            token_endpoint_auth_method=auth_method,
         ),
         owner_id=None,
         registered_via="cli",

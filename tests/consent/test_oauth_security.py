@@ -311,7 +311,7 @@ def test_implicit_grant_is_refused_with_unsupported_response_type(
     params = query_of(location)
     assert params["error"] == "unsupported_response_type"
     assert params["state"] == "st-123"
-    assert set(params) == {"error", "error_description", "state"}
+    assert set(params) == {"error", "error_description", "state", "iss"}
     assert "access_token" not in location and "#" not in location
 
 
@@ -357,12 +357,153 @@ def test_metadata_advertises_only_code_flow_and_s256(client: TestClient) -> None
     assert "implicit" not in meta["grant_types_supported"]
 
 
+@pytest.mark.parametrize(
+    "path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
+)
+def test_metadata_says_request_uri_is_not_supported_and_lists_email_verified(
+    client: TestClient, path: str
+) -> None:
+    meta = client.get(path).json()
+
+    assert meta["request_uri_parameter_supported"] is False
+    assert "email_verified" in meta["claims_supported"]
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [("request", "request_not_supported"), ("request_uri", "request_uri_not_supported")],
+)
+def test_a_request_object_is_refused_not_ignored(
+    client: TestClient, person: Account, vendor: Vendor, name: str, error: str
+) -> None:
+    response = client.get(authorize_query(vendor, **{name: "https://shop.example/request.jwt"}))
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["error"] == error
+    assert params["state"] == "st-123"
+
+
 def test_signed_out_visitor_is_sent_to_sign_in(vendor: Vendor, app: Any) -> None:
     with TestClient(app, base_url=BASE, follow_redirects=False) as stranger:
         response = stranger.get(authorize_query(vendor))
 
     assert response.status_code == 303
     assert urlsplit(response.headers["location"]).path == "/signin"
+
+
+# -- RFC 9207: every authorization response names its issuer ----------------------------------
+def test_metadata_says_authorization_responses_carry_the_issuer(client: TestClient) -> None:
+    for path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
+        meta = client.get(path).json()
+
+        assert meta["authorization_response_iss_parameter_supported"] is True
+
+
+def test_a_code_comes_with_the_issuer(
+    client: TestClient, rt: Runtime, person: Account, vendor: Vendor
+) -> None:
+    _, _, url, _ = start(client, vendor)
+
+    params = query_of(consent(client, url))
+
+    assert params["code"]
+    assert params["iss"] == rt.settings.base_url
+
+
+def test_a_code_without_the_consent_page_comes_with_the_issuer(
+    client: TestClient, rt: Runtime, person: Account, vendor: Vendor
+) -> None:
+    code_for(client, vendor)
+    _, _, url, _ = start(client, vendor)
+
+    response = client.get(url)
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["code"]
+    assert params["iss"] == rt.settings.base_url
+
+
+def test_a_refusal_on_the_consent_page_comes_with_the_issuer(
+    client: TestClient, rt: Runtime, person: Account, vendor: Vendor
+) -> None:
+    _, _, url, _ = start(client, vendor)
+
+    params = query_of(consent(client, url, decision="deny"))
+
+    assert params["error"] == "access_denied"
+    assert params["iss"] == rt.settings.base_url
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"response_type": "token"}, {"code_challenge_method": "plain"}, {"scope": "caf\u00e9"}],
+    ids=["unsupported_response_type", "plain_pkce", "scope_outside_ascii"],
+)
+def test_an_error_sent_to_the_client_comes_with_the_issuer(
+    client: TestClient, rt: Runtime, person: Account, vendor: Vendor, overrides: dict[str, str]
+) -> None:
+    response = client.get(authorize_query(vendor, **overrides))
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["error"]
+    assert params["iss"] == rt.settings.base_url
+
+
+# -- prompt=none: an answer without showing a page, or the reason there is none ----------------
+@pytest.mark.parametrize("scope", [SCOPE, "profile:email"], ids=["openid", "oauth"])
+def test_prompt_none_without_consent_is_consent_required(
+    client: TestClient, db: Session, person: Account, vendor: Vendor, scope: str
+) -> None:
+    response = client.get(authorize_query(vendor, scope=scope, prompt="none"))
+
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(REDIRECT_URI + "?")
+    params = query_of(response.headers["location"])
+    assert params["error"] == "consent_required"
+    assert params["state"] == "st-123"
+    assert "code" not in params
+    assert find_grant(db, person, vendor) is None
+
+
+def test_prompt_none_asking_for_a_field_not_yet_granted_is_consent_required(
+    client: TestClient, person: Account, vendor: Vendor
+) -> None:
+    code_for(client, vendor, "openid profile:email")
+
+    response = client.get(authorize_query(vendor, prompt="none"))  # adds given_name
+
+    assert response.status_code == 302
+    assert query_of(response.headers["location"])["error"] == "consent_required"
+
+
+@pytest.mark.parametrize("scope", [SCOPE, "profile:email"], ids=["openid", "oauth"])
+def test_prompt_none_with_consent_given_answers_a_code(
+    client: TestClient, person: Account, vendor: Vendor, scope: str
+) -> None:
+    code_for(client, vendor, scope)
+    _, _, url, state = start(client, vendor, scope, prompt="none")
+
+    response = client.get(url)
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["code"]
+    assert params["state"] == state
+
+
+@pytest.mark.parametrize("scope", [SCOPE, "profile:email"], ids=["openid", "oauth"])
+def test_prompt_none_signed_out_is_login_required(vendor: Vendor, app: Any, scope: str) -> None:
+    with TestClient(app, base_url=BASE, follow_redirects=False) as stranger:
+        response = stranger.get(authorize_query(vendor, scope=scope, prompt="none"))
+
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(REDIRECT_URI + "?")
+    params = query_of(response.headers["location"])
+    assert params["error"] == "login_required"
+    assert params["state"] == "st-123"
 
 
 # -- state, the consent page and the decision -------------------------------------------------
@@ -374,6 +515,42 @@ def test_state_round_trips_unchanged(client: TestClient, person: Account, vendor
 
     assert params["state"] == state
     assert params["code"]
+
+
+def test_state_of_1024_characters_round_trips(
+    client: TestClient, person: Account, vendor: Vendor
+) -> None:
+    state = "s" * 1024
+    _, _, url, _ = start(client, vendor, state=state)
+
+    assert query_of(consent(client, url))["state"] == state
+
+
+@pytest.mark.parametrize("scope", [SCOPE, "profile:email"], ids=["openid", "oauth"])
+def test_state_longer_than_1024_characters_is_invalid_request(
+    client: TestClient, db: Session, person: Account, vendor: Vendor, scope: str
+) -> None:
+    response = client.get(authorize_query(vendor, scope=scope, state="s" * 1025))
+
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(REDIRECT_URI + "?")
+    params = query_of(response.headers["location"])
+    assert params["error"] == "invalid_request"
+    assert "state" in params["error_description"]
+    assert "state" not in params  # not a copy of what was too long to accept
+    assert find_grant(db, person, vendor) is None
+
+
+def test_nonce_longer_than_255_characters_is_invalid_request(
+    client: TestClient, person: Account, vendor: Vendor
+) -> None:
+    response = client.get(authorize_query(vendor, nonce="n" * 256))
+
+    assert response.status_code == 302
+    params = query_of(response.headers["location"])
+    assert params["error"] == "invalid_request"
+    assert "nonce" in params["error_description"]
+    assert params["state"] == "st-123"
 
 
 def test_consent_page_shows_each_requested_field_with_its_value_or_not_filled_in(
@@ -724,8 +901,9 @@ def test_password_grant_is_unsupported(http: httpx.Client, vendor: Vendor) -> No
 
 
 def test_client_secret_post_authenticates_at_the_token_endpoint(
-    client: TestClient, person: Account, vendor: Vendor
+    client: TestClient, db: Session, rt: Runtime, person: Account
 ) -> None:
+    vendor = make_vendor(db, rt, auth_method="client_secret_post")
     oauth = oauth_client(client, vendor, SCOPE, auth_method="client_secret_post")
     verifier = new_verifier()
     url, _ = authorize_url(oauth, verifier)
@@ -773,6 +951,62 @@ def test_wrong_client_secret_in_the_body_is_401_invalid_client(
 
     assert response.status_code == 401
     assert error_of(response) == "invalid_client"
+
+
+# Each endpoint that authenticates clients, with a request an app may make there.
+AUTHENTICATED_REQUESTS = {
+    "token": ("/oauth/token", {"grant_type": "client_credentials", "scope": "intents:read"}),
+    "introspect": ("/oauth/introspect", {"token": "whatever"}),
+    "revoke": ("/oauth/revoke", {"token": "whatever"}),
+}
+
+
+def authenticated_post(
+    http: httpx.Client, vendor: Vendor, endpoint: str, method: str
+) -> httpx.Response:
+    path, data = AUTHENTICATED_REQUESTS[endpoint]
+    if method == "client_secret_basic":
+        return http.post(path, data=data, auth=(vendor.client_id, vendor.secret))
+    body = {**data, "client_id": vendor.client_id, "client_secret": vendor.secret}
+    return http.post(path, data=body)
+
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+@pytest.mark.parametrize("endpoint", sorted(AUTHENTICATED_REQUESTS))
+@pytest.mark.parametrize("registered", AUTH_METHODS)
+def test_an_app_authenticates_only_with_the_method_it_registered(
+    http: httpx.Client, db: Session, rt: Runtime, registered: str, endpoint: str
+) -> None:
+    vendor = make_vendor(db, rt, vendor_scopes=("intents:read",), auth_method=registered)
+    other = next(m for m in AUTH_METHODS if m != registered)
+    tokens = db.scalar(select(func.count()).select_from(OAuthToken))
+
+    refused = authenticated_post(http, vendor, endpoint, other)
+
+    assert refused.status_code == 401, refused.text
+    assert error_of(refused) == "invalid_client"
+    assert "token_endpoint_auth_method" in refused.json()["error_description"]
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(OAuthToken)) == tokens
+    assert authenticated_post(http, vendor, endpoint, registered).status_code == 200
+
+
+def test_revocation_with_the_wrong_auth_method_leaves_the_token_alive(
+    client: TestClient, http: httpx.Client, db: Session, rt: Runtime, person: Account
+) -> None:
+    vendor = make_vendor(db, rt, auth_method="client_secret_post")
+    oauth = oauth_client(client, vendor, SCOPE, auth_method="client_secret_post")
+    verifier = new_verifier()
+    url, _ = authorize_url(oauth, verifier)
+    code = query_of(consent(client, url))["code"]
+    token = oauth.fetch_token(TOKEN_URL, code=code, code_verifier=verifier)
+
+    response = revoke(http, vendor, token["access_token"])  # HTTP Basic
+
+    assert response.status_code == 401
+    assert profile_status(http, token["access_token"]) == 200
 
 
 def basic(credentials: bytes) -> str:

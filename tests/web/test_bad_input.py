@@ -107,6 +107,33 @@ def test_csrf_token_from_another_browser_is_refused(
     assert snapshot(db) == before
 
 
+def plant(victim: TestClient, attacker: TestClient) -> None:
+    """Give the victim's browser the attacker's CSRF cookie, as a sibling subdomain or a page
+    on plain HTTP before HSTS could."""
+    value = attacker.cookies["vrm_csrf"]
+    victim.cookies.delete("vrm_csrf")
+    victim.cookies.set("vrm_csrf", value)
+
+
+@pytest.mark.parametrize("attacker_session", ["signed_in", "signed_out"])
+def test_a_csrf_token_paired_with_its_planted_cookie_is_refused_for_another_session(
+    signed_in: TestClient, second_client: TestClient, db: Session, attacker_session: str
+) -> None:
+    if attacker_session == "signed_in":
+        sign_up(second_client)
+    token = page_csrf(second_client, "/profile" if attacker_session == "signed_in" else "/signin")
+    plant(signed_in, second_client)
+    before = snapshot(db)
+
+    response = signed_in.post(
+        "/profile/fields/given_name", data={"value": "Mallory", "csrf_token": token}
+    )
+
+    assert response.status_code == 403
+    assert CSRF_MESSAGE in response.text
+    assert snapshot(db) == before
+
+
 def test_sign_in_without_csrf_token_starts_no_session(
     client: TestClient, second_client: TestClient, count: Count
 ) -> None:
@@ -200,6 +227,23 @@ def test_api_csrf_token_from_another_browser_is_refused(
     response = signed_in.put(
         "/api/v1/profile/fields/given_name", json={"value": "Mallory"}, headers=foreign
     )
+    assert response.status_code == 403
+    assert response.json()["error"] == "csrf_failed"
+    assert snapshot(db) == before
+
+
+def test_api_csrf_token_paired_with_its_planted_cookie_is_refused_for_another_session(
+    signed_in: TestClient, second_client: TestClient, db: Session
+) -> None:
+    sign_up(second_client)
+    foreign = api_headers(second_client)
+    plant(signed_in, second_client)
+    before = snapshot(db)
+
+    response = signed_in.put(
+        "/api/v1/profile/fields/given_name", json={"value": "Mallory"}, headers=foreign
+    )
+
     assert response.status_code == 403
     assert response.json()["error"] == "csrf_failed"
     assert snapshot(db) == before
