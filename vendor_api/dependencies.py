@@ -109,18 +109,22 @@ def form_access_token(
     token: Annotated[str, Depends(header_or_form_bearer)],
     rt: RuntimeDep,
 ) -> TokenContext:
-    """:func:`access_token`, for a token in the header or in a form-encoded POST body."""
-    return live_token(request, response, token, rt)
+    """:func:`access_token`, for a token in the header or in a form-encoded POST body (the
+    userinfo read: counted as a read, whichever method carries it)."""
+    return live_token(request, response, token, rt, ratelimit.READ)
 
 
-def live_token(request: Request, response: Response, token: str, rt: Runtime) -> TokenContext:
-    """The token if it is live, counted against its app's rate limit.
+def live_token(
+    request: Request, response: Response, token: str, rt: Runtime, bucket: str | None = None
+) -> TokenContext:
+    """The token if it is live, counted against its app's rate limit (in ``bucket``, else by
+    the request's method).
 
     Anything but a live token is 401 ``invalid_token``; an app over its limit is 429 with
     ``Retry-After``. The lookup and the count commit in their own short transaction before
     the request's own work begins, so a request that fails afterwards still counts.
     """
-    bucket = ratelimit.bucket_for(request.method)
+    bucket = bucket or ratelimit.bucket_for(request.method)
     limit = ratelimit.limit_for(rt.settings, bucket)
     with rt.sessions() as db, db.begin():
         ctx = TokenService(db, rt).validate_access_token(token)

@@ -47,6 +47,16 @@ def test_the_token_in_the_header_of_a_post_still_reads_the_claims(
     assert response.json()["given_name"] == "Ada"
 
 
+def test_a_userinfo_post_counts_as_a_read(client: TestClient, rt: Runtime, token: str) -> None:
+    """POST carries the token, the request reads: it uses the read budget, not the writes'."""
+    by_form = client.post(USERINFO, data={"access_token": token})
+    by_header = client.post(USERINFO, headers={"Authorization": f"Bearer {token}"})
+
+    reads = str(rt.settings.vendor_reads_per_minute)
+    assert by_form.headers["ratelimit-limit"] == reads
+    assert by_header.headers["ratelimit-limit"] == reads
+
+
 def test_an_unknown_token_in_the_body_is_invalid_token(client: TestClient) -> None:
     response = client.post(USERINFO, data={"access_token": "not-a-token"})
 
