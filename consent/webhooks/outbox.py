@@ -5,7 +5,7 @@ only if that change was committed.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,11 @@ def enqueue(
     if not app.webhook_url:
         return None
     now = now or utcnow()
+    # The app's messages are delivered in ``created_at`` order: two queued in one session (one
+    # transaction) at the same clock reading keep the order they were queued in.
+    last: dict[uuid.UUID, datetime] = db.info.setdefault("webhook_queued_at", {})
+    created_at = max(now, last[app.id] + timedelta(microseconds=1)) if app.id in last else now
+    last[app.id] = created_at
     message = WebhookMessage(
         id=uuid.uuid4(),
         app_id=app.id,
@@ -40,7 +45,7 @@ def enqueue(
             "timestamp": _iso(now),
             "data": event.model_dump(mode="json"),
         },
-        created_at=now,
+        created_at=created_at,
         next_attempt_at=now,
         attempts=0,
     )
