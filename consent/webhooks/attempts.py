@@ -4,7 +4,8 @@ before the next.
 Order: each app's messages go out in the order they were queued. Only the oldest unsettled
 message of an app (its head: not delivered, not given up) is ever due, so a failing message
 holds back the later ones of its app until it is delivered or given up; other apps are not
-held back. A message given up after :data:`MAX_ATTEMPTS` does
+held back. When a delivery succeeds, every waiting message to the same webhook URL is due at
+once instead of at its own backoff time. A message given up after :data:`MAX_ATTEMPTS` does
 not block its queue for days per message: what was queued behind it before then gets one
 attempt each, in order, and is given up too if that fails (a dead endpoint's queue drains);
 what is queued later is retried as usual.
@@ -28,6 +29,7 @@ import httpx
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from consent.vendors.models import VendorApp
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 
 MAX_ATTEMPTS: Final = 10
@@ -163,6 +165,20 @@ def _waited_behind_a_given_up_message(db: Session, message: WebhookMessage) -> b
     )
 
 
+def _send_waiting_now(db: Session, url: str, now: datetime) -> None:
+    """The endpoint answered: every message waiting for it is due now."""
+    db.execute(
+        update(WebhookMessage)
+        .where(
+            *_unsettled(WebhookMessage),
+            WebhookMessage.next_attempt_at > now,
+            WebhookMessage.app_id.in_(select(VendorApp.id).where(VendorApp.webhook_url == url)),
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _record(
     session_factory: sessionmaker[Session],
     *,
@@ -212,6 +228,8 @@ def _record(
         )
         if int(settled.rowcount) != 1:  # type: ignore[attr-defined]
             result, next_attempt_at = "claim expired", None
+        if error is None and url:
+            _send_waiting_now(db, url, now)
     return DeliveryOutcome(
         message_id=message_id,
         client_id=client_id,

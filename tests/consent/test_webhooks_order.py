@@ -1,6 +1,6 @@
 """Webhook order and recovery after an outage: each app's messages reach its endpoint in the
 order they were queued; a failing message holds back the later ones of its app (no other
-app's); a message given up does not block forever.
+app's); a success sends what waited at once; a message given up does not block forever.
 
 Time is simulated with ``now``; the receiver is a real HTTP endpoint that answers 503 while
 it is "down".
@@ -91,6 +91,58 @@ def test_a_failing_message_is_not_passed_by_a_later_one_even_when_that_one_is_du
     assert deliver_due(rt.sessions, rt, now=start + timedelta(seconds=20)) == 0
     assert deliver_due(rt.sessions, rt, now=start + timedelta(seconds=40)) == 2
     assert _seen(receiver) == [("consent.changed", "01")] * 2 + [("consent.revoked", "01")]
+
+
+def test_a_success_sends_the_endpoints_waiting_messages_at_once_not_at_their_backoff(
+    db: Session, rt: Runtime, receiver: Receiver
+) -> None:
+    """Two apps of one vendor share an endpoint; its outage ends; the first retry that gets
+    through sends every waiting message to that endpoint in the same pass, though some were
+    not due for minutes."""
+    one, two = make_app(db, receiver.url), make_app(db, receiver.url)
+    start = t0()
+    early = enqueue(db, one, consent_event(ConsentChangedData, n=1), now=start)
+    late = enqueue(db, two, consent_event(ConsentChangedData, n=2), now=start)
+    behind = enqueue(db, two, _revoked(2), now=start + timedelta(seconds=1))
+    assert early is not None and late is not None and behind is not None
+    # After the outage's failures, one app's retry is due in 10 s, the other's in 8 minutes.
+    for message, attempts, due in ((early, 2, 10), (late, 3, 480)):
+        db.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id == message.id)
+            .values(attempts=attempts, next_attempt_at=start + timedelta(seconds=due))
+        )
+
+    assert deliver_due(rt.sessions, rt, now=start + timedelta(seconds=10)) == 3
+
+    assert _seen(receiver) == [
+        ("consent.changed", "01"),
+        ("consent.changed", "02"),
+        ("consent.revoked", "02"),
+    ]
+    assert all(reload(db, m).delivered_at is not None for m in (early, late, behind))
+
+
+def test_a_success_sends_the_apps_later_messages_that_had_their_own_backoff(
+    db: Session, rt: Runtime, receiver: Receiver
+) -> None:
+    """Messages queued before order was kept may each have a retry time of their own."""
+    app = make_app(db, receiver.url)
+    start = t0()
+    messages = [
+        enqueue(db, app, consent_event(ConsentChangedData, n=n), now=start + timedelta(seconds=n))
+        for n in range(1, 4)
+    ]
+    for message, due in zip(messages, (10, 600, 120), strict=True):
+        assert message is not None
+        db.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id == message.id)
+            .values(attempts=3, next_attempt_at=start + timedelta(seconds=due))
+        )
+
+    assert deliver_due(rt.sessions, rt, now=start + timedelta(seconds=10)) == 3
+    assert _seen(receiver) == [("consent.changed", f"{n:02d}") for n in range(1, 4)]
 
 
 def _give_up(db: Session, message: WebhookMessage) -> None:
