@@ -24,9 +24,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.vendors.models import VendorApp
-from consent.vendors.urls import webhook_url_problem
+from consent.vendors.urls import CheckedUrl, check_webhook_url
 from consent.webhooks.attempts import CLAIM_FOR, DeliveryOutcome, _body, _due, _post, _record
 from consent.webhooks.models import WebhookMessage
+from consent.webhooks.pinning import pinned, pinned_transport
 from consent.webhooks.signing import sign, webhook_secret_for
 from vault.base import utcnow
 from vault.runtime import Runtime
@@ -124,8 +125,13 @@ class Dispatcher:
         return await asyncio.get_running_loop().run_in_executor(self._db, work)
 
     def _client(self) -> httpx.AsyncClient:
+        """The caller's client, or one that connects only to the addresses each delivery's
+        check accepted (``pinning``)."""
         return self.http_client or httpx.AsyncClient(
-            timeout=self.deadline, follow_redirects=False, trust_env=False
+            timeout=self.deadline,
+            follow_redirects=False,
+            trust_env=False,
+            transport=pinned_transport(),
         )
 
     def _due_heads(
@@ -296,15 +302,16 @@ class Dispatcher:
             return None
         started = time.monotonic()
         url = claimed.url
-        problem = (
+        checked = (
             await self._in_db(
-                lambda: webhook_url_problem(
-                    url, allow_loopback_http=not self.rt.settings.is_production, resolve=True
+                lambda: check_webhook_url(
+                    url, allow_loopback_http=not self.rt.settings.is_production
                 )
             )
             if url
-            else "the app has no webhook URL"
+            else CheckedUrl("the app has no webhook URL", "", ())
         )
+        problem = checked.problem
         status: int | None = None
         if problem is None:
             assert url is not None
@@ -316,7 +323,9 @@ class Dispatcher:
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign(claimed.secret, str(message_id), timestamp, body),
             }
-            status, problem = await _post(client, url, headers, body, self.deadline)
+            # The connection goes to the addresses just checked, not to a second lookup's.
+            with pinned(checked.host, checked.addresses):
+                status, problem = await _post(client, url, headers, body, self.deadline)
         duration_ms = int((time.monotonic() - started) * 1000)
         return await self._in_db(
             lambda: _record(
