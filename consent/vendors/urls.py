@@ -116,7 +116,18 @@ def check_webhook_url(url: str, *, allow_loopback_http: bool) -> CheckedUrl:
     if parts.scheme != "https":
         return CheckedUrl(None, host, ())  # plain http to the loopback address (development)
     problem, addresses = _checked_addresses(host, resolve=True)
+    if problem is None and not addresses and not _is_ip_literal(host):
+        # Never let the HTTP client look the name up on its own: its answer was not checked.
+        problem = "the webhook URL's host name does not resolve"
     return CheckedUrl(problem, host, addresses)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(host: str) -> bool:

@@ -16,6 +16,7 @@ few seconds before at most: the pool's keep-alive expiry).
 
 from __future__ import annotations
 
+import ssl
 import typing
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -77,7 +78,9 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
 
 def pinned_transport(
-    *, verify: bool | str | typing.Any = True, inner: httpcore.AsyncNetworkBackend | None = None
+    *,
+    verify: ssl.SSLContext | str | bool = True,
+    inner: httpcore.AsyncNetworkBackend | None = None,
 ) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose connections honour :func:`pinned` (no proxy, no environment)."""
     transport = httpx.AsyncHTTPTransport(verify=verify, trust_env=False)

@@ -81,6 +81,37 @@ def test_a_delivery_connects_to_the_checked_address_not_to_a_second_lookups(
     assert (attempt.status_code, attempt.error) == (None, "could not connect")
 
 
+def test_a_name_that_does_not_resolve_at_the_check_is_not_looked_up_again(
+    db: Session, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first answer that fails must not leave the lookup to the HTTP client, whose answer
+    (the internal address here) nobody checked."""
+    real_getaddrinfo = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name != NAME:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(name)
+        if len(lookups) == 1:
+            raise socket.gaierror(socket.EAI_AGAIN, "temporary failure")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port or 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with trickle() as internal:
+        port = internal.url.split(":")[2].split("/")[0]
+        message = enqueue(db, make_app(db, f"https://{NAME}:{port}/hooks"), GRANTED)
+        assert message is not None
+
+        assert deliver_due(rt.sessions, rt, deadline=5) == 1
+
+        assert internal.requests == 0
+    assert lookups == [NAME]
+    [attempt] = attempts_of(db, message)
+    assert attempt.error == "the webhook URL's host name does not resolve"
+
+
 # -- The pinned transport over TLS ------------------------------------------------------------
 
 
