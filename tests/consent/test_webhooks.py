@@ -46,10 +46,8 @@ from consent.webhooks.signing import (
     verify_signature,
     webhook_secret_for,
 )
-from tests.vault.conftest import Deployment, make_settings
+from tests.vault.conftest import Deployment
 from tests.webhook_receiver import Received, Receiver, trickle
-from vault.db import make_engine
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vault.settings import get_settings
 
@@ -616,16 +614,6 @@ def test_the_delivery_log_shows_recent_messages_with_their_attempts(
 
 
 # -- Concurrency: a real database, committed, two workers -------------------------------------
-
-
-@pytest.fixture
-def committed_runtime(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Runtime]:
-    url = new_database(backend)
-    engine = make_engine(url)
-    upgrade(engine)
-    rt = Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
-    yield rt
-    engine.dispose()
 
 
 def test_two_workers_deliver_each_message_exactly_once(

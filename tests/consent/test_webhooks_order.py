@@ -8,15 +8,21 @@ it is "down".
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from datetime import timedelta
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from consent.grants.events import ConsentChangedData, ConsentRevokedData
+from consent.vendors.models import VendorApp
+from consent.webhooks import attempts
 from consent.webhooks.attempts import MAX_ATTEMPTS
-from consent.webhooks.delivery import deliver_due
+from consent.webhooks.delivery import Dispatcher, deliver_due
 from consent.webhooks.models import WebhookMessage
 from consent.webhooks.outbox import enqueue
 from tests.consent.test_webhooks import consent_event, make_app, reload, t0
@@ -106,11 +112,11 @@ def test_a_success_sends_the_endpoints_waiting_messages_at_once_not_at_their_bac
     behind = enqueue(db, two, _revoked(2), now=start + timedelta(seconds=1))
     assert early is not None and late is not None and behind is not None
     # After the outage's failures, one app's retry is due in 10 s, the other's in 8 minutes.
-    for message, attempts, due in ((early, 2, 10), (late, 3, 480)):
+    for message, tries, due in ((early, 2, 10), (late, 3, 480)):
         db.execute(
             update(WebhookMessage)
             .where(WebhookMessage.id == message.id)
-            .values(attempts=attempts, next_attempt_at=start + timedelta(seconds=due))
+            .values(attempts=tries, next_attempt_at=start + timedelta(seconds=due))
         )
 
     assert deliver_due(rt.sessions, rt, now=start + timedelta(seconds=10)) == 3
@@ -214,3 +220,70 @@ def test_two_messages_queued_at_one_clock_reading_keep_their_order(
     assert _seen(receiver) == [
         (kind, f"{n:02d}") for n in range(1, 6) for kind in ("consent.changed", "consent.revoked")
     ]
+
+
+def test_the_running_worker_keeps_each_apps_order_through_an_outage(
+    committed_runtime: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's outage, on the real clock with the worker's loop: ten grants each changed
+    and then revoked while the endpoint answers 503 (retries a fraction of a second apart
+    here), then the endpoint recovers. Every event arrives, each app's in queue order."""
+    monkeypatch.setattr(attempts, "BACKOFF_BASE", timedelta(milliseconds=100))
+    monkeypatch.setattr(attempts, "BACKOFF_FACTOR", 2)
+    rt = committed_runtime
+    receiver.default = 503
+    with rt.sessions() as db, db.begin():
+        app_id = make_app(db, receiver.url).id
+        other_id = make_app(db, receiver.url + "/other").id
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def work() -> None:
+        async def main() -> None:
+            stopped = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            threading.Thread(
+                target=lambda: (stop.wait(), loop.call_soon_threadsafe(stopped.set)), daemon=True
+            ).start()
+            await Dispatcher(rt.sessions, rt, on_outcome=lambda o: outcomes.append(o.result)).run(
+                0.05, stopped
+            )
+
+        asyncio.run(main())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    queued: list[tuple[str, str]] = []
+    try:
+        for n in range(1, 11):  # queued one by one while the worker retries
+            with rt.sessions() as db, db.begin():
+                app = db.get_one(VendorApp, app_id)
+                enqueue(db, app, consent_event(ConsentChangedData, n=n))
+                enqueue(db, app, _revoked(n))
+            queued += [("consent.changed", f"{n:02d}"), ("consent.revoked", f"{n:02d}")]
+            time.sleep(0.03)
+        with rt.sessions() as db, db.begin():
+            enqueue(db, db.get_one(VendorApp, other_id), consent_event(n=99))
+        time.sleep(0.5)
+        assert "retrying" in outcomes  # the outage was seen
+        receiver.default = 200
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with rt.sessions() as db:
+                left = db.scalar(select(func.count()).where(WebhookMessage.delivered_at.is_(None)))
+            if left == 0:
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+    delivered = [
+        (json.loads(r.body)["type"], json.loads(r.body)["data"]["grant_id"][-2:])
+        for r in receiver.requests
+        if not r.path.endswith("/other")
+    ]
+    failed = delivered[: len(delivered) - len(queued)]
+    assert delivered[len(failed) :] == queued  # all twenty, after the failed tries, in order
+    assert set(failed) == {queued[0]}  # only the first message was ever tried while down
+    assert [r for r in receiver.requests if r.path.endswith("/other")]
