@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+import httpx
+
 _LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -112,9 +114,15 @@ def check_webhook_url(url: str, *, allow_loopback_http: bool) -> CheckedUrl:
     if problem is not None:
         return CheckedUrl(problem, "", ())
     parts = urlsplit(url)
-    host = parts.hostname or ""
     if parts.scheme != "https":
-        return CheckedUrl(None, host, ())  # plain http to the loopback address (development)
+        # Plain http to the loopback address (development).
+        return CheckedUrl(None, parts.hostname or "", ())
+    try:
+        # The name as the HTTP client sends it (IDNA 2008, lowercase), so that the name
+        # looked up here is the one the connection is pinned for.
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeDecodeError):
+        return CheckedUrl("the webhook URL is malformed", "", ())
     problem, addresses = _checked_addresses(host, resolve=True)
     if problem is None and not addresses and not _is_ip_literal(host):
         # Never let the HTTP client look the name up on its own: its answer was not checked.

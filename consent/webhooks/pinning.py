@@ -16,6 +16,7 @@ few seconds before at most: the pool's keep-alive expiry).
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 import typing
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,14 @@ def pinned(host: str, addresses: Sequence[str]) -> Iterator[None]:
         _PINS.reset(token)
 
 
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class PinnedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, connecting a pinned host name to its checked addresses."""
 
@@ -56,7 +65,11 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = (_PINS.get() or {}).get(host.lower(), (host,))
+        pins = _PINS.get()
+        addresses = (pins or {}).get(host.lower(), (host,))
+        if pins and host.lower() not in pins and not _is_ip_literal(host):
+            # Inside a pinned delivery, a name nobody checked is never looked up.
+            raise httpcore.ConnectError(f"{host} is not the host that was checked")
         options = list(socket_options or ())
         for address in addresses[:-1]:
             try:

@@ -31,6 +31,7 @@ from tests.webhook_receiver import trickle
 from vault.runtime import Runtime
 
 NAME = "hooks.rebind.example"
+IDN = ("hooks.bücher.example", "hooks.xn--bcher-kva.example")  # as written, as sent
 PUBLIC = "93.184.215.14"  # a global address: what the name answers to the check
 
 
@@ -46,7 +47,7 @@ def rebinding(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal lookups
-        if (host.decode() if isinstance(host, bytes) else host) != NAME:  # anyio passes bytes
+        if (host.decode() if isinstance(host, bytes) else host) not in (NAME, IDN[1]):
             return real_getaddrinfo(host, port, *args, **kwargs)
         lookups += 1
         address = PUBLIC if lookups == 1 else "127.0.0.1"
@@ -65,12 +66,13 @@ def rebinding(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield connected
 
 
+@pytest.mark.parametrize("host", [NAME, IDN[0]], ids=["ascii", "idn"])
 def test_a_delivery_connects_to_the_checked_address_not_to_a_second_lookups(
-    db: Session, rt: Runtime, rebinding: list[str]
+    db: Session, rt: Runtime, rebinding: list[str], host: str
 ) -> None:
     with trickle() as internal:  # a service on this machine that the name rebinds to
         port = internal.url.split(":")[2].split("/")[0]
-        message = enqueue(db, make_app(db, f"https://{NAME}:{port}/hooks"), GRANTED)
+        message = enqueue(db, make_app(db, f"https://{host}:{port}/hooks"), GRANTED)
         assert message is not None
 
         assert deliver_due(rt.sessions, rt, deadline=5) == 1
@@ -219,3 +221,25 @@ def test_outside_a_pinned_block_a_name_is_not_redirected(tmp_path: Path) -> None
 
     with pytest.raises(httpx.ConnectError):
         asyncio.run(post())
+
+
+def test_inside_a_pinned_block_another_name_is_not_looked_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looked_up: list[Any] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    async def post() -> None:
+        async with httpx.AsyncClient(transport=pinned_transport()) as client:
+            with pinned(NAME, ["127.0.0.1"]):
+                await client.post("https://localhost:9/hooks", content=b"{}")
+
+    with pytest.raises(httpx.ConnectError, match="not the host that was checked"):
+        asyncio.run(post())
+    assert looked_up == []
