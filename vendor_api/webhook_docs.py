@@ -80,7 +80,12 @@ def _retry_policy(settings: Settings) -> str:
         f"retried after {int(attempts.BACKOFF_BASE.total_seconds())} s, each wait "
         f"{attempts.BACKOFF_FACTOR} times the last (at most {hours} h, with jitter), and "
         "abandoned after "
-        f"{attempts.MAX_ATTEMPTS} attempts. The developer console shows every attempt."
+        f"{attempts.MAX_ATTEMPTS} attempts. Each app's messages arrive in the order they "
+        "were queued: one that fails holds back the app's later ones until it is delivered "
+        "or abandoned (those that waited behind an abandoned one get one attempt each), and "
+        "when a delivery to the webhook URL succeeds, every waiting message follows at once. "
+        "The developer console shows every attempt and the endpoint's health, and can resend "
+        "a message."
     )
 
 

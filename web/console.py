@@ -22,7 +22,8 @@ from consent.vendors.service import (
     register_app,
     update_app,
 )
-from consent.webhooks.log import delivery_log
+from consent.webhooks.log import delivery_log, endpoint_health
+from consent.webhooks.outbox import resend, retry_now
 from consent.webhooks.signing import rotate_webhook_secret, webhook_secret_for
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
@@ -145,9 +146,10 @@ def _form_page(
 
 
 def _deliveries(rt: Runtime, db: Session, app: VendorApp) -> dict[str, Any]:
-    """The app's webhook delivery log and signing secret."""
+    """The app's webhook delivery log, its endpoint's health and the signing secret."""
     return {
         "log": list(delivery_log(db, app.id)),
+        "health": endpoint_health(db, app.id),
         "signing_secret": webhook_secret_for(rt, app),
         "can_rotate": True,
     }
@@ -251,6 +253,42 @@ def rotate_signing_secret(app_id: str, request: Request, vendor: PageVendor, db:
         request,
         response,
         "The webhook signing secret is replaced. Messages from now on are signed with the new one.",
+        "success",
+    )
+    return response
+
+
+@router.post("/console/apps/{app_id}/webhooks/{message_id}/resend", dependencies=[CSRFChecked])
+def resend_webhook(
+    app_id: str, message_id: str, request: Request, vendor: PageVendor, db: DbDep
+) -> Response:
+    """Queue a delivered or given-up message again, after the app's waiting messages."""
+    app = app_of_owner(db, vendor.id, app_id)
+    copy = resend(db, app, message_id)
+    response = RedirectResponse(f"/console/apps/{app.id}", status_code=303)
+    flash(
+        request,
+        response,
+        f"The {copy.event_type} message is queued again, after any message already waiting, "
+        "with a new webhook-id.",
+        "success",
+    )
+    return response
+
+
+@router.post("/console/apps/{app_id}/webhooks/retry", dependencies=[CSRFChecked])
+def retry_webhooks_now(app_id: str, request: Request, vendor: PageVendor, db: DbDep) -> Response:
+    """The endpoint is back: try the waiting messages at the worker's next pass, in order."""
+    app = app_of_owner(db, vendor.id, app_id)
+    waiting = retry_now(db, app)
+    response = RedirectResponse(f"/console/apps/{app.id}", status_code=303)
+    flash(
+        request,
+        response,
+        f"{waiting} waiting message{'s' if waiting != 1 else ''} will be tried at the worker's "
+        "next pass, in the order they were queued."
+        if waiting
+        else "No message is waiting.",
         "success",
     )
     return response

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
+
+import httpx
 
 _LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -16,25 +19,32 @@ def internal_address_problem(host: str, *, resolve: bool) -> str | None:
     """Refuse hosts that are, or resolve to, non-public addresses (SSRF into the network).
 
     IP literals and ``localhost`` are checked always; names are resolved only when
-    ``resolve`` (the worker, just before it posts). The remaining gap is a name that resolves
-    differently between this check and the connection (DNS rebinding).
+    ``resolve`` (the worker, just before it posts, which then connects to the addresses
+    checked: :func:`check_webhook_url`).
     """
+    return _checked_addresses(host, resolve=resolve)[0]
+
+
+def _checked_addresses(host: str, *, resolve: bool) -> tuple[str | None, tuple[str, ...]]:
+    """(why ``host`` is refused or None, the addresses it resolved to when it is a name)."""
     name = host.strip("[]").lower()
     try:
         addresses = [ipaddress.ip_address(name)]
+        resolved: tuple[str, ...] = ()
     except ValueError:
         if name == "localhost" or name.endswith(".localhost"):
-            return "the webhook URL points at this machine"
+            return "the webhook URL points at this machine", ()
         if not resolve:
-            return None
+            return None, ()
         try:
             infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
         except OSError:
-            return None  # unresolvable: the POST fails and is retried like any outage
+            return None, ()  # unresolvable: the POST fails and is retried like any outage
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        resolved = tuple(dict.fromkeys(str(address) for address in addresses))
     if any(not _public(address) for address in addresses):
-        return "the webhook URL points at a private or internal address"
-    return None
+        return "the webhook URL points at a private or internal address", ()
+    return None, resolved
 
 
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
@@ -84,6 +94,48 @@ def webhook_url_problem(
     if parts.scheme == "http" and _is_loopback(host):
         return "plain http is allowed only to the loopback address in development"
     return "the webhook URL must be https (or http://127.0.0.1, localhost or [::1] in development)"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedUrl:
+    """A webhook URL checked just before a POST."""
+
+    problem: str | None
+    """Why the worker will not POST to it, or ``None``."""
+    host: str
+    addresses: tuple[str, ...]
+    """What the host name resolved to and was checked; the connection goes to these (empty
+    for an IP literal or a loopback URL in development, which need no lookup)."""
+
+
+def check_webhook_url(url: str, *, allow_loopback_http: bool) -> CheckedUrl:
+    """:func:`webhook_url_problem` with the host name resolved, and the addresses checked."""
+    problem = webhook_url_problem(url, allow_loopback_http=allow_loopback_http)
+    if problem is not None:
+        return CheckedUrl(problem, "", ())
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        # Plain http to the loopback address (development).
+        return CheckedUrl(None, parts.hostname or "", ())
+    try:
+        # The name as the HTTP client sends it (IDNA 2008, lowercase), so that the name
+        # looked up here is the one the connection is pinned for.
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeDecodeError):
+        return CheckedUrl("the webhook URL is malformed", "", ())
+    problem, addresses = _checked_addresses(host, resolve=True)
+    if problem is None and not addresses and not _is_ip_literal(host):
+        # Never let the HTTP client look the name up on its own: its answer was not checked.
+        problem = "the webhook URL's host name does not resolve"
+    return CheckedUrl(problem, host, addresses)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(host: str) -> bool:

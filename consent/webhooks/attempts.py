@@ -1,6 +1,15 @@
 """One delivery attempt: the POST with an overall deadline, its outcome recorded, and the backoff
 before the next.
 
+Order: each app's messages go out in the order they were queued. Only the oldest unsettled
+message of an app (its head: not delivered, not given up) is ever due, so a failing message
+holds back the later ones of its app until it is delivered or given up; other apps are not
+held back. When a delivery succeeds, every waiting message to the same webhook URL is due at
+once instead of at its own backoff time. A message given up after :data:`MAX_ATTEMPTS` does
+not block its queue for days per message: what was queued behind it before then gets one
+attempt each, in order, and is given up too if that fails (a dead endpoint's queue drains);
+what is queued later is retried as usual.
+
 Delivery is at least once: a worker that dies after the POST but before recording it leaves the
 message to be delivered again once its claim expires. Receivers deduplicate on ``webhook-id``,
 which stays the same across retries.
@@ -17,9 +26,10 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import ColumnElement, or_, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from consent.vendors.models import VendorApp
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 
 MAX_ATTEMPTS: Final = 10
@@ -109,12 +119,63 @@ async def _post(
     return status, f"HTTP {status}"
 
 
+def _unsettled(message: type[WebhookMessage]) -> tuple[ColumnElement[bool], ...]:
+    return (message.delivered_at.is_(None), message.abandoned_at.is_(None))
+
+
+def _is_head() -> ColumnElement[bool]:
+    """The message is its app's oldest unsettled one (queue order: ``created_at``, then id)."""
+    earlier = aliased(WebhookMessage)
+    return ~exists().where(
+        earlier.app_id == WebhookMessage.app_id,
+        *_unsettled(earlier),
+        or_(
+            earlier.created_at < WebhookMessage.created_at,
+            and_(earlier.created_at == WebhookMessage.created_at, earlier.id < WebhookMessage.id),
+        ),
+    )
+
+
 def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
     return (
-        WebhookMessage.delivered_at.is_(None),
-        WebhookMessage.abandoned_at.is_(None),
+        *_unsettled(WebhookMessage),
         WebhookMessage.next_attempt_at <= now,
         or_(WebhookMessage.locked_until.is_(None), WebhookMessage.locked_until < now),
+        _is_head(),
+    )
+
+
+def _waited_behind_a_given_up_message(db: Session, message: WebhookMessage) -> bool:
+    """Whether a message ahead of ``message`` in its app's queue was given up after
+    ``message`` was queued."""
+    earlier = aliased(WebhookMessage)
+    return bool(
+        db.scalar(
+            select(
+                exists().where(
+                    earlier.app_id == message.app_id,
+                    earlier.abandoned_at >= message.created_at,
+                    or_(
+                        earlier.created_at < message.created_at,
+                        and_(earlier.created_at == message.created_at, earlier.id < message.id),
+                    ),
+                )
+            )
+        )
+    )
+
+
+def _send_waiting_now(db: Session, url: str, now: datetime) -> None:
+    """The endpoint answered: every message waiting for it is due now."""
+    db.execute(
+        update(WebhookMessage)
+        .where(
+            *_unsettled(WebhookMessage),
+            WebhookMessage.next_attempt_at > now,
+            WebhookMessage.app_id.in_(select(VendorApp.id).where(VendorApp.webhook_url == url)),
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -129,6 +190,7 @@ def _record(
     duration_ms: int,
     client_id: str,
     event_type: str,
+    url: str | None,
 ) -> DeliveryOutcome:
     with session_factory() as db, db.begin():
         db.add(
@@ -147,7 +209,9 @@ def _record(
         if error is None:
             result = "delivered"
             values["delivered_at"] = now
-        elif attempt >= MAX_ATTEMPTS:
+        elif attempt >= MAX_ATTEMPTS or (
+            message.attempts == 0 and _waited_behind_a_given_up_message(db, message)
+        ):
             result = "abandoned"
             values["abandoned_at"] = now
         else:
@@ -164,6 +228,8 @@ def _record(
         )
         if int(settled.rowcount) != 1:  # type: ignore[attr-defined]
             result, next_attempt_at = "claim expired", None
+        if error is None and url:
+            _send_waiting_now(db, url, now)
     return DeliveryOutcome(
         message_id=message_id,
         client_id=client_id,

@@ -1,5 +1,6 @@
 """Delivery: due messages claimed (a conditional ``UPDATE``: two workers never deliver one message
-at the same time), posted signed, apps served concurrently and each app's messages in order.
+at the same time), posted signed, apps served concurrently and each app's messages in order
+(only an app's oldest unsettled message is ever due: see ``attempts``).
 
 Each claim, and then each attempt and its outcome, commit on their own; no transaction is open
 during a POST.
@@ -18,14 +19,23 @@ from functools import partial
 from typing import Any, Final, TypeVar
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.vendors.models import VendorApp
-from consent.vendors.urls import webhook_url_problem
-from consent.webhooks.attempts import CLAIM_FOR, DeliveryOutcome, _body, _due, _post, _record
+from consent.vendors.urls import CheckedUrl, check_webhook_url
+from consent.webhooks.attempts import (
+    CLAIM_FOR,
+    DeliveryOutcome,
+    _body,
+    _due,
+    _post,
+    _record,
+    _unsettled,
+)
 from consent.webhooks.models import WebhookMessage
+from consent.webhooks.pinning import pinned, pinned_transport
 from consent.webhooks.signing import sign, webhook_secret_for
 from vault.base import utcnow
 from vault.runtime import Runtime
@@ -51,7 +61,9 @@ def deliver_due(
     """Attempt up to ``batch`` due messages; returns how many this call attempted.
 
     Messages to different apps go out at the same time (at most :data:`CONCURRENCY`), each
-    app's in the order they became due, one at a time. Every attempt ends within ``deadline``
+    app's in the order they were queued, one at a time; a failure ends the app's turn (what
+    follows waits for it). A success makes the endpoint's waiting messages due at once, and
+    they go out in the same call. Every attempt ends within ``deadline``
     seconds (by default the ``webhook_deadline_seconds`` setting), so a slow endpoint holds up
     only its own app's messages. Each message's claim, and then its attempt and outcome,
     commit on their own; no database transaction is open during a POST. ``now`` fixes the
@@ -69,6 +81,40 @@ def deliver_due(
     # async caller, or a library that keeps a loop running there).
     with ThreadPoolExecutor(1, thread_name_prefix="webhook-delivery") as runner:
         return runner.submit(asyncio.run, dispatcher.deliver_once(now=now, batch=batch)).result()
+
+
+def due_heads(
+    db: Session, now: datetime, limit: int, busy: frozenset[uuid.UUID] = frozenset()
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Each app's due head (its oldest waiting message, if due) by app, leaving out the apps in
+    ``busy``; the longest-waiting first.
+
+    Each app's first waiting moment comes from the partial index of waiting messages, then the
+    message there if it is due: a few rows per app, whatever the history and queue lengths
+    (``bench/webhook_queue.py``).
+    """
+    firsts = (
+        select(WebhookMessage.app_id, func.min(WebhookMessage.created_at).label("first"))
+        .where(*_unsettled(WebhookMessage))
+        .group_by(WebhookMessage.app_id)
+        .subquery()
+    )
+    query = (
+        select(WebhookMessage.id, WebhookMessage.app_id)
+        .join(
+            firsts,
+            and_(
+                WebhookMessage.app_id == firsts.c.app_id,
+                WebhookMessage.created_at == firsts.c.first,
+            ),
+        )
+        .where(*_due(now))
+        .order_by(WebhookMessage.next_attempt_at, WebhookMessage.created_at)
+        .limit(limit)
+    )
+    if busy:
+        query = query.where(WebhookMessage.app_id.not_in(busy))
+    return {app_id: message_id for message_id, app_id in db.execute(query).all()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,45 +167,55 @@ class Dispatcher:
         return await asyncio.get_running_loop().run_in_executor(self._db, work)
 
     def _client(self) -> httpx.AsyncClient:
+        """The caller's client, or one that connects only to the addresses each delivery's
+        check accepted (``pinning``)."""
         return self.http_client or httpx.AsyncClient(
-            timeout=self.deadline, follow_redirects=False, trust_env=False
+            timeout=self.deadline,
+            follow_redirects=False,
+            trust_env=False,
+            transport=pinned_transport(),
         )
 
-    def _due_lanes(
+    def _due_heads(
         self, now: datetime, limit: int, busy: frozenset[uuid.UUID]
-    ) -> dict[uuid.UUID, list[uuid.UUID]]:
-        """Due message ids by app, oldest due first, leaving out apps already being served."""
+    ) -> dict[uuid.UUID, uuid.UUID]:
         with self.sessions() as db:
-            query = (
-                select(WebhookMessage.id, WebhookMessage.app_id)
-                .where(*_due(now))
-                .order_by(WebhookMessage.next_attempt_at, WebhookMessage.created_at)
-                .limit(limit)
+            return due_heads(db, now, limit, busy)
+
+    def _next_head(self, app_id: uuid.UUID, now: datetime) -> uuid.UUID | None:
+        with self.sessions() as db:
+            return db.scalar(
+                select(WebhookMessage.id).where(WebhookMessage.app_id == app_id, *_due(now))
             )
-            if busy:
-                query = query.where(WebhookMessage.app_id.not_in(busy))
-            rows = db.execute(query).all()
-        lanes: dict[uuid.UUID, list[uuid.UUID]] = {}
-        for message_id, app_id in rows:
-            lanes.setdefault(app_id, []).append(message_id)
-        return lanes
 
     async def deliver_once(self, *, now: datetime | None = None, batch: int = 20) -> int:
         try:
-            clock = now or utcnow()
-            lanes = await self._in_db(lambda: self._due_lanes(clock, batch, frozenset()))
-            if not lanes:
-                return 0
             client = self._client()
-            gate = asyncio.Semaphore(self.concurrency)
+            budget = [batch]
+            served: set[uuid.UUID] = set()
+            attempted = 0
             try:
-                done = await asyncio.gather(
-                    *(self._lane(client, ids, now, gate) for ids in lanes.values())
-                )
+                # Rounds: a success may make another app's messages to the same endpoint due.
+                while budget[0] > 0:
+                    clock = now or utcnow()
+                    heads = await self._in_db(
+                        partial(self._due_heads, clock, budget[0], frozenset(served))
+                    )
+                    if not heads:
+                        break
+                    served.update(heads)
+                    gate = asyncio.Semaphore(self.concurrency)
+                    done = await asyncio.gather(
+                        *(
+                            self._lane(client, app_id, head, now, gate, budget)
+                            for app_id, head in heads.items()
+                        )
+                    )
+                    attempted += sum(done)
             finally:
                 if self.http_client is None:
                     await client.aclose()
-            return sum(done)
+            return attempted
         finally:
             self._db.shutdown(wait=True)
 
@@ -171,16 +227,18 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 free = self.concurrency - len(inflight)
-                lanes: dict[uuid.UUID, list[uuid.UUID]] = {}
+                heads: dict[uuid.UUID, uuid.UUID] = {}
                 if free > 0:
                     try:
-                        lanes = await self._in_db(
-                            partial(self._due_lanes, utcnow(), free * 5, frozenset(inflight))
+                        heads = await self._in_db(
+                            partial(self._due_heads, utcnow(), free, frozenset(inflight))
                         )
                     except OperationalError as exc:
                         self._outage(exc)
-                    for app_id, ids in list(lanes.items())[:free]:
-                        inflight[app_id] = asyncio.create_task(self._lane(client, ids, None))
+                    for app_id, head in heads.items():
+                        inflight[app_id] = asyncio.create_task(
+                            self._lane(client, app_id, head, None)
+                        )
                 await asyncio.wait(
                     {stopping, *inflight.values()},
                     timeout=interval,
@@ -200,30 +258,41 @@ class Dispatcher:
     async def _lane(
         self,
         client: httpx.AsyncClient,
-        message_ids: list[uuid.UUID],
+        app_id: uuid.UUID,
+        head: uuid.UUID,
         now: datetime | None,
         gate: asyncio.Semaphore | None = None,
+        budget: list[int] | None = None,
     ) -> int:
-        """One app's messages, in order, one at a time."""
+        """One app's messages, in queue order, one at a time, from ``head`` on: while they
+        are delivered (or given up), the next goes; a failure ends the turn. ``budget`` (shared
+        by the lanes of one pass) bounds the attempts."""
         attempted = 0
-        for message_id in message_ids:
-            if self.should_stop():
+        message_id: uuid.UUID | None = head
+        while message_id is not None:
+            if self.should_stop() or (budget is not None and budget[0] <= 0):
                 break
+            if budget is not None:
+                budget[0] -= 1
+            clock = now or utcnow()
             try:
                 if gate is not None:
                     async with gate:
-                        outcome = await self._deliver_one(client, message_id, now or utcnow())
+                        outcome = await self._deliver_one(client, message_id, clock)
                 else:
-                    outcome = await self._deliver_one(client, message_id, now or utcnow())
+                    outcome = await self._deliver_one(client, message_id, clock)
+                if outcome is not None:
+                    attempted += 1
+                    if self.on_outcome is not None:
+                        self.on_outcome(outcome)
+                if outcome is None or outcome.result not in ("delivered", "abandoned"):
+                    break
+                message_id = await self._in_db(partial(self._next_head, app_id, now or utcnow()))
             except OperationalError as exc:
                 # The database went away (restart, failover): leave the rest of this app's
                 # messages for a later pass; a claim taken stays until it expires.
                 self._outage(exc)
                 break
-            if outcome is not None:
-                attempted += 1
-                if self.on_outcome is not None:
-                    self.on_outcome(outcome)
         return attempted
 
     def _outage(self, exc: OperationalError) -> None:
@@ -264,15 +333,16 @@ class Dispatcher:
             return None
         started = time.monotonic()
         url = claimed.url
-        problem = (
+        checked = (
             await self._in_db(
-                lambda: webhook_url_problem(
-                    url, allow_loopback_http=not self.rt.settings.is_production, resolve=True
+                lambda: check_webhook_url(
+                    url, allow_loopback_http=not self.rt.settings.is_production
                 )
             )
             if url
-            else "the app has no webhook URL"
+            else CheckedUrl("the app has no webhook URL", "", ())
         )
+        problem = checked.problem
         status: int | None = None
         if problem is None:
             assert url is not None
@@ -284,7 +354,9 @@ class Dispatcher:
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign(claimed.secret, str(message_id), timestamp, body),
             }
-            status, problem = await _post(client, url, headers, body, self.deadline)
+            # The connection goes to the addresses just checked, not to a second lookup's.
+            with pinned(checked.host, checked.addresses):
+                status, problem = await _post(client, url, headers, body, self.deadline)
         duration_ms = int((time.monotonic() - started) * 1000)
         return await self._in_db(
             lambda: _record(
@@ -297,5 +369,6 @@ class Dispatcher:
                 duration_ms=duration_ms,
                 client_id=claimed.client_id,
                 event_type=claimed.event_type,
+                url=claimed.url,
             )
         )

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.base import Base, IdMixin
@@ -16,6 +16,25 @@ class WebhookMessage(IdMixin, Base):
     """An event queued for a vendor in the same transaction as the change it reports."""
 
     __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        # Only the messages still waiting (few, while history grows): each app's queue in
+        # order, to find its head, and what is due next.
+        Index(
+            "ix_webhook_outbox_waiting",
+            "app_id",
+            "created_at",
+            "id",
+            postgresql_where=text("delivered_at IS NULL AND abandoned_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL AND abandoned_at IS NULL"),
+        ),
+        Index(
+            "ix_webhook_outbox_waiting_due",
+            "next_attempt_at",
+            "created_at",
+            postgresql_where=text("delivered_at IS NULL AND abandoned_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL AND abandoned_at IS NULL"),
+        ),
+    )
 
     app_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("vendor_apps.id", ondelete="CASCADE"), index=True

@@ -1,18 +1,22 @@
 """The outbox: a message is queued in the transaction of the change it reports, so it exists if and
-only if that change was committed.
+only if that change was committed. The vendor's console can queue a message again (a copy, at
+the end of the app's queue) and ask for the waiting ones to be tried at once.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
 from consent.webhooks.events import WebhookEvent
 from consent.webhooks.models import WebhookMessage
 from vault.base import utcnow
+from vault.errors import Conflict, NotFound
 
 
 def _iso(moment: datetime) -> str:
@@ -31,19 +35,69 @@ def enqueue(
     if not app.webhook_url:
         return None
     now = now or utcnow()
+    return _queue(db, app, event.event_type, _payload(event, now), now)
+
+
+def _payload(event: WebhookEvent, now: datetime) -> dict[str, Any]:
+    return {"type": event.event_type, "timestamp": _iso(now), "data": event.model_dump(mode="json")}
+
+
+def _queue(
+    db: Session, app: VendorApp, event_type: str, payload: dict[str, Any], now: datetime | None
+) -> WebhookMessage:
+    now = now or utcnow()
+    # The app's messages are delivered in ``created_at`` order: two queued in one session (one
+    # transaction) at the same clock reading keep the order they were queued in.
+    last: dict[uuid.UUID, datetime] = db.info.setdefault("webhook_queued_at", {})
+    created_at = max(now, last[app.id] + timedelta(microseconds=1)) if app.id in last else now
+    last[app.id] = created_at
     message = WebhookMessage(
         id=uuid.uuid4(),
         app_id=app.id,
-        event_type=event.event_type,
-        payload={
-            "type": event.event_type,
-            "timestamp": _iso(now),
-            "data": event.model_dump(mode="json"),
-        },
-        created_at=now,
+        event_type=event_type,
+        payload=payload,
+        created_at=created_at,
         next_attempt_at=now,
         attempts=0,
     )
     db.add(message)
     db.flush()
     return message
+
+
+def resend(
+    db: Session, app: VendorApp, message_id: str | uuid.UUID, *, now: datetime | None = None
+) -> WebhookMessage:
+    """Queue a delivered or given-up message of ``app`` again: a copy with a new ``webhook-id``
+    (so a receiver that deduplicates takes it) and the same payload (its ``timestamp`` still
+    says when the event happened), at the end of the app's queue, so it does not pass the
+    messages queued before it."""
+    try:
+        key = message_id if isinstance(message_id, uuid.UUID) else uuid.UUID(message_id)
+    except ValueError:
+        raise NotFound("There is no such webhook message for this app.") from None
+    message = db.get(WebhookMessage, key)
+    if message is None or message.app_id != app.id:
+        raise NotFound("There is no such webhook message for this app.")
+    if message.delivered_at is None and message.abandoned_at is None:
+        raise Conflict("This message is still waiting to be delivered; it cannot be resent.")
+    if not app.webhook_url:
+        raise Conflict("The app has no webhook URL: set one before resending.")
+    return _queue(db, app, message.event_type, dict(message.payload), now)
+
+
+def retry_now(db: Session, app: VendorApp, *, now: datetime | None = None) -> int:
+    """Make every message waiting for ``app`` due at once (the endpoint is back); returns how
+    many were waiting. They still go out in order."""
+    now = now or utcnow()
+    waiting = db.execute(
+        update(WebhookMessage)
+        .where(
+            WebhookMessage.app_id == app.id,
+            WebhookMessage.delivered_at.is_(None),
+            WebhookMessage.abandoned_at.is_(None),
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(waiting.rowcount)  # type: ignore[attr-defined]

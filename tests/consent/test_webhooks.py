@@ -48,10 +48,8 @@ from consent.webhooks.signing import (
     verify_signature,
     webhook_secret_for,
 )
-from tests.vault.conftest import Deployment, make_settings
+from tests.vault.conftest import Deployment
 from tests.webhook_receiver import Received, Receiver, trickle
-from vault.db import make_engine
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vault.settings import get_settings
 
@@ -592,8 +590,8 @@ def test_the_delivery_log_shows_recent_messages_with_their_attempts(
         db, app, consent_event(ConsentChangedData, n=2), now=start + timedelta(seconds=1)
     )
     assert first is not None and second is not None
-    receiver.answer(500, 204)
-    deliver_due(rt.sessions, rt, now=start + timedelta(seconds=2))  # first fails, second ok
+    receiver.answer(204, 500)
+    deliver_due(rt.sessions, rt, now=start + timedelta(seconds=2))  # first ok, second fails
     third = enqueue(
         db,
         app,
@@ -607,27 +605,17 @@ def test_the_delivery_log_shows_recent_messages_with_their_attempts(
     log = delivery_log(db, app.id)
 
     assert [e.message_id for e in log] == [third.id, second.id, first.id]
-    assert [e.status for e in log] == ["pending", "delivered", "retrying"]
+    assert [e.status for e in log] == ["pending", "retrying", "delivered"]
     assert [e.event_type for e in log] == ["consent.revoked", "consent.changed", "consent.granted"]
-    assert [[a.status_code for a in e.attempts] for e in log] == [[], [204], [500]]
-    assert log[2].attempts[0].error == "HTTP 500"
-    assert log[2].next_attempt_at is not None and log[1].next_attempt_at is None
-    assert log[1].delivered_at == start + timedelta(seconds=2)
+    assert [[a.status_code for a in e.attempts] for e in log] == [[], [500], [204]]
+    assert log[1].attempts[0].error == "HTTP 500"
+    assert log[1].next_attempt_at is not None and log[2].next_attempt_at is None
+    assert log[2].delivered_at == start + timedelta(seconds=2)
     assert log[0].payload["data"]["grant_id"] == "7a0c0b8e-0000-4000-8000-000000000004"
     assert [e.message_id for e in delivery_log(db, app.id, limit=1)] == [third.id]
 
 
 # -- Concurrency: a real database, committed, two workers -------------------------------------
-
-
-@pytest.fixture
-def committed_runtime(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Runtime]:
-    url = new_database(backend)
-    engine = make_engine(url)
-    upgrade(engine)
-    rt = Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
-    yield rt
-    engine.dispose()
 
 
 def test_two_workers_deliver_each_message_exactly_once(

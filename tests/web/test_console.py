@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -15,9 +16,13 @@ from sqlalchemy.orm import Session
 from consent.grants.models import Grant
 from consent.vendors.models import VendorApp
 from consent.vendors.service import authenticate_client
+from consent.webhooks.delivery import deliver_due
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
+from consent.webhooks.outbox import enqueue
+from tests.consent.test_webhooks import CHANGED, REVOKED
 from tests.helpers import PASSWORD, csrf_from, page_csrf, post_form, sign_in, sign_up, unique_email
 from tests.web.conftest import Count
+from tests.webhook_receiver import Receiver
 from vault.accounts.models import Account, Role
 from vault.accounts.service import email_index
 from vault.base import utcnow
@@ -517,6 +522,135 @@ def test_another_vendor_cannot_rotate_the_signing_secret(
     assert app_at(db, path).webhook_secret_version == version
 
 
+def _settle(db: Session, path: str, *, delivered: bool, minutes_ago: int) -> WebhookMessage:
+    """A message of the app at ``path`` with one attempt, delivered or failed."""
+    now = utcnow()
+    at = now - timedelta(minutes=minutes_ago)
+    message = WebhookMessage(
+        app_id=app_at(db, path).id,
+        event_type="consent.changed",
+        payload={"type": "consent.changed", "timestamp": "2030-01-01T00:00:00Z", "data": {}},
+        created_at=at,
+        next_attempt_at=at if delivered else now + timedelta(minutes=8),
+        attempts=1,
+        delivered_at=at if delivered else None,
+    )
+    db.add(message)
+    db.flush()
+    db.add(
+        WebhookAttempt(
+            message_id=message.id,
+            attempted_at=at,
+            status_code=204 if delivered else 503,
+            error=None if delivered else "HTTP 503",
+            duration_ms=12,
+        )
+    )
+    db.commit()
+    return message
+
+
+def _health(page: str) -> dict[str, str]:
+    section = page.split('id="webhook-health"', 1)[1].split("</dl>", 1)[0]
+    return {
+        re.sub(r"<[^>]+>", "", term): re.sub(r"<[^>]+>", "", value).strip()
+        for term, value in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", section)
+    }
+
+
+def test_the_app_page_shows_its_endpoints_health(client: TestClient, db: Session) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    assert _health(client.get(path).text) == {
+        "Last success": "Never",
+        "Failures in a row": "0",
+        "Waiting messages": "0",
+    }
+    delivered = _settle(db, path, delivered=True, minutes_ago=30)
+    _settle(db, path, delivered=False, minutes_ago=20)
+    _settle(db, path, delivered=False, minutes_ago=10)
+    assert delivered.delivered_at is not None
+
+    health = _health(client.get(path).text)
+
+    success = delivered.delivered_at.strftime("%Y-%m-%d %H:%M:%S")
+    assert health["Last success"] == f"{success} UTC"
+    assert health["Failures in a row"] == "2"
+    assert health["Waiting messages"].startswith("2 (the oldest queued ")
+    assert "Next try" in health
+    assert "Retry waiting messages now" in client.get(path).text
+
+
+def test_a_delivered_message_can_be_resent_and_goes_out_after_those_waiting(
+    client: TestClient, db: Session, rt: Runtime, receiver: Receiver
+) -> None:
+    sign_up_vendor(client)
+    path = register(client, webhook_url=receiver.url)
+    app = app_at(db, path)
+    first = enqueue(db, app, CHANGED)
+    assert first is not None
+    db.commit()
+    assert deliver_due(rt.sessions, rt) == 1
+    waiting = enqueue(db, app, REVOKED)  # queued, not yet delivered
+    assert waiting is not None
+    db.commit()
+    page = client.get(path).text
+    assert f"/webhooks/{first.id}/resend" in page
+    assert f"/webhooks/{waiting.id}/resend" not in page  # only settled messages are resent
+
+    response = post_form(client, f"{path}/webhooks/{first.id}/resend", {}, form_page=path)
+
+    assert response.status_code == 303
+    assert "queued again" in client.get(path).text
+    assert deliver_due(rt.sessions, rt) == 2
+    bodies = [json.loads(r.body) for r in receiver.requests]
+    assert [b["type"] for b in bodies] == ["consent.changed", "consent.revoked", "consent.changed"]
+    assert bodies[2] == bodies[0] == first.payload  # the same event, its own timestamp
+    ids = [r.headers["webhook-id"] for r in receiver.requests]
+    assert ids[0] == str(first.id) and ids[2] not in (ids[0], ids[1])
+
+
+def test_resending_needs_the_csrf_token_the_owner_and_a_settled_message(
+    client: TestClient, second_client: TestClient, db: Session, count: Count
+) -> None:
+    sign_up_vendor(client)
+    path = register(client)
+    delivered = _settle(db, path, delivered=True, minutes_ago=5)
+    waiting = _settle(db, path, delivered=False, minutes_ago=1)
+    before = count(WebhookMessage)
+    resend = f"{path}/webhooks/{delivered.id}/resend"
+
+    assert client.post(resend, data={}).status_code == 403
+    assert client.post(resend, data={"csrf_token": "forged"}).status_code == 403
+    sign_up_vendor(second_client)
+    token = page_csrf(second_client, "/console")
+    assert second_client.post(resend, data={"csrf_token": token}).status_code == 404
+    still_waiting = post_form(client, f"{path}/webhooks/{waiting.id}/resend", {}, form_page=path)
+    assert still_waiting.status_code == 409
+    assert "still waiting" in still_waiting.text
+    elsewhere = post_form(client, f"{path}/webhooks/{uuid.uuid4()}/resend", {}, form_page=path)
+    assert elsewhere.status_code == 404
+    assert count(WebhookMessage) == before
+
+
+def test_retry_now_makes_the_waiting_messages_due_at_once(
+    client: TestClient, db: Session, rt: Runtime, receiver: Receiver
+) -> None:
+    sign_up_vendor(client)
+    path = register(client, webhook_url=receiver.url)
+    waiting = _settle(db, path, delivered=False, minutes_ago=1)  # next try in 8 minutes
+    assert deliver_due(rt.sessions, rt) == 0
+    assert client.post(f"{path}/webhooks/retry", data={}).status_code == 403
+    assert deliver_due(rt.sessions, rt) == 0
+
+    response = post_form(client, f"{path}/webhooks/retry", {}, form_page=path)
+
+    assert response.status_code == 303
+    assert "1 waiting message will be tried" in client.get(path).text
+    assert deliver_due(rt.sessions, rt) == 1
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [str(waiting.id)]
+
+
 # -- markup ---------------------------------------------------------------------------------
 
 
@@ -549,10 +683,12 @@ class FormAudit(HTMLParser):
 
 
 def test_every_console_page_labels_its_inputs_and_protects_its_forms(
-    client: TestClient,
+    client: TestClient, db: Session
 ) -> None:
     sign_up_vendor(client)
     path = register(client)
+    _settle(db, path, delivered=True, minutes_ago=2)  # a resend form
+    _settle(db, path, delivered=False, minutes_ago=1)  # the retry form
     secret_page, _ = create_secret(client, path)
     invalid = post_form(client, "/console/apps", {"name": ""}, form_page="/console/apps/new")
     pages = {
