@@ -111,6 +111,8 @@ def test_settings(key_dir: Path, database_url: str, **overrides: object) -> Sett
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
         "argon2_parallelism": 1,
+        # No sweeping thread: most tests share one connection between their sessions.
+        "key_cache_sweep_seconds": 0,
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -19,6 +20,7 @@ from vault.crypto import Binding, DataKey, DecryptionError, wrap_associated_data
 from vault.keys import KeyProvider, WrappedKey
 
 _CACHE_KEY = "vrm.data_keys"
+log = logging.getLogger("vrm.keys")
 
 
 class DataKeyRecord(TimestampMixin, Base):
@@ -78,6 +80,26 @@ class UnwrappedKeys:
                 self._keys.popitem(last=False)
         return key
 
+    def sweep(self, sessions: Callable[[], Session]) -> int:
+        """Drop every key whose stored row is gone or changed (an erasure or a rewrap in any
+        process); returns how many. Such a key could not be used anyway (every use needs its
+        row): this bounds how long its material stays in this process's memory."""
+        with self._lock:
+            slots = list(self._keys)
+        present: set[tuple[uuid.UUID, bytes]] = set()
+        for start in range(0, len(slots), 500):
+            ids = [record_id for record_id, _ in slots[start : start + 500]]
+            with sessions() as session:
+                rows = session.execute(
+                    select(DataKeyRecord.id, DataKeyRecord.wrapped).where(DataKeyRecord.id.in_(ids))
+                )
+                present.update((row.id, bytes(row.wrapped)) for row in rows)
+        gone = [slot for slot in slots if slot not in present]
+        with self._lock:
+            for slot in gone:
+                self._keys.pop(slot, None)
+        return len(gone)
+
     def drop_owner(self, owner_id: uuid.UUID) -> None:
         with self._lock:
             for slot in [s for s, (_, key) in self._keys.items() if key.owner_id == owner_id]:
@@ -90,6 +112,38 @@ class UnwrappedKeys:
 
 UNWRAPPED = UnwrappedKeys()
 """This process's cache of unwrapped data keys."""
+
+
+class KeySweeper:
+    """Sweeps :data:`UNWRAPPED` every ``interval`` seconds on a thread of its own, so a key
+    erased (or rewrapped) through another process leaves this one's memory within about
+    ``interval`` seconds; the process that erases drops it at once."""
+
+    def __init__(self, sessions: Callable[[], Session], interval: float) -> None:
+        self.sessions = sessions
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.interval <= 0 or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="vrm-key-sweep", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                UNWRAPPED.sweep(self.sessions)
+            except Exception as exc:  # the database is away: the next tick tries again
+                log.warning("data-key cache sweep failed (%s); retrying", type(exc).__name__)
 
 
 class KeyStore:

@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         "a clean stop (SIGTERM) still writes every queued read, but a crash of the process "
         "loses the reads of its last interval.",
     )
+    key_cache_sweep_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How often each process drops from its cache of unwrapped data keys those "
+        "erased or rewrapped through another process (0: only when they expire, after 5 "
+        "minutes).",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis for what every process must share quickly (the vendor API's rate "

@@ -33,6 +33,7 @@ from vault import csrf
 from vault.db import is_outage, ping
 from vault.errors import ServiceUnavailable, VaultError
 from vault.keys import KeyManagementError
+from vault.keystore import KeySweeper
 from vault.middleware import (
     BodyLimitMiddleware,
     ResponseHeadersMiddleware,
@@ -103,14 +104,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     runtime = runtime or Runtime.from_settings(settings)
 
     recorder = AccessRecorder(runtime.sessions, settings.access_log_batch_ms / 1000)
+    sweeper = KeySweeper(runtime.sessions, settings.key_cache_sweep_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         recorder.start()
+        sweeper.start()
         try:
             yield
         finally:
             recorder.stop()  # on SIGTERM too: every queued read is written before exit
+            sweeper.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -126,6 +130,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.portability = portability(runtime)
     app.state.rate_limiter = limiter_for(settings, runtime.engine)
     app.state.access_recorder = recorder
+    app.state.key_sweeper = sweeper
     register_extension_grant(AcceptedOfferGrant)
     # Production refuses to start without operator-made signing keys (id_tokens, checkpoints).
     try:
