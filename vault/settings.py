@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     base_url: str = Field(
         default="http://127.0.0.1:8000", description="Public URL of the service (no slash)."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: `vrm serve` and `vrm worker` write each log line as a JSON object "
+        "(time, level, logger, message, and request_id for a failed request).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     session_idle_minutes: int = Field(default=60 * 12, ge=5, le=60 * 24 * 30)

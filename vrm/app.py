@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             request.url.path,
             rid,
             frames,
+            extra={"request_id": rid},
         )
         code, detail = _STATUS_TEXT[500]
         response = error_response(request, 500, code, detail, {"X-Request-ID": rid})
@@ -219,6 +220,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             request.method,
             request.url.path,
             rid,
+            extra={"request_id": rid},
         )
         unavailable = ServiceUnavailable()
         return error_response(

@@ -11,6 +11,7 @@ import typer
 from vault.settings import get_settings
 from vrm.cli.common import service
 from vrm.cli.worker import Background
+from vrm.logs import json_log_config
 
 
 def serve(
@@ -63,6 +64,11 @@ def serve(
                 port=port or settings.port,
                 workers=workers,
                 reload=reload,
+                log_config=(
+                    json_log_config()
+                    if settings.log_format == "json"
+                    else uvicorn.config.LOGGING_CONFIG
+                ),
                 proxy_headers=bool(settings.trusted_proxies),
                 forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
             )

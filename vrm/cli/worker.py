@@ -14,7 +14,9 @@ from consent.webhooks.attempts import DeliveryOutcome
 from consent.webhooks.delivery import Dispatcher, deliver_due
 from vault.jobs import Job, JobFailed
 from vault.runtime import Runtime
+from vault.settings import get_settings
 from vrm.cli.common import service
+from vrm.logs import configure as configure_logging
 from vrm.wiring import JOBS
 
 
@@ -111,6 +113,7 @@ def worker(
     Runs until SIGINT or SIGTERM; the message being delivered is finished first. Several
     workers may run at once: each message is claimed by exactly one of them.
     """
+    configure_logging(get_settings().log_format)
     with service() as rt:
         if once:
             run_jobs(rt)
