@@ -70,9 +70,10 @@ async def read_profile(request: Request, token: IndividualBearer) -> Response:
 def read_receipt(grant_id: str, ctx: TokenDep, db: DbDep, rt: RuntimeDep) -> ReceiptOut:
     """The signed consent receipt of a grant to your app, for its latest event.
 
-    A compact JWS (`alg` `EdDSA`, `kid` the ledger key's id) with the ISO/IEC TS 27560 consent
-    record fields, the ledger index, a signed checkpoint covering it and the inclusion proof;
-    verify it offline with the vault's ledger public key. Any live token of your app works
+    A compact JWS (`alg` `Ed25519`, `kid` the ledger key's id; receipts issued before RFC 9864's
+    name carry `EdDSA` and still verify) with the ISO/IEC TS 27560 consent record fields, the
+    ledger index, a signed checkpoint covering it and the inclusion proof; verify it offline
+    with the vault's ledger public key. Any live token of your app works
     (also a client-credentials token, so receipts of revoked grants stay fetchable). A grant
     to another app is 404.
     """

@@ -27,8 +27,8 @@ class ReceiptOut(BaseModel):
     """A signed consent receipt."""
 
     receipt: str = Field(
-        description="Compact JWS (EdDSA) over the receipt JSON; verify offline with the vault's "
-        "ledger public key."
+        description="Compact JWS (alg Ed25519; receipts issued before RFC 9864's name carry EdDSA) "
+        "over the receipt JSON; verify offline with the vault's ledger public key."
     )
 
 

@@ -7,11 +7,13 @@ listed under ``kantara_names``), and the proof that the event is in the consent 
 exact entry bytes, its leaf hash and index, a signed checkpoint that covers it and the
 RFC 9162 inclusion proof from the leaf to that checkpoint's root.
 
-Signature: a JWS in compact serialization, ``alg`` = ``EdDSA`` (Ed25519), signed with the
+Signature: a JWS in compact serialization, ``alg`` = ``Ed25519`` (RFC 9864), signed with the
 ledger's checkpoint key (:func:`consent.ledger.service.signing_key`). ``kid`` is the C2SP
 signed-note key ID of that key in hex (``SHA-256(origin || 0x0A || 0x01 || key)[:4]``), the
 same id that appears in the verifier key ``vrm ledger public-key`` prints, so the one public key
-an auditor holds verifies both checkpoints and receipts.
+an auditor holds verifies both checkpoints and receipts. Receipts issued before the vault moved
+to RFC 9864's name carry ``alg`` = ``EdDSA`` (RFC 8037, now deprecated) over the same key; they
+still verify.
 
 Jurisdiction: the agreements in :mod:`consent.terms` name no jurisdiction and the vault has no
 setting for one, so receipts say ``"not specified"`` (:data:`JURISDICTION`) rather than guess.
@@ -32,9 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from joserfc import jws
 from joserfc.errors import JoseError
-from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -47,10 +47,10 @@ from consent.ledger.checkpoint import (
     parse_verifier_key,
     verify_signed_checkpoint,
 )
-from consent.ledger.jose import eddsa_allowed, receipt_kid
+from consent.ledger.jose import VERIFIED_ALGORITHMS, sign_compact, verify_compact
 from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry
-from consent.ledger.service import checkpoint_at_least, create_checkpoint, origin, signing_key
+from consent.ledger.service import checkpoint_at_least, create_checkpoint, origin
 from consent.ledger.store import StoredTree, pair_subjects
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
@@ -59,7 +59,6 @@ from vault.errors import NotFound, VerificationFailed
 from vault.runtime import Runtime
 
 RECEIPT_VERSION = "1"
-ALGORITHM = "EdDSA"
 MEDIA_TYPE = "application/jose"
 TYP = "consent-receipt+jws"
 JURISDICTION = "not specified"
@@ -227,11 +226,8 @@ def receipt_payload(
 
 
 def sign_receipt(rt: Runtime, payload: dict[str, Any]) -> str:
-    header = {"alg": ALGORITHM, "typ": TYP, "kid": receipt_kid(rt)}
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    key = OKPKey.import_key(signing_key(rt))
-    with eddsa_allowed():
-        return jws.serialize_compact(header, body.encode("utf-8"), key, algorithms=[ALGORITHM])
+    return sign_compact(rt, body.encode("utf-8"), TYP)
 
 
 def receipt_for(
@@ -283,8 +279,8 @@ def verify_receipt(
         )
     except (ValueError, binascii.Error):
         raise ReceiptError("the receipt is not a compact JWS") from None
-    if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
-        raise ReceiptError(f"the receipt must be signed with {ALGORITHM}")
+    if not isinstance(header, dict) or header.get("alg") not in VERIFIED_ALGORITHMS:
+        raise ReceiptError("the receipt must be signed with Ed25519 (or EdDSA, as older ones are)")
     if header.get("typ") != TYP:
         raise ReceiptError(
             f"this is not a consent receipt (its typ is {header.get('typ')!r}, not {TYP!r})"
@@ -299,8 +295,7 @@ def verify_receipt(
     except CheckpointError as exc:
         raise ReceiptError(f"the public key is not usable: {exc}") from None
     try:
-        with eddsa_allowed():
-            obj = jws.deserialize_compact(token, OKPKey.import_key(raw_key), algorithms=[ALGORITHM])
+        obj = verify_compact(token, raw_key)
     except (JoseError, ValueError):
         raise ReceiptError("the receipt's signature does not verify with this key") from None
     try:

@@ -1,25 +1,20 @@
-"""The vault's signature on what it hands out (export manifests, erasure receipts): EdDSA compact
-JWS with the ledger key, each kind with its own ``typ``.
+"""The vault's signature on what it hands out (export manifests, erasure receipts): compact JWS
+with the ledger key (``alg`` Ed25519; ``EdDSA`` from before still verifies), each kind with its
+own ``typ``.
 """
 
 from __future__ import annotations
 
-from joserfc import jws
 from joserfc.errors import JoseError
-from joserfc.jwk import OKPKey
 
 from consent.ledger.checkpoint import CheckpointError, parse_verifier_key
-from consent.ledger.jose import eddsa_allowed, receipt_kid
-from consent.ledger.service import (
-    origin,
-    public_key_text,
-    signing_key,
-)
+from consent.ledger.jose import sign_compact, verify_compact
+from consent.ledger.service import origin, public_key_text
 from vault.runtime import Runtime
 
 
 class LedgerSigner:
-    """Signs exports and erasure receipts with the ledger key (EdDSA compact JWS), the key
+    """Signs exports and erasure receipts with the ledger key (Ed25519 compact JWS), the key
     whose verifier key ``vrm ledger public-key`` prints."""
 
     def __init__(self, rt: Runtime) -> None:
@@ -33,17 +28,13 @@ class LedgerSigner:
 
     def sign(self, payload: bytes, typ: str) -> str:
 
-        header = {"alg": "EdDSA", "typ": typ, "kid": receipt_kid(self.rt)}
-        key = OKPKey.import_key(signing_key(self.rt))
-        with eddsa_allowed():
-            return str(jws.serialize_compact(header, payload, key, algorithms=["EdDSA"]))
+        return sign_compact(self.rt, payload, typ)
 
     def verify(self, token: str, public_key: str, typ: str, *, untyped_ok: bool = False) -> bytes:
 
         try:
-            key = OKPKey.import_key(parse_verifier_key(public_key.strip()).public_key)
-            with eddsa_allowed():
-                obj = jws.deserialize_compact(token.strip(), key, algorithms=["EdDSA"])
+            key = parse_verifier_key(public_key.strip()).public_key
+            obj = verify_compact(token.strip(), key)
         except (CheckpointError, JoseError, ValueError, TypeError) as exc:
             raise ValueError(f"the signature does not verify ({type(exc).__name__})") from None
         named = obj.protected.get("typ")

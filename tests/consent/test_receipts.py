@@ -1,26 +1,33 @@
-"""Consent receipts: signed (JWS, EdDSA), carrying the ledger proof, verifiable offline."""
+"""Consent receipts: signed (JWS, Ed25519; EdDSA before RFC 9864), carrying the ledger proof,
+verifiable offline."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from joserfc import jws as joserfc_jws
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import OKPKey
+from jwcrypto import jwk as jwcrypto_jwk
+from jwcrypto import jws as jwcrypto_jws
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from consent.grants.receipts import ReceiptError, receipt_for, verify_receipt
+from consent.grants.receipts import TYP, ReceiptError, receipt_for, verify_receipt
 from consent.grants.service import GrantService
 from consent.ledger.checkpoint import key_id, parse_verifier_key, verify_signed_checkpoint
 from consent.ledger.merkle import verify_inclusion
 from consent.ledger.models import LedgerCheckpoint
-from consent.ledger.service import origin, public_key_text
+from consent.ledger.service import origin, public_key_text, signing_key
 from consent.terms.catalogue import AGREEMENTS
 from tests.consent.factories import bearer, connect, individual, make_app
 from tests.helpers import sign_up
@@ -49,7 +56,7 @@ def test_grant_yields_a_receipt_that_verifies_offline(
     payload = verify_receipt(signed, vkey)
 
     header = json.loads(_unb64url(signed.split(".")[0]))
-    assert header["alg"] == "EdDSA"
+    assert header["alg"] == "Ed25519"
     assert header["kid"] == key_id(origin(rt), parse_verifier_key(vkey).public_key).hex()
     assert payload["grant_id"] == str(grant.id)
     assert payload["pii_principal_id"].startswith("p-")
@@ -76,6 +83,77 @@ def test_grant_yields_a_receipt_that_verifies_offline(
         verify_receipt(signed, parse_verifier_key(vkey).public_key)["record_id"]
         == (payload["record_id"])
     )
+
+
+def test_new_receipt_verifies_with_jwcrypto_and_joserfc_without_a_warning(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    """RFC 9864's fully specified ``Ed25519``: two independent JOSE libraries verify a new
+    receipt with the ledger's public key, and joserfc (which warns on ``EdDSA``) stays quiet."""
+    person = individual(client, db, rt)
+    grant = connect(db, rt, person, make_app(db), ["email"])
+    signed = receipt_for(db, rt, grant.id)["receipt"]
+    public_key = parse_verifier_key(public_key_text(rt)).public_key
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        by_jwcrypto = jwcrypto_jws.JWS()
+        by_jwcrypto.deserialize(signed)
+        by_jwcrypto.verify(jwcrypto_jwk.JWK.from_pyca(public_key), alg="Ed25519")
+        by_joserfc = joserfc_jws.deserialize_compact(
+            signed, OKPKey.import_key(public_key), algorithms=["Ed25519"]
+        )
+
+    assert by_jwcrypto.jose_header["alg"] == by_joserfc.protected["alg"] == "Ed25519"
+    assert json.loads(by_jwcrypto.payload) == json.loads(by_joserfc.payload)
+    assert json.loads(by_joserfc.payload)["grant_id"] == str(grant.id)
+
+
+def _eddsa_receipt(rt: Runtime, payload: dict[str, object]) -> str:
+    """A receipt as the vault signed them before RFC 9864: ``alg`` ``EdDSA``, same key, same
+    ``typ`` and ``kid``, built by hand (no JOSE library)."""
+    kid = key_id(origin(rt), signing_key(rt).public_key()).hex()
+    header = json.dumps({"alg": "EdDSA", "typ": TYP, "kid": kid}, separators=(",", ":"))
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signing_input = f"{_b64url(header.encode())}.{_b64url(body.encode())}"
+    signature = signing_key(rt).sign(signing_input.encode("ascii"))
+    return f"{signing_input}.{_b64url(signature)}"
+
+
+def test_receipt_signed_with_eddsa_before_the_change_still_verifies(
+    client: TestClient, db: Session, rt: Runtime, tmp_path: Path
+) -> None:
+    person = individual(client, db, rt)
+    grant = connect(db, rt, person, make_app(db), ["email", "phone"])
+    payload = receipt_for(db, rt, grant.id)["payload"]
+    old = _eddsa_receipt(rt, payload)
+    vkey = public_key_text(rt)
+    # What the project's verifier now spares its users: joserfc's warning on the old name.
+    with pytest.warns(SecurityWarning, match="EdDSA is deprecated"):
+        joserfc_jws.deserialize_compact(
+            old, OKPKey.import_key(parse_verifier_key(vkey).public_key), algorithms=["EdDSA"]
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert verify_receipt(old, vkey)["record_id"] == payload["record_id"]
+    receipt = tmp_path / "old-receipt.jws"
+    receipt.write_text(old + "\n")
+    key = tmp_path / "ledger.pub"
+    key.write_text(vkey + "\n")
+    result = CliRunner().invoke(
+        cli_app, ["ledger", "verify-receipt", str(receipt), "--public-key", str(key)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"OK: receipt {payload['record_id']}" in result.output
+
+    other = Ed25519PrivateKey.generate().public_key()
+    with pytest.raises(ReceiptError, match="signature"):
+        verify_receipt(old, other)
+    header, body, signature = old.split(".")
+    forged = ".".join([_b64url(_unb64url(header).replace(b"EdDSA", b"ES256")), body, signature])
+    with pytest.raises(ReceiptError, match="must be signed with Ed25519"):
+        verify_receipt(forged, vkey)
 
 
 def test_inclusion_proof_links_the_entry_to_the_checkpoint_root(

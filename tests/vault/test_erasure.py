@@ -122,11 +122,11 @@ def b64url(data: str) -> bytes:
 
 
 def verified_receipt(token: str, public_key: str) -> dict[str, Any]:
-    """Check the compact JWS as anyone with the vault's verifier key would: EdDSA over
+    """Check the compact JWS as anyone with the vault's verifier key would: Ed25519 over
     ``header.payload``, recomputed with ``cryptography`` (not with the vault's code)."""
     header_b64, payload_b64, signature_b64 = token.split(".")
     header = json.loads(b64url(header_b64))
-    assert header["alg"] == "EdDSA"
+    assert header["alg"] == "Ed25519"  # RFC 9864's name, no longer the deprecated EdDSA
     assert header["typ"] == ERASURE_RECEIPT_TYP
     key = parse_verifier_key(public_key)
     assert header["kid"] == key.key_id.hex()

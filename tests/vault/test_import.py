@@ -7,6 +7,7 @@ another deployment with its own database and its own key directory, so its own l
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import io
@@ -621,6 +622,32 @@ def test_an_archive_signed_before_manifests_named_their_type_still_imports(
             algorithms=["EdDSA"],
         )
     files[SIGNATURE] = untyped.encode() + b"\n"
+    response = upload(client_b, zip_of(files))
+    assert response.status_code == 303, archive_error(response)
+
+
+def test_an_export_manifest_is_signed_under_rfc_9864s_ed25519(archive_a: bytes) -> None:
+    header_b64 = members(archive_a)[SIGNATURE].decode().split(".")[0]
+    header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+    assert header["alg"] == "Ed25519"
+    assert header["typ"] == MANIFEST_TYP
+
+
+def test_an_archive_signed_with_eddsa_before_rfc_9864_still_imports(
+    archive_a: bytes, base_runtime: Runtime, client_b: TestClient
+) -> None:
+    """Archives exported before the vault moved to ``Ed25519`` name the deprecated ``EdDSA``
+    (typed, same key): they still import."""
+    files = members(archive_a)
+    header = {"alg": "EdDSA", "typ": MANIFEST_TYP, "kid": receipt_kid(base_runtime)}
+    with eddsa_allowed():
+        old = jws.serialize_compact(
+            header,
+            files[MANIFEST],
+            OKPKey.import_key(signing_key(base_runtime)),
+            algorithms=["EdDSA"],
+        )
+    files[SIGNATURE] = old.encode() + b"\n"
     response = upload(client_b, zip_of(files))
     assert response.status_code == 303, archive_error(response)
 

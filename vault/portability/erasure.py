@@ -8,7 +8,7 @@ Then the signer's part queues ``subject.erased`` to every vendor that knew the p
 signs a checkpoint covering the erasure entry. All of it is one transaction: a failure
 midway leaves everything as it was, and running it again completes it.
 
-The receipt is a compact JWS (EdDSA, the ledger key) of what was done: when, the pseudonyms,
+The receipt is a compact JWS (Ed25519, the ledger key) of what was done: when, the pseudonyms,
 counts of what was deleted, the vendors asked to delete their copies, and the ledger entry
 with its checkpoint and inclusion proof, so anyone can check it offline.
 """
