@@ -43,6 +43,7 @@ from vault.profile.endpoints import router as profile_router
 from vault.routing import UnicodeRoute
 from vault.runtime import Runtime
 from vault.settings import Settings, SettingsError, get_settings
+from vendor_api.docs import api_openapi
 from vendor_api.docs import router as vendor_docs_router
 from vendor_api.endpoints import router as vendor_router
 from vendor_api.intents import router as vendor_intents_router
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/api/openapi.json",
     )
     app.router.route_class = UnicodeRoute  # as every package's APIRouter
+    app.openapi = lambda: api_openapi(app, settings)  # type: ignore[method-assign]
     app.state.runtime = runtime
     app.state.portability = portability(runtime)
     app.state.rate_limiter = limiter_for(settings, runtime.engine)

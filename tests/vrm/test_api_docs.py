@@ -1,0 +1,75 @@
+"""The whole API's OpenAPI document (``/api/openapi.json``) tells the truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from vendor_api.token_docs import APP_SCHEME
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
+OAUTH_ERROR = {"$ref": "#/components/schemas/OAuthError"}
+
+
+@pytest.fixture
+def document(client: TestClient) -> dict[str, Any]:
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+def body_schema(response: dict[str, Any]) -> Any:
+    return response["content"]["application/json"]["schema"]
+
+
+def test_every_422_is_the_services_error_body(document: dict[str, Any]) -> None:
+    found = 0
+    for path, _method, operation in operations(document):
+        for status in ("400", "422"):
+            response = operation["responses"].get(status)
+            if response and path not in ("/oauth/token", "/oauth/revoke", "/oauth/introspect"):
+                schema = body_schema(response)
+                assert schema in (ERROR_BODY, {"$ref": "#/components/schemas/RegistrationError"})
+                found += status == "422"
+    assert found > 5
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert set(document["components"]["schemas"]["ErrorBody"]["required"]) >= {"error", "detail"}
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
+def test_oauth_endpoints_document_rfc_6749_errors(document: dict[str, Any], path: str) -> None:
+    responses = document["paths"][path]["post"]["responses"]
+    assert "422" not in responses
+    for status in ("400", "401"):
+        assert body_schema(responses[status]) == OAUTH_ERROR
+    error = document["components"]["schemas"]["OAuthError"]
+    assert "invalid_request" in error["properties"]["error"]["enum"]
+
+
+def test_offer_price_must_be_above_zero(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for name in ("OfferCreate", "OfferUpdate"):
+        assert schemas[name]["properties"]["price"]["exclusiveMinimum"] == 0
+
+
+def test_offer_status_lists_its_values(document: dict[str, Any]) -> None:
+    status = document["components"]["schemas"]["OfferOut"]["properties"]["status"]
+    assert set(status["enum"]) == {"live", "expired", "withdrawn", "accepted", "declined", "lapsed"}
+
+
+def test_vendor_operations_keep_their_scopes(document: dict[str, Any]) -> None:
+    offers = document["paths"]["/vendor/v1/intents/{intent_id}/offers"]["post"]
+    assert offers["security"] == [{APP_SCHEME: ["offers:write"]}]
+    assert "429" in offers["responses"]
