@@ -88,6 +88,17 @@ def route_contexts(app: FastAPI) -> Iterator[Any]:
     yield from flatten(app.routes) if flatten else app.routes
 
 
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """The methods some route of ``app`` answers at ``path``: a 405's ``Allow``. Starlette names
+    only the first route that matched the path, where a path has a route per method."""
+    return {
+        method
+        for route in route_contexts(app)
+        if getattr(route, "methods", None) and route.path_regex.match(path)
+        for method in route.methods
+    }
+
+
 def vendor_routes(app: FastAPI) -> list[Any]:
     """The app's vendor-facing API routes: ``/vendor/v1/...`` and ``GET /oauth/userinfo``."""
     chosen = []

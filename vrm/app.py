@@ -43,7 +43,7 @@ from vault.profile.endpoints import router as profile_router
 from vault.routing import UnicodeRoute
 from vault.runtime import Runtime
 from vault.settings import Settings, SettingsError, get_settings
-from vendor_api.docs import api_openapi
+from vendor_api.docs import allowed_methods, api_openapi
 from vendor_api.docs import router as vendor_docs_router
 from vendor_api.endpoints import router as vendor_router
 from vendor_api.intents import router as vendor_intents_router
@@ -177,7 +177,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code, detail = _STATUS_TEXT.get(exc.status_code, ("error", "The request failed."))
-        return error_response(request, exc.status_code, code, detail, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method the path takes, not the first route's
+            allowed = allowed_methods(request.app, request.url.path)
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return error_response(request, exc.status_code, code, detail, headers)
 
     app.add_exception_handler(SignInRequired, sign_in_required)  # type: ignore[arg-type]
 

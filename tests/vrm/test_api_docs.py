@@ -1,4 +1,5 @@
-"""The whole API's OpenAPI document (``/api/openapi.json``) tells the truth."""
+"""The whole API's OpenAPI document (``/api/openapi.json``) tells the truth, and ``405``
+answers say which methods a path takes."""
 
 from __future__ import annotations
 
@@ -73,3 +74,21 @@ def test_vendor_operations_keep_their_scopes(document: dict[str, Any]) -> None:
     offers = document["paths"]["/vendor/v1/intents/{intent_id}/offers"]["post"]
     assert offers["security"] == [{APP_SCHEME: ["offers:write"]}]
     assert "429" in offers["responses"]
+
+
+def test_405_lists_the_methods_the_path_takes(client: TestClient) -> None:
+    response = client.delete("/oauth/token")
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"POST"}
+    assert response.json()["error"] == "method_not_allowed"
+
+    # A path with a route per method: every one of them, not the first route's.
+    response = client.patch("/oauth/userinfo")
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "POST"}
+
+    response = client.delete("/api/v1/profile/fields/given_name")
+    assert response.status_code != 405
+    response = client.post("/api/v1/profile/fields/given_name")
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"DELETE", "PUT"}
