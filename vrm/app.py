@@ -50,6 +50,7 @@ from vendor_api.intents import router as vendor_intents_router
 from vendor_api.userinfo import router as userinfo_router
 from vrm.wiring import portability
 from web.accounts import sign_in_required
+from web.api_reference import router as api_reference_router
 from web.dependencies import SignInRequired
 from web.endpoints import router as web_router
 from web.templating import STATIC_DIR, render_error
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="VRM Vault",
         summary="A customer-owned personal data vault.",
         version="0.1.0",
-        docs_url="/api/docs",
+        docs_url=None,  # web.api_reference serves /api/docs from the service itself
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -289,6 +290,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         profile_router,
         vendor_docs_router,
         vendor_reference_router,
+        api_reference_router,
         audit_router,
     ):
         app.include_router(router)

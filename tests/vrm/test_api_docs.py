@@ -1,8 +1,9 @@
-"""The whole API's OpenAPI document (``/api/openapi.json``) tells the truth, and ``405``
-answers say which methods a path takes."""
+"""The whole API's OpenAPI document (``/api/openapi.json``) tells the truth, ``405`` answers say
+which methods a path takes, and its reference page (``/api/docs``) is served by the service."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,3 +93,23 @@ def test_405_lists_the_methods_the_path_takes(client: TestClient) -> None:
     response = client.post("/api/v1/profile/fields/given_name")
     assert response.status_code == 405
     assert {m.strip() for m in response.headers["allow"].split(",")} == {"DELETE", "PUT"}
+
+
+def test_api_docs_page_lists_operations_from_this_origin_only(
+    client: TestClient, document: dict[str, Any]
+) -> None:
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    for path, method, _ in operations(document):
+        assert f"{method.upper()}</span>" in page
+        assert f">{path}</code>" in page.replace("&#34;", '"')
+    assert "swagger" not in page.lower()
+    assert "More than 0." in page  # an offer's price
+    assert "<code>withdrawn</code>" in page  # an offer's status
+    for url in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert not re.match(r"(?i)(https?:)?//", url), url
+    csp = response.headers["content-security-policy"]
+    assert "script-src" in csp or "default-src 'self'" in csp
+    assert "cdn" not in csp
