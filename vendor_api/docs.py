@@ -200,22 +200,41 @@ def schema_routes(app: FastAPI) -> list[Any]:
 
 
 _OAUTH_ERROR_PATHS: Final = {
-    "/oauth/revoke": "RFC 7009 revocation",
-    "/oauth/introspect": "RFC 7662 introspection",
+    "/oauth/revoke": (
+        "RFC 7009 revocation",
+        "; `invalid_grant`: the token was issued to another app",
+    ),
+    "/oauth/introspect": ("RFC 7662 introspection", ""),
 }
 
 
-def _oauth_errors(operation: dict[str, Any], what: str) -> None:
-    """The RFC 6749 error bodies an OAuth endpoint answers (Authlib's), not ``{error, detail}``."""
+def _oauth_errors(operation: dict[str, Any], what: str, also: str) -> None:
+    """The RFC 6749 error bodies an OAuth endpoint answers (Authlib's), not ``{error, detail}``.
+    Authlib answers an unknown ``token_type_hint`` with 401 ``unsupported_token_type``
+    (RFC 7009), which the token endpoint's ``OAuthError`` does not list."""
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)  # the form is read raw: a bad one is an OAuth error, never a 422
     responses["400"] = {
-        "description": f"`invalid_request`: the form is not a valid {what} request.",
+        "description": f"`invalid_request`: the form has no `token` ({what}){also}.",
         "content": json_content(schema_ref("OAuthError")),
     }
     responses["401"] = {
-        "description": "`invalid_client`: the client id or secret is wrong.",
-        "content": json_content(schema_ref("OAuthError")),
+        "description": "`invalid_client`: the client id or secret is wrong; "
+        "`unsupported_token_type`: `token_type_hint` is neither `access_token` nor "
+        "`refresh_token`.",
+        "content": json_content(
+            {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "string",
+                        "enum": ["invalid_client", "unsupported_token_type"],
+                    },
+                    "error_description": {"type": "string"},
+                },
+            }
+        ),
     }
 
 
@@ -261,7 +280,7 @@ def build_document(
                 if "422" in responses:
                     responses["422"] = dict(_VALIDATION)
             if path in _OAUTH_ERROR_PATHS:
-                _oauth_errors(operation, _OAUTH_ERROR_PATHS[path])
+                _oauth_errors(operation, *_OAUTH_ERROR_PATHS[path])
     paths = document.get("paths", {})
     paths.pop(TOKEN_PATH, None)  # Authlib reads its raw form: described by hand
     document["paths"] = {TOKEN_PATH: token_path_item(), **paths}
