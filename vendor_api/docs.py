@@ -80,17 +80,29 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
         yield from _calls(sub)
 
 
-def _route_contexts(app: FastAPI) -> Iterator[Any]:
+def route_contexts(app: FastAPI) -> Iterator[Any]:
+    """Every route of ``app``, included routers' too."""
     # FastAPI 0.137.2+ keeps included routers as a tree that iter_route_contexts flattens;
     # before that, app.routes held every route itself.
     flatten = getattr(fastapi.routing, "iter_route_contexts", None)
     yield from flatten(app.routes) if flatten else app.routes
 
 
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """The methods some route of ``app`` answers at ``path``: a 405's ``Allow``. Starlette names
+    only the first route that matched the path, where a path has a route per method."""
+    return {
+        method
+        for route in route_contexts(app)
+        if getattr(route, "methods", None) and route.path_regex.match(path)
+        for method in route.methods
+    }
+
+
 def vendor_routes(app: FastAPI) -> list[Any]:
     """The app's vendor-facing API routes: ``/vendor/v1/...`` and ``GET /oauth/userinfo``."""
     chosen = []
-    for route in _route_contexts(app):
+    for route in route_contexts(app):
         if not isinstance(getattr(route, "original_route", route), fastapi.routing.APIRoute):
             continue
         path = route.path_format
@@ -177,34 +189,101 @@ def _prune(document: dict[str, Any]) -> None:
     document["components"]["schemas"] = {k: v for k, v in schemas.items() if k in keep}
 
 
-def build_document(app: FastAPI, settings: Settings) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the vendor API of ``app``."""
-    routes = vendor_routes(app)
+def schema_routes(app: FastAPI) -> list[Any]:
+    """Every API route of ``app`` that is in its schema (``include_in_schema``)."""
+    return [
+        route
+        for route in route_contexts(app)
+        if isinstance(getattr(route, "original_route", route), fastapi.routing.APIRoute)
+        and getattr(route, "include_in_schema", True)
+    ]
+
+
+_OAUTH_ERROR_PATHS: Final = {
+    "/oauth/revoke": (
+        "RFC 7009 revocation",
+        "; `invalid_grant`: the token was issued to another app",
+    ),
+    "/oauth/introspect": ("RFC 7662 introspection", ""),
+}
+
+
+def _oauth_errors(operation: dict[str, Any], what: str, also: str) -> None:
+    """The RFC 6749 error bodies an OAuth endpoint answers (Authlib's), not ``{error, detail}``.
+    Authlib answers an unknown ``token_type_hint`` with 401 ``unsupported_token_type``
+    (RFC 7009), which the token endpoint's ``OAuthError`` does not list."""
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    responses.pop("422", None)  # the form is read raw: a bad one is an OAuth error, never a 422
+    responses["400"] = {
+        "description": f"`invalid_request`: the form has no `token` ({what}){also}.",
+        "content": json_content(schema_ref("OAuthError")),
+    }
+    responses["401"] = {
+        "description": "`invalid_client`: the client id or secret is wrong; "
+        "`unsupported_token_type`: `token_type_hint` is neither `access_token` nor "
+        "`refresh_token`.",
+        "content": json_content(
+            {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "string",
+                        "enum": ["invalid_client", "unsupported_token_type"],
+                    },
+                    "error_description": {"type": "string"},
+                },
+            }
+        ),
+    }
+
+
+def build_document(
+    app: FastAPI, settings: Settings, routes: list[Any] | None = None, **info: Any
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes`` of ``app`` (its vendor API unless given), refined
+    with what no route declares: each vendor operation's scopes and rate-limit headers, this
+    app's 422 body, the token endpoint, the OAuth endpoints' RFC 6749 errors, the webhooks."""
+    routes = vendor_routes(app) if routes is None else routes
     document = get_openapi(
-        title="VRM Vault vendor API",
+        title=info.get("title", "VRM Vault vendor API"),
         version=app.version,
-        summary="Consented profile reads, purchase intents, offers and signed webhooks.",
-        description=(
+        summary=info.get(
+            "summary", "Consented profile reads, purchase intents, offers and signed webhooks."
+        ),
+        description=info.get(
+            "description",
             "Vendors integrate through OAuth 2 / OpenID Connect, this API and webhooks. "
             'Errors are `{"error": code, "detail": sentence}` (and `field` for bad input); '
             "the token endpoint answers with RFC 6749 error bodies. Rate limits are per app "
             f"and per minute: {settings.vendor_reads_per_minute} reads (GET) and "
             f"{settings.vendor_writes_per_minute} writes. A rendered reference with a worked "
-            "example is at `/vendor/docs`."
+            "example is at `/vendor/docs`.",
         ),
         routes=routes,
         servers=[{"url": settings.base_url}],
     )
     requirements: dict[tuple[str, str], dict[str, list[str]] | None] = {}
+    vendor_facing = {id(route) for route in vendor_routes(app)}
     for route in routes:
         calls = set(_calls(route.dependant))
         needs = next((req for dep, req in _REQUIREMENTS if dep in calls), None)
         for method in route.methods:
-            requirements[(route.path_format, method.lower())] = needs
+            if id(route) in vendor_facing or needs is not None:
+                requirements[(route.path_format, method.lower())] = needs
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
-            _refine_operation(operation, requirements.get((path, method)))
-    document["paths"] = {TOKEN_PATH: token_path_item(), **document.get("paths", {})}
+            if (path, method) in requirements:
+                _refine_operation(operation, requirements[(path, method)])
+            else:  # not a vendor operation: keep its own security, fix only its 422
+                responses = operation.get("responses", {})
+                if "422" in responses:
+                    responses["422"] = dict(_VALIDATION)
+            if path in _OAUTH_ERROR_PATHS:
+                _oauth_errors(operation, *_OAUTH_ERROR_PATHS[path])
+    paths = document.get("paths", {})
+    paths.pop(TOKEN_PATH, None)  # Authlib reads its raw form: described by hand
+    document["paths"] = {TOKEN_PATH: token_path_item(), **paths}
     document["webhooks"] = webhooks(settings)
 
     components = document.setdefault("components", {})
@@ -227,6 +306,27 @@ def vendor_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
         cached = build_document(app, settings)
         setattr(app.state, _STATE_KEY, cached)
     return cached
+
+
+def api_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """The whole API's document (``/api/openapi.json``): every route in the schema, refined
+    as the vendor document is. Built once, on first use (FastAPI's ``app.openapi_schema``)."""
+    if app.openapi_schema is None:
+        app.openapi_schema = build_document(
+            app,
+            settings,
+            schema_routes(app),
+            title=app.title,
+            summary=app.summary,
+            description=(
+                "Every API of the vault: the individual's, the vendors', OAuth 2 / OpenID "
+                'Connect and operations. Errors are `{"error": code, "detail": sentence}`; '
+                "the OAuth endpoints answer with RFC 6749 error bodies. A rendered reference "
+                "is at `/api/docs`; the vendor API alone, with a worked example, at "
+                "`/vendor/docs`."
+            ),
+        )
+    return app.openapi_schema
 
 
 # -- The error codes ------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from intents.models import OfferStatus
 
 
 class VendorProfileOut(BaseModel):
@@ -37,6 +39,12 @@ class ReceiptOut(BaseModel):
 Amount = StrictStr | StrictInt | StrictFloat
 """Strict: a JSON ``true`` is not the number 1."""
 
+_ABOVE_ZERO: Final[dict[str, Any]] = {"exclusiveMinimum": 0}
+"""What ``intents.money.parse_amount`` enforces of a price (a string too, once parsed)."""
+
+OFFER_STATUSES: Final = (*(status.value for status in OfferStatus), "expired")
+"""The ``status`` an offer shows a vendor (``expired``: live but past its validity)."""
+
 
 class CategoryOut(BaseModel):
     id: str = Field(examples=["electronics.laptops"])
@@ -56,8 +64,9 @@ class OfferOut(BaseModel):
     intent_id: str
     owner: str = Field(description="The intent owner's pseudonym for your app.")
     status: str = Field(
+        json_schema_extra={"enum": list(OFFER_STATUSES)},
         description="`live`, `expired` (live but past valid_until), `withdrawn` (by you), "
-        "`accepted`, `declined` or `lapsed` (the intent closed without it)."
+        "`accepted`, `declined` or `lapsed` (the intent closed without it).",
     )
     price: str = Field(description="Decimal string in the intent's currency.", examples=["849.00"])
     currency: str = Field(examples=["EUR"])
@@ -122,7 +131,11 @@ class OfferCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    price: Amount = Field(description="Decimal string (or number).", examples=["849.00"])
+    price: Amount = Field(
+        description="Decimal string (or number), more than zero.",
+        examples=["849.00"],
+        json_schema_extra=_ABOVE_ZERO,
+    )
     currency: str = Field(description="Must be the intent's currency.", examples=["EUR"])
     message: str | None = Field(default=None, description="Up to 2,000 characters.")
     valid_until: str | datetime = Field(
@@ -136,6 +149,10 @@ class OfferUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    price: Amount | None = None
+    price: Amount | None = Field(
+        default=None,
+        description="Decimal string (or number), more than zero.",
+        json_schema_extra=_ABOVE_ZERO,
+    )
     message: str | None = None
     valid_until: str | datetime | None = None

@@ -44,12 +44,14 @@ from vault.profile.endpoints import router as profile_router
 from vault.routing import UnicodeRoute
 from vault.runtime import Runtime
 from vault.settings import Settings, SettingsError, get_settings
+from vendor_api.docs import allowed_methods, api_openapi
 from vendor_api.docs import router as vendor_docs_router
 from vendor_api.endpoints import router as vendor_router
 from vendor_api.intents import router as vendor_intents_router
 from vendor_api.userinfo import router as userinfo_router
 from vrm.wiring import portability
 from web.accounts import sign_in_required
+from web.api_reference import router as api_reference_router
 from web.dependencies import SignInRequired
 from web.endpoints import router as web_router
 from web.templating import STATIC_DIR, render_error
@@ -121,11 +123,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="VRM Vault",
         summary="A customer-owned personal data vault.",
         version="0.1.0",
-        docs_url="/api/docs",
+        docs_url=None,  # web.api_reference serves /api/docs from the service itself
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
     app.router.route_class = UnicodeRoute  # as every package's APIRouter
+    app.openapi = lambda: api_openapi(app, settings)  # type: ignore[method-assign]
     app.state.runtime = runtime
     app.state.portability = portability(runtime)
     app.state.rate_limiter = limiter_for(settings, runtime.engine)
@@ -180,7 +183,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code, detail = _STATUS_TEXT.get(exc.status_code, ("error", "The request failed."))
-        return error_response(request, exc.status_code, code, detail, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method the path takes, not the first route's
+            allowed = allowed_methods(request.app, request.url.path)
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return error_response(request, exc.status_code, code, detail, headers)
 
     app.add_exception_handler(SignInRequired, sign_in_required)  # type: ignore[arg-type]
 
@@ -290,6 +297,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         profile_router,
         vendor_docs_router,
         vendor_reference_router,
+        api_reference_router,
         audit_router,
     ):
         app.include_router(router)

@@ -76,9 +76,10 @@ def type_label(schema: dict[str, Any]) -> TypeLabel:
 @dataclass(frozen=True, slots=True)
 class Note:
     """A constraint in words: ``one_of`` (the allowed values), ``max_length``, ``range``
-    (low, high), ``default`` or ``example`` (a value shown as code)."""
+    (low, high), ``above`` (an exclusive minimum), ``default`` or ``example`` (a value shown
+    as code)."""
 
-    kind: Literal["one_of", "max_length", "range", "default", "example"]
+    kind: Literal["one_of", "max_length", "range", "above", "default", "example"]
     values: tuple[str, ...]
 
 
@@ -100,6 +101,8 @@ def notes(schema: dict[str, Any]) -> list[Note]:
         if "minimum" in branch or "maximum" in branch:
             low, high = branch.get("minimum", "…"), branch.get("maximum", "…")
             found.append(Note("range", (str(low), str(high))))
+        if "exclusiveMinimum" in branch:
+            found.append(Note("above", (str(branch["exclusiveMinimum"]),)))
     if schema.get("default") is not None:
         found.append(Note("default", (json.dumps(schema["default"]),)))
     if schema.get("examples"):

@@ -211,8 +211,11 @@ def test_openapi_documents_the_errors_and_bearer_auth(client: TestClient) -> Non
     spec = client.get("/api/openapi.json").json()
     operation = spec["paths"][PROFILE]["get"]
     assert {"200", "401", "403"} <= set(operation["responses"])
-    assert operation["security"] == [{"AccessToken": []}]
-    assert spec["components"]["securitySchemes"]["AccessToken"]["scheme"] == "bearer"
+    # As the vendor API's own document says it: a token an individual's consent gave the app.
+    assert operation["security"] == [{"IndividualToken": []}]
+    vendor = client.get("/vendor/openapi.json").json()
+    assert operation["security"] == vendor["paths"][PROFILE]["get"]["security"]
+    assert spec["components"]["securitySchemes"]["IndividualToken"]["type"] == "oauth2"
 
 
 @pytest.mark.parametrize("refused", ["app's own token", "ended grant"])
