@@ -193,6 +193,17 @@ def base_runtime(engine: Engine, key_dir: Path) -> Runtime:
 
 
 @pytest.fixture
+def committed_rt(backend: str, new_database, tmp_path: Path) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+    """A runtime on a fresh, migrated database whose writes are committed for real: for what
+    several threads or processes must see of each other's work."""
+    engine = make_engine(new_database(backend))
+    upgrade(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    yield Runtime.from_settings(test_settings(tmp_path / "keys", url), engine=engine)
+    engine.dispose()
+
+
+@pytest.fixture
 def connection(engine: Engine) -> Iterator[object]:
     with engine.connect() as conn:
         trans = conn.begin()

@@ -84,22 +84,18 @@ def _write_secret_file(path: Path, payload: dict[str, object]) -> None:
     new key) the key survives a power cut, name and all.
     """
     _make_directory(path.parent)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)  # atomic; FileExistsError if the key exists
-    finally:
-        tmp.unlink()
-    _fsync_directory(path.parent)
+    _put_secret_file(path, payload, replace=False)
 
 
 def _replace_secret_file(path: Path, payload: dict[str, object]) -> None:
     """Replace the existing key file ``path`` atomically with ``payload`` (mode 0600), durably:
     the new file is fsynced before it takes the old one's name, and the directory after."""
+    _put_secret_file(path, payload, replace=True)
+
+
+def _put_secret_file(path: Path, payload: dict[str, object], *, replace: bool) -> None:
+    """``payload`` into a fsynced 0600 temporary file beside ``path``, then given its name:
+    linked (``FileExistsError`` if a key has it) or, with ``replace``, renamed over it."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -107,10 +103,12 @@ def _replace_secret_file(path: Path, payload: dict[str, object]) -> None:
             json.dump(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic; FileExistsError if the key exists
+    finally:
+        tmp.unlink(missing_ok=True)  # a link leaves it behind; a rename or a failure may not
     _fsync_directory(path.parent)
 
 

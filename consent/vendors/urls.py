@@ -124,13 +124,14 @@ def check_webhook_url(url: str, *, allow_loopback_http: bool) -> CheckedUrl:
     except (httpx.InvalidURL, UnicodeDecodeError):
         return CheckedUrl("the webhook URL is malformed", "", ())
     problem, addresses = _checked_addresses(host, resolve=True)
-    if problem is None and not addresses and not _is_ip_literal(host):
+    if problem is None and not addresses and not is_ip_literal(host):
         # Never let the HTTP client look the name up on its own: its answer was not checked.
         problem = "the webhook URL's host name does not resolve"
     return CheckedUrl(problem, host, addresses)
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` is an IP address (IPv6 in brackets or not), not a name to resolve."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:

@@ -16,7 +16,6 @@ few seconds before at most: the pool's keep-alive expiry).
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 import typing
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,8 @@ from contextvars import ContextVar
 
 import httpcore
 import httpx
+
+from consent.vendors.urls import is_ip_literal
 
 _PINS: ContextVar[dict[str, tuple[str, ...]] | None] = ContextVar("webhook_pins", default=None)
 
@@ -43,14 +44,6 @@ def pinned(host: str, addresses: Sequence[str]) -> Iterator[None]:
         _PINS.reset(token)
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 class PinnedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, connecting a pinned host name to its checked addresses."""
 
@@ -67,7 +60,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         pins = _PINS.get()
         addresses = (pins or {}).get(host.lower(), (host,))
-        if pins and host.lower() not in pins and not _is_ip_literal(host):
+        if pins and host.lower() not in pins and not is_ip_literal(host):
             # Inside a pinned delivery, a name nobody checked is never looked up.
             raise httpcore.ConnectError(f"{host} is not the host that was checked")
         options = list(socket_options or ())

@@ -10,9 +10,8 @@ TestClient on one app.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ from sqlalchemy import func, select
 
 from consent.ledger.models import LedgerEntry
 from consent.oauth.models import ConsentEvent
-from tests.conftest import test_settings as make_settings
 from tests.consent.oauth_helpers import (
     REDIRECT_URI,
     Vendor,
@@ -35,23 +33,11 @@ from tests.consent.oauth_helpers import (
     query_of,
 )
 from tests.helpers import sign_up
-from vault.db import make_engine
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vrm.app import create_app
 
 BASE = "http://testserver"
 PARALLEL = 8
-
-
-@pytest.fixture
-def committed_rt(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime on a fresh, migrated database whose writes are committed for real."""
-    engine = make_engine(new_database(backend))
-    upgrade(engine)
-    url = engine.url.render_as_string(hide_password=False)
-    yield Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -619,9 +619,9 @@ def test_the_delivery_log_shows_recent_messages_with_their_attempts(
 
 
 def test_two_workers_deliver_each_message_exactly_once(
-    committed_runtime: Runtime, receiver: Receiver
+    committed_rt: Runtime, receiver: Receiver
 ) -> None:
-    rt = committed_runtime
+    rt = committed_rt
     with rt.sessions() as db, db.begin():
         app = make_app(db, receiver.url)
         ids = set()
@@ -658,11 +658,11 @@ def test_two_workers_deliver_each_message_exactly_once(
 
 
 def test_a_claimed_message_is_not_taken_by_another_worker(
-    committed_runtime: Runtime, receiver: Receiver
+    committed_rt: Runtime, receiver: Receiver
 ) -> None:
     """A message claimed by a worker (still delivering, say) is skipped by the others until
     the claim expires, after which it is delivered (at least once)."""
-    rt = committed_runtime
+    rt = committed_rt
     start = t0()
     with rt.sessions() as db, db.begin():
         message = enqueue(db, make_app(db, receiver.url), GRANTED, now=start)

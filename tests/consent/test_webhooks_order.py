@@ -223,14 +223,14 @@ def test_two_messages_queued_at_one_clock_reading_keep_their_order(
 
 
 def test_the_running_worker_keeps_each_apps_order_through_an_outage(
-    committed_runtime: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    committed_rt: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's outage, on the real clock with the worker's loop: ten grants each changed
     and then revoked while the endpoint answers 503 (retries a fraction of a second apart
     here), then the endpoint recovers. Every event arrives, each app's in queue order."""
     monkeypatch.setattr(attempts, "BACKOFF_BASE", timedelta(milliseconds=100))
     monkeypatch.setattr(attempts, "BACKOFF_FACTOR", 2)
-    rt = committed_runtime
+    rt = committed_rt
     receiver.default = 503
     with rt.sessions() as db, db.begin():
         app_id = make_app(db, receiver.url).id

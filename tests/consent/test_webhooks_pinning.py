@@ -5,14 +5,16 @@ lookup of the name answers, and keeps the name for the Host header, SNI and the 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
@@ -81,6 +83,17 @@ def test_a_delivery_connects_to_the_checked_address_not_to_a_second_lookups(
     assert rebinding == [PUBLIC]
     [attempt] = attempts_of(db, message)
     assert (attempt.status_code, attempt.error) == (None, "could not connect")
+
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own: the test's thread may already run a loop (the
+    browser tests' Playwright keeps one in each xdist worker that ran them)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # With this thread's context: the pins a test set are what the coroutine must see.
+        return pool.submit(contextvars.copy_context().run, asyncio.run, coroutine).result()
 
 
 def test_a_name_that_does_not_resolve_at_the_check_is_not_looked_up_again(
@@ -204,7 +217,7 @@ def test_a_pinned_https_connection_keeps_the_name_for_host_sni_and_certificate(
         return response.status_code
 
     try:
-        assert asyncio.run(post()) == 204
+        assert run_async(post()) == 204
     finally:
         server.shutdown()
         server.server_close()
@@ -220,7 +233,7 @@ def test_outside_a_pinned_block_a_name_is_not_redirected(tmp_path: Path) -> None
             await client.post(f"https://{NAME}.invalid/hooks", content=b"{}")
 
     with pytest.raises(httpx.ConnectError):
-        asyncio.run(post())
+        run_async(post())
 
 
 def test_inside_a_pinned_block_another_name_is_not_looked_up(
@@ -241,5 +254,5 @@ def test_inside_a_pinned_block_another_name_is_not_looked_up(
                 await client.post("https://localhost:9/hooks", content=b"{}")
 
     with pytest.raises(httpx.ConnectError, match="not the host that was checked"):
-        asyncio.run(post())
+        run_async(post())
     assert looked_up == []

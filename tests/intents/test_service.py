@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,15 +21,12 @@ from intents.errors import IntentClosed, InvalidIntent
 from intents.models import Intent, IntentBlock, Offer
 from intents.rules import parse_intent
 from intents.service import IntentService
-from tests.conftest import test_settings as make_settings
 from tests.consent.factories import individual
 from tests.helpers import PASSWORD, unique_email
 from tests.intents.factories import BIKE, app_token, make_intent, market_vendor, offer_body
 from tests.vault.conftest import Deployment
 from tests.webhook_receiver import Receiver
 from vault.accounts.models import Role
-from vault.db import make_engine
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vault.signup import sign_up
 
@@ -200,15 +195,6 @@ def test_erasing_an_individuals_intents_tells_vendors_and_leaves_others_alone(
 
 
 # -- parallel decisions on committed data -----------------------------------------------------
-
-
-@pytest.fixture
-def committed_rt(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Runtime]:
-    engine = make_engine(new_database(backend))
-    upgrade(engine)
-    url = engine.url.render_as_string(hide_password=False)
-    yield Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
-    engine.dispose()
 
 
 def test_of_two_parallel_acceptances_exactly_one_wins(committed_rt: Runtime) -> None:

@@ -5,30 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import pytest
 from sqlalchemy import delete, select
 
-from tests.conftest import test_settings as make_settings
 from tests.helpers import PASSWORD, unique_email
-from vault.db import make_engine
 from vault.keystore import UNWRAPPED, DataKeyRecord, KeySweeper
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vault.signup import sign_up
-
-
-@pytest.fixture
-def committed_rt(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Runtime]:
-    """Writes that commit for real, as another process's would."""
-    engine = make_engine(new_database(backend))
-    upgrade(engine)
-    url = engine.url.render_as_string(hide_password=False)
-    yield Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
-    engine.dispose()
 
 
 def cached_key(rt: Runtime) -> tuple[uuid.UUID, DataKeyRecord]:

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,24 +15,12 @@ from sqlalchemy.orm import Session
 
 from consent.vendors import ratelimit
 from consent.vendors.models import RateLimitWindow
-from tests.conftest import test_settings as make_settings
 from tests.intents.factories import app_token, market_vendor
 from tests.web.conftest import MakeClient
 from vault.db import make_engine
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 
 START = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def committed_rt(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Runtime]:
-    """A fresh database whose writes commit for real (so several "processes" see them)."""
-    engine = make_engine(new_database(backend))
-    upgrade(engine)
-    url = engine.url.render_as_string(hide_password=False)
-    yield Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
-    engine.dispose()
 
 
 @pytest.fixture(params=["database", "redis"])

@@ -9,34 +9,17 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from consent.ledger.merkle import InMemoryTree, leaf_hash, root_from_frontier, root_from_leaf_hashes
 from consent.ledger.models import LedgerEntry, LedgerHead, LedgerNode
 from consent.ledger.store import HEAD_ID, StoredTree, append
-from tests.conftest import test_settings as make_settings
-from vault.db import make_engine
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 
 THREADS = 4
 EACH = 25
-
-
-@pytest.fixture
-def committed_rt(backend: str, new_database: Any, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime on a fresh, migrated database whose writes are committed for real."""
-    engine = make_engine(new_database(backend))
-    upgrade(engine)
-    url = engine.url.render_as_string(hide_password=False)
-    yield Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
-    engine.dispose()
 
 
 def run_threads(rt: Runtime, *, roll_back_every: int = 0) -> dict[int, list[int]]:
