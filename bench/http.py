@@ -387,6 +387,9 @@ class Result:
     non_2xx_3xx: int
     socket_errors: dict[str, int]
     problems: list[str] = field(default_factory=list)
+    cpu_ms: float = float("nan")
+    """CPU time the server's processes spent per request (user + system, parent and
+    workers): unlike req/s, hardly moved by what else the machine runs."""
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -603,6 +606,35 @@ def requests_of(seeded: Seeded, offer_on: list[str]) -> tuple[Request, list[Requ
     return floor, vault
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and its descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
 def combine(results: list[Result]) -> Result:
     """Several runs of one request as one: mean req/s and p50, worst p99, every problem."""
     return Result(
@@ -613,6 +645,7 @@ def combine(results: list[Result]) -> Result:
         non_2xx_3xx=sum(r.non_2xx_3xx for r in results),
         socket_errors={},
         problems=[p for r in results for p in r.problems],
+        cpu_ms=mean(r.cpu_ms for r in results),
     )
 
 
@@ -674,9 +707,12 @@ def measure(
             run_wrk(opts.wrk, server.base, request, connections, opts.warmup, opts.timeout, scripts)
         server.new_output()  # the checks' and the warm-up's lines are not this measurement's
         spy = _py_spy(opts, server, request, connections, workers)
+        cpu_before = cpu_seconds(server.proc.pid)
         result = run_wrk(
             opts.wrk, server.base, request, connections, opts.seconds, opts.timeout, scripts
         )
+        if result.requests:
+            result.cpu_ms = (cpu_seconds(server.proc.pid) - cpu_before) * 1000 / result.requests
         if spy is not None:
             spy.wait(timeout=opts.seconds + 30)
         statuses, other = server.new_output()
@@ -720,10 +756,14 @@ def print_table(rows: list[Row], opts: Options, server_options: dict[str, Any]) 
         f"uvicorn.run options from vrm serve: {json.dumps(server_options, sort_keys=True)}"
     )
     print("ratio: req/s over the floor's req/s, same run, same workers and connections.")
+    print(
+        "cpu ms: CPU time (user + system) of the server's processes per request; PostgreSQL's "
+        "and wrk's are not in it."
+    )
     print()
     header = (
         f"{'intents':>9}  {'workers':>7}  {'request':<35} {'conns':>5}  {'req/s':>8}  "
-        f"{'p50 ms':>8}  {'p99 ms':>8}  {'ratio':>6}  {'x 1w':>5}  note"
+        f"{'p50 ms':>8}  {'p99 ms':>8}  {'ratio':>6}  {'x 1w':>5}  {'cpu ms':>6}  note"
     )
     print(header)
     print("-" * len(header))
@@ -739,7 +779,7 @@ def print_table(rows: list[Row], opts: Options, server_options: dict[str, Any]) 
         print(
             f"{r.intents:>9,}  {r.workers:>7}  {r.label:<35} {r.connections:>5}  "
             f"{res.rps:>8,.0f}  {res.p50_ms:>8.2f}  {res.p99_ms:>8.2f}  {ratio:>6.3f}  "
-            f"{scale:>5}  {'; '.join(notes)}"
+            f"{scale:>5}  {res.cpu_ms:>6.2f}  {'; '.join(notes)}"
         )
 
 

@@ -174,3 +174,26 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Connection]:
         raise TypeError("the session factory is bound to neither an engine nor a connection")
     with bind.begin() as conn:
         yield conn
+
+
+@contextmanager
+def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A Core connection where each statement is its own transaction: no ``BEGIN`` and
+    ``COMMIT`` round trips around a path whose every step is one statement (a read that
+    fetches what it checks in one query, then one insert). PostgreSQL only: SQLite has no
+    round trips to save, and pysqlite's autocommit switch would undo how this project begins
+    its transactions (``_sqlite_begin``), so there it is one transaction. Where the sessions
+    are bound to one connection (tests), a savepoint on it."""
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Connection):
+        with bind.begin_nested():
+            yield bind
+        return
+    if not isinstance(bind, Engine):
+        raise TypeError("the session factory is bound to neither an engine nor a connection")
+    if bind.dialect.name != "postgresql":
+        with bind.begin() as conn:
+            yield conn
+        return
+    with bind.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")

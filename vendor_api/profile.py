@@ -1,25 +1,26 @@
 """The profile read (``GET /vendor/v1/profile``): the vendor API's hottest path, in one hop to
-a worker thread and one short transaction of two small queries.
+a worker thread and at most three statements, each its own transaction (no BEGIN/COMMIT).
 
-The token, its grant and the individual's data key come back in one row (a join on the
-token's keyed hash), then the individual's fields, in the same transaction: the grant is
-checked in the very transaction that reads the values, so a revocation that committed before
-is in force, whichever process committed it. The data key is unwrapped once per process
+The token, its grant, the individual's data key and stored fields come back from one
+statement (a join on the token's keyed hash, a row per field): the grant is checked in the
+very snapshot that reads the values, so a revocation that committed before is in force,
+whichever process committed it. Then the app's rate-limit count (Redis, or one statement)
+and the access-log row. The data key is unwrapped once per process
 (``vault.keystore.UNWRAPPED``) and only the fields this token may read are decrypted. The
 read goes to the access log through the app's
-:class:`~consent.grants.recorder.AccessRecorder`: in batches while the app runs, or in the
-reading transaction.
+:class:`~consent.grants.recorder.AccessRecorder`: in batches while the app runs, or as a
+committed row before the answer is sent.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import bindparam, select
 
 from consent import scopes
 from consent.grants.models import Grant, OAuthToken
@@ -29,7 +30,7 @@ from consent.vendors.models import VendorApp
 from consent.vendors.ratelimit import READ, Limiter, Usage
 from vault.base import utcnow
 from vault.crypto import Binding, hash_token
-from vault.db import transaction
+from vault.db import autocommit
 from vault.keystore import UNWRAPPED, DataKeyRecord
 from vault.profile.catalogue import FIELDS
 from vault.profile.models import ProfileField
@@ -38,7 +39,7 @@ from vendor_api.errors import InsufficientScope, InvalidToken
 
 _TABLE = ProfileField.__tablename__
 
-_TOKEN = (
+_READ = (
     select(
         OAuthToken.app_id,
         VendorApp.name.label("app_name"),
@@ -53,20 +54,21 @@ _TOKEN = (
         DataKeyRecord.id.label("key_id"),
         DataKeyRecord.kek_id,
         DataKeyRecord.wrapped,
+        ProfileField.id.label("field_id"),
+        ProfileField.field_key,
+        ProfileField.value_ct,
     )
     .select_from(OAuthToken)
     .join(VendorApp, VendorApp.id == OAuthToken.app_id)
     .outerjoin(Grant, Grant.id == OAuthToken.grant_id)
     .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Grant.individual_id)
+    .outerjoin(ProfileField, ProfileField.owner_id == Grant.individual_id)
     .where(OAuthToken.access_token_hash == bindparam("token_hash"))
 )
-"""The token, its app's name (for the access log), its grant and the individual's data key:
-one row. Built once; each read only
-binds the token's hash."""
-_FIELDS = select(ProfileField.id, ProfileField.field_key, ProfileField.value_ct).where(
-    ProfileField.owner_id == bindparam("owner_id")
-)
-"""The individual's stored fields (a dozen small rows; only the readable ones are opened)."""
+"""The token, its app's name (for the access log), its grant, the individual's data key and
+stored fields (a dozen small rows; only the readable ones are opened): one statement, a row
+per field, the token's columns on each. Built once; each read only binds the token's hash.
+One statement is one snapshot: the grant checked is the grant whose fields are read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,25 +97,27 @@ def read_profile(
     if not token or len(token) > 200:
         raise _unknown()
     now = utcnow()
-    with transaction(rt.sessions) as conn:
-        first = conn.execute(
-            _TOKEN, {"token_hash": hash_token(rt.secrets.token_hash_key, token)}
-        ).first()
-        if first is None:
+    # Each step is one statement (the read, the rate-limit count, the access-log row), so
+    # each is its own transaction: no BEGIN/COMMIT round trips. A count or a read is committed
+    # as soon as it is made, so a refusal after the count still counts.
+    with autocommit(rt.sessions) as conn:
+        rows = conn.execute(
+            _READ, {"token_hash": hash_token(rt.secrets.token_hash_key, token)}
+        ).all()
+        if not rows:
             raise _unknown()
+        first = rows[0]
         if first.revoked_at is not None or first.access_expires_at <= now:
             raise _unknown()
         usage = limiter.hit(first.app_id, READ, limit, now=now, conn=conn)
         counted(usage)
         if usage.exceeded:
             raise RateLimitedRead(usage)
-        # Refused from here on, the read still counts: the refusal is raised after the
-        # transaction, which holds the database limiter's count, has committed.
         refusal = _refusal(first, now)
         if refusal is None:
             scoped = set(scopes.fields_in(first.scope))
             granted = [key for key in first.fields if key in scoped]
-            values = _decrypt(rt, conn, first, set(granted))
+            values = _decrypt(rt, rows, set(granted))
             ordered = {key: values[key] for key in granted if key in values}
             if ordered:
                 recorder.record(
@@ -155,11 +159,11 @@ def _refusal(first: Any, now: datetime) -> InsufficientScope | InvalidToken | No
     return None
 
 
-def _decrypt(rt: Runtime, conn: Connection, first: Any, wanted: set[str]) -> dict[str, Any]:
+def _decrypt(rt: Runtime, rows: Sequence[Any], wanted: set[str]) -> dict[str, Any]:
     """The wanted fields' values; nothing else is decrypted."""
+    first = rows[0]
     if not wanted or first.key_id is None:
         return {}
-    rows = conn.execute(_FIELDS, {"owner_id": first.individual_id}).all()
     mine = [row for row in rows if row.field_key in wanted and row.field_key in FIELDS]
     if not mine:
         return {}
@@ -169,7 +173,7 @@ def _decrypt(rt: Runtime, conn: Connection, first: Any, wanted: set[str]) -> dic
         row.field_key: json.loads(
             key.decrypt(
                 bytes(row.value_ct),
-                Binding(owner, _TABLE, "value_ct", row.id, label=row.field_key),
+                Binding(owner, _TABLE, "value_ct", row.field_id, label=row.field_key),
             )
         )
         for row in mine
