@@ -466,7 +466,7 @@ def capture_listing_sql(
     """The SQL and parameters ``Market.list_intents`` sends for each filter set (page 1)."""
     from consent.vendors.models import VendorApp
     from intents import money, taxonomy
-    from intents.market import IntentFilters, Market
+    from intents.market import IntentFilters, Market, Seller
 
     seen: list[tuple[str, dict[str, Any]]] = []
 
@@ -487,7 +487,7 @@ def capture_listing_sql(
                     budget_min=amount(params["budget_min"]),
                     budget_max=amount(params["budget_max"]),
                 )
-                Market(db, rt, app).list_intents(filters, limit=int(params["limit"]))
+                Market(db, rt, Seller.of(db, app)).list_intents(filters, limit=int(params["limit"]))
     finally:
         event.remove(rt.engine, "before_cursor_execute", listen)
     assert len(seen) == len(param_sets)

@@ -216,21 +216,30 @@ def _one_intent(single_app: bool, lock: bool) -> Select[Intent]:
     return query.with_for_update(of=Intent) if lock else query
 
 
+@dataclass(frozen=True, slots=True)
+class Seller:
+    """The app a market view is for: its id and its vendor's apps (a block of any of them
+    applies to all)."""
+
+    id: uuid.UUID
+    vendor_apps: frozenset[uuid.UUID]
+
+    @classmethod
+    def of(cls, db: Session, app: VendorApp) -> Seller:
+        return cls(app.id, frozenset(sibling_apps(db, app)))
+
+
 class Market:
     """One vendor app's view of the intents and its own offers."""
 
-    def __init__(self, db: Session, rt: Runtime, app: VendorApp) -> None:
+    def __init__(self, db: Session, rt: Runtime, app: Seller) -> None:
         self.db = db
         self.rt = rt
         self.app = app
-        self._apps: set[uuid.UUID] | None = None
 
     @property
-    def vendor_apps(self) -> set[uuid.UUID]:
-        """This app and its vendor's other apps: a block of any of them applies to all."""
-        if self._apps is None:
-            self._apps = sibling_apps(self.db, self.app)
-        return self._apps
+    def vendor_apps(self) -> frozenset[uuid.UUID]:
+        return self.app.vendor_apps
 
     # -- what this app may see ----------------------------------------------------------------
 

@@ -10,17 +10,22 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, select
+from sqlalchemy.orm import Session, aliased
 from starlette.concurrency import run_in_threadpool
 
 from consent.grants.access import TokenContext
-from consent.grants.models import Grant
+from consent.grants.models import Grant, OAuthToken
 from consent.grants.service import is_active
 from consent.oauth.endpoints import MAX_FORM_FIELDS
 from consent.oauth.tokens import TokenService
 from consent.terms.catalogue import INTENT_SHARING
 from consent.vendors import ratelimit
-from vault.db import transaction
+from consent.vendors.models import VendorApp
+from intents.market import Seller
+from vault.base import utcnow
+from vault.crypto import hash_token
+from vault.db import autocommit, transaction
 from vault.dependencies import DbDep, RuntimeDep
 from vault.runtime import Runtime
 from vendor_api.errors import (
@@ -178,49 +183,103 @@ IndividualTokenDep = Annotated[TokenContext, Depends(individual_token)]
 IndividualFormTokenDep = Annotated[TokenContext, Depends(form_individual_token)]
 
 
+_Sibling = aliased(VendorApp)
+
+_APP_TOKEN = (
+    select(
+        OAuthToken.app_id,
+        OAuthToken.scope,
+        OAuthToken.access_expires_at,
+        OAuthToken.revoked_at,
+        OAuthToken.grant_id,
+        Grant.revoked_at.label("grant_revoked_at"),
+        Grant.expires_at.label("grant_expires_at"),
+        VendorApp.accepted_agreements,
+        _Sibling.id.label("sibling_id"),
+    )
+    .select_from(OAuthToken)
+    .join(VendorApp, VendorApp.id == OAuthToken.app_id)
+    .outerjoin(Grant, Grant.id == OAuthToken.grant_id)
+    .outerjoin(_Sibling, _Sibling.owner_id == VendorApp.owner_id)
+    .where(OAuthToken.access_token_hash == bindparam("token_hash"))
+)
+"""The token, its app's agreements and its vendor's apps (a row each; one row with no sibling
+when the app has no vendor account): what an app call checks, in one statement."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppCall:
     """A request made with the app's own token (client credentials) for ``scope``: checked,
-    counted and served in one hop to a worker thread and one transaction.
+    counted and served in one hop to a worker thread.
 
-    The token, the app, the rate-limit count, the scope and the intent-sharing agreement are
-    checked in the transaction that does the request's work, so a revocation that committed
-    before is in force, whichever process committed it. A request that fails after it was
-    counted still counts (a database count is then made again, in a transaction of its own).
+    The token, its app and its vendor's other apps come in one statement; then the rate-limit
+    count, the scope and the intent-sharing agreement, then the work. A read (GET) runs each
+    statement as its own transaction on PostgreSQL (no BEGIN/COMMIT round trips: every check
+    and the page are single statements); a write runs all of it in one transaction. Either
+    way the token is checked in the same connection, just before the work, so a revocation
+    that committed before is in force, whichever process committed it. A request that fails
+    after it was counted still counts (a database count rolled back with a failed write is
+    made again, in a transaction of its own).
     """
 
     request: Request
     token: str
     scope: str
 
-    async def run(self, work: Callable[[Session, Runtime, TokenContext], T]) -> T:
-        """``work(db, rt, ctx)`` in the request's transaction; committed when it returns."""
+    async def run(self, work: Callable[[Session, Runtime, Seller], T]) -> T:
+        """``work(db, rt, seller)`` after the checks; a write's transaction commits when it
+        returns."""
         return await run_in_threadpool(self._serve, work)
 
-    def _serve(self, work: Callable[[Session, Runtime, TokenContext], T]) -> T:
+    def _serve(self, work: Callable[[Session, Runtime, Seller], T]) -> T:
         state = self.request.app.state
         rt: Runtime = state.runtime
         limiter: ratelimit.Limiter = state.rate_limiter
         bucket = ratelimit.bucket_for(self.request.method)
         limit = ratelimit.limit_for(rt.settings, bucket)
+        writes = bucket != ratelimit.READ
         counted: uuid.UUID | None = None  # the app, once its request is counted
         try:
-            with rt.sessions() as db, db.begin():
-                ctx = TokenService(db, rt).validate_access_token(self.token)
-                if ctx is None:
-                    raise InvalidToken(_UNUSABLE)
-                usage = limiter.hit(ctx.app.id, bucket, limit, conn=db.connection())
+            with (transaction if writes else autocommit)(rt.sessions) as conn:
+                seller, row = self._check(rt, conn)
+                usage = limiter.hit(seller.id, bucket, limit, conn=conn)
                 self.request.state.rate_limit_headers = usage.headers()
                 if usage.exceeded:
                     raise rate_limited(usage, limit, bucket)
-                counted = ctx.app.id
-                _check_app_scope(ctx, self.scope)
-                return work(db, rt, ctx)
+                counted = seller.id
+                _check_app_scope(row, self.scope)
+                with rt.sessions(bind=conn) as db:
+                    done = work(db, rt, seller)
+                    # Ends the session's part only: the connection's transaction (a write's)
+                    # commits when the block above ends.
+                    db.commit()
+                    return done
         except Exception:
-            if counted is not None and isinstance(limiter, ratelimit.DatabaseLimiter):
+            if writes and counted is not None and isinstance(limiter, ratelimit.DatabaseLimiter):
                 with transaction(rt.sessions) as conn:  # the rolled-back count, again
                     limiter.hit(counted, bucket, limit, conn=conn)
             raise
+
+    def _check(self, rt: Runtime, conn: Connection) -> tuple[Seller, Any]:
+        """The app behind a live token, or 401 ``invalid_token``."""
+        if not self.token or len(self.token) > 200:
+            raise InvalidToken(_UNUSABLE)
+        rows = conn.execute(
+            _APP_TOKEN, {"token_hash": hash_token(rt.secrets.token_hash_key, self.token)}
+        ).all()
+        if not rows:
+            raise InvalidToken(_UNUSABLE)
+        row = rows[0]
+        now = utcnow()
+        if row.revoked_at is not None or row.access_expires_at <= now:
+            raise InvalidToken(_UNUSABLE)
+        if row.grant_id is not None and (
+            row.grant_revoked_at is not None
+            or (row.grant_expires_at is not None and row.grant_expires_at <= now)
+        ):
+            raise InvalidToken(_UNUSABLE)
+        apps = frozenset(r.sibling_id for r in rows if r.sibling_id is not None)
+        return Seller(row.app_id, apps | {row.app_id}), row
 
     def json(
         self, body: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
@@ -235,14 +294,16 @@ class AppCall:
         )
 
 
-def _check_app_scope(ctx: TokenContext, scope: str) -> None:
-    if ctx.grant is not None or scope not in ctx.scopes:
+def _check_app_scope(row: Any, scope: str) -> None:
+    """The app's own token (no grant) with ``scope``, of an app that accepts the
+    intent-sharing agreement."""
+    if row.grant_id is not None or scope not in row.scope.split():
         raise InsufficientScope(
             f"This needs your app's own token with the {scope} scope: use the client "
             f"credentials grant with scope={scope}.",
             scope=scope,
         )
-    if INTENT_SHARING not in ctx.app.accepted_agreements:
+    if INTENT_SHARING not in row.accepted_agreements:
         raise AgreementRequired(
             "Intents are shared only with apps that accept the intent-sharing agreement "
             "(/terms/intent-sharing). Add it to your app in the developer console."

@@ -15,7 +15,6 @@ from fastapi import Query, Response
 from sqlalchemy.orm import Session
 
 from consent import scopes
-from consent.grants.access import TokenContext
 from intents import money, taxonomy
 from intents.errors import (
     CurrencyMismatch,
@@ -24,7 +23,7 @@ from intents.errors import (
     OfferDeclined,
     OfferNotLive,
 )
-from intents.market import IntentFilters, Market, VendorIntent
+from intents.market import IntentFilters, Market, Seller, VendorIntent
 from intents.models import Offer
 from intents.rules import parse_city, parse_date, parse_datetime
 from intents.service import offer_status
@@ -248,8 +247,8 @@ async def list_intents(
         published_since,
     )
 
-    def page(db: Session, rt: Runtime, ctx: TokenContext) -> IntentPage:
-        market = Market(db, rt, ctx.app)
+    def page(db: Session, rt: Runtime, seller: Seller) -> IntentPage:
+        market = Market(db, rt, seller)
         views, next_cursor = market.list_intents(filters, cursor=cursor, limit=limit)
         return IntentPage(data=[intent_out(v) for v in views], next_cursor=next_cursor)
 
@@ -262,8 +261,8 @@ async def list_intents(
 async def read_intent(intent_id: str, call: IntentsReader) -> Response:
     """One open intent; 404 for anything your app may not see (never saying why)."""
 
-    def read(db: Session, rt: Runtime, ctx: TokenContext) -> IntentOut:
-        return intent_out(Market(db, rt, ctx.app).intent(_uuid(intent_id, "open intent")))
+    def read(db: Session, rt: Runtime, seller: Seller) -> IntentOut:
+        return intent_out(Market(db, rt, seller).intent(_uuid(intent_id, "open intent")))
 
     return call.json(await call.run(read))
 
@@ -292,8 +291,8 @@ async def make_offer(intent_id: str, body: OfferCreate, call: OffersWriter) -> R
     individual declined your offer on it.
     """
 
-    def make(db: Session, rt: Runtime, ctx: TokenContext) -> tuple[OfferOut, bool]:
-        market = Market(db, rt, ctx.app)
+    def make(db: Session, rt: Runtime, seller: Seller) -> tuple[OfferOut, bool]:
+        market = Market(db, rt, seller)
         offer, created = market.make_offer(
             _uuid(intent_id, "open intent"), body.model_dump(exclude_unset=True)
         )
@@ -320,8 +319,8 @@ async def list_offers(
 ) -> Response:
     """Your app's offers with their status, newest first."""
 
-    def page(db: Session, rt: Runtime, ctx: TokenContext) -> OfferPage:
-        market = Market(db, rt, ctx.app)
+    def page(db: Session, rt: Runtime, seller: Seller) -> OfferPage:
+        market = Market(db, rt, seller)
         rows, next_cursor = market.offers(status=status, cursor=cursor, limit=limit)
         return OfferPage(data=[offer_out(o, owner) for o, owner in rows], next_cursor=next_cursor)
 
@@ -332,8 +331,8 @@ async def list_offers(
 async def read_offer(offer_id: str, call: OffersWriter) -> Response:
     """One of your app's offers; another app's is 404."""
 
-    def read(db: Session, rt: Runtime, ctx: TokenContext) -> OfferOut:
-        return offer_out(*Market(db, rt, ctx.app).offer(_uuid(offer_id, "offer")))
+    def read(db: Session, rt: Runtime, seller: Seller) -> OfferOut:
+        return offer_out(*Market(db, rt, seller).offer(_uuid(offer_id, "offer")))
 
     return call.json(await call.run(read))
 
@@ -346,8 +345,8 @@ async def read_offer(offer_id: str, call: OffersWriter) -> Response:
 async def update_offer(offer_id: str, body: OfferUpdate, call: OffersWriter) -> Response:
     """Change a live offer's price, message or validity while its intent is open."""
 
-    def update(db: Session, rt: Runtime, ctx: TokenContext) -> OfferOut:
-        market = Market(db, rt, ctx.app)
+    def update(db: Session, rt: Runtime, seller: Seller) -> OfferOut:
+        market = Market(db, rt, seller)
         offer = market.update_offer(_uuid(offer_id, "offer"), body.model_dump(exclude_unset=True))
         return offer_out(*market.offer(offer.id))
 
@@ -362,8 +361,8 @@ async def update_offer(offer_id: str, body: OfferUpdate, call: OffersWriter) -> 
 async def withdraw_offer(offer_id: str, call: OffersWriter) -> Response:
     """Withdraw a live offer. You may make a new one while the intent is open."""
 
-    def withdraw(db: Session, rt: Runtime, ctx: TokenContext) -> None:
-        Market(db, rt, ctx.app).withdraw_offer(_uuid(offer_id, "offer"))
+    def withdraw(db: Session, rt: Runtime, seller: Seller) -> None:
+        Market(db, rt, seller).withdraw_offer(_uuid(offer_id, "offer"))
 
     await call.run(withdraw)
     counted = call.request.state.rate_limit_headers

@@ -206,11 +206,11 @@ def test_of_two_parallel_acceptances_exactly_one_wins(committed_rt: Runtime) -> 
         vendors = [market_vendor(db, rt, name=f"Vendor {n}") for n in range(2)]
     offer_ids = []
     with rt.sessions() as db, db.begin():
-        from intents.market import Market
+        from intents.market import Market, Seller
 
         for vendor in vendors:
             app = db.merge(vendor.app)
-            offer, _ = Market(db, rt, app).make_offer(intent.id, offer_body())
+            offer, _ = Market(db, rt, Seller.of(db, app)).make_offer(intent.id, offer_body())
             offer_ids.append(offer.id)
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
@@ -259,9 +259,9 @@ def test_vrm_worker_closes_intents_past_their_closing_date(
     with rt.sessions() as db:
         vendor = market_vendor(db, rt, webhook_url=receiver.url)
     with rt.sessions() as db, db.begin():
-        from intents.market import Market
+        from intents.market import Market, Seller
 
-        Market(db, rt, db.merge(vendor.app)).make_offer(intent.id, offer_body())
+        Market(db, rt, Seller.of(db, db.merge(vendor.app))).make_offer(intent.id, offer_body())
         db.execute(
             update(Intent)
             .where(Intent.id == intent.id)
