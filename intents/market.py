@@ -42,9 +42,9 @@ from intents.errors import IntentClosed, OfferDeclined, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
 from intents.pseudonyms import owner_pseudonym
 from intents.rules import parse_offer
-from intents.service import binding
 from vault.accounts.models import Account, AccountStatus
 from vault.base import utcnow
+from vault.crypto import Binding
 from vault.errors import InvalidInput, NotFound
 from vault.keystore import UNWRAPPED, DataKeyRecord
 from vault.runtime import Runtime
@@ -68,11 +68,18 @@ class IntentFilters:
 
 @dataclass(frozen=True, slots=True)
 class VendorIntent:
-    intent: Intent
+    intent: Row[Any]
+    """The intent's columns, by name (``intent.id``, ``intent.currency``...): read with Core,
+    not loaded as an ORM object, since a page shows many and changes none."""
     title: str
     description: str
     pseudonym: str
     own_offer: Offer | None
+
+
+def _binding(row: Row[Any], column: str) -> Binding:
+    """What an intent's ciphertext is bound to (as ``intents.service.binding``), from a row."""
+    return Binding(row.owner_id, Intent.__tablename__, column, row.id)
 
 
 def encode_cursor(moment: datetime, row_id: uuid.UUID) -> str:
@@ -115,7 +122,9 @@ def page_size(limit: int | None) -> int:
 # parameters; only `status = 'open'` is a literal, so that a generic (prepared) plan can still
 # use the partial indexes over open intents.
 
-Shown = Select[Intent, Offer, uuid.UUID, str, bytes]
+Shown = Select[Any]
+
+_INTENT_COLUMNS = tuple(Intent.__table__.c)
 
 
 def _visible(single_app: bool) -> list[ColumnElement[bool]]:
@@ -184,7 +193,14 @@ def _shown(single_app: bool) -> Shown:
     """Intents an app may see, each with the app's own offer on it and its owner's data key:
     one statement, so a page costs one round trip however many owners it shows."""
     return (
-        select(Intent, Offer, DataKeyRecord.id, DataKeyRecord.kek_id, DataKeyRecord.wrapped)
+        select(
+            *_INTENT_COLUMNS,
+            Offer.id.label("own_offer_id"),
+            DataKeyRecord.id.label("key_id"),
+            DataKeyRecord.kek_id.label("key_kek_id"),
+            DataKeyRecord.wrapped.label("key_wrapped"),
+        )
+        .select_from(Intent)
         .outerjoin(Offer, (Offer.intent_id == Intent.id) & (Offer.app_id == bindparam("app_id")))
         .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Intent.owner_id)
         .where(*_visible(single_app))
@@ -251,23 +267,29 @@ class Market:
     def _single(self) -> bool:
         return len(self.vendor_apps) == 1
 
-    def _views(
-        self, rows: Sequence[Row[Intent, Offer, uuid.UUID, str, bytes]]
-    ) -> list[VendorIntent]:
+    def _views(self, rows: Sequence[Row[Any]]) -> list[VendorIntent]:
+        """The rows of :func:`_shown` as vendor views: titles decrypted, owners pseudonymous,
+        this app's own offers loaded (one more statement, only when the page holds any)."""
+        offer_ids = [row.own_offer_id for row in rows if row.own_offer_id is not None]
+        offers: dict[uuid.UUID, Offer] = {}
+        if offer_ids:
+            found = self.db.scalars(select(Offer).where(Offer.id.in_(offer_ids)))
+            offers = {offer.id: offer for offer in found}
         views = []
-        for intent, offer, key_id, kek_id, wrapped in rows:
-            if key_id is None:  # erased meanwhile: nothing of theirs can be shown
+        for row in rows:
+            if row.key_id is None:  # erased meanwhile: nothing of theirs can be shown
                 continue
-            key = UNWRAPPED.open(self.rt.keys, key_id, intent.owner_id, kek_id, wrapped)
+            owner = row.owner_id
+            key = UNWRAPPED.open(self.rt.keys, row.key_id, owner, row.key_kek_id, row.key_wrapped)
             views.append(
                 VendorIntent(
-                    intent=intent,
-                    title=key.decrypt(intent.title_ct, binding(intent, "title_ct")).decode(),
+                    intent=row,
+                    title=key.decrypt(row.title_ct, _binding(row, "title_ct")).decode(),
                     description=key.decrypt(
-                        intent.description_ct, binding(intent, "description_ct")
+                        row.description_ct, _binding(row, "description_ct")
                     ).decode(),
-                    pseudonym=owner_pseudonym(self.rt, self.app.id, intent.owner_id),
-                    own_offer=offer,
+                    pseudonym=owner_pseudonym(self.rt, self.app.id, owner),
+                    own_offer=offers.get(row.own_offer_id) if row.own_offer_id else None,
                 )
             )
         return views
@@ -285,8 +307,7 @@ class Market:
         next_cursor = None
         if len(rows) > size:
             rows = rows[:size]
-            last = rows[-1][0]
-            assert last.published_at is not None
+            last = rows[-1]
             next_cursor = encode_cursor(last.published_at, last.id)
         return self._views(rows), next_cursor
 
