@@ -37,7 +37,9 @@ def require_auditor(request: Request, db: DbDep, rt: RuntimeDep) -> Account:
             raise NotAuthenticated(
                 "This API token is unknown, expired or revoked.", headers=_INVALID
             )
-        return account  # tokens are only ever made for auditor accounts
+        if account.role != Role.AUDITOR:  # tokens are made for auditors only; never trust it
+            raise Forbidden("The audit API is for privacy auditors.")
+        return account
     viewer = get_viewer(request, db, rt)
     if viewer.account is None:
         raise NotAuthenticated("Sign in with an auditor account first.", headers=_CHALLENGE)

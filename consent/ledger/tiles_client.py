@@ -49,7 +49,7 @@ def _mth_perfect(hashes: list[bytes]) -> bytes:
 
 
 class TileReader:
-    """GETs of one log prefix, with an optional auditor token."""
+    """GETs of one log prefix, with an optional auditor token (the client sets timeouts)."""
 
     def __init__(self, client: httpx.Client, prefix: str, token: str | None = None) -> None:
         self.client = client
@@ -59,7 +59,7 @@ class TileReader:
     def get(self, path: str) -> bytes:
         url = self.prefix + path
         try:
-            response = self.client.get(url, headers=self.headers, timeout=TIMEOUT_SECONDS)
+            response = self.client.get(url, headers=self.headers)
         except httpx.HTTPError as exc:
             raise FetchFailed(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
         if response.status_code in (401, 403):
@@ -160,7 +160,7 @@ def main_verify_tiles(
     url: str, vkey: str, previous_checkpoint: str | None = None, *, token: str | None = None
 ) -> int:
     """``vrm ledger verify --tiles-url URL``: prints the report, returns the exit status."""
-    with httpx.Client(follow_redirects=False) as client:
+    with httpx.Client(follow_redirects=False, timeout=TIMEOUT_SECONDS) as client:
         report = verify_tiles(client, url, vkey, previous_checkpoint, token=token)
     for line in describe(report, what="the log served at " + url):
         print(line)

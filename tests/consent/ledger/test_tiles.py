@@ -18,15 +18,17 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from consent.ledger.checkpoint import verifier_key
 from consent.ledger.jobs import SIGN_CHECKPOINT
-from consent.ledger.models import LedgerEntry
+from consent.ledger.models import LedgerEntry, LedgerNode
 from consent.ledger.service import public_key_text
 from consent.ledger.store import append
+from consent.ledger.tiles_client import verify_tiles
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
 from vault.accounts.models import Account, AccountStatus, ApiToken, Role
 from vault.accounts.tokens import auditor_by_email, issue_token, revoke_token
@@ -508,3 +510,37 @@ def test_a_token_for_an_unknown_email_or_a_non_auditor_is_not_made(
         issue_token(db, rt, account, label="", days=30)
     with pytest.raises(InvalidInput):
         issue_token(db, rt, account, label="x", days=0)
+
+
+# -- the project's own tiles verifier (`vrm ledger verify --tiles-url`) ------------------------
+
+
+def test_the_tiles_verifier_finds_a_higher_tile_that_lies(
+    auditor: TestClient, db: Session, rt: Runtime
+) -> None:
+    seed(db, rt, SEEDED)
+    assert verify_tiles(auditor, LOG, public_key_text(rt)).ok
+    # The entries and the root stay right; only the level-1 tile a client would use is wrong.
+    db.execute(update(LedgerNode).where(LedgerNode.level == 8).values(hash=b"\x07" * 32))
+    db.commit()
+
+    report = verify_tiles(auditor, LOG, public_key_text(rt))
+
+    assert not report.ok
+    assert report.problems == [
+        "tile/1/000.p/1 does not hold the hashes of the level 0 tiles below it "
+        "(subtrees of height 8 from entry 0)"
+    ]
+
+
+def test_the_tiles_verifier_refuses_a_checkpoint_signed_by_another_key(
+    auditor: TestClient, db: Session, rt: Runtime
+) -> None:
+    seed(db, rt, SMALL)
+    other = Ed25519PrivateKey.generate().public_key()
+    name = public_key_text(rt).split("+", 1)[0]
+
+    report = verify_tiles(auditor, LOG, verifier_key(name, other))
+
+    assert not report.ok
+    assert report.problems[0].startswith("checkpoint rejected: the note is not signed by")

@@ -146,3 +146,20 @@ def test_verify_from_tiles_finds_an_altered_entry(log: Log) -> None:
     assert result.exit_code == 1
     assert "tile/0 hash 261 is not the hash of entry 261" in result.output
     assert "first bad index: 261" in result.output
+
+
+def test_verify_takes_an_export_or_a_tiles_url(deployment: Deployment, tmp_path: Path) -> None:
+    key = tmp_path / "vault.pub"
+    key.write_text("x", encoding="utf-8")
+    neither = deployment.cli("ledger", "verify", "--public-key", str(key))
+    both = deployment.cli(
+        "ledger", "verify", str(key), "--tiles-url", "http://x/", "--public-key", str(key)
+    )
+    not_http = deployment.cli(
+        "ledger", "verify", "--tiles-url", "file:///etc/passwd", "--public-key", str(key)
+    )
+
+    assert neither.exit_code == both.exit_code == not_http.exit_code == 1
+    assert "give either an export file or --tiles-url" in neither.output
+    assert "give either an export file or --tiles-url" in both.output
+    assert "--tiles-url must be an http(s) URL" in not_http.output
