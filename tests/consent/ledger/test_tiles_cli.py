@@ -1,22 +1,28 @@
 """Auditor API tokens from the command line, and `vrm ledger verify --tiles-url` against a
-served vault: a real, committed deployment, `vrm serve` in a process of its own, and the
-verifier fetching the tiles over HTTP with an auditor token, as an auditor's script would."""
+served vault: a real, committed deployment, the app served by uvicorn on 127.0.0.1 (on a
+thread: a process of its own starts too slowly on a busy machine), and the verifier fetching
+the tiles over HTTP with an auditor token, as an auditor's script would."""
 
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvicorn
 from click.testing import Result
 from sqlalchemy import text
 
 from consent.ledger.store import append
 from tests.helpers import PASSWORD, unique_email
-from tests.served import Served, served
 from tests.vault.conftest import Deployment
+from vault.runtime import Runtime
+from vrm.app import create_app
 
 N = 300  # > 256: full and partial level-0 tiles, a partial level-1 tile
 TOKEN = re.compile(r"^vrm_at_[A-Za-z0-9_-]{43}$")
@@ -79,6 +85,35 @@ def test_tokens_are_only_for_auditor_accounts(deployment: Deployment) -> None:
     assert bad.exit_code == 1 and "is not a token id" in bad.output
 
 
+class Served:
+    """uvicorn serving the app on a free port of 127.0.0.1, on a thread of its own."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            create_app(runtime=rt), log_level="warning", lifespan="off", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
+
+
 @dataclass
 class Log:
     deployment: Deployment
@@ -107,7 +142,7 @@ def log(deployment: Deployment, tmp_path: Path) -> Iterator[Log]:
     key.write_text(deployment.ok("ledger", "public-key"), encoding="utf-8")
     email = add_auditor(deployment)
     token = make_token(deployment, email)
-    with served(deployment.url, deployment.key_dir, base_url=rt.settings.base_url) as server:
+    with Served(rt) as server:
         yield Log(deployment, server, key, email, token)
 
 
