@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         description="Redis for what every process must share quickly (the vendor API's rate "
         "limits); without it they are counted in the database.",
     )
+    ledger_public: bool = Field(
+        default=False,
+        description="`true`: the consent ledger's tiles and checkpoint (C2SP tlog-tiles, "
+        "under /api/audit/v1/log/) are open to anyone; `false` (the default): to auditors "
+        "only (a portal session or an auditor API token). Entries carry pseudonyms only, but "
+        "the tiles show how many grants each vendor gets.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For is believed.",

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from consent.grants.recorder import AccessRecorder
 from consent.ledger.endpoints import router as audit_router
 from consent.ledger.service import ledger_key, origin_problem
+from consent.ledger.tile_endpoints import router as audit_log_router
 from consent.oauth.endpoints import router as consent_router
 from consent.oauth.objects import register_extension_grant
 from consent.oauth.oidc import signing_key
@@ -299,6 +300,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         vendor_reference_router,
         api_reference_router,
         audit_router,
+        audit_log_router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

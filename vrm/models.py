@@ -19,7 +19,7 @@ from consent.oauth.models import ConsentEvent
 from consent.vendors.models import RateLimitWindow, VendorApp
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from intents.models import Intent, IntentBlock, Offer
-from vault.accounts.models import Account, AccountSession, SignInThrottle
+from vault.accounts.models import Account, AccountSession, ApiToken, SignInThrottle
 from vault.base import Base
 from vault.keystore import DataKeyRecord
 from vault.profile.models import ProfileField
@@ -28,6 +28,7 @@ __all__ = [
     "AccessLogEntry",
     "Account",
     "AccountSession",
+    "ApiToken",
     "AuthorizationCode",
     "Base",
     "ConsentEvent",

@@ -11,15 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from consent.ledger.dependencies import AuditorDep
 from consent.ledger.models import MAX_INDEX, LedgerEntry
 from consent.ledger.service import latest_checkpoint, origin, public_key_text
 from consent.ledger.store import StoredTree
-from vault.accounts.dependencies import ViewerDep
-from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import (
     Forbidden,
@@ -34,15 +33,6 @@ from vault.routing import APIRouter
 MAX_ENTRIES = 1000
 
 
-def require_auditor(viewer: ViewerDep) -> Account:
-    if viewer.account is None:
-        raise NotAuthenticated("Sign in with an auditor account first.")
-    if viewer.role != Role.AUDITOR:
-        raise Forbidden("The audit API is for privacy auditors.")
-    return viewer.account
-
-
-AuditorDep = Annotated[Account, Depends(require_auditor)]
 router = APIRouter(prefix="/api/audit/v1", tags=["audit"])
 _auth = (NotAuthenticated, Forbidden)
 

@@ -48,7 +48,14 @@ from consent.ledger.merkle import (
     verify_inclusion,
 )
 
-__all__ = ["VerifyReport", "export_lines", "export_rows", "main_verify", "verify_export"]
+__all__ = [
+    "VerifyReport",
+    "describe",
+    "export_lines",
+    "export_rows",
+    "main_verify",
+    "verify_export",
+]
 
 MAX_LISTED_PROBLEMS = 20
 
@@ -378,7 +385,8 @@ def verify_export(
 # -- command line -------------------------------------------------------------------------------
 
 
-def _describe(report: VerifyReport) -> list[str]:
+def describe(report: VerifyReport, what: str = "the export") -> list[str]:
+    """The report as lines for people; ``what`` names what was verified."""
     out: list[str] = []
     if report.size is not None and report.root is not None:
         out.append(f"checkpoint: {report.size} entries, root {_b64(report.root)}")
@@ -386,7 +394,7 @@ def _describe(report: VerifyReport) -> list[str]:
         out.append(f"previous checkpoint: {report.previous_size} entries")
     out.append(f"entries read: {report.entries_checked}")
     if report.ok:
-        out.append("OK: the export is complete, unaltered and signed by the trusted key.")
+        out.append(f"OK: {what} is complete, unaltered and signed by the trusted key.")
         return out
     out.append("FAILED:")
     out.extend(f"  - {problem}" for problem in report.problems)
@@ -417,7 +425,7 @@ def main_verify(
     except (OSError, UnicodeDecodeError) as exc:
         print(f"FAILED: cannot read input: {exc}")
         return 1
-    for line in _describe(report):
+    for line in describe(report):
         print(line)
     return 0 if report.ok else 1
 

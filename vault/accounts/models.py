@@ -67,3 +67,23 @@ class SignInThrottle(Base):
 
     def __repr__(self) -> str:
         return f"SignInThrottle(failures={self.failures})"
+
+
+class ApiToken(IdMixin, Base):
+    """A bearer token for scripts, made by an operator for an auditor account (``vrm auditors
+    token``). The token is shown once; this row keeps only its keyed hash."""
+
+    __tablename__ = "account_api_tokens"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"ApiToken(id={self.id}, account_id={self.account_id}, label={self.label!r})"

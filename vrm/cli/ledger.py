@@ -17,6 +17,7 @@ from consent.ledger.service import (
     latest_checkpoint,
     public_key_text,
 )
+from consent.ledger.tiles_client import main_verify_tiles
 from consent.ledger.verify import main_verify
 from vault.errors import NotFound
 from vrm.cli.common import fail, service
@@ -87,14 +88,52 @@ def ledger_export(
 
 @app.command("verify")
 def ledger_verify(
-    export: Annotated[Path, typer.Argument(help="A file written by `vrm ledger export`.")],
-    public_key: Annotated[Path, typer.Option(help="File holding the verifier key.")],
+    export: Annotated[
+        Path | None,
+        typer.Argument(help="A file written by `vrm ledger export` (or use --tiles-url)."),
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="File holding the verifier key (required).")
+    ] = None,
+    tiles_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Verify the log served as C2SP tlog-tiles at this prefix instead of an "
+            "export, e.g. https://vault.example/api/audit/v1/log/"
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VRM_AUDITOR_TOKEN",
+            show_envvar=True,
+            help="An auditor API token for the tiles (better given in VRM_AUDITOR_TOKEN).",
+        ),
+    ] = None,
     previous_checkpoint: Annotated[
         Path | None, typer.Option(help="An older signed checkpoint to check consistency with.")
     ] = None,
 ) -> None:
-    """Verify an export offline (no database): signature, root, order, consistency."""
-    raise typer.Exit(code=main_verify(export, public_key, previous_checkpoint))
+    """Verify the ledger (no database): signature, root, order, consistency; from an export
+    file, or from the tiles a vault serves (every entry bundle and hash tile is checked)."""
+    if public_key is None:
+        raise fail("give the verifier key: --public-key FILE (from `vrm ledger public-key`)")
+    if (export is None) == (tiles_url is None):
+        raise fail("give either an export file or --tiles-url, not both or neither")
+    if tiles_url is None:
+        assert export is not None
+        raise typer.Exit(code=main_verify(export, public_key, previous_checkpoint))
+    if not tiles_url.startswith(("https://", "http://")):
+        raise fail("--tiles-url must be an http(s) URL")
+    try:
+        vkey = public_key.read_text(encoding="utf-8").strip()
+        previous = None
+        if previous_checkpoint is not None:
+            with previous_checkpoint.open(encoding="utf-8", newline="") as fh:
+                previous = fh.read().rstrip("\r\n") + "\n"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot read input: {exc}") from exc
+    raise typer.Exit(code=main_verify_tiles(tiles_url, vkey, previous, token=token))
 
 
 @app.command("verify-receipt")

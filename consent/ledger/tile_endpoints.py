@@ -1,0 +1,96 @@
+"""The consent ledger served as a C2SP tlog-tiles log under ``/api/audit/v1/log/``.
+
+``checkpoint`` is the latest signed checkpoint; ``tile/<L>/<N>[.p/<W>]`` and
+``tile/entries/<N>[.p/<W>]`` are hash tiles and entry bundles of the tree that checkpoint
+signed, and no further. For auditors (portal session or API token) unless
+``VRM_LEDGER_PUBLIC`` opens them to anyone. Full tiles never change and are cached for a
+year; partial tiles and the checkpoint briefly. Without ``VRM_LEDGER_PUBLIC`` the cache
+headers are ``private``, so no shared cache hands an auditor's tiles to someone else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Response
+
+from consent.ledger.dependencies import LogReaderDep
+from consent.ledger.endpoints import LedgerDamaged
+from consent.ledger.service import latest_checkpoint
+from consent.ledger.tiles import TileDamaged, TileNotFound, parse_tile_path, read_tile
+from vault.dependencies import DbDep, RuntimeDep
+from vault.errors import Forbidden, NotAuthenticated, NotFound, error_responses
+from vault.routing import APIRouter
+
+PREFIX = "/api/audit/v1/log"
+router = APIRouter(prefix=PREFIX, tags=["audit"])
+
+CHECKPOINT_TYPE = "text/plain; charset=utf-8"
+TILE_TYPE = "application/octet-stream"
+IMMUTABLE_SECONDS = 31_536_000
+CHECKPOINT_SECONDS = 5
+PARTIAL_SECONDS = 60
+
+
+def _cache(public: bool, seconds: int, *, immutable: bool = False) -> str:
+    scope = "public" if public else "private"
+    return f"{scope}, max-age={seconds}" + (", immutable" if immutable else "")
+
+
+def _content(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {media_type: {}}, "description": description}}
+
+
+_errors = error_responses(NotAuthenticated, Forbidden, NotFound)
+
+
+@router.get(
+    "/checkpoint",
+    response_class=Response,
+    responses={**_content(CHECKPOINT_TYPE, "The latest signed checkpoint."), **_errors},
+)
+def log_checkpoint(reader: LogReaderDep, db: DbDep, rt: RuntimeDep) -> Response:
+    """The latest signed checkpoint (C2SP tlog-checkpoint in a signed note), as text."""
+    row = latest_checkpoint(db)
+    if row is None:
+        raise NotFound("No checkpoint has been signed yet.")
+    return Response(
+        row.note.encode("utf-8"),
+        media_type=CHECKPOINT_TYPE,
+        headers={"Cache-Control": _cache(rt.settings.ledger_public, CHECKPOINT_SECONDS)},
+    )
+
+
+@router.get(
+    "/tile/{path:path}",
+    response_class=Response,
+    responses={
+        **_content(TILE_TYPE, "A hash tile or an entry bundle."),
+        **error_responses(NotAuthenticated, Forbidden, NotFound, LedgerDamaged),
+    },
+)
+def log_tile(path: str, reader: LogReaderDep, db: DbDep, rt: RuntimeDep) -> Response:
+    """A hash tile ``<L>/<N>[.p/<W>]`` or an entry bundle ``entries/<N>[.p/<W>]`` of the tree
+    of the latest signed checkpoint (C2SP tlog-tiles)."""
+    try:
+        ref = parse_tile_path(path)
+    except TileNotFound:
+        raise NotFound("There is no such tile: see c2sp.org/tlog-tiles for tile paths.") from None
+    row = latest_checkpoint(db)
+    try:
+        if row is None:
+            raise TileNotFound(path)
+        data = read_tile(db, ref, row.size)
+    except TileDamaged as exc:
+        raise LedgerDamaged(
+            f"The stored ledger cannot give this tile ({exc}): its storage was damaged or altered."
+        ) from exc
+    except TileNotFound:
+        raise NotFound("The signed tree has no such tile (yet).") from None
+    public = rt.settings.ledger_public
+    cache = (
+        _cache(public, IMMUTABLE_SECONDS, immutable=True)
+        if ref.is_full
+        else _cache(public, PARTIAL_SECONDS)
+    )
+    return Response(data, media_type=TILE_TYPE, headers={"Cache-Control": cache})
