@@ -21,6 +21,13 @@ from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from intents.models import Intent, IntentBlock, Offer
 from vault.accounts.models import Account, AccountSession, SignInThrottle
 from vault.base import Base
+from vault.factors.models import (
+    FactorChallenge,
+    Passkey,
+    RecoveryCode,
+    SessionFactorCheck,
+    TotpFactor,
+)
 from vault.keystore import DataKeyRecord
 from vault.profile.models import ProfileField
 
@@ -32,6 +39,7 @@ __all__ = [
     "Base",
     "ConsentEvent",
     "DataKeyRecord",
+    "FactorChallenge",
     "Grant",
     "Intent",
     "IntentBlock",
@@ -43,10 +51,14 @@ __all__ = [
     "LedgerVendorSubject",
     "OAuthToken",
     "Offer",
+    "Passkey",
     "PreviousVendors",
     "ProfileField",
     "RateLimitWindow",
+    "RecoveryCode",
+    "SessionFactorCheck",
     "SignInThrottle",
+    "TotpFactor",
     "VendorApp",
     "WebhookAttempt",
     "WebhookMessage",
