@@ -3,6 +3,7 @@ one; and step-up (a grave step needs a factor proved in the last few minutes).""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -10,6 +11,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, or_, select, update
@@ -201,7 +203,7 @@ class FactorService:
             .values(last_step=step)
             .execution_options(synchronize_session=False)
         )
-        ok = claimed.rowcount == 1  # type: ignore[attr-defined]
+        ok = bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
         self.db.refresh(row)
         return ok
 
@@ -262,7 +264,7 @@ class FactorService:
             .values(used_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        return used.rowcount == 1  # type: ignore[attr-defined]
+        return bool(used.rowcount == 1)  # type: ignore[attr-defined]
 
     def _forget_recovery_if_no_factor(self, account_id: uuid.UUID) -> None:
         if not self.has_second_factor(account_id):
@@ -490,12 +492,13 @@ class FactorService:
         except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
             raise PasskeyRefused() from exc
         # The counter only moves forward: a replayed or cloned answer loses the race here.
+        # (Authenticators that keep no counter always answer 0.)
+        counter_moves = (
+            [Passkey.sign_count < verified.new_sign_count] if verified.new_sign_count else []
+        )
         moved = self.db.execute(
             update(Passkey)
-            .where(
-                Passkey.id == passkey.id,
-                or_(Passkey.sign_count < verified.new_sign_count, verified.new_sign_count == 0),
-            )
+            .where(Passkey.id == passkey.id, *counter_moves)
             .values(sign_count=verified.new_sign_count, last_used_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -588,7 +591,7 @@ class FactorService:
         return row is not None and row.checked_at > utcnow() - STEP_UP_WINDOW
 
 
-def _credential(raw: str) -> dict[str, object]:
+def _credential(raw: str) -> dict[str, Any]:
     if not raw or len(raw) > MAX_CREDENTIAL_JSON:
         raise PasskeyRefused("The passkey's answer is missing or too long.")
     try:
@@ -601,8 +604,6 @@ def _credential(raw: str) -> dict[str, object]:
 
 
 def _b64url(value: str) -> bytes:
-    import base64
-
     if len(value) > 2048:
         raise ValueError("too long")
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
