@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Annotated
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import Form, Header, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -440,15 +440,12 @@ def step_up_required(request: Request, exc: StepUpRequired) -> Response:
     post is not carried out; it is made again after), the JSON API answers 403."""
     if request.url.path.startswith("/api/") or request.headers.get("x-csrf-token"):
         return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
-    next_path = exc.next_path or _referring_path(request) or "/account/security"
+    # Back to the page of the form (browsers send no Referer here: Referrer-Policy).
+    path = request.url.path
+    next_path = exc.next_path or (
+        "/account/security" if path.startswith("/account/security/") else path
+    )
     return RedirectResponse("/account/confirm?next=" + quote(next_path, safe="/"), 303)
-
-
-def _referring_path(request: Request) -> str | None:
-    referer = urlsplit(request.headers.get("referer", "")[:2000])
-    if referer.netloc and referer.netloc != request.url.netloc:
-        return None
-    return safe_next(referer.path)
 
 
 @router.get("/account/confirm")
