@@ -68,6 +68,11 @@
   }
 
   async function ceremony(form) {
+    const name = form.querySelector("input[name=name]");
+    if (name && !name.value.trim()) {
+      name.focus();
+      throw new Error("Give the passkey a name, such as the device it is on.");
+    }
     const csrf = form.querySelector("input[name=csrf_token]").value;
     const reply = await fetch(form.dataset.options, {
       method: "POST",
