@@ -33,6 +33,7 @@ from intents.tokens import AcceptedOfferGrant
 from vault import csrf
 from vault.db import is_outage, ping
 from vault.errors import ServiceUnavailable, VaultError
+from vault.factors.errors import StepUpRequired
 from vault.keys import KeyManagementError
 from vault.keystore import KeySweeper
 from vault.middleware import (
@@ -55,6 +56,7 @@ from web.accounts import sign_in_required
 from web.api_reference import router as api_reference_router
 from web.dependencies import SignInRequired
 from web.endpoints import router as web_router
+from web.security import step_up_required
 from web.templating import STATIC_DIR, render_error
 from web.vendor_reference import router as vendor_reference_router
 
@@ -191,6 +193,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return error_response(request, exc.status_code, code, detail, headers)
 
     app.add_exception_handler(SignInRequired, sign_in_required)  # type: ignore[arg-type]
+    app.add_exception_handler(StepUpRequired, step_up_required)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:

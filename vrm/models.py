@@ -21,6 +21,13 @@ from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from intents.models import Intent, IntentBlock, Offer
 from vault.accounts.models import Account, AccountSession, ApiToken, SignInThrottle
 from vault.base import Base
+from vault.factors.models import (
+    FactorChallenge,
+    Passkey,
+    RecoveryCode,
+    SessionFactorCheck,
+    TotpFactor,
+)
 from vault.keystore import DataKeyRecord
 from vault.profile.models import ProfileField
 
@@ -33,6 +40,7 @@ __all__ = [
     "Base",
     "ConsentEvent",
     "DataKeyRecord",
+    "FactorChallenge",
     "Grant",
     "Intent",
     "IntentBlock",
@@ -44,10 +52,14 @@ __all__ = [
     "LedgerVendorSubject",
     "OAuthToken",
     "Offer",
+    "Passkey",
     "PreviousVendors",
     "ProfileField",
     "RateLimitWindow",
+    "RecoveryCode",
+    "SessionFactorCheck",
     "SignInThrottle",
+    "TotpFactor",
     "VendorApp",
     "WebhookAttempt",
     "WebhookMessage",

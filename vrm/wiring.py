@@ -11,13 +11,21 @@ from consent.ledger.signer import LedgerSigner
 from intents.jobs import CLOSE_INTENTS
 from intents.portability import IntentsPart
 from vault.accounts.jobs import PURGE_THROTTLE
+from vault.factors.jobs import PURGE_CHALLENGES
 from vault.jobs import Job
 from vault.portability.core import CorePart
 from vault.portability.jobs import COMPACT_LOG
 from vault.portability.parts import Portability
 from vault.runtime import Runtime
 
-JOBS: tuple[Job, ...] = (EXPIRE_GRANTS, CLOSE_INTENTS, PURGE_THROTTLE, COMPACT_LOG, SIGN_CHECKPOINT)
+JOBS: tuple[Job, ...] = (
+    EXPIRE_GRANTS,
+    CLOSE_INTENTS,
+    PURGE_THROTTLE,
+    PURGE_CHALLENGES,
+    COMPACT_LOG,
+    SIGN_CHECKPOINT,
+)
 """What ``vrm worker`` runs on every pass, in this order, each in its own transaction. Webhook
 delivery runs beside them (:class:`consent.webhooks.delivery.Dispatcher`)."""
 

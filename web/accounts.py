@@ -25,6 +25,7 @@ from vault.routing import APIRouter
 from vault.runtime import Runtime
 from vault.signup import sign_up
 from web.dependencies import CSRFChecked, PageAccount, SignInRequired, safe_next, signin_url
+from web.security import after_password
 from web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -168,6 +169,9 @@ def signin_submit(
             status_code=exc.status_code,
             headers=exc.headers,
         )
+    second_step = after_password(request, db, rt, account, next)
+    if second_step is not None:
+        return second_step
     signed = svc.start_session(account)
     response = RedirectResponse(safe_next(next) or home_for(account), status_code=303)
     set_session_cookie(response, signed, rt)

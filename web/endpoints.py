@@ -1,11 +1,22 @@
 """The portal's router: every page an individual (and later a vendor or auditor) sees."""
 
 from vault.routing import APIRouter
-from web import accounts, audit, connections, console, intents, portability, profile, terms
+from web import (
+    accounts,
+    audit,
+    connections,
+    console,
+    intents,
+    portability,
+    profile,
+    security,
+    terms,
+)
 from web import consent as consent_screen
 
 router = APIRouter(include_in_schema=False)
 router.include_router(accounts.router)
+router.include_router(security.router)
 router.include_router(profile.router)
 router.include_router(console.router)
 router.include_router(consent_screen.router)

@@ -27,6 +27,7 @@ from vault.accounts.models import Account, Role
 from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
+from vault.factors.dependencies import StepUp
 from vault.portability import erasure, export, importer
 from vault.portability.parts import portability_of
 from vault.routing import APIRouter
@@ -49,12 +50,12 @@ def _summary(request: Request, db: Session, rt: Runtime, owner_id: uuid.UUID) ->
     return {s.name: s.count() for s in sections}
 
 
-@router.get("/account/export")
+@router.get("/account/export", dependencies=[StepUp])
 def export_page(request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
     return render(request, "export.html", {"counts": _summary(request, db, rt, account.id)})
 
 
-@router.post("/account/export", dependencies=[CSRFChecked])
+@router.post("/account/export", dependencies=[CSRFChecked, StepUp])
 def export_download(
     request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep
 ) -> Response:
@@ -240,12 +241,12 @@ def _erase_page(
     )
 
 
-@router.get("/account/erase")
+@router.get("/account/erase", dependencies=[StepUp])
 def erase_page(request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
     return _erase_page(request, db, rt, account, {})
 
 
-@router.post("/account/erase", dependencies=[CSRFChecked])
+@router.post("/account/erase", dependencies=[CSRFChecked, StepUp])
 def erase_submit(
     request: Request,
     background: BackgroundTasks,

@@ -8,8 +8,10 @@ from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
+from vault.accounts.dependencies import ViewerDep
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import InvalidInput, VaultError
+from vault.factors.dependencies import check_step_up
 from vault.profile.catalogue import (
     CLOTHING_SIZES,
     CUSTOM_PREFIX,
@@ -48,18 +50,33 @@ def _edit_context(key: str, value: Any, errors: dict[str, str]) -> dict[str, Any
 
 @router.get("/profile/fields/{key}")
 def edit_field_form(
-    key: str, request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep
+    key: str,
+    request: Request,
+    account: PageIndividual,
+    viewer: ViewerDep,
+    db: DbDep,
+    rt: RuntimeDep,
 ) -> Response:
     if key.startswith(CUSTOM_PREFIX):
         return RedirectResponse(f"/profile/custom/{key}", status_code=303)
+    if key == "email":  # the sign-in: a recent second-factor check first, when one is on
+        check_step_up(db, rt, viewer, request.url.path)
     value = ProfileService(db, rt).get(account.id).values.get(key)
     return render(request, "field_edit.html", _edit_context(key, value, {}))
 
 
 @router.post("/profile/fields/{key}", dependencies=[CSRFChecked])
 def save_field(
-    key: str, request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep, form: FormDep
+    key: str,
+    request: Request,
+    account: PageIndividual,
+    viewer: ViewerDep,
+    db: DbDep,
+    rt: RuntimeDep,
+    form: FormDep,
 ) -> Response:
+    if key == "email":
+        check_step_up(db, rt, viewer)
     spec = ProfileService.spec(key)
     flat: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
     flat["values"] = [v for v in form.getlist("values") if isinstance(v, str)]

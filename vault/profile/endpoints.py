@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request, Response, status
 
 from vault import csrf
-from vault.accounts.dependencies import IndividualDep
+from vault.accounts.dependencies import IndividualDep, ViewerDep
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound, error_responses
+from vault.factors.dependencies import check_step_up
 from vault.profile.catalogue import STANDARD_FIELDS
 from vault.profile.schemas import (
     CustomFieldIn,
@@ -60,8 +61,17 @@ def read_profile(account: IndividualDep, db: DbDep, rt: RuntimeDep) -> ProfileOu
     responses=error_responses(*_auth_errors, NotFound, InvalidInput),
 )
 def write_field(
-    key: str, body: FieldValueIn, account: IndividualDep, db: DbDep, rt: RuntimeDep
+    key: str,
+    body: FieldValueIn,
+    account: IndividualDep,
+    viewer: ViewerDep,
+    db: DbDep,
+    rt: RuntimeDep,
 ) -> FieldValueOut:
+    """Changing the email address (the sign-in) needs a recent second-factor check when
+    one is on (403 ``step_up_required``)."""
+    if key == "email":
+        check_step_up(db, rt, viewer)
     value = ProfileService(db, rt).set_field(account, key, body.value)
     return FieldValueOut(key=key, value=value)
 
