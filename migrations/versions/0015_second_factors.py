@@ -1,7 +1,7 @@
 """second factors: TOTP, recovery codes, passkeys, sign-in steps, step-up checks
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-07 00:51:11
 
 The TOTP secret and each passkey's name are encrypted under the owner's data key; recovery
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | None = "0013"
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
