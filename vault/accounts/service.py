@@ -269,9 +269,7 @@ class AccountService:
         current window: a table the purge job keeps small."""
         since = utcnow() - self._window()
         return int(
-            self.db.scalar(
-                select(func.count()).where(SignInThrottle.window_started_at > since)
-            )
+            self.db.scalar(select(func.count()).where(SignInThrottle.window_started_at > since))
             or 0
         )
 
