@@ -54,7 +54,7 @@ def use_multiprocess_dir(path: Path) -> None:
     the variable). Before any sample of a labelled metric is recorded in this process: the
     samples (children) made before keep counting in memory."""
     os.environ[MULTIPROC_ENV] = str(path)
-    values.ValueClass = values.get_value_class()
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def multiprocess_dir() -> str | None:
@@ -121,7 +121,7 @@ class _Process(Collector):
     def collect(self) -> Iterable:  # type: ignore[type-arg]
         if multiprocess_dir():
             gathered = CollectorRegistry()
-            MultiProcessCollector(gathered)
+            MultiProcessCollector(gathered)  # type: ignore[no-untyped-call]
             return gathered.collect()
         return REGISTRY.collect()
 

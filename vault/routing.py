@@ -25,8 +25,8 @@ from typing import Any
 import fastapi
 from fastapi import Request, Response, params
 from fastapi.routing import APIRoute
-from starlette.datastructures import Headers
 from python_multipart.multipart import parse_options_header
+from starlette.datastructures import Headers
 
 from vault.errors import VaultError
 from vault.strictjson import loads
@@ -78,14 +78,12 @@ def body_media_types(route: APIRoute) -> frozenset[str] | None:
 
 
 def _media_refused(headers: Headers, accepted: frozenset[str]) -> bool:
-    """Whether a request with a body sends it as a type that is not ``accepted`` (a body
-    without a ``Content-Type`` too). ``+json`` types count as JSON."""
+    """Whether a request declares its body a type that is not ``accepted``. ``+json`` types
+    count as JSON; a body with no ``Content-Type`` is read as the operation's own type, as
+    FastAPI reads it (JSON that does not parse is then a 422)."""
     content_type = headers.get("content-type")
-    if content_type is None:
-        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
-        return has_body
-    media = content_type.partition(";")[0].strip().lower()
-    if media in accepted:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if not media or media in accepted:
         return False
     return not ("application/json" in accepted and media.endswith("+json"))
 

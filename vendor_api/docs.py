@@ -253,7 +253,7 @@ def _body_refusals(operation: dict[str, Any], settings: Settings) -> None:
     responses["415"] = {
         "description": "`unsupported_media_type`: the body is not "
         + " or ".join(f"`{media}`" for media in sorted(content))
-        + " (or has no `Content-Type`).",
+        + " (its `Content-Type`).",
         "content": json_content(schema_ref("ErrorBody")),
     }
 
