@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from pydantic import SecretStr
 
 from tests.conftest import test_settings
 from vault.migrate import upgrade
 from vault.runtime import Runtime
 
-START_TIMEOUT = 30.0  # seconds; generous, the suite may share a busy machine
+START_TIMEOUT = (
+    90.0  # seconds; generous, the suite may share a busy machine (workers import for seconds)
+)
 
 
 @dataclass
@@ -69,7 +72,8 @@ def environment(database_url: str, key_dir: Path, **settings: object) -> dict[st
     env = {k: v for k, v in os.environ.items() if not k.startswith("VRM_")}
     values = test_settings(key_dir, database_url, **settings).model_dump(exclude_unset=True)
     for name, value in values.items():
-        env["VRM_" + name.upper()] = str(value)
+        secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+        env["VRM_" + name.upper()] = str(secret)
     return env
 
 

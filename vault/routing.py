@@ -23,9 +23,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import fastapi
-from fastapi import Request, Response
+from fastapi import Request, Response, params
 from fastapi.routing import APIRoute
 from python_multipart.multipart import parse_options_header
+from starlette.datastructures import Headers
 
 from vault.errors import VaultError
 from vault.strictjson import loads
@@ -33,11 +34,58 @@ from vault.strictjson import loads
 _UTF8 = {"utf-8", "ascii"}
 
 
-class FormNotUTF8(VaultError):
-    """A multipart form that declares a character set other than UTF-8."""
+class UnsupportedMediaType(VaultError):
+    """The body is not of a type this operation reads (its ``Content-Type``)."""
 
     status_code = 415
     code = "unsupported_media_type"
+
+
+class FormNotUTF8(UnsupportedMediaType):
+    """A multipart form that declares a character set other than UTF-8."""
+
+
+JSON_BODY = frozenset({"application/json"})
+FORM_BODY = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def form_body(
+    properties: dict[str, dict[str, Any]], required: list[str], *, optional: bool = False
+) -> dict[str, Any]:
+    """``openapi_extra`` of a route that reads an ``application/x-www-form-urlencoded`` body
+    itself (the OAuth endpoints, for Authlib): documents it and makes it the type accepted."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return {
+        "requestBody": {
+            "required": not optional,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
+    }
+
+
+def body_media_types(route: APIRoute) -> frozenset[str] | None:
+    """The media types ``route`` reads a body in: those its OpenAPI ``requestBody`` declares
+    (routes that read the body themselves say so in ``openapi_extra``), else JSON or a form
+    as its body parameters are; None when it reads no body."""
+    declared = ((route.openapi_extra or {}).get("requestBody") or {}).get("content")
+    if declared:
+        return frozenset(media.lower() for media in declared)
+    if route.body_field is None:
+        return None
+    return FORM_BODY if isinstance(route.body_field.field_info, params.Form) else JSON_BODY
+
+
+def _media_refused(headers: Headers, accepted: frozenset[str]) -> bool:
+    """Whether a request declares its body a type that is not ``accepted``. ``+json`` types
+    count as JSON; a body with no ``Content-Type`` is read as the operation's own type, as
+    FastAPI reads it (JSON that does not parse is then a 422)."""
+    content_type = headers.get("content-type")
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if not media or media in accepted:
+        return False
+    return not ("application/json" in accepted and media.endswith("+json"))
 
 
 def _form_charset_refused(content_type: str | None) -> bool:
@@ -71,8 +119,18 @@ class UnicodeRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        accepted = body_media_types(self)
+        refusal = (
+            "Send the body as " + " or ".join(sorted(accepted)) + " (its Content-Type)."
+            if accepted
+            else ""
+        )
 
         async def unicode_only(request: Request) -> Response:
+            # Before any dependency: a body of the wrong type is refused before credentials
+            # are looked at, whoever sends it.
+            if accepted and _media_refused(request.headers, accepted):
+                raise UnsupportedMediaType(refusal)
             if _form_charset_refused(request.headers.get("content-type")):
                 raise FormNotUTF8(
                     "Send the form as UTF-8, as browsers do: this one declares another "

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -65,6 +65,14 @@ class Settings(BaseSettings):
         default="text",
         description="`json`: `vrm serve` and `vrm worker` write each log line as a JSON object "
         "(time, level, logger, message, and request_id for a failed request).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        max_length=256,
+        description="Bearer token an operator's Prometheus sends to scrape `/metrics` "
+        "(`Authorization: Bearer ...`); without it set, `/metrics` answers 404. At least 32 "
+        "characters, e.g. `openssl rand -hex 32`.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

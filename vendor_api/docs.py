@@ -238,6 +238,26 @@ def _oauth_errors(operation: dict[str, Any], what: str, also: str) -> None:
     }
 
 
+def _body_refusals(operation: dict[str, Any], settings: Settings) -> None:
+    """Every operation that reads a body: 413 when it is over the size limit (refused before
+    anything else runs) and 415 when its ``Content-Type`` is not one the operation reads."""
+    content = (operation.get("requestBody") or {}).get("content")
+    if not content:
+        return
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    responses["413"] = {
+        "description": f"`payload_too_large`: the body is larger than "
+        f"{settings.max_body_bytes // 1024} KiB.",
+        "content": json_content(schema_ref("ErrorBody")),
+    }
+    responses["415"] = {
+        "description": "`unsupported_media_type`: the body is not "
+        + " or ".join(f"`{media}`" for media in sorted(content))
+        + " (its `Content-Type`).",
+        "content": json_content(schema_ref("ErrorBody")),
+    }
+
+
 def build_document(
     app: FastAPI, settings: Settings, routes: list[Any] | None = None, **info: Any
 ) -> dict[str, Any]:
@@ -284,6 +304,9 @@ def build_document(
     paths = document.get("paths", {})
     paths.pop(TOKEN_PATH, None)  # Authlib reads its raw form: described by hand
     document["paths"] = {TOKEN_PATH: token_path_item(), **paths}
+    for item in document["paths"].values():
+        for operation in item.values():
+            _body_refusals(operation, settings)
     document["webhooks"] = webhooks(settings)
 
     components = document.setdefault("components", {})

@@ -9,7 +9,7 @@ from consent.grants.service import pairwise_subject
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import error_responses
 from vault.profile.catalogue import countries
-from vault.routing import APIRouter
+from vault.routing import APIRouter, form_body
 from vendor_api.dependencies import IndividualFormTokenDep, IndividualTokenDep
 from vendor_api.errors import InsufficientScope, InvalidToken, RateLimited, TokenSentTwice
 
@@ -52,7 +52,13 @@ _ERRORS = error_responses(InvalidToken, *_RESTRICTED)
 
 
 @router.post(
-    "/oauth/userinfo", responses=error_responses(InvalidToken, TokenSentTwice, *_RESTRICTED)
+    "/oauth/userinfo",
+    responses=error_responses(InvalidToken, TokenSentTwice, *_RESTRICTED),
+    openapi_extra=form_body(
+        {"access_token": {"type": "string", "description": "Instead of the header."}},
+        [],
+        optional=True,
+    ),
 )
 def userinfo_post(ctx: IndividualFormTokenDep, db: DbDep, rt: RuntimeDep) -> dict[str, Any]:
     """The same as GET (OpenID Connect Core 5.3.1 allows both), and the access token may

@@ -36,6 +36,7 @@ from vault.errors import ServiceUnavailable, VaultError
 from vault.factors.errors import StepUpRequired
 from vault.keys import KeyManagementError
 from vault.keystore import KeySweeper
+from vault.metrics import MetricsMiddleware
 from vault.middleware import (
     BodyLimitMiddleware,
     ResponseHeadersMiddleware,
@@ -51,6 +52,7 @@ from vendor_api.docs import router as vendor_docs_router
 from vendor_api.endpoints import router as vendor_router
 from vendor_api.intents import router as vendor_intents_router
 from vendor_api.userinfo import router as userinfo_router
+from vrm.metrics import router as metrics_router
 from vrm.wiring import portability
 from web.accounts import sign_in_required
 from web.api_reference import router as api_reference_router
@@ -304,6 +306,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         api_reference_router,
         audit_router,
         audit_log_router,
+        metrics_router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -318,4 +321,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         limit=settings.max_body_bytes,
         paths={"/signup/import": settings.max_import_bytes},
     )
+    app.add_middleware(MetricsMiddleware)  # outermost: refused bodies are counted too
     return app

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import BackgroundTasks, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.types import Receive, Scope, Send
 
 from consent.grants.models import Grant
 from consent.vendors.models import VendorApp
@@ -50,6 +52,28 @@ def _summary(request: Request, db: Session, rt: Runtime, owner_id: uuid.UUID) ->
     return {s.name: s.count() for s in sections}
 
 
+class FirstChunkFirst(StreamingResponse):
+    """Streams ``chunks``, but makes the first before the status line is sent (after the
+    request's transaction committed): a failure until then, such as the database being
+    away, still answers with an error page (503) instead of a 200 that breaks off. A failure
+    after it is the producer's to end cleanly (the export marks its archive incomplete)."""
+
+    def __init__(self, chunks: Iterator[bytes], **options: Any) -> None:
+        super().__init__(chunks, **options)
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        first = await run_in_threadpool(next, self._chunks, b"")
+
+        async def body() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in iterate_in_threadpool(self._chunks):
+                yield chunk
+
+        self.body_iterator = body()
+        await super().__call__(scope, receive, send)
+
+
 @router.get("/account/export", dependencies=[StepUp])
 def export_page(request: Request, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
     return render(request, "export.html", {"counts": _summary(request, db, rt, account.id)})
@@ -66,7 +90,7 @@ def export_download(
     """
     parts = portability_of(request)
     estimate = export.prepare(db, rt, parts, account.id)
-    return StreamingResponse(
+    return FirstChunkFirst(
         export.stream(rt, parts, account.id),
         media_type="application/zip",
         headers={

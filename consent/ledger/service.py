@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from consent.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from consent.ledger.merkle import SubtreeHash, verify_consistency
-from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerNode
-from consent.ledger.store import StoredTree, lock_head
+from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerHead, LedgerNode
+from consent.ledger.store import HEAD_ID, StoredTree, lock_head
 from vault.base import utcnow
 from vault.errors import ServiceFault
 from vault.keys import SigningKeyFile
@@ -152,6 +153,25 @@ def latest_checkpoint(db: Session) -> LedgerCheckpoint | None:
     return db.scalars(
         select(LedgerCheckpoint).order_by(LedgerCheckpoint.size.desc()).limit(1)
     ).one_or_none()
+
+
+@dataclass(frozen=True)
+class SigningBacklog:
+    unsigned: int
+    """Events appended to the log but not yet in a signed checkpoint."""
+    checkpoint_age_seconds: float | None
+    """How old the latest signed checkpoint is; None before the first."""
+
+
+def signing_backlog(db: Session, now: datetime | None = None) -> SigningBacklog:
+    """Two primary-key reads: the tree head's size and the latest checkpoint."""
+    now = now or utcnow()
+    size = db.scalar(select(LedgerHead.size).where(LedgerHead.id == HEAD_ID)) or 0
+    latest = latest_checkpoint(db)
+    if latest is None:
+        return SigningBacklog(int(size), None)
+    age = max(0.0, (now - latest.created_at).total_seconds())
+    return SigningBacklog(max(0, int(size) - latest.size), age)
 
 
 def checkpoint_at_least(db: Session, size: int) -> LedgerCheckpoint | None:

@@ -14,12 +14,21 @@ from consent.oauth.oidc import jwks
 from consent.oauth.server import VaultAuthorizationServer
 from consent.vendors import ratelimit
 from vault.dependencies import DbDep, RuntimeDep
-from vault.routing import APIRouter
+from vault.routing import APIRouter, form_body
 from vault.runtime import Runtime
 
 router = APIRouter(tags=["oauth"])
 
 MAX_FORM_FIELDS = 50
+_TOKEN_FORM = form_body(
+    {
+        "token": {"type": "string", "description": "The access or refresh token."},
+        "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+        "client_id": {"type": "string", "description": "With `client_secret_post` only."},
+        "client_secret": {"type": "string", "description": "With `client_secret_post` only."},
+    },
+    ["token"],
+)
 
 
 async def oauth_form(request: Request) -> list[tuple[str, str]]:
@@ -113,7 +122,11 @@ def json_web_key_set(rt: RuntimeDep) -> JSONResponse:
     return JSONResponse(jwks(rt), headers={"cache-control": "public, max-age=300"})
 
 
-@router.post("/oauth/token")
+@router.post(
+    "/oauth/token",
+    # The path item is written by hand (vendor_api.token_docs); this says which body it reads.
+    openapi_extra=form_body({"grant_type": {"type": "string"}}, ["grant_type"]),
+)
 def token(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Response:
     """Authorization code (PKCE S256), refresh token (rotating) and client credentials.
 
@@ -131,7 +144,7 @@ def token(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Respo
     return response
 
 
-@router.post("/oauth/revoke")
+@router.post("/oauth/revoke", openapi_extra=_TOKEN_FORM)
 def revoke(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Response:
     """RFC 7009 token revocation."""
     server = VaultAuthorizationServer(db, rt)
@@ -140,7 +153,7 @@ def revoke(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Resp
     )
 
 
-@router.post("/oauth/introspect")
+@router.post("/oauth/introspect", openapi_extra=_TOKEN_FORM)
 def introspect(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Response:
     """RFC 7662 token introspection (a client may introspect only its own tokens)."""
     server = VaultAuthorizationServer(db, rt)

@@ -38,6 +38,7 @@ from consent.webhooks.models import WebhookMessage
 from consent.webhooks.pinning import pinned, pinned_transport
 from consent.webhooks.signing import sign, webhook_secret_for
 from vault.base import utcnow
+from vault.metrics import WEBHOOK_DELIVERIES
 from vault.runtime import Runtime
 
 CONCURRENCY: Final = 16
@@ -358,7 +359,7 @@ class Dispatcher:
             with pinned(checked.host, checked.addresses):
                 status, problem = await _post(client, url, headers, body, self.deadline)
         duration_ms = int((time.monotonic() - started) * 1000)
-        return await self._in_db(
+        outcome = await self._in_db(
             lambda: _record(
                 self.sessions,
                 message_id=message_id,
@@ -372,3 +373,5 @@ class Dispatcher:
                 url=claimed.url,
             )
         )
+        WEBHOOK_DELIVERIES.labels(outcome.result.replace(" ", "_")).inc()
+        return outcome

@@ -6,10 +6,11 @@ the end of the app's queue) and ask for the waiting ones to be tried at once.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
@@ -101,3 +102,26 @@ def retry_now(db: Session, app: VendorApp, *, now: datetime | None = None) -> in
         .execution_options(synchronize_session=False)
     )
     return int(waiting.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    waiting: int
+    """Messages neither delivered nor abandoned, over every app."""
+    oldest_age_seconds: float | None
+    """How long the oldest of them has waited; None when none waits."""
+
+
+def queue_stats(db: Session, now: datetime | None = None) -> QueueStats:
+    """The waiting messages, from the partial index of waiting messages (small however long
+    the history grows): one statement."""
+    now = now or utcnow()
+    waiting, oldest = db.execute(
+        select(func.count(), func.min(WebhookMessage.created_at)).where(
+            WebhookMessage.delivered_at.is_(None), WebhookMessage.abandoned_at.is_(None)
+        )
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else None
+    return QueueStats(int(waiting), age)

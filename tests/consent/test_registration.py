@@ -273,7 +273,6 @@ def test_a_software_statement_is_refused(register: Register, token: str) -> None
     [
         (b"not json", "application/json"),
         (b'["a list"]', "application/json"),
-        (b"client_name=Acme", "application/x-www-form-urlencoded"),
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_refused(
@@ -286,6 +285,23 @@ def test_a_body_that_is_not_a_json_object_is_refused(
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_client_metadata"
+
+
+def test_a_form_instead_of_json_is_refused_as_an_unsupported_media_type(
+    client: TestClient, token: str, db: Session
+) -> None:
+    before = apps(db)
+    response = client.post(
+        "/oauth/register",
+        content=b"client_name=Acme",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+    assert apps(db) == before
 
 
 def test_a_client_name_with_a_lone_surrogate_is_invalid_client_metadata(

@@ -157,7 +157,7 @@ def test_the_token_endpoint_is_a_form_with_every_grant_and_rfc_6749_answers(
         ACCEPTED_OFFER,
     }
     assert {"scope", "code", "code_verifier", "refresh_token", "offer_id"} <= set(fields)
-    assert set(token["responses"]) == {"200", "400", "401"}
+    assert set(token["responses"]) == {"200", "400", "401", "413", "415"}
     error = token["responses"]["400"]["content"]["application/json"]["schema"]
     assert "error_description" in resolve(document, error["$ref"])["properties"]
     assert {"ClientSecretBasic": []} in token["security"]

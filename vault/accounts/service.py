@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Insert, case, delete, or_, select, update
+from sqlalchemy import Insert, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from vault.base import utcnow
 from vault.crypto import blind_index, hash_token, new_token, normalise_email
 from vault.errors import InvalidInput
 from vault.keystore import KeyStore
+from vault.metrics import SIGNIN_THROTTLED
 from vault.runtime import Runtime
 
 MIN_PASSWORD = 10
@@ -146,6 +147,7 @@ class AccountService:
                 continue
             wait = max(wait, self._wait(row.window_started_at, now))
         if wait:
+            SIGNIN_THROTTLED.inc()
             raise SignInThrottled(wait)
 
     def _wait(self, window_started_at: datetime, now: datetime) -> int:
@@ -195,6 +197,7 @@ class AccountService:
                 taken.append(bucket)
             else:
                 return
+        SIGNIN_THROTTLED.inc()
         raise SignInThrottled(wait)
 
     def _count(
@@ -260,6 +263,15 @@ class AccountService:
                 .execution_options(synchronize_session=False)
             )
         self.db.expire_all()
+
+    def throttle_buckets(self) -> int:
+        """How many throttle buckets (accounts or client addresses) counted a failure in the
+        current window: a table the purge job keeps small."""
+        since = utcnow() - self._window()
+        return int(
+            self.db.scalar(select(func.count()).where(SignInThrottle.window_started_at > since))
+            or 0
+        )
 
     def purge_throttle(self) -> int:
         """Forget failure counts whose window ended (they are keyed hashes of addresses and

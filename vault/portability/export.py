@@ -24,6 +24,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -47,7 +48,18 @@ SCHEMA = "data.schema.json"
 INDEX = "index.html"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.jws"
+INCOMPLETE = "EXPORT-INCOMPLETE.txt"
+"""Written instead of the manifest when the export broke off after its first bytes."""
+INCOMPLETE_TEXT = (
+    "This export is incomplete.\n\n"
+    "The vault stopped being able to read your data while it was making this archive (its "
+    "database did not answer). The files in it may be cut short, and it has no manifest.json "
+    "or manifest.jws, so no vault will import it.\n\n"
+    "Nothing was lost from your vault. Please export again in a few minutes.\n"
+)
 _CHUNK = 64 * 1024
+
+log = logging.getLogger("vrm.export")
 
 
 class _Sink(io.RawIOBase):
@@ -302,42 +314,63 @@ class Archive:
         self.files: list[dict[str, Any]] = []
 
     def chunks(self) -> Iterator[bytes]:
+        """The archive's bytes. A failure before the first chunk (the database away) is
+        raised: nothing was sent, the caller can answer with an error. A failure after it
+        ends the archive cleanly instead of breaking the connection: the file being written
+        is closed where it stopped, :data:`INCOMPLETE` says what happened, and there is no
+        manifest or signature, so no importer takes it for a whole export."""
         sink = _Sink()
+        sent = False
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            produce: list[tuple[str, Callable[[], Iterable[bytes]]]] = [
-                (DATA, lambda: data_json(self.header, self.sections)),
-                (SCHEMA, lambda: [_pretty(json_schema(self.header, self.sections))]),
-            ]
-            for section in self.sections:
-                if section.csv_columns is not None:
-                    produce.append((f"{section.name}.csv", functools.partial(csv_file, section)))
-            produce.append((INDEX, lambda: index_html(self.header, self.sections)))
-            for name, make in produce:
-                digest, size = hashlib.sha256(), 0
-                with archive.open(_info(name), "w", force_zip64=True) as member:
-                    for piece in make():
-                        member.write(piece)
-                        digest.update(piece)
-                        size += len(piece)
-                        if sink.size >= _CHUNK:
-                            yield sink.drain()
-                self.files.append({"path": name, "sha256": digest.hexdigest(), "bytes": size})
-                yield sink.drain()
-            manifest = _pretty(
-                {
-                    "format": FORMAT,
-                    "version": VERSION,
-                    "created_at": self.header["exported_at"],
-                    "vault": self.header["vault"],
-                    "files": self.files,
-                }
-            )
-            archive.writestr(_info(MANIFEST), manifest)
-            archive.writestr(
-                _info(SIGNATURE),
-                self.portability.signer.sign(manifest, MANIFEST_TYP).encode() + b"\n",
-            )
+            try:
+                for chunk in self._members(archive, sink):
+                    sent = True
+                    yield chunk
+            except Exception as exc:
+                if not sent:
+                    raise
+                # The type only: messages can carry bound SQL parameters.
+                log.warning(
+                    "export stopped after %d of its files (%s): ended the archive with %s",
+                    len(self.files),
+                    type(exc).__name__,
+                    INCOMPLETE,
+                )
+                archive.writestr(_info(INCOMPLETE), INCOMPLETE_TEXT.encode())
         yield sink.drain()
+
+    def _members(self, archive: zipfile.ZipFile, sink: _Sink) -> Iterator[bytes]:
+        produce: list[tuple[str, Callable[[], Iterable[bytes]]]] = [
+            (DATA, lambda: data_json(self.header, self.sections)),
+            (SCHEMA, lambda: [_pretty(json_schema(self.header, self.sections))]),
+        ]
+        for section in self.sections:
+            if section.csv_columns is not None:
+                produce.append((f"{section.name}.csv", functools.partial(csv_file, section)))
+        produce.append((INDEX, lambda: index_html(self.header, self.sections)))
+        for name, make in produce:
+            digest, size = hashlib.sha256(), 0
+            with archive.open(_info(name), "w", force_zip64=True) as member:
+                for piece in make():
+                    member.write(piece)
+                    digest.update(piece)
+                    size += len(piece)
+                    if sink.size >= _CHUNK:
+                        yield sink.drain()
+            self.files.append({"path": name, "sha256": digest.hexdigest(), "bytes": size})
+            yield sink.drain()
+        manifest = _pretty(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "created_at": self.header["exported_at"],
+                "vault": self.header["vault"],
+                "files": self.files,
+            }
+        )
+        signature = self.portability.signer.sign(manifest, MANIFEST_TYP).encode() + b"\n"
+        archive.writestr(_info(MANIFEST), manifest)
+        archive.writestr(_info(SIGNATURE), signature)
 
 
 def _pretty(value: Any) -> bytes:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
+import tempfile
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vault.settings import get_settings
+from vault.metrics import multiprocess_dir, use_multiprocess_dir
+from vault.settings import Settings, get_settings
 from vrm.cli.common import service
 from vrm.cli.worker import Background
 from vrm.logs import json_log_config
+
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 def serve(
@@ -32,9 +38,30 @@ def serve(
     ] = 5.0,
 ) -> None:
     """Start the web service."""
+    settings = get_settings()
+    counts_dir = None
+    if workers > 1 and multiprocess_dir() is None:
+        # Each worker counts in files here, so a scrape of any worker sees them all.
+        counts_dir = Path(tempfile.mkdtemp(prefix="vrm-metrics-"))
+        use_multiprocess_dir(counts_dir)
+    try:
+        _serve(settings, host, port, workers, reload, with_worker, worker_interval)
+    finally:
+        if counts_dir is not None:
+            shutil.rmtree(counts_dir, ignore_errors=True)
+
+
+def _serve(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    reload: bool,
+    with_worker: bool,
+    worker_interval: float,
+) -> None:
     import uvicorn  # imported here: only this command needs the server (start-up time)
 
-    settings = get_settings()
     with service() as rt:
         rt.engine.dispose()  # the schema check's connection; the server opens its own
         background = Background(rt, worker_interval) if with_worker else None
@@ -63,6 +90,10 @@ def serve(
                 host=host or settings.host,
                 port=port or settings.port,
                 workers=workers,
+                # A worker answers the supervisor's health checks once it has imported the
+                # service, which takes seconds on a busy machine: uvicorn's 5 s killed and
+                # restarted workers before they could start, over and over.
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
                 reload=reload,
                 log_config=(
                     json_log_config()
