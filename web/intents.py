@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
@@ -19,7 +19,13 @@ from intents.blocks import BlockService
 from intents.decisions import OfferDecisions, choose_agreement
 from intents.errors import IntentClosed, OfferChanged, OfferNotLive
 from intents.models import Intent, IntentStatus
-from intents.rules import DEFAULT_EXPIRY_DAYS, MAX_DESCRIPTION, MAX_TITLE, parse_intent
+from intents.rules import (
+    DEFAULT_EXPIRY_DAYS,
+    MAX_DESCRIPTION,
+    MAX_TITLE,
+    QUICK_CLOSES,
+    parse_intent,
+)
 from intents.service import SORTS, IntentService, IntentView
 from vault.accounts.models import Account
 from vault.dependencies import DbDep, RuntimeDep
@@ -45,6 +51,9 @@ FORM_FIELDS = (
     "online",
     "needed_by",
     "expires_on",
+    "closes",
+    "closes_time",
+    "time_zone",
 )
 STATUS_LABELS = {
     IntentStatus.DRAFT: "Draft",
@@ -94,7 +103,20 @@ def _values_of(view: IntentView) -> dict[str, str]:
         "city": intent.city or "",
         "online": "on" if intent.online else "",
         "needed_by": intent.needed_by.isoformat() if intent.needed_by else "",
-        "expires_on": (intent.expires_at - timedelta(days=1)).date().isoformat(),
+        **_closing_values(intent.expires_at),
+    }
+
+
+def _closing_values(expires_at: datetime) -> dict[str, str]:
+    """The form's closing fields for a stored closing moment: a date alone when it closes at
+    the end of a day (UTC), else the date and time in UTC."""
+    moment = expires_at.astimezone(UTC)
+    if moment.time() == time.min:
+        return {"expires_on": (moment - timedelta(days=1)).date().isoformat(), "time_zone": "UTC"}
+    return {
+        "expires_on": moment.date().isoformat(),
+        "closes_time": moment.strftime("%H:%M"),
+        "time_zone": "UTC",
     }
 
 
@@ -133,6 +155,7 @@ def _form_page(
             "countries": countries(),
             "max_title": MAX_TITLE,
             "max_description": MAX_DESCRIPTION,
+            "quick_closes": QUICK_CLOSES,
             "today": datetime.now(UTC).date().isoformat(),
         },
         status_code=status_code,
