@@ -125,6 +125,26 @@ class IntentService:
         )
         return [self._view(i, int(counts.get(i.id, 0))) for i in intents]
 
+    def waiting_offers(self, owner_id: uuid.UUID) -> int:
+        """How many offers wait for this individual's answer: live and valid, on open
+        intents (the navigation's count)."""
+        now = utcnow()
+        return int(
+            self.db.scalar(
+                select(func.count())
+                .select_from(Offer)
+                .join(Intent, Intent.id == Offer.intent_id)
+                .where(
+                    Intent.owner_id == owner_id,
+                    Intent.status == IntentStatus.OPEN,
+                    Intent.expires_at > now,
+                    Offer.status == OfferStatus.LIVE,
+                    Offer.valid_until > now,
+                )
+            )
+            or 0
+        )
+
     def view(self, owner_id: uuid.UUID, intent_id: uuid.UUID) -> IntentView:
         return self._view(self.owned(owner_id, intent_id))
 

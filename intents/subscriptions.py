@@ -9,10 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
+from intents.errors import SubscriptionLimit
 from intents.market import IntentFilters
 from intents.models import ANY, IntentSubscription
 from vault.base import utcnow
-from vault.errors import Conflict, InvalidInput, NotFound
+from vault.errors import InvalidInput, NotFound
 
 MAX_PER_APP = 50
 
@@ -66,7 +67,7 @@ class Subscriptions:
             .where(IntentSubscription.app_id == self.app.id)
         )
         if (count or 0) >= MAX_PER_APP:
-            raise Conflict(
+            raise SubscriptionLimit(
                 f"An app keeps at most {MAX_PER_APP} subscriptions; delete one or widen one "
                 "instead."
             )

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from consent.grants.access import TokenContext
 from intents import money
+from intents.errors import SubscriptionLimit
 from intents.market import IntentFilters
 from intents.models import IntentSubscription
 from intents.subscriptions import MAX_PER_APP, Subscriptions
-from vault.errors import Conflict, InvalidInput, NotFound
+from vault.errors import InvalidInput, NotFound
 from vault.errors import error_responses as _responses
 from vault.routing import APIRouter
 from vault.runtime import Runtime
@@ -145,12 +146,12 @@ async def list_subscriptions(call: IntentsReader) -> Response:
     "/subscriptions",
     response_model=SubscriptionOut,
     status_code=201,
-    responses=_responses(InvalidInput, Conflict, *_AUTH),
+    responses=_responses(InvalidInput, SubscriptionLimit, *_AUTH),
 )
 async def create_subscription(body: SubscriptionIn, call: IntentsReader) -> Response:
     """Save filters: every intent published from now on that matches them (and that your app
     may see) is sent to your webhook URL as `intent.published`, once per app however many of
-    your subscriptions match. 409 `conflict` past the limit per app."""
+    your subscriptions match. 409 `subscription_limit` past the limit per app."""
     filters = _parse(body)
 
     def create(db: Session, rt: Runtime, ctx: TokenContext) -> SubscriptionOut:

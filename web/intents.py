@@ -18,6 +18,7 @@ from intents import money, taxonomy
 from intents.blocks import BlockService
 from intents.decisions import OfferDecisions, choose_agreement
 from intents.errors import IntentClosed, OfferChanged, OfferNotLive
+from intents.live import encode_event_id
 from intents.models import Intent, IntentStatus
 from intents.rules import (
     DEFAULT_EXPIRY_DAYS,
@@ -174,7 +175,12 @@ def intents_page(request: Request, account: PageIndividual, db: DbDep, rt: Runti
     return render(
         request,
         "intents.html",
-        {"views": views, "labels": STATUS_LABELS, "money": money.display},
+        {
+            "views": views,
+            "labels": STATUS_LABELS,
+            "money": money.display,
+            "nav_offers": IntentService(db, rt).waiting_offers(account.id),
+        },
     )
 
 
@@ -251,6 +257,13 @@ def _detail(
     view = service.view(account.id, intent_id)
     offers = service.offers(account.id, intent_id, sort)
     blocked = {app.id for _block, app in BlockService(db, rt).blocked(account.id)}
+    live_url = None
+    if view.status == IntentStatus.OPEN:
+        newest = max(offers, key=lambda o: (o.offer.updated_at, o.offer.id), default=None)
+        after = (
+            f"?after={encode_event_id(newest.offer.updated_at, newest.offer.id)}" if newest else ""
+        )
+        live_url = f"/intents/{intent_id}/live{after}"
     return render(
         request,
         "intent.html",
@@ -266,6 +279,8 @@ def _detail(
             "countries": countries(),
             "blocked": blocked,
             "errors": errors or {},
+            "live_url": live_url,
+            "nav_offers": service.waiting_offers(account.id),
         },
         status_code=status_code,
     )
