@@ -13,16 +13,18 @@ intent is withdrawn or closes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, or_, select
+from sqlalchemy import and_, exists, false, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from consent.terms.catalogue import INTENT_SHARING
 from consent.vendors.models import VendorApp
-from consent.webhooks.outbox import enqueue
+from consent.webhooks.events import WebhookEvent
+from consent.webhooks.outbox import enqueue_many
 from intents import money, taxonomy
 from intents.events import (
     IntentChangedData,
@@ -53,15 +55,33 @@ def _not_blocked(owner_id: uuid.UUID) -> Any:
     )
 
 
-def _may_see(app: VendorApp) -> bool:
-    return (
-        bool(app.webhook_url)
-        and INTENT_SHARING in (app.accepted_agreements or [])
-        and READ_SCOPE in (app.vendor_scopes or [])
-    )
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """An app to tell: what queueing and the pseudonym need, and what decides it may see."""
+
+    id: uuid.UUID
+    webhook_url: str | None
+    accepted_agreements: list[str] | None
+    vendor_scopes: list[str] | None
+
+    @property
+    def may_see(self) -> bool:
+        return (
+            bool(self.webhook_url)
+            and INTENT_SHARING in (self.accepted_agreements or [])
+            and READ_SCOPE in (self.vendor_scopes or [])
+        )
 
 
-def matching_apps(db: Session, intent: Intent) -> list[tuple[VendorApp, list[uuid.UUID]]]:
+_RECIPIENT = (
+    VendorApp.id,
+    VendorApp.webhook_url,
+    VendorApp.accepted_agreements,
+    VendorApp.vendor_scopes,
+)
+
+
+def matching_apps(db: Session, intent: Intent) -> list[tuple[Recipient, list[uuid.UUID]]]:
     """Every app with a subscription this intent matches and that may see it, with the ids of
     its matching subscriptions: one statement, driven by the match index."""
     category_keys = [ANY, intent.category_root]
@@ -69,8 +89,8 @@ def matching_apps(db: Session, intent: Intent) -> list[tuple[VendorApp, list[uui
         category_keys.append(intent.category)
     country_keys = [ANY, intent.country] if intent.country else [ANY]
     sub = IntentSubscription
-    rows: Sequence[Row[tuple[uuid.UUID, VendorApp]]] = db.execute(
-        select(sub.id, VendorApp)
+    rows = db.execute(
+        select(sub.id, *_RECIPIENT)
         .join(VendorApp, VendorApp.id == sub.app_id)
         .where(
             sub.category_key.in_(category_keys),
@@ -82,32 +102,30 @@ def matching_apps(db: Session, intent: Intent) -> list[tuple[VendorApp, list[uui
             or_(sub.budget_max.is_(None), sub.budget_max >= intent.budget_minor),
             or_(
                 sub.needed_before.is_(None),
-                sub.needed_before >= intent.needed_by if intent.needed_by else False,
+                sub.needed_before >= intent.needed_by if intent.needed_by else false(),
             ),
             VendorApp.webhook_url.is_not(None),
             _not_blocked(intent.owner_id),
         )
         .order_by(VendorApp.id, sub.created_at, sub.id)
     ).all()
-    found: dict[uuid.UUID, tuple[VendorApp, list[uuid.UUID]]] = {}
-    for sub_id, app in rows:
-        if _may_see(app):
-            found.setdefault(app.id, (app, []))[1].append(sub_id)
-    return list(found.values())
+    found: dict[uuid.UUID, tuple[Recipient, list[uuid.UUID]]] = {}
+    for sub_id, app_id, webhook_url, agreements, app_scopes in rows:
+        if app_id not in found:
+            found[app_id] = (Recipient(app_id, webhook_url, agreements, app_scopes), [])
+        found[app_id][1].append(sub_id)
+    return [(app, ids) for app, ids in found.values() if app.may_see]
 
 
-def _told(db: Session, intent: Intent) -> list[VendorApp]:
+def _told(db: Session, intent: Intent) -> list[Recipient]:
     """The apps told of this intent that may still see it (blocked ones hear nothing more)."""
-    return [
-        app
-        for app in db.scalars(
-            select(VendorApp)
-            .join(IntentNotice, IntentNotice.app_id == VendorApp.id)
-            .where(IntentNotice.intent_id == intent.id, _not_blocked(intent.owner_id))
-            .order_by(VendorApp.id)
-        )
-        if _may_see(app)
-    ]
+    rows = db.execute(
+        select(*_RECIPIENT)
+        .join(IntentNotice, IntentNotice.app_id == VendorApp.id)
+        .where(IntentNotice.intent_id == intent.id, _not_blocked(intent.owner_id))
+        .order_by(VendorApp.id)
+    ).all()
+    return [app for app in (Recipient(*row) for row in rows) if app.may_see]
 
 
 class _Facts:
@@ -120,7 +138,7 @@ class _Facts:
         self.title = _decrypt(keys, intent, "title_ct")
         self.description = _decrypt(keys, intent, "description_ct")
 
-    def fields(self, app: VendorApp, subscription_ids: Iterable[uuid.UUID]) -> dict[str, Any]:
+    def fields(self, app: Recipient, subscription_ids: Iterable[uuid.UUID]) -> dict[str, Any]:
         intent = self.intent
         category = taxonomy.CATEGORIES.get(intent.category)
         assert intent.published_at is not None
@@ -157,46 +175,49 @@ def announce(db: Session, rt: Runtime, intent: Intent, *, changed: bool) -> int:
     told before. Returns how many messages were queued.
     """
     matches = matching_apps(db, intent)
-    told_before: dict[uuid.UUID, VendorApp] = (
+    told_before: dict[uuid.UUID, Recipient] = (
         {app.id: app for app in _told(db, intent)} if changed else {}
     )
     if not matches and not told_before:
         return 0
     facts = _Facts(db, rt, intent)
     now = utcnow()
-    queued = 0
     subs = {app.id: ids for app, ids in matches}
-    for app, ids in matches:
-        if app.id in told_before:
-            continue
-        enqueue(db, app, IntentPublishedData(**facts.fields(app, ids)), now=now)
-        db.add(IntentNotice(intent_id=intent.id, app_id=app.id, told_at=now))
-        queued += 1
-    for app in told_before.values():
-        enqueue(db, app, IntentChangedData(**facts.fields(app, subs.get(app.id, []))), now=now)
-        queued += 1
-    db.flush()
+    events: list[tuple[Recipient, WebhookEvent]] = [
+        (app, IntentPublishedData(**facts.fields(app, ids)))
+        for app, ids in matches
+        if app.id not in told_before
+    ]
+    notices = [{"intent_id": intent.id, "app_id": app.id, "told_at": now} for app, _event in events]
+    events += [
+        (app, IntentChangedData(**facts.fields(app, subs.get(app.id, []))))
+        for app in told_before.values()
+    ]
+    queued = enqueue_many(db, events, now=now)
+    if notices:
+        db.connection().execute(insert(IntentNotice), notices)
     return queued
 
 
 def withdrawn(db: Session, rt: Runtime, intent: Intent, *, skip: set[uuid.UUID]) -> int:
     """``intent.withdrawn`` to each app told of the intent, except those in ``skip`` (they
     were sent one about their live offer)."""
-    queued = 0
-    for app in _told(db, intent):
-        if app.id in skip:
-            continue
-        event = IntentWithdrawnData(
-            offer_id=None,
-            intent_id=str(intent.id),
-            owner=owner_pseudonym(rt, app.id, intent.owner_id),
-            offer_status=None,
-            price=None,
-            currency=None,
+    events: list[tuple[Recipient, WebhookEvent]] = [
+        (
+            app,
+            IntentWithdrawnData(
+                offer_id=None,
+                intent_id=str(intent.id),
+                owner=owner_pseudonym(rt, app.id, intent.owner_id),
+                offer_status=None,
+                price=None,
+                currency=None,
+            ),
         )
-        enqueue(db, app, event)
-        queued += 1
-    return queued
+        for app in _told(db, intent)
+        if app.id not in skip
+    ]
+    return enqueue_many(db, events)
 
 
 def closed(
@@ -204,14 +225,16 @@ def closed(
 ) -> int:
     """``intent.closed`` to each app told of the intent."""
     at = at or intent.closed_at or utcnow()
-    queued = 0
-    for app in _told(db, intent):
-        event = IntentClosedData(
-            intent_id=str(intent.id),
-            owner=owner_pseudonym(rt, app.id, intent.owner_id),
-            reason=reason,  # type: ignore[arg-type]
-            closed_at=at,
+    events: list[tuple[Recipient, WebhookEvent]] = [
+        (
+            app,
+            IntentClosedData(
+                intent_id=str(intent.id),
+                owner=owner_pseudonym(rt, app.id, intent.owner_id),
+                reason=reason,
+                closed_at=at,
+            ),
         )
-        enqueue(db, app, event)
-        queued += 1
-    return queued
+        for app in _told(db, intent)
+    ]
+    return enqueue_many(db, events)
