@@ -106,7 +106,9 @@ def subscription_out(sub: IntentSubscription) -> SubscriptionOut:
     )
 
 
-def _parse(body: SubscriptionIn) -> IntentFilters:
+def parse_subscription(body: SubscriptionIn) -> IntentFilters:
+    """The filters of a subscription, checked as the listing checks its query."""
+
     def text(value: object) -> str | None:
         return None if value is None else str(value)
 
@@ -152,7 +154,7 @@ async def create_subscription(body: SubscriptionIn, call: IntentsReader) -> Resp
     """Save filters: every intent published from now on that matches them (and that your app
     may see) is sent to your webhook URL as `intent.published`, once per app however many of
     your subscriptions match. 409 `subscription_limit` past the limit per app."""
-    filters = _parse(body)
+    filters = parse_subscription(body)
 
     def create(db: Session, rt: Runtime, ctx: TokenContext) -> SubscriptionOut:
         return subscription_out(Subscriptions(db, ctx.app).create(filters))
@@ -184,7 +186,7 @@ async def replace_subscription(
     subscription_id: str, body: SubscriptionIn, call: IntentsReader
 ) -> Response:
     """Replace a subscription's filters (a filter left out no longer applies)."""
-    filters = _parse(body)
+    filters = parse_subscription(body)
 
     def replace(db: Session, rt: Runtime, ctx: TokenContext) -> SubscriptionOut:
         return subscription_out(Subscriptions(db, ctx.app).replace(_id(subscription_id), filters))
