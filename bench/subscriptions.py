@@ -6,8 +6,8 @@
 Makes a throwaway database (PostgreSQL on VRM_BENCH_DATABASE_URL's server, default the local
 one, dropped at the end; or a SQLite file in a temporary directory), migrates it, and registers
 ``--apps`` vendor apps that accept the intent-sharing agreement, each with ``--per-app``
-subscriptions drawn at random (seeded) from the listing's filters (a leaf mostly, else a
-root, rarely any; a country mostly, else any; EUR or any; sometimes a budget range or
+subscriptions drawn at random (seeded) from the listing's filters (a leaf, 5 % a root, 1 %
+any; a country, 5 % any; EUR or any; sometimes a budget range or
 "online") and a webhook URL at a local receiver (127.0.0.1). With the worker running
 (``vrm worker``'s loops, ``--interval``), it publishes ``--intents`` intents one after
 another, ``--gap`` seconds apart, and prints:
@@ -126,9 +126,9 @@ def database(backend: str) -> Iterator[str]:
 
 def _subscription(rng: random.Random, app_id: uuid.UUID) -> IntentSubscription:
     roll = rng.random()
-    if roll < 0.02:
+    if roll < 0.01:
         category = ANY
-    elif roll < 0.3:
+    elif roll < 0.06:
         category = rng.choice(taxonomy.ROOTS).id
     else:
         category = rng.choice([c.id for c in taxonomy.CATEGORIES.values() if not c.is_root])
@@ -138,7 +138,7 @@ def _subscription(rng: random.Random, app_id: uuid.UUID) -> IntentSubscription:
         id=uuid.uuid4(),
         app_id=app_id,
         category_key=category,
-        country_key=rng.choice(COUNTRIES) if rng.random() < 0.8 else ANY,
+        country_key=rng.choice(COUNTRIES) if rng.random() < 0.95 else ANY,
         currency_key="EUR" if ranged or rng.random() < 0.5 else ANY,
         online=True if rng.random() < 0.1 else None,
         budget_min=low,
