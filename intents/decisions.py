@@ -24,7 +24,7 @@ from consent.grants.service import (
 )
 from consent.terms.catalogue import AGREEMENTS, INTENT_SHARING, Agreement, agreement_for
 from consent.vendors.models import VendorApp
-from intents import notify
+from intents import broadcast, notify
 from intents.errors import IntentClosed, OfferChanged, OfferNotLive
 from intents.models import Intent, IntentStatus, Offer, OfferStatus
 from intents.service import IntentService, effective_status, offer_status
@@ -186,6 +186,7 @@ class OfferDecisions:
             intent,
             "another_offer_accepted",
         )
+        broadcast.closed(self.db, self.rt, intent, "offer_accepted", at=now)
         return offer
 
     @atomic

@@ -52,3 +52,9 @@ class CurrencyMismatch(InvalidInput):
     """The offer's currency is not the intent's."""
 
     code = "currency_mismatch"
+
+
+class SubscriptionLimit(Conflict):
+    """Your app keeps as many subscriptions as it may; delete or widen one first."""
+
+    code = "subscription_limit"

@@ -1,5 +1,5 @@
-"""The webhooks about offers (``offer.*`` and ``intent.withdrawn``, sent by
-:mod:`intents.notify`).
+"""The webhooks about offers (``offer.*``, sent by :mod:`intents.notify`) and about intents
+matching an app's subscriptions (``intent.*``, sent by :mod:`intents.broadcast`).
 
 They name the individual only by the intent pseudonym the app already knows (``owner``, as in
 the API), never with personal data.
@@ -7,11 +7,12 @@ the API), never with personal data.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from consent.webhooks.events import WebhookEvent
+from consent.webhooks.events import IsoDateTime, WebhookEvent
 
 
 class OfferFields(BaseModel):
@@ -75,12 +76,98 @@ class OfferLapsedData(OfferFields, WebhookEvent):
     )
 
 
-class IntentWithdrawnData(OfferFields, WebhookEvent):
-    """The live offer that lapsed with the intent."""
+class IntentWithdrawnData(WebhookEvent):
+    """The intent that was withdrawn, and your live offer on it if you had one."""
 
     event_type = "intent.withdrawn"
-    summary = "An intent you made a live offer on was withdrawn"
+    summary = "An intent you made a live offer on, or were told of, was withdrawn"
     description = (
-        "The individual withdrew the intent (or erased their account); your offer lapsed "
-        "(`offer_status` `lapsed`). Sent once per live offer."
+        "The individual withdrew the intent (or erased their account). Sent once to each app "
+        "with a live offer on it (the offer lapsed: `offer_status` `lapsed`) and once to each "
+        "app that was sent `intent.published` for it (then the offer fields are null when "
+        "you had no live offer)."
     )
+
+    offer_id: str | None = Field(description="Your live offer that lapsed, or null.")
+    intent_id: str
+    owner: str = Field(
+        description="The intent owner's pseudonym for your app (`anon-...`): the `owner` of "
+        "the intent and the offer. It is not the OpenID Connect `sub`."
+    )
+    offer_status: str | None = Field(description="`lapsed` when you had a live offer, else null.")
+    price: str | None = Field(description="Decimal string, or null.", examples=["849.00"])
+    currency: str | None = Field(examples=["EUR"])
+
+
+class ListedIntent(BaseModel):
+    """The intent as the listing (`GET /vendor/v1/intents`) shows it to your app, without
+    `your_offer` (your offers have events of their own)."""
+
+    id: str
+    owner: str = Field(
+        description="Pseudonym of the intent's owner for your app: the `owner` of the listing."
+    )
+    category: str = Field(examples=["food.restaurants"])
+    category_label: str = Field(examples=["Food and drink > Restaurants"])
+    title: str
+    description: str
+    quantity: int
+    max_budget: str = Field(description="Decimal string.", examples=["60.00"])
+    currency: str = Field(examples=["EUR"])
+    country: str | None = Field(description="ISO 3166-1 alpha-2, or null.")
+    city: str | None
+    online: bool
+    needed_by: date | None
+    expires_at: datetime = Field(description="When the intent closes to offers.")
+    published_at: datetime
+
+
+class IntentFacts(BaseModel):
+    """What ``intent.published`` and ``intent.changed`` say (not an event itself)."""
+
+    intent: ListedIntent
+    subscription_ids: list[str] = Field(
+        description="Your subscriptions that this intent matches (empty for `intent.changed` "
+        "sent only because you were told of it before and it no longer matches)."
+    )
+
+
+class IntentPublishedData(IntentFacts, WebhookEvent):
+    """A newly published intent that matches one of your subscriptions."""
+
+    event_type = "intent.published"
+    summary = "An intent matching your subscriptions was published"
+    description = (
+        "Sent once per app (however many of its subscriptions match) when an individual "
+        "publishes an intent, or changes an open one so that it now matches. Never to apps "
+        "the individual blocked or that do not accept the intent-sharing agreement. Answer "
+        "with `POST /vendor/v1/intents/{id}/offers`."
+    )
+
+
+class IntentChangedData(IntentFacts, WebhookEvent):
+    """An open intent you were told of, as it is now."""
+
+    event_type = "intent.changed"
+    summary = "An open intent you were told of changed"
+    description = (
+        "The individual edited the intent. When its terms changed (anything but its closing "
+        "time) your live offer on it lapsed (`offer.lapsed`, `intent_changed`): offer again."
+    )
+
+
+class IntentClosedData(WebhookEvent):
+    """An intent you were told of closed."""
+
+    event_type = "intent.closed"
+    summary = "An intent you were told of closed"
+    description = (
+        "Sent once to each app that was sent `intent.published` for it, when it reached its "
+        "closing time (`expired`) or the individual accepted an offer (`offer_accepted`). "
+        "It takes no more offers."
+    )
+
+    intent_id: str
+    owner: str = Field(description="The intent owner's pseudonym for your app.")
+    reason: Literal["expired", "offer_accepted"]
+    closed_at: IsoDateTime

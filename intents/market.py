@@ -358,7 +358,7 @@ class Market:
             self._closed_to_offers(intent_id)
             raise
         now = utcnow()
-        clean = parse_offer(raw, intent.currency, now=now)
+        clean = parse_offer(raw, intent.currency, now=now, closes_at=intent.expires_at)
         offer = self.db.scalars(
             select(Offer).where(Offer.intent_id == intent.id, Offer.app_id == self.app.id)
         ).one_or_none()
@@ -456,7 +456,9 @@ class Market:
         self.db.refresh(offer)
         if offer.status != OfferStatus.LIVE:
             raise OfferNotLive(f"This offer was {offer.status}; it can no longer be changed.")
-        clean = parse_offer(raw, intent.currency, now=utcnow(), partial=True)
+        clean = parse_offer(
+            raw, intent.currency, now=utcnow(), partial=True, closes_at=intent.expires_at
+        )
         for column, value in clean.items():
             setattr(offer, column, value)
         offer.revision += 1

@@ -141,3 +141,62 @@ class IntentBlock(Base):
 
     def __repr__(self) -> str:
         return f"IntentBlock(app_id={self.app_id})"
+
+
+ANY = ""
+"""A subscription's key column that matches every value (a column, not NULL, so that matching
+is an ``IN`` over an index: ``category_key IN ('', :root, :leaf)``)."""
+
+
+class IntentSubscription(IdMixin, TimestampMixin, Base):
+    """A vendor app's standing filter: "tell me of every intent like this".
+
+    The columns that narrow most (category, country, currency) are keys where ``''`` means
+    any, so that publishing an intent finds every matching subscription with one query over
+    ``ix_intent_subscriptions_match``: at most 3 x 2 x 2 index ranges, whatever the number of
+    apps. The other filters (city, online, budget range, needed-by) are checked on the rows
+    found.
+    """
+
+    __tablename__ = "intent_subscriptions"
+    __table_args__ = (
+        Index(
+            "ix_intent_subscriptions_match",
+            "category_key",
+            "country_key",
+            "currency_key",
+        ),
+        Index("ix_intent_subscriptions_app_created", "app_id", "created_at", "id"),
+    )
+
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vendor_apps.id", ondelete="CASCADE"))
+    category_key: Mapped[str] = mapped_column(String(64), default=ANY)
+    """A root (its whole subtree), a leaf, or ``''`` for every category."""
+    country_key: Mapped[str] = mapped_column(String(2), default=ANY)
+    currency_key: Mapped[str] = mapped_column(String(3), default=ANY)
+    city: Mapped[str | None] = mapped_column(String(100))
+    online: Mapped[bool | None] = mapped_column(Boolean)
+    budget_min: Mapped[int | None] = mapped_column(BigInteger)
+    budget_max: Mapped[int | None] = mapped_column(BigInteger)
+    needed_before: Mapped[date | None]
+
+    def __repr__(self) -> str:
+        return f"IntentSubscription(id={self.id}, app_id={self.app_id})"
+
+
+class IntentNotice(Base):
+    """An app was told of an intent (``intent.published`` or ``intent.changed``): it is the
+    one to tell when the intent is withdrawn or closes."""
+
+    __tablename__ = "intent_notices"
+
+    intent_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("intents.id", ondelete="CASCADE"), primary_key=True
+    )
+    app_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("vendor_apps.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    told_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"IntentNotice(intent_id={self.intent_id}, app_id={self.app_id})"

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from intents import money, taxonomy
 from intents.errors import CurrencyMismatch, InvalidIntent
@@ -26,6 +27,12 @@ DEFAULT_EXPIRY_DAYS = 30
 MAX_EXPIRY_DAYS = 365
 MAX_NEEDED_BY_DAYS = 5 * 365
 MAX_OFFER_DAYS = 180
+MIN_OPEN = timedelta(minutes=30)
+"""An intent that closes at a time closes at least this far ahead."""
+QUICK_CLOSES = {"in_2h": "In 2 hours", "today_18": "Today at 18:00"}
+"""The portal's quick choices for the closing time, beside a date (and an optional time)."""
+MAX_TIME_ZONE = 64
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 T = TypeVar("T")
@@ -152,9 +159,88 @@ def _flag(raw: object) -> bool:
     raise InvalidInput("Say yes or no (true or false).", field="online")
 
 
-def parse_intent(raw: Mapping[str, Any], *, today: date | None = None) -> CleanIntent:
+def parse_time_zone(raw: object) -> ZoneInfo:
+    """An IANA time zone name (``Europe/Amsterdam``); empty is UTC."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return ZoneInfo("UTC")
+    problem = InvalidInput(
+        "Choose a time zone by its name, such as Europe/Amsterdam (or UTC).", field="time_zone"
+    )
+    if not isinstance(raw, str) or len(raw.strip()) > MAX_TIME_ZONE:
+        raise problem
+    try:
+        return ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise problem from None
+
+
+def _closing(
+    raw: Mapping[str, Any], errors: dict[str, str], *, now: datetime, today: date
+) -> datetime | None:
+    """When the intent closes: a quick choice (``closes``), a date with an optional time of day
+    in the person's time zone (``expires_on``, ``closes_time``, ``time_zone``), or a date alone
+    (the end of that day, UTC). A closing time is at least 30 minutes ahead."""
+    zone = _collect(errors, "time_zone", lambda: parse_time_zone(raw.get("time_zone")))
+    if zone is None:
+        return None
+    local_today = now.astimezone(zone).date()
+    quick = raw.get("closes") or ""
+    moment: datetime | None = None
+    if quick:
+        if quick == "in_2h":
+            moment = now + timedelta(hours=2)
+        elif quick == "today_18":
+            moment = datetime.combine(local_today, time(18, 0), tzinfo=zone)
+            if moment < now + MIN_OPEN:
+                errors["closes"] = (
+                    "Today at 18:00 is less than 30 minutes away; choose a date and time."
+                )
+                return None
+        else:
+            errors["closes"] = "Choose one of the quick closing times, or a date."
+            return None
+    else:
+        expires_on = _collect(
+            errors,
+            "expires_on",
+            lambda: parse_date(raw.get("expires_on"), field="expires_on", label="closing date"),
+        )
+        if "expires_on" in errors:
+            return None
+        time_raw = raw.get("closes_time") or ""
+        if time_raw:
+            if not isinstance(time_raw, str) or not _TIME.match(time_raw.strip()):
+                errors["closes_time"] = "Enter the closing time as HH:MM, e.g. 18:30."
+                return None
+            if expires_on is None:
+                expires_on = local_today
+            hour, minute = (int(part) for part in time_raw.strip().split(":"))
+            moment = datetime.combine(expires_on, time(hour, minute), tzinfo=zone)
+        else:
+            if expires_on is None:
+                expires_on = today + timedelta(days=DEFAULT_EXPIRY_DAYS)
+            if expires_on < today:
+                errors["expires_on"] = "The closing date is in the past."
+                return None
+            if expires_on > today + timedelta(days=MAX_EXPIRY_DAYS):
+                errors["expires_on"] = f"An intent stays open at most {MAX_EXPIRY_DAYS} days."
+                return None
+            return end_of_day(expires_on)
+    if moment > now + timedelta(days=MAX_EXPIRY_DAYS + 1):
+        errors["expires_on"] = f"An intent stays open at most {MAX_EXPIRY_DAYS} days."
+        return None
+    if (quick or raw.get("closes_time")) and moment < now + MIN_OPEN:
+        errors["closes_time"] = "The closing time must be at least 30 minutes from now."
+        return None
+    return moment.astimezone(UTC)
+
+
+def parse_intent(
+    raw: Mapping[str, Any], *, today: date | None = None, now: datetime | None = None
+) -> CleanIntent:
     """Validate an intent as the individual submitted it (a form or JSON body)."""
-    today = today or datetime.now(UTC).date()
+    now = now or datetime.now(UTC)
+    today = today or now.date()
     errors: dict[str, str] = {}
     category = _collect(errors, "category", lambda: taxonomy.get(raw.get("category")))
     title_raw = raw.get("title")
@@ -215,21 +301,10 @@ def parse_intent(raw: Mapping[str, Any], *, today: date | None = None) -> CleanI
             errors["needed_by"] = "The date you need it by is in the past."
         elif needed_by > today + timedelta(days=MAX_NEEDED_BY_DAYS):
             errors["needed_by"] = "The date you need it by is more than five years away."
-    expires_on = _collect(
-        errors,
-        "expires_on",
-        lambda: parse_date(raw.get("expires_on"), field="expires_on", label="closing date"),
-    )
-    if "expires_on" not in errors:
-        if expires_on is None:
-            expires_on = today + timedelta(days=DEFAULT_EXPIRY_DAYS)
-        if expires_on < today:
-            errors["expires_on"] = "The closing date is in the past."
-        elif expires_on > today + timedelta(days=MAX_EXPIRY_DAYS):
-            errors["expires_on"] = f"An intent stays open at most {MAX_EXPIRY_DAYS} days."
+    expires_at = _closing(raw, errors, now=now, today=today)
     if errors:
         raise InvalidIntent(errors)
-    assert category and title is not None and quantity and currency and budget and expires_on
+    assert category and title is not None and quantity and currency and budget and expires_at
     return CleanIntent(
         category=category,
         title=title,
@@ -241,16 +316,23 @@ def parse_intent(raw: Mapping[str, Any], *, today: date | None = None) -> CleanI
         city=city,
         online=bool(online),
         needed_by=needed_by,
-        expires_at=end_of_day(expires_on),
+        expires_at=expires_at,
     )
 
 
 def parse_offer(
-    raw: Mapping[str, Any], intent_currency: str, *, now: datetime, partial: bool = False
+    raw: Mapping[str, Any],
+    intent_currency: str,
+    *,
+    now: datetime,
+    partial: bool = False,
+    closes_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Validate an offer (or, with ``partial``, only the fields given in an update).
 
     Returns the clean values by column name. A currency other than the intent's is refused.
+    An offer is valid at most until its intent closes (``closes_at``): a later ``valid_until``
+    is shortened to it.
     """
 
     errors: dict[str, str] = {}
@@ -301,7 +383,7 @@ def parse_offer(
             elif valid_until > now + timedelta(days=MAX_OFFER_DAYS):
                 errors["valid_until"] = f"An offer is valid for at most {MAX_OFFER_DAYS} days."
             else:
-                clean["valid_until"] = valid_until
+                clean["valid_until"] = min(valid_until, closes_at) if closes_at else valid_until
     if errors:
         raise InvalidIntent(errors)
     if partial and not clean:

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from consent.terms.catalogue import AGREEMENTS, Agreement
 from consent.vendors.models import VendorApp
-from intents import notify, taxonomy
+from intents import broadcast, notify, taxonomy
 from intents.errors import IntentClosed
-from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
+from intents.models import Intent, IntentBlock, IntentNotice, IntentStatus, Offer, OfferStatus
 from intents.rules import CleanIntent
 from vault.accounts.models import Account
 from vault.base import utcnow
@@ -125,6 +125,26 @@ class IntentService:
         )
         return [self._view(i, int(counts.get(i.id, 0))) for i in intents]
 
+    def waiting_offers(self, owner_id: uuid.UUID) -> int:
+        """How many offers wait for this individual's answer: live and valid, on open
+        intents (the navigation's count)."""
+        now = utcnow()
+        return int(
+            self.db.scalar(
+                select(func.count())
+                .select_from(Offer)
+                .join(Intent, Intent.id == Offer.intent_id)
+                .where(
+                    Intent.owner_id == owner_id,
+                    Intent.status == IntentStatus.OPEN,
+                    Intent.expires_at > now,
+                    Offer.status == OfferStatus.LIVE,
+                    Offer.valid_until > now,
+                )
+            )
+            or 0
+        )
+
     def view(self, owner_id: uuid.UUID, intent_id: uuid.UUID) -> IntentView:
         return self._view(self.owned(owner_id, intent_id))
 
@@ -203,6 +223,8 @@ class IntentService:
             intent.published_at = utcnow()
         self.db.add(intent)
         self.db.flush()
+        if publish:
+            broadcast.announce(self.db, self.rt, intent, changed=False)
         return intent
 
     @atomic
@@ -216,12 +238,16 @@ class IntentService:
         intent = self.owned(owner.id, intent_id, lock=True)
         if effective_status(intent) not in (IntentStatus.DRAFT, IntentStatus.OPEN):
             raise IntentClosed("This intent is closed; it can no longer be changed.")
-        before = self._terms(intent)
+        before = (self._terms(intent), intent.expires_at)
         self._fill(intent, clean)
         self.db.flush()
-        if intent.status != IntentStatus.OPEN or self._terms(intent) == before:
+        if intent.status != IntentStatus.OPEN or (self._terms(intent), intent.expires_at) == before:
             return 0
-        return self.lapse(self.live_offers(intent.id), intent, "intent_changed")
+        lapsed = 0
+        if self._terms(intent) != before[0]:
+            lapsed = self.lapse(self.live_offers(intent.id), intent, "intent_changed")
+        broadcast.announce(self.db, self.rt, intent, changed=True)
+        return lapsed
 
     def _terms(self, intent: Intent) -> tuple[object, ...]:
         """What an offer answers: everything the individual wrote except the closing date."""
@@ -253,6 +279,7 @@ class IntentService:
         intent.status = IntentStatus.OPEN
         intent.published_at = utcnow()
         self.db.flush()
+        broadcast.announce(self.db, self.rt, intent, changed=False)
         return intent
 
     @atomic
@@ -274,7 +301,10 @@ class IntentService:
         intent.status = status
         intent.closed_at = utcnow()
         self.db.flush()
-        self.lapse(self.live_offers(intent.id), intent, reason)
+        live = self.live_offers(intent.id)
+        self.lapse(live, intent, reason)
+        if status == IntentStatus.WITHDRAWN:
+            broadcast.withdrawn(self.db, self.rt, intent, skip={app.id for _offer, app in live})
 
     def lapse(self, offers: list[tuple[Offer, VendorApp]], intent: Intent, reason: str) -> int:
         """Lapse these live offers and tell each vendor: ``intent.withdrawn`` when the intent
@@ -334,6 +364,7 @@ class IntentService:
                 offer.decided_at = now
                 self.db.flush()
                 notify.offer_lapsed(self.db, self.rt, app, intent, offer, "intent_expired")
+            broadcast.closed(self.db, self.rt, intent, "expired", at=now)
             done += 1
         return done
 
@@ -348,6 +379,11 @@ class IntentService:
         for intent in open_intents:
             self._close(intent, IntentStatus.WITHDRAWN, reason="intent_withdrawn")
         ids = select(Intent.id).where(Intent.owner_id == owner_id)
+        self.db.execute(
+            delete(IntentNotice)
+            .where(IntentNotice.intent_id.in_(ids))
+            .execution_options(synchronize_session=False)
+        )
         offers = self.db.execute(
             delete(Offer)
             .where(Offer.intent_id.in_(ids))

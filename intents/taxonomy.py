@@ -53,6 +53,11 @@ _TREE: dict[tuple[str, str], list[tuple[str, str]]] = {
         ("motorcycles", "Motorcycles"),
         ("parts", "Parts and accessories"),
     ],
+    ("food", "Food and drink"): [
+        ("restaurants", "Restaurants"),
+        ("takeaway", "Takeaway and delivery"),
+        ("groceries", "Groceries"),
+    ],
     ("services", "Services"): [
         ("insurance", "Insurance"),
         ("energy", "Energy"),

@@ -16,6 +16,9 @@ from consent.grants.events import (
 from consent.webhooks import attempts, signing
 from consent.webhooks.events import WebhookEvent
 from intents.events import (
+    IntentChangedData,
+    IntentClosedData,
+    IntentPublishedData,
     IntentWithdrawnData,
     OfferAcceptedData,
     OfferDeclinedData,
@@ -28,7 +31,10 @@ WEBHOOK_EVENTS: Final[tuple[type[WebhookEvent], ...]] = (
     OfferAcceptedData,
     OfferDeclinedData,
     OfferLapsedData,
+    IntentPublishedData,
+    IntentChangedData,
     IntentWithdrawnData,
+    IntentClosedData,
     ConsentGrantedData,
     ConsentChangedData,
     ConsentRevokedData,

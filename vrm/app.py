@@ -51,6 +51,7 @@ from vendor_api.docs import allowed_methods, api_openapi
 from vendor_api.docs import router as vendor_docs_router
 from vendor_api.endpoints import router as vendor_router
 from vendor_api.intents import router as vendor_intents_router
+from vendor_api.subscriptions import router as vendor_subscriptions_router
 from vendor_api.userinfo import router as userinfo_router
 from vrm.metrics import router as metrics_router
 from vrm.wiring import portability
@@ -296,6 +297,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for router in (
         vendor_router,
         vendor_intents_router,
+        vendor_subscriptions_router,
         consent_router,
         userinfo_router,
         registration_router,

@@ -18,7 +18,7 @@ from consent.ledger.models import (
 from consent.oauth.models import ConsentEvent
 from consent.vendors.models import RateLimitWindow, VendorApp
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
-from intents.models import Intent, IntentBlock, Offer
+from intents.models import Intent, IntentBlock, IntentNotice, IntentSubscription, Offer
 from vault.accounts.models import Account, AccountSession, ApiToken, SignInThrottle
 from vault.base import Base
 from vault.factors.models import (
@@ -44,6 +44,8 @@ __all__ = [
     "Grant",
     "Intent",
     "IntentBlock",
+    "IntentNotice",
+    "IntentSubscription",
     "LedgerCheckpoint",
     "LedgerEntry",
     "LedgerHead",

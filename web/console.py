@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -25,12 +27,15 @@ from consent.vendors.service import (
 from consent.webhooks.log import delivery_log, endpoint_health
 from consent.webhooks.outbox import resend, retry_now
 from consent.webhooks.signing import rotate_webhook_secret, webhook_secret_for
+from intents import taxonomy
+from intents.subscriptions import MAX_PER_APP, Subscriptions
 from vault.accounts.dependencies import ViewerDep
 from vault.accounts.models import Account, Role
 from vault.dependencies import DbDep, RuntimeDep
-from vault.errors import Forbidden
+from vault.errors import Forbidden, InvalidInput, NotFound
 from vault.routing import APIRouter
 from vault.runtime import Runtime
+from vendor_api.subscriptions import SubscriptionIn, parse_subscription, subscription_out
 from web.accounts import home_for, sign_up_page
 from web.dependencies import CSRFChecked, FormDep, require_account
 from web.templating import flash, render
@@ -173,6 +178,9 @@ def _app_page(
             "agreements": agreements(),
             "vendor_scopes": VENDOR_SCOPES,
             "webhooks": _deliveries(rt, db, app),
+            "subscriptions": [subscription_out(sub) for sub in Subscriptions(db, app).all()],
+            "subscription_limit": MAX_PER_APP,
+            "category_roots": [(root, taxonomy.children(root.id)) for root in taxonomy.ROOTS],
         },
         status_code=status_code,
     )
@@ -316,4 +324,52 @@ def delete_app_submit(
     delete_app(db, app, rt)
     response = RedirectResponse("/console", status_code=303)
     flash(request, response, f"{name} is deleted, with every grant and token it held.", "success")
+    return response
+
+
+_SUBSCRIPTION_FIELDS = ("category", "country", "city", "currency", "budget_min", "budget_max")
+
+
+@router.post("/console/apps/{app_id}/subscriptions", dependencies=[CSRFChecked])
+def add_subscription(
+    app_id: str, request: Request, vendor: PageVendor, db: DbDep, form: FormDep
+) -> Response:
+    """Save an intent subscription for the app (the same filters and checks as the API's)."""
+    app = app_of_owner(db, vendor.id, app_id)
+    values: dict[str, Any] = {
+        name: value.strip() or None
+        for name in _SUBSCRIPTION_FIELDS
+        if isinstance(value := form.get(name, ""), str)
+    }
+    values["online"] = True if form.get("online") == "on" else None
+    response = RedirectResponse(f"/console/apps/{app.id}#subscriptions", status_code=303)
+    try:
+        Subscriptions(db, app).create(parse_subscription(SubscriptionIn(**values)))
+    except ValidationError:
+        flash(request, response, "Not saved: a value is too long.", "error")
+        return response
+    except InvalidInput as exc:
+        problems = getattr(exc, "errors", None) or {exc.field or "form": exc.message}
+        flash(request, response, "Not saved: " + " ".join(problems.values()), "error")
+        return response
+    flash(
+        request, response, "Subscription saved: matching intents go to your webhook URL.", "success"
+    )
+    return response
+
+
+@router.post(
+    "/console/apps/{app_id}/subscriptions/{subscription_id}/delete", dependencies=[CSRFChecked]
+)
+def remove_subscription(
+    app_id: str, subscription_id: str, request: Request, vendor: PageVendor, db: DbDep
+) -> Response:
+    app = app_of_owner(db, vendor.id, app_id)
+    try:
+        key = uuid.UUID(subscription_id)
+    except ValueError:
+        raise NotFound("Your app has no subscription with this id.") from None
+    Subscriptions(db, app).delete(key)
+    response = RedirectResponse(f"/console/apps/{app.id}#subscriptions", status_code=303)
+    flash(request, response, "Subscription deleted.", "success")
     return response

@@ -7,6 +7,7 @@ from web import (
     connections,
     console,
     intents,
+    live,
     portability,
     profile,
     security,
@@ -23,5 +24,6 @@ router.include_router(consent_screen.router)
 router.include_router(terms.router)
 router.include_router(connections.router)
 router.include_router(intents.router)
+router.include_router(live.router)
 router.include_router(portability.router)
 router.include_router(audit.router)

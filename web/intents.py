@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
@@ -18,8 +18,15 @@ from intents import money, taxonomy
 from intents.blocks import BlockService
 from intents.decisions import OfferDecisions, choose_agreement
 from intents.errors import IntentClosed, OfferChanged, OfferNotLive
+from intents.live import encode_event_id
 from intents.models import Intent, IntentStatus
-from intents.rules import DEFAULT_EXPIRY_DAYS, MAX_DESCRIPTION, MAX_TITLE, parse_intent
+from intents.rules import (
+    DEFAULT_EXPIRY_DAYS,
+    MAX_DESCRIPTION,
+    MAX_TITLE,
+    QUICK_CLOSES,
+    parse_intent,
+)
 from intents.service import SORTS, IntentService, IntentView
 from vault.accounts.models import Account
 from vault.dependencies import DbDep, RuntimeDep
@@ -45,6 +52,9 @@ FORM_FIELDS = (
     "online",
     "needed_by",
     "expires_on",
+    "closes",
+    "closes_time",
+    "time_zone",
 )
 STATUS_LABELS = {
     IntentStatus.DRAFT: "Draft",
@@ -94,7 +104,20 @@ def _values_of(view: IntentView) -> dict[str, str]:
         "city": intent.city or "",
         "online": "on" if intent.online else "",
         "needed_by": intent.needed_by.isoformat() if intent.needed_by else "",
-        "expires_on": (intent.expires_at - timedelta(days=1)).date().isoformat(),
+        **_closing_values(intent.expires_at),
+    }
+
+
+def _closing_values(expires_at: datetime) -> dict[str, str]:
+    """The form's closing fields for a stored closing moment: a date alone when it closes at
+    the end of a day (UTC), else the date and time in UTC."""
+    moment = expires_at.astimezone(UTC)
+    if moment.time() == time.min:
+        return {"expires_on": (moment - timedelta(days=1)).date().isoformat(), "time_zone": "UTC"}
+    return {
+        "expires_on": moment.date().isoformat(),
+        "closes_time": moment.strftime("%H:%M"),
+        "time_zone": "UTC",
     }
 
 
@@ -133,6 +156,7 @@ def _form_page(
             "countries": countries(),
             "max_title": MAX_TITLE,
             "max_description": MAX_DESCRIPTION,
+            "quick_closes": QUICK_CLOSES,
             "today": datetime.now(UTC).date().isoformat(),
         },
         status_code=status_code,
@@ -151,7 +175,12 @@ def intents_page(request: Request, account: PageIndividual, db: DbDep, rt: Runti
     return render(
         request,
         "intents.html",
-        {"views": views, "labels": STATUS_LABELS, "money": money.display},
+        {
+            "views": views,
+            "labels": STATUS_LABELS,
+            "money": money.display,
+            "nav_offers": IntentService(db, rt).waiting_offers(account.id),
+        },
     )
 
 
@@ -228,6 +257,13 @@ def _detail(
     view = service.view(account.id, intent_id)
     offers = service.offers(account.id, intent_id, sort)
     blocked = {app.id for _block, app in BlockService(db, rt).blocked(account.id)}
+    live_url = None
+    if view.status == IntentStatus.OPEN:
+        newest = max(offers, key=lambda o: (o.offer.updated_at, o.offer.id), default=None)
+        after = (
+            f"?after={encode_event_id(newest.offer.updated_at, newest.offer.id)}" if newest else ""
+        )
+        live_url = f"/intents/{intent_id}/live{after}"
     return render(
         request,
         "intent.html",
@@ -243,6 +279,8 @@ def _detail(
             "countries": countries(),
             "blocked": blocked,
             "errors": errors or {},
+            "live_url": live_url,
+            "nav_offers": service.waiting_offers(account.id),
         },
         status_code=status_code,
     )

@@ -258,6 +258,11 @@ def test_every_queued_webhook_payload_matches_its_documented_schema(
     owner = individual(client, db, rt, given_name="Ada", email="ada@example.org")
     shop, other = market_vendor(db, rt), market_vendor(db, rt, name="Other")
     blocked = market_vendor(db, rt, name="Blocked")
+    subscriber = market_vendor(db, rt, name="Subscriber")  # intent.published and the rest
+    subscribed = client.post(
+        "/vendor/v1/subscriptions", headers=app_token(db, rt, subscriber), json={}
+    )
+    assert subscribed.status_code == 201, subscribed.text
     shop_auth, other_auth = app_token(db, rt, shop), app_token(db, rt, other)
     accepted, declined, withdrawn, changed, hidden, plain = (
         make_intent(db, rt, owner, title=t) for t in "ABCDEF"
@@ -295,7 +300,7 @@ def test_every_queued_webhook_payload_matches_its_documented_schema(
     erasure.erase(db, rt, portability(rt), owner.id)  # subject.erased to every app
     db.commit()
 
-    messages = queued(db, shop.app, other.app, blocked.app)
+    messages = queued(db, shop.app, other.app, blocked.app, subscriber.app)
     assert {m.event_type for m in messages} == event_types()
     reasons = {(m.event_type, m.payload["data"].get("reason")) for m in messages}
     assert {("offer.lapsed", "intent_changed"), ("consent.revoked", "expired")} <= reasons

@@ -35,7 +35,7 @@ def serve(
     worker_interval: Annotated[
         float,
         typer.Option(min=0.1, max=3600, help="With --with-worker: seconds between passes."),
-    ] = 5.0,
+    ] = 1.0,
 ) -> None:
     """Start the web service."""
     settings = get_settings()
@@ -102,6 +102,9 @@ def _serve(
                 ),
                 proxy_headers=bool(settings.trusted_proxies),
                 forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+                # Live offer streams (``web/live.py``) stay open until the browser leaves:
+                # a shutdown ends the ones still open after this many seconds.
+                timeout_graceful_shutdown=5,
             )
         finally:
             if background is not None and thread is not None:

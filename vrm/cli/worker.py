@@ -55,6 +55,12 @@ def report(outcome: DeliveryOutcome) -> None:
     typer.echo(line)
 
 
+JOBS_SECONDS = 5.0
+"""The scheduled jobs run at most this often (closing intents on time needs well under a
+minute); webhooks are looked for every ``interval``, one indexed read of the waiting ones, so
+that a vendor hears of a new intent within about a second."""
+
+
 class Background:
     """Webhook delivery (an event loop on the calling thread) and the scheduled jobs (a thread
     of their own, so that no endpoint, however slow, holds them up), until :meth:`stop`:
@@ -80,7 +86,7 @@ class Background:
         def jobs() -> None:
             while not self.stopping.is_set():
                 run_jobs(self.rt)
-                self.stopping.wait(self.interval)
+                self.stopping.wait(max(self.interval, JOBS_SECONDS))
 
         scheduler = threading.Thread(target=jobs, name="vrm-jobs")
         scheduler.start()
@@ -104,8 +110,14 @@ def worker(
         bool, typer.Option(help="Deliver what is due now, then exit (instead of looping).")
     ] = False,
     interval: Annotated[
-        float, typer.Option(min=0.1, max=3600, help="Seconds between looks at the outbox.")
-    ] = 5.0,
+        float,
+        typer.Option(
+            min=0.1,
+            max=3600,
+            help="Seconds between looks at the outbox (the jobs run every "
+            f"{JOBS_SECONDS:g} s, or this if longer).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Deliver signed webhooks and run the scheduled jobs (expiry, closing, checkpoints).
 
