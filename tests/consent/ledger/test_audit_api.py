@@ -21,9 +21,10 @@ from consent.ledger.checkpoint import verify_signed_checkpoint
 from consent.ledger.merkle import canonical_json, leaf_hash, verify_consistency, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint
 from consent.ledger.service import create_checkpoint, origin, public_key_text
-from consent.ledger.store import StoredTree, append, vendor_pseudonym_for
+from consent.ledger.store import StoredTree, vendor_pseudonym_for
 from tests.consent.factories import make_app
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
+from tests.sequencer import append
 from vault.accounts.models import Role
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime

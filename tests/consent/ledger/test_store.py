@@ -15,7 +15,8 @@ from consent.ledger.merkle import (
 )
 from consent.ledger.models import LedgerEntry
 from consent.ledger.service import create_checkpoint, public_key_text
-from consent.ledger.store import StoredTree, append
+from consent.ledger.store import StoredTree
+from tests.sequencer import append
 from vault.runtime import Runtime
 
 
