@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from consent.ledger.models import LedgerEntry
 from consent.ledger.store import Integrated, integrate, record
+from vault.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,12 @@ class Appended:
 def sequence(db: Session) -> Integrated:
     """Integrate every pending event now, in the test's transaction."""
     return integrate(db)
+
+
+def run_sequencer(rt: Runtime) -> Integrated:
+    """Integrate every pending event in a transaction of its own, as ``vrm worker`` does."""
+    with rt.sessions() as session, session.begin():
+        return integrate(session)
 
 
 def append(db: Session, event: dict[str, Any], *, now: datetime | None = None) -> Appended:
