@@ -23,7 +23,7 @@ from consent.ledger.verify import verify_export
 from consent.vendors.models import VendorApp
 from tests.consent.factories import make_app
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
-from tests.sequencer import append
+from tests.sequencer import append, sequence
 from vault.accounts.models import Role
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
@@ -304,6 +304,7 @@ def test_auditor_pages_show_no_personal_data(auditor: TestClient, db: Session, r
     grants = GrantService(db, rt)
     grant = grants.decide(person.id, app, Decision(["email", "given_name"], "30d"), "service-only")
     grants.narrow(person.id, grant.id, ["given_name"])
+    sequence(db)
     db.commit()
     signed(db, rt)
     pseudonym = vendor_pseudonym_for(db, rt, person.id, app.id)
