@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, literal, select, tuple_, union_all
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,7 +104,9 @@ def lock_head(db: Session) -> LedgerHead:
     return head
 
 
-def record(db: Session, event: dict[str, Any], *, now: datetime | None = None) -> Pending:
+def record(
+    db: Session | Connection, event: dict[str, Any], *, now: datetime | None = None
+) -> Pending:
     """Record one event in the caller's transaction, pending until the sequencer gives it an
     index. The entry gains ``time`` now and ``index`` when it is integrated."""
     event_type = event.get("event_type")
@@ -185,9 +188,9 @@ def _integrate_batch(db: Session, head: LedgerHead, limit: int) -> dict[int, int
             f"{len(indexes) - gone.rowcount} pending ledger events were taken by another "
             "sequencer; nothing was integrated"
         )
-    db.execute(insert(LedgerEntry), entries)
+    _insert_many(db, LedgerEntry.__table__, entries)
     if nodes:
-        db.execute(insert(LedgerNode), nodes)
+        _insert_many(db, LedgerNode.__table__, nodes)
     head.frontier = [h.hex() for h in frontier]
     head.size = size
     db.flush()
@@ -199,6 +202,22 @@ def pending_events(db: Session, limit: int) -> tuple[int, list[LedgerPending]]:
     count = db.scalar(select(func.count()).select_from(LedgerPending)) or 0
     rows = db.scalars(select(LedgerPending).order_by(LedgerPending.id).limit(limit)).all()
     return int(count), list(rows)
+
+
+def _insert_many(db: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert a batch of rows in the session's transaction: through ``COPY`` on PostgreSQL
+    (psycopg), several times quicker than multi-row ``INSERT`` for the sequencer's batches;
+    a plain ``executemany`` elsewhere."""
+    connection = db.connection()
+    driver = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql" or not hasattr(driver, "cursor"):
+        connection.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in columns)
+    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
 
 
 def has_pending(db: Session) -> bool:

@@ -27,6 +27,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
 from consent.ledger.checkpoint import (
@@ -300,7 +301,7 @@ def verify_export(
     except CheckpointError as exc:
         report._fail(f"the public key is not usable: {exc}")
         return report
-    numbered = ((n, t) for n, t in enumerate(lines, start=1) if t.strip())
+    numbered = ((n, t) for n, t in enumerate(lines, start=1) if t and not t.isspace())
     first = next(numbered, None)
     try:
         note = _read_checkpoint_line(None if first is None else first[1])
@@ -360,7 +361,7 @@ def verify_export(
             break
         if with_proofs is None:
             with_proofs = proof is not None
-        digest = leaf_hash(data)
+        digest = sha256(b"\x00" + data).digest()  # leaf_hash, inlined: this loop is the cost
         if with_proofs != (proof is not None):
             have, lack = ("lacks", "carry") if with_proofs else ("carries", "lack")
             report._fail(f"line {line_no}: entry {index} {have} a proof the others {lack}", index)
