@@ -182,10 +182,11 @@ def _integrate_batch(db: Session, head: LedgerHead, limit: int) -> dict[int, int
         frontier.append(current)
         indexes[pending_id] = index
         size += 1
-    gone = db.execute(delete(LedgerPending).where(LedgerPending.id.in_(list(indexes))))
-    if gone.rowcount != len(indexes):
+    result = db.execute(delete(LedgerPending).where(LedgerPending.id.in_(list(indexes))))
+    gone: int = result.rowcount  # type: ignore[attr-defined]
+    if gone != len(indexes):
         raise SequencerConflict(
-            f"{len(indexes) - gone.rowcount} pending ledger events were taken by another "
+            f"{len(indexes) - gone} pending ledger events were taken by another "
             "sequencer; nothing was integrated"
         )
     _insert_many(db, LedgerEntry.__table__, entries)
@@ -209,7 +210,7 @@ def _insert_many(db: Session, table: Any, rows: list[dict[str, Any]]) -> None:
     (psycopg), several times quicker than multi-row ``INSERT`` for the sequencer's batches;
     a plain ``executemany`` elsewhere."""
     connection = db.connection()
-    driver = connection.connection.driver_connection
+    driver: Any = connection.connection.driver_connection
     if connection.dialect.name != "postgresql" or not hasattr(driver, "cursor"):
         connection.execute(insert(table), rows)
         return
