@@ -24,7 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, tuple_, union_all
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -278,7 +289,23 @@ class StoredTree:
                     LedgerEntry.index.in_(leaves)
                 )
             )
-        if inner:
+        if inner and self.db.get_bind().dialect.name == "postgresql":
+            # Two array parameters joined as a table: one plan whatever the count, a
+            # primary-key lookup per hash (a long OR list costs more to plan than to run).
+            wanted_nodes = (
+                select(
+                    func.unnest(literal([c[0] for c in inner], ARRAY(Integer))).label("level"),
+                    func.unnest(literal([c[1] for c in inner], ARRAY(BigInteger))).label("index"),
+                )
+            ).subquery()
+            parts.append(
+                select(LedgerNode.level, LedgerNode.index, LedgerNode.hash).join(
+                    wanted_nodes,
+                    (LedgerNode.level == wanted_nodes.c.level)
+                    & (LedgerNode.index == wanted_nodes.c.index),
+                )
+            )
+        elif inner:
             parts.append(
                 select(LedgerNode.level, LedgerNode.index, LedgerNode.hash).where(
                     tuple_(LedgerNode.level, LedgerNode.index).in_(inner)
