@@ -35,10 +35,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import json
 import math
 import os
 import platform
 import random
+import secrets
 import sqlite3
 import statistics
 import sys
@@ -54,12 +56,13 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# bench/http.py would shadow the standard library's http (FastAPI's test client needs it).
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from consent.ledger.merkle import verify_consistency, verify_inclusion  # noqa: E402
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry  # noqa: E402
 from consent.ledger.service import create_checkpoint, public_key_text  # noqa: E402
-from consent.ledger.store import StoredTree, append  # noqa: E402
+from consent.ledger.store import StoredTree, integrate, record  # noqa: E402
 from consent.ledger.verify import export_lines, verify_export  # noqa: E402
 from vault.migrate import upgrade  # noqa: E402
 from vault.runtime import Runtime  # noqa: E402
@@ -192,7 +195,8 @@ def run(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
         end = min(appended + batch, boundary)
         with rt.sessions() as db, db.begin():
             for _ in range(end - appended):
-                append(db, source.next())
+                record(db, source.next())
+            integrate(db)  # as the sequencer would, here in the same transaction
         appended = end
 
         if appended in (bulk_after, events) and (not phases or phases[-1][1] < appended):
@@ -303,6 +307,360 @@ def run(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
             )
 
 
+# -- the sequencer: concurrent writers -------------------------------------------------------
+
+WRITER_SQL_CHANGE = "UPDATE vendor_apps SET purpose = %s, updated_at = now() WHERE id = %s"
+WRITER_SQL_EVENT = (
+    "INSERT INTO ledger_pending (event, event_type, vendor_id, subject, occurred_at) "
+    "VALUES (%s, %s, %s, %s, %s) RETURNING id"
+)
+
+
+def _writer_process(
+    conninfo: str, app_ids: list[str], seconds: float, seed: int, ready: Any, go: Any, out: Any
+) -> None:
+    """Threads, one per app id, each committing (change + consent event) transactions until
+    the deadline, through psycopg directly: the two statements ``GrantService`` and
+    ``consent.ledger.store.record`` would run, one round trip per transaction (pipeline).
+    Returns (pending id, commit wall time) per event."""
+    import threading
+
+    import psycopg
+
+    from consent.ledger.merkle import canonical_json
+
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    connected = threading.Barrier(len(app_ids) + 1)
+
+    def writer(app_id: str, n: int) -> None:
+        source = EventSource(random.Random(seed * 1000 + n))
+        got: list[tuple[int, float]] = []
+        with psycopg.connect(conninfo) as conn:
+            connected.wait()
+            go.wait()
+            deadline = time.time() + seconds
+            count = 0
+            while time.time() < deadline:
+                event = source.next()
+                event["vendor_id"] = app_id
+                now = datetime.now(UTC)
+                data = canonical_json({**event, "time": now.isoformat().replace("+00:00", "Z")})
+                with conn.pipeline():
+                    conn.execute(WRITER_SQL_CHANGE, (f"Purpose {count}", app_id))
+                    cur = conn.execute(
+                        WRITER_SQL_EVENT,
+                        (data, event["event_type"], app_id, event["subject"], now),
+                    )
+                    conn.commit()
+                row = cur.fetchone()
+                assert row is not None
+                got.append((int(row[0]), time.time()))
+                count += 1
+        with lock:
+            results.extend(got)
+
+    threads = [threading.Thread(target=writer, args=(a, n)) for n, a in enumerate(app_ids)]
+    for t in threads:
+        t.start()
+    connected.wait()
+    ready.put(True)
+    for t in threads:
+        t.join()
+    out.put(results)
+
+
+def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
+    """``--writers`` concurrent writers (in ``--processes`` processes) commit a change and its
+    consent event each, for ``--seconds``, while a sequencer runs as ``vrm worker`` runs it
+    (every ``SEQUENCE_INTERVAL`` s, a transaction of its own)."""
+    import multiprocessing
+    import threading
+
+    from consent.ledger.jobs import SEQUENCE_INTERVAL
+    from consent.ledger.models import LedgerPending
+    from consent.vendors.models import VendorApp
+
+    writers, procs = args.writers, max(1, min(args.processes, args.writers))
+    with rt.sessions() as db, db.begin():
+        apps = []
+        for n in range(writers):
+            app = VendorApp(
+                id=uuid.uuid4(),
+                owner_id=None,
+                client_id=f"bench-{n}-{uuid.uuid4().hex[:8]}",
+                client_secret_hash=None,
+                name=f"Bench shop {n}",
+                homepage_url="https://shop.example",
+                privacy_policy_url="https://shop.example/privacy",
+                redirect_uris=["https://shop.example/callback"],
+                purpose="Deliver your orders.",
+                accepted_agreements=["service-only"],
+                vendor_scopes=[],
+            )
+            db.add(app)
+            apps.append(str(app.id))
+    print(
+        f"{db_label}; {os.cpu_count()} CPUs; {writers} writers in {procs} processes for "
+        f"{args.seconds:g} s; sequencer every {SEQUENCE_INTERVAL} s",
+        flush=True,
+    )
+    conninfo = rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    integrated_at: dict[int, float] = {}
+    runs: list[tuple[int, float]] = []  # (events, seconds) per sequencer run that did work
+    stop = threading.Event()
+
+    def sequencer() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            with rt.sessions() as db, db.begin():
+                done = integrate(db)
+            now = time.time()
+            if done.count:
+                runs.append((done.count, time.perf_counter() - started))
+                for pending_id in done.indexes:
+                    integrated_at[pending_id] = now
+            stop.wait(SEQUENCE_INTERVAL)
+
+    seq_thread = threading.Thread(target=sequencer)
+    seq_thread.start()
+    chunks = [apps[i::procs] for i in range(procs)]
+    ctx = multiprocessing.get_context("spawn")
+    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    workers = [
+        ctx.Process(target=_writer_process, args=(conninfo, chunk, args.seconds, n, ready, go, out))
+        for n, chunk in enumerate(chunks)
+    ]
+    for process in workers:
+        process.start()
+    for _ in workers:
+        ready.get()  # every writer connected
+    start_at = time.time()
+    go.set()
+    parts = [out.get() for _ in workers]
+    for process in workers:
+        process.join()
+    written = [item for part in parts for item in part]
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with rt.sessions() as db:
+            if db.scalar(select(LedgerPending.id).limit(1)) is None:
+                break
+        time.sleep(0.05)
+    time.sleep(2 * SEQUENCE_INTERVAL)
+    stop.set()
+    seq_thread.join()
+
+    commits = [t for _, t in written]
+    span = max(commits) - start_at
+    print(f"  events committed: {len(written):,} in {span:.1f} s: {len(written) / span:,.0f} /s")
+    latencies = sorted(integrated_at[i] - t for i, t in written if i in integrated_at)
+    missing = len(written) - len(latencies)
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        f"  integration latency (commit -> integrated and committed): p50 {q[49] * 1000:.0f} ms, "
+        f"p99 {q[98] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
+        + (f"; {missing} not integrated" if missing else "")
+    )
+    per_run = [n / sec for n, sec in runs]
+    print(
+        f"  sequencer: {len(runs)} runs with work, {statistics.median([n for n, _ in runs]):.0f} "
+        f"events per run (median), {statistics.median(per_run):,.0f} events/s while running"
+    )
+    with rt.sessions() as db:
+        rows = db.execute(select(LedgerEntry.index).order_by(LedgerEntry.index)).scalars().all()
+    assert list(rows) == list(range(len(rows))), "indexes are not gap-free"
+    assert len(rows) == len(written), (len(rows), len(written))
+    print(f"  tree: {len(rows):,} entries, indexes 0 .. {len(rows) - 1:,} with no gap")
+
+
+# -- at scale: bulk seeding, proofs through the audit API, offline verification -------------
+
+
+def seed_bulk(rt: Runtime, entries: int, seed: int) -> tuple[float, str]:
+    """Build a ledger of ``entries`` entries through COPY (entries and nodes computed here,
+    exactly as the sequencer computes them), set the head and sign a checkpoint. Returns the
+    seconds taken and the export file of the whole ledger (written as it goes)."""
+    import psycopg
+
+    from consent.ledger.merkle import canonical_json, leaf_hash, node_hash
+
+    rng = random.Random(seed)
+    source = EventSource(rng)
+    conninfo = rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    started = time.perf_counter()
+    frontier: list[bytes] = []
+    when = datetime(2025, 1, 1, tzinfo=UTC)
+    fd, export_path = tempfile.mkstemp(suffix=".jsonl")
+    os.close(fd)
+    entries_out = open(export_path + ".entries", "wb")  # noqa: SIM115
+    with psycopg.connect(conninfo) as conn:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY ledger_entries (index, entry, leaf_hash, event_type, vendor_id, subject, "
+                "occurred_at) FROM STDIN"
+            ) as copy_entries,
+        ):
+            nodes: list[tuple[int, int, bytes]] = []
+            for index in range(entries):
+                event = source.next()
+                moment = when + timedelta(milliseconds=index)
+                data = canonical_json(
+                    {**event, "index": index, "time": moment.isoformat().replace("+00:00", "Z")}
+                )
+                digest = leaf_hash(data)
+                copy_entries.write_row(
+                    (
+                        index,
+                        data,
+                        digest,
+                        event["event_type"],
+                        event["vendor_id"],
+                        event["subject"],
+                        moment,
+                    )
+                )
+                entries_out.write(data + b"\n")
+                current, level, position = digest, 0, index
+                while position & 1:
+                    current = node_hash(frontier.pop(), current)
+                    level += 1
+                    position >>= 1
+                    nodes.append((level, position, current))
+                frontier.append(current)
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY ledger_nodes (level, index, hash) FROM STDIN") as copy_nodes,
+        ):
+            for node in nodes:
+                copy_nodes.write_row(node)
+        conn.execute(
+            "UPDATE ledger_head SET size = %s, frontier = %s WHERE id = 1",
+            (entries, json.dumps([h.hex() for h in frontier])),
+        )
+        conn.commit()
+        conn.execute("ANALYZE ledger_entries")
+        conn.execute("ANALYZE ledger_nodes")
+        conn.commit()
+    entries_out.close()
+    with rt.sessions() as db, db.begin():
+        row = create_checkpoint(db, rt)
+        assert row is not None and row.size == entries
+        note = row.note
+    with open(export_path + ".entries", "rb") as src:
+        stored = [line.rstrip(b"\n") for line in src]
+    os.unlink(export_path + ".entries")
+    with open(export_path, "w", encoding="utf-8", newline="") as fh:
+        fh.writelines(export_lines(note, stored))
+    del stored
+    return time.perf_counter() - started, export_path
+
+
+def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from vault.accounts.models import Role
+    from vault.signup import sign_up
+    from vrm.app import create_app
+
+    n = args.entries
+    print(f"{db_label}; {os.cpu_count()} CPUs; {n:,} entries seeded through COPY", flush=True)
+    seconds, export_path = seed_bulk(rt, n, args.seed)
+    print(f"  seeded {n:,} entries and their nodes, signed a checkpoint: {seconds:.0f} s")
+    try:
+        password = secrets.token_urlsafe(16)
+        with rt.sessions() as db, db.begin():
+            sign_up(db, rt, "auditor@bench.example", password, role=Role.AUDITOR)
+        rng = random.Random(args.seed)
+        with TestClient(create_app(runtime=rt), base_url="http://127.0.0.1") as client:
+            page = client.get("/signin").text
+            token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            signed_in = client.post(
+                "/signin",
+                data={"email": "auditor@bench.example", "password": password, "csrf_token": token},
+                follow_redirects=False,
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            vkey = public_key_text(rt)
+            root = client.get("/api/audit/v1/checkpoint").json()["root"]
+
+            def timed(path: str, params: dict[str, int]) -> float:
+                start = time.perf_counter()
+                response = client.get(path, params=params)
+                ms = (time.perf_counter() - start) * 1000
+                assert response.status_code == 200, response.text
+                assert response.json()["root"] == root
+                return ms
+
+            for _ in range(50):  # warm up
+                timed("/api/audit/v1/proofs/inclusion", {"index": rng.randrange(n), "size": n})
+            bare = []
+            for _ in range(args.proofs):
+                start = time.perf_counter()
+                client.get("/api/audit/v1/public-key")
+                bare.append((time.perf_counter() - start) * 1000)
+            incl = [
+                timed("/api/audit/v1/proofs/inclusion", {"index": rng.randrange(n), "size": n})
+                for _ in range(args.proofs)
+            ]
+            cons = [
+                timed(
+                    "/api/audit/v1/proofs/consistency",
+                    {"first": rng.randrange(1, n), "second": n},
+                )
+                for _ in range(args.proofs)
+            ]
+        with rt.sessions() as db:
+            tree = StoredTree(db)
+            direct = []
+            for _ in range(args.proofs):
+                index = rng.randrange(n)
+                start = time.perf_counter()
+                tree = StoredTree(db)
+                got_root, proof = tree.prove_inclusion(index, n)
+                direct.append((time.perf_counter() - start) * 1000)
+                leaf = tree.subtree(0, index)
+                assert verify_inclusion(leaf, index, n, proof, got_root)
+
+        def p(values: list[float], pct: int) -> float:
+            return statistics.quantiles(values, n=100)[pct - 1]
+
+        print(
+            f"  audit API in-process (TestClient, no network), {args.proofs} requests each, "
+            "p50 / p95 ms:"
+        )
+        print(
+            f"    bare authenticated endpoint (/public-key): {p(bare, 50):.2f} / {p(bare, 95):.2f}"
+        )
+        print(
+            f"    inclusion proof:                           {p(incl, 50):.2f} / {p(incl, 95):.2f}"
+        )
+        print(
+            f"    consistency proof:                         {p(cons, 50):.2f} / {p(cons, 95):.2f}"
+        )
+        print(
+            f"    StoredTree.prove_inclusion alone (1 query): {p(direct, 50):.2f} / "
+            f"{p(direct, 95):.2f}"
+        )
+        start = time.perf_counter()
+        with open(export_path, encoding="utf-8", newline="") as fh:
+            report = verify_export(fh, vkey)
+        verify_s = time.perf_counter() - start
+        assert report.ok and report.entries_checked == n, report.problems
+        size_mb = os.path.getsize(export_path) / 1e6
+        print(
+            f"  offline verification of the export ({size_mb:.0f} MB, no proofs): "
+            f"{verify_s:.1f} s ({n / verify_s:,.0f} entries/s), OK"
+        )
+        if args.keep_export:
+            print(f"  export kept at {export_path}")
+            return
+    finally:
+        if not args.keep_export:
+            os.unlink(export_path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -320,6 +678,19 @@ def main() -> None:
     parser.add_argument("--bulk-batch", type=int, default=500, metavar="M")
     parser.add_argument("--proofs", type=int, default=200, help="proofs of each kind per size")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--scenario",
+        choices=["appends", "sequencer", "scale"],
+        default="appends",
+        help="appends: the log built through the sequencer, proofs by size (default); "
+        "sequencer: concurrent writers and integration latency; scale: a bulk-seeded log, "
+        "proofs through the audit API, offline verification",
+    )
+    parser.add_argument("--writers", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=4, help="writer processes")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--entries", type=int, default=1_000_000, help="for --scenario scale")
+    parser.add_argument("--keep-export", action="store_true")
     args = parser.parse_args()
     if args.events < 2 or args.batch < 1 or args.bulk_batch < 1 or args.proofs < 2:
         parser.error("--events and --proofs must be at least 2, batch sizes at least 1")
@@ -352,7 +723,9 @@ def main() -> None:
             try:
                 upgrade(rt.engine)
                 host = make_url(ADMIN_URL).host
-                run(rt, args, f"PostgreSQL {version} on {host} (throwaway database {name})")
+                label = f"PostgreSQL {version} on {host} (throwaway database {name})"
+                scenario = {"appends": run, "sequencer": run_sequencer, "scale": run_scale}
+                scenario[args.scenario](rt, args, label)
             finally:
                 rt.engine.dispose()
         finally:

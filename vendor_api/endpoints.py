@@ -8,7 +8,7 @@ from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from consent.grants.models import Grant
-from consent.grants.receipts import receipt_for
+from consent.grants.receipts import ReceiptPending, receipt_for
 from consent.vendors import ratelimit
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import NotFound, error_responses
@@ -65,7 +65,7 @@ async def read_profile(request: Request, token: IndividualBearer) -> Response:
 @router.get(
     "/receipts/{grant_id}",
     response_model=ReceiptOut,
-    responses=error_responses(InvalidToken, NotFound, RateLimited),
+    responses=error_responses(InvalidToken, NotFound, ReceiptPending, RateLimited),
 )
 def read_receipt(grant_id: str, ctx: TokenDep, db: DbDep, rt: RuntimeDep) -> ReceiptOut:
     """The signed consent receipt of a grant to your app, for its latest event.
@@ -75,7 +75,9 @@ def read_receipt(grant_id: str, ctx: TokenDep, db: DbDep, rt: RuntimeDep) -> Rec
     ledger index, a signed checkpoint covering it and the inclusion proof; verify it offline
     with the vault's ledger public key. Any live token of your app works
     (also a client-credentials token, so receipts of revoked grants stay fetchable). A grant
-    to another app is 404.
+    to another app is 404. While the grant's latest event waits to be integrated into the
+    ledger (a second or so after the change), the answer is 409 `receipt_pending` with
+    `Retry-After`.
     """
 
     try:

@@ -12,6 +12,7 @@ from consent.ledger.models import (
     LedgerEntry,
     LedgerHead,
     LedgerNode,
+    LedgerPending,
     LedgerSubject,
     LedgerVendorSubject,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerHead",
     "LedgerNode",
+    "LedgerPending",
     "LedgerSubject",
     "LedgerVendorSubject",
     "OAuthToken",

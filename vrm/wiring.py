@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from consent.grants.jobs import EXPIRE_GRANTS
 from consent.grants.portability import ConsentPart
-from consent.ledger.jobs import SIGN_CHECKPOINT
+from consent.ledger.jobs import SEQUENCE_INTERVAL, SEQUENCE_LEDGER, SIGN_CHECKPOINT
 from consent.ledger.signer import LedgerSigner
 from intents.jobs import CLOSE_INTENTS
 from intents.portability import IntentsPart
@@ -24,10 +24,15 @@ JOBS: tuple[Job, ...] = (
     PURGE_THROTTLE,
     PURGE_CHALLENGES,
     COMPACT_LOG,
+    SEQUENCE_LEDGER,
     SIGN_CHECKPOINT,
 )
 """What ``vrm worker`` runs on every pass, in this order, each in its own transaction. Webhook
 delivery runs beside them (:class:`consent.webhooks.delivery.Dispatcher`)."""
+
+FREQUENT_JOBS: tuple[tuple[Job, float], ...] = ((SEQUENCE_LEDGER, SEQUENCE_INTERVAL),)
+"""Jobs ``vrm worker`` also runs on a thread of their own every so many seconds (the ledger's
+sequencer: an event is integrated within a fraction of a second of its commit)."""
 
 
 def portability(rt: Runtime) -> Portability:

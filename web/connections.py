@@ -21,7 +21,7 @@ from consent.grants.access import (
 )
 from consent.grants.models import Grant
 from consent.grants.portability import previous_vendors
-from consent.grants.receipts import MEDIA_TYPE, receipt_for
+from consent.grants.receipts import MEDIA_TYPE, ReceiptPending, receipt_for
 from consent.grants.service import GrantService, is_active
 from consent.terms.catalogue import AGREEMENTS, agreement_for
 from consent.vendors.models import VendorApp
@@ -161,11 +161,25 @@ def narrow(
 
 
 @router.get("/connections/{grant_id}/receipt")
-def receipt_download(grant_id: str, account: PageIndividual, db: DbDep, rt: RuntimeDep) -> Response:
-    """The signed consent receipt of the connection's latest event (a compact JWS file)."""
+def receipt_download(
+    request: Request, grant_id: str, account: PageIndividual, db: DbDep, rt: RuntimeDep
+) -> Response:
+    """The signed consent receipt of the connection's latest event (a compact JWS file); back
+    to the connections page with a note while that event is still pending in the ledger."""
 
     grant, _app = owned_grant(db, account.id, _grant_id(grant_id))
-    signed = receipt_for(db, rt, grant.id)["receipt"]
+    try:
+        signed = receipt_for(db, rt, grant.id)["receipt"]
+    except ReceiptPending:
+        response = RedirectResponse("/connections", status_code=303)
+        flash(
+            request,
+            response,
+            "Your latest change to this connection is being added to the consent ledger; "
+            "its receipt is ready in a second or two. Please try again.",
+            "info",
+        )
+        return response
     return Response(
         signed + "\n",
         media_type=MEDIA_TYPE,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from consent.grants.events import SubjectErasedData
 from consent.grants.models import AccessLogEntry, Grant, PreviousVendors
-from consent.grants.receipts import grant_entries, receipt_for
+from consent.grants.receipts import ReceiptPending, grant_entries, receipt_for
 from consent.grants.schemas import (
     AccessItem,
     CheckpointItem,
@@ -38,7 +38,7 @@ from consent.ledger.service import (
     latest_checkpoint,
     public_key_text,
 )
-from consent.ledger.store import StoredTree, all_subjects, append, pseudonym_for
+from consent.ledger.store import StoredTree, all_subjects, integrate, pseudonym_for, record
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
 from consent.webhooks.outbox import enqueue
@@ -181,7 +181,10 @@ class ConsentPart:
                 if not found or checkpoint_at_least(db, found[-1][0].index + 1) is None:
                     continue  # an event newer than the checkpoint: its receipt comes later
                 if grant.id not in receipts:
-                    receipts[grant.id] = receipt_for(db, rt, grant.id)["receipt"]
+                    try:
+                        receipts[grant.id] = receipt_for(db, rt, grant.id)["receipt"]
+                    except ReceiptPending:
+                        continue  # its latest event is not in the tree yet: likewise later
                 yield ReceiptItem(
                     grant_id=str(grant.id),
                     vendor_name=apps[grant.app_id].name,
@@ -371,8 +374,11 @@ class ConsentPart:
         subject = pseudonym_for(db, rt, owner_id)
         context.subject = subject
         context.subjects = sorted(set(all_subjects(db, rt, owner_id)))
-        appended = append(db, {"event_type": "individual.erased", "subject": subject})
-        context.ledger_index = appended.index
+        pending = record(db, {"event_type": "individual.erased", "subject": subject})
+        # The erasure receipt carries the event's index and proof, so the erasure runs the
+        # sequencer itself (erasures are rare: holding the head lock to the end of this
+        # transaction delays other sequencing by that long, never a change being recorded).
+        context.ledger_index = integrate(db).indexes[pending.id]
         context.deleted["access_log"] = deleted(
             db, delete(AccessLogEntry).where(AccessLogEntry.individual_id == owner_id)
         )

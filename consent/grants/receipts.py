@@ -18,6 +18,11 @@ still verify.
 Jurisdiction: the agreements in :mod:`consent.terms` name no jurisdiction and the vault has no
 setting for one, so receipts say ``"not specified"`` (:data:`JURISDICTION`) rather than guess.
 
+An event is recorded pending and gets its ledger index when the sequencer integrates it, a
+fraction of a second later (:mod:`consent.ledger.store`). Until then the grant's receipt is
+:class:`ReceiptPending` (409 with ``Retry-After``): a receipt always names the latest event, so
+it is not issued for an older one meanwhile.
+
 Offline verification (:func:`verify_receipt`) needs only the receipt and the verifier key: it
 checks the JWS signature, that the embedded entry hashes to the leaf hash and matches the
 receipt's fields, that the checkpoint is signed by the key, and that the inclusion proof links
@@ -49,13 +54,13 @@ from consent.ledger.checkpoint import (
 )
 from consent.ledger.jose import VERIFIED_ALGORITHMS, sign_compact, verify_compact
 from consent.ledger.merkle import leaf_hash, verify_inclusion
-from consent.ledger.models import LedgerCheckpoint, LedgerEntry
+from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerPending
 from consent.ledger.service import checkpoint_at_least, create_checkpoint, origin
 from consent.ledger.store import StoredTree, pair_subjects
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
 from vault.base import utcnow
-from vault.errors import NotFound, VerificationFailed
+from vault.errors import NotFound, VaultError, VerificationFailed
 from vault.runtime import Runtime
 
 RECEIPT_VERSION = "1"
@@ -92,6 +97,24 @@ KANTARA_NAMES = {
 
 class ReceiptError(VerificationFailed, ValueError):
     """A receipt that does not verify; the message says why."""
+
+
+class ReceiptPending(VaultError):
+    """The grant's latest event is recorded but not yet in the ledger's tree: it has no index
+    or proof yet. The sequencer integrates it within about a second."""
+
+    status_code = 409
+    code = "receipt_pending"
+
+    def __init__(self, since: str | None) -> None:
+        super().__init__(
+            "The latest change to this connection is recorded and waiting to be added to the "
+            "consent ledger (pending"
+            + (f" since {since}" if since else "")
+            + "); its receipt is ready within a second or two. Try again shortly.",
+            headers={"Retry-After": "1"},
+        )
+        self.since = since
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -142,6 +165,25 @@ def grant_entries(
     return found
 
 
+def pending_grant_events(
+    db: Session, grant: Grant, subjects: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The grant's events that are recorded but not yet integrated (no index), oldest first,
+    each as its parsed JSON (with its ``time``, without an ``index``)."""
+    query = select(LedgerPending.event).where(
+        LedgerPending.vendor_id == grant.app_id,
+        LedgerPending.event_type.in_(sorted(GRANT_EVENTS)),
+    )
+    if subjects is not None:
+        query = query.where(LedgerPending.subject.in_(subjects))
+    found = []
+    for event in db.scalars(query.order_by(LedgerPending.id)):
+        data = json.loads(bytes(event))
+        if data.get("grant_id") == str(grant.id):
+            found.append(data)
+    return found
+
+
 def _covering_checkpoint(db: Session, rt: Runtime, index: int) -> LedgerCheckpoint:
     checkpoint = checkpoint_at_least(db, index + 1)
     if checkpoint is None:
@@ -154,7 +196,8 @@ def _covering_checkpoint(db: Session, rt: Runtime, index: int) -> LedgerCheckpoi
 def receipt_payload(
     db: Session, rt: Runtime, grant_id: uuid.UUID, *, index: int | None = None
 ) -> dict[str, Any]:
-    """The unsigned receipt of the grant's latest ledger event (or of the one at ``index``)."""
+    """The unsigned receipt of the grant's latest ledger event (or of the one at ``index``);
+    :class:`ReceiptPending` when the latest event is not integrated yet."""
     row = db.execute(
         select(Grant, VendorApp)
         .join(VendorApp, VendorApp.id == Grant.app_id)
@@ -164,7 +207,12 @@ def receipt_payload(
         raise NotFound("There is no such connection.")
     grant, app = row[0], row[1]
 
-    entries = grant_entries(db, grant, pair_subjects(db, rt, grant.individual_id, grant.app_id))
+    subjects = pair_subjects(db, rt, grant.individual_id, grant.app_id)
+    if index is None:
+        pending = pending_grant_events(db, grant, subjects)
+        if pending:
+            raise ReceiptPending(pending[-1].get("time"))
+    entries = grant_entries(db, grant, subjects)
     if index is not None:
         entries = [(e, d) for e, d in entries if e.index == index]
     if not entries:

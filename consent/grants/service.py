@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from consent import scopes
 from consent.grants.events import ConsentChangedData, ConsentGrantedData, ConsentRevokedData
 from consent.grants.models import AuthorizationCode, Grant, OAuthToken
-from consent.ledger.store import append, vendor_pseudonym_for
+from consent.ledger.store import record, vendor_pseudonym_for
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
 from consent.vendors.service import record_vendor_event
@@ -331,9 +331,10 @@ class GrantService:
     def _record(
         self, app: VendorApp, grant: Grant, event_type: str, consent_text_hash: str | None = None
     ) -> None:
-        """Append the event to the consent ledger, in this transaction."""
+        """Record the event for the consent ledger, in this transaction (pending until the
+        sequencer integrates it)."""
 
-        append(
+        record(
             self.db,
             {
                 "event_type": event_type,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from consent.ledger.dependencies import AuditorDep
 from consent.ledger.models import MAX_INDEX, LedgerEntry
 from consent.ledger.service import latest_checkpoint, origin, public_key_text
-from consent.ledger.store import StoredTree
+from consent.ledger.store import StoredTree, pending_events
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import (
     Forbidden,
@@ -154,11 +154,8 @@ def inclusion(
         raise InvalidInput("The index must be below the tree size.", field="index")
     tree = _size(db, size)
     with _stored():
-        return ProofOut(
-            tree_size=size,
-            root=b64(tree.root(size)),
-            proof=[b64(p) for p in tree.inclusion(index, size)],
-        )
+        root, proof = tree.prove_inclusion(index, size)
+    return ProofOut(tree_size=size, root=b64(root), proof=[b64(p) for p in proof])
 
 
 @router.get(
@@ -177,8 +174,34 @@ def consistency(
         raise InvalidInput("The first size must not exceed the second.", field="first")
     tree = _size(db, second)
     with _stored():
-        return ProofOut(
-            tree_size=second,
-            root=b64(tree.root(second)),
-            proof=[b64(p) for p in tree.consistency(first, second)],
-        )
+        root, proof = tree.prove_consistency(first, second)
+    return ProofOut(tree_size=second, root=b64(root), proof=[b64(p) for p in proof])
+
+
+class PendingEventOut(BaseModel):
+    pending_id: int
+    entry: dict[str, Any]
+
+
+class PendingOut(BaseModel):
+    tree_size: int
+    pending: int
+    events: list[PendingEventOut]
+
+
+@router.get("/pending", response_model=PendingOut, responses=error_responses(*_auth))
+def pending(
+    auditor: AuditorDep,
+    db: DbDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_ENTRIES)] = 100,
+) -> PendingOut:
+    """Events recorded but not yet integrated into the tree (no index, no proof yet), oldest
+    first (at most 1000): the sequencer integrates each within about a second."""
+    count, events = pending_events(db, limit)
+    return PendingOut(
+        tree_size=StoredTree(db).size(),
+        pending=count,
+        events=[
+            PendingEventOut(pending_id=row.id, entry=json.loads(bytes(row.event))) for row in events
+        ],
+    )

@@ -1,12 +1,24 @@
-"""Scheduled work of the ledger: signing a checkpoint when the log grew."""
+"""Scheduled work of the ledger: integrating pending events (the sequencer), and signing a
+checkpoint when the log grew."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from consent.ledger.service import InconsistentLedger, LedgerOriginMismatch, create_checkpoint
+from consent.ledger.store import integrate
 from vault.jobs import Job, JobFailed
 from vault.runtime import Runtime
+
+SEQUENCE_INTERVAL = 0.25
+"""Seconds between sequencer runs in ``vrm worker`` (a run with nothing pending is one read)."""
+
+
+def _sequence(db: Session, rt: Runtime) -> str | None:
+    done = integrate(db)
+    if not done.count:
+        return None
+    return f"ledger: {done.count} pending events integrated, tree size {done.size}"
 
 
 def _sign_checkpoint(db: Session, rt: Runtime) -> str | None:
@@ -21,3 +33,6 @@ def _sign_checkpoint(db: Session, rt: Runtime) -> str | None:
 
 
 SIGN_CHECKPOINT = Job("sign a ledger checkpoint", _sign_checkpoint)
+SEQUENCE_LEDGER = Job("integrate pending ledger events", _sequence)
+"""The sequencer: ``vrm worker`` runs it every :data:`SEQUENCE_INTERVAL` seconds on a thread of
+its own, and on every pass before signing a checkpoint."""

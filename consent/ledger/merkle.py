@@ -115,12 +115,13 @@ def root_from_leaf_hashes(leaf_hashes: Iterable[bytes]) -> bytes:
     binary carry. Suitable for hundreds of thousands of leaves.
     """
     stack: list[bytes] = []
+    push, pop, sha256 = stack.append, stack.pop, hashlib.sha256  # a tight loop: no lookups
     for index, digest in enumerate(leaf_hashes):
         current, position = digest, index
         while position & 1:
-            current = node_hash(stack.pop(), current)
+            current = sha256(b"\x01" + pop() + current).digest()
             position >>= 1
-        stack.append(current)
+        push(current)
     return root_from_frontier(stack)
 
 

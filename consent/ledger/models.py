@@ -1,5 +1,5 @@
-"""The consent ledger's storage: entries, completed Merkle nodes, the head, checkpoints,
-and the deletable pseudonym links."""
+"""The consent ledger's storage: pending events, entries, completed Merkle nodes, the head,
+checkpoints, and the deletable pseudonym links."""
 
 from __future__ import annotations
 
@@ -23,6 +23,31 @@ from vault.base import Base, TimestampMixin
 MAX_INDEX = 2**63 - 1
 """The largest ledger index or tree size: what a BIGINT column holds (PostgreSQL and SQLite).
 Requests asking for more are refused before a query could overflow."""
+
+
+class LedgerPending(Base):
+    """An event committed with the change it records, not yet in the tree.
+
+    Inserting one takes no lock but the table's own (the id comes from a sequence): many
+    transactions record events at once. The sequencer (:func:`consent.ledger.store.integrate`)
+    moves pending events into ``ledger_entries`` in batches, in ``id`` order among those it
+    sees, giving them the next indexes, and deletes them here in the same transaction.
+    ``event`` is the canonical JSON of the event with its ``time``, without its ``index``.
+    """
+
+    __tablename__ = "ledger_pending"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    event: Mapped[bytes] = mapped_column(LargeBinary)
+    event_type: Mapped[str] = mapped_column(String(64))
+    vendor_id: Mapped[uuid.UUID | None]
+    subject: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"LedgerPending(id={self.id}, type={self.event_type})"
 
 
 class LedgerEntry(Base):
@@ -56,7 +81,8 @@ class LedgerNode(Base):
 
 
 class LedgerHead(Base):
-    """The one row every append locks: tree size and the compact range (right frontier)."""
+    """The tree size and the compact range (right frontier): the row the sequencer and the
+    checkpoint signer lock, so that one of them at a time extends or signs the tree."""
 
     __tablename__ = "ledger_head"
 

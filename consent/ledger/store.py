@@ -1,21 +1,42 @@
-"""Appending to the consent ledger and serving its proofs from stored subtree hashes.
+"""Recording consent events, sequencing them into the tree, and serving proofs.
 
-An append runs in the transaction of the event it records: it locks the one head row
-(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises
-writers), takes the next index, stores the entry and every perfect subtree the new leaf
-completes, and advances the compact range kept in the head. No reads of older nodes are
-needed, and a proof needs O(log n) node lookups.
+Recording (:func:`record`) runs in the transaction of the change it records and only inserts
+a row into ``ledger_pending``: no service-wide lock, so any number of changes commit at once.
+The sequencer (:func:`integrate`, run by ``vrm worker`` every fraction of a second and by
+``vrm ledger sequence``) takes the head row's lock (``SELECT ... FOR UPDATE`` on PostgreSQL;
+SQLite's ``BEGIN IMMEDIATE`` already serialises writers), so two sequencers never interleave,
+and moves the pending events it sees into the tree in batches: each gets the next index in
+integration order (gap-free), its entry and every perfect subtree it completes are stored, the
+compact range in the head advances, and the pending rows are deleted, all in one transaction.
+An event whose transaction rolled back was never visible, so it never gets an index.
+
+Proofs read every hash they need in one query (:meth:`StoredTree.prefetch`): the node
+coordinates depend on the index and sizes only, so they are computed first.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +53,7 @@ from consent.ledger.models import (
     LedgerEntry,
     LedgerHead,
     LedgerNode,
+    LedgerPending,
     LedgerSubject,
     LedgerVendorSubject,
 )
@@ -41,6 +63,8 @@ from vault.keystore import KeyStore
 from vault.runtime import Runtime
 
 HEAD_ID = 1
+BATCH = 5000
+"""The most pending events one sequencer transaction integrates (it loops for more)."""
 EVENT_TYPES = frozenset(
     {
         "vendor.registered",
@@ -61,14 +85,28 @@ EVENT_TYPES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Appended:
-    index: int
-    leaf_hash: bytes
+class Pending:
+    """A recorded event waiting for the sequencer: its ``ledger_pending`` id."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Integrated:
+    """What one sequencer run did: ``count`` events integrated, the tree is now ``size``
+    entries, and ``indexes`` maps each integrated pending id to its ledger index."""
+
+    count: int
+    size: int
+    indexes: dict[int, int]
 
 
 def lock_head(db: Session) -> LedgerHead:
     head = db.scalars(
-        select(LedgerHead).where(LedgerHead.id == HEAD_ID).with_for_update()
+        select(LedgerHead)
+        .where(LedgerHead.id == HEAD_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
     if head is None:  # created by the migration; recreated if someone deleted it
         head = LedgerHead(id=HEAD_ID, size=0, frontier=[])
@@ -77,43 +115,146 @@ def lock_head(db: Session) -> LedgerHead:
     return head
 
 
-def append(db: Session, event: dict[str, Any], *, now: datetime | None = None) -> Appended:
-    """Append one event in the caller's transaction; the entry gains ``index`` and ``time``."""
+def record(
+    db: Session | Connection, event: dict[str, Any], *, now: datetime | None = None
+) -> Pending:
+    """Record one event in the caller's transaction, pending until the sequencer gives it an
+    index. The entry gains ``time`` now and ``index`` when it is integrated."""
     event_type = event.get("event_type")
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown ledger event {event_type!r}")
+    if "index" in event:
+        raise ValueError("the sequencer gives an event its index")
     now = now or utcnow()
-    head = lock_head(db)
-    index = head.size
-    entry = {**event, "index": index, "time": now.isoformat().replace("+00:00", "Z")}
-    data = canonical_json(entry)
-    digest = leaf_hash(data)
+    data = canonical_json({**event, "time": now.isoformat().replace("+00:00", "Z")})
     vendor = event.get("vendor_id")
-    db.add(
-        LedgerEntry(
-            index=index,
-            entry=data,
-            leaf_hash=digest,
+    pending_id = db.execute(
+        insert(LedgerPending)
+        .values(
+            event=data,
             event_type=event_type,
             vendor_id=uuid.UUID(vendor) if vendor else None,
             subject=event.get("subject"),
             occurred_at=now,
         )
-    )
-    # The frontier holds the roots of the perfect subtrees that make up the tree, largest
-    # first. Appending a leaf merges equal-sized subtrees from the right, like binary carry.
+        .returning(LedgerPending.id)
+    ).scalar_one()
+    return Pending(pending_id)
+
+
+class SequencerConflict(RuntimeError):
+    """Pending events vanished under the sequencer's lock: another process integrated or
+    deleted them without the lock. The transaction must roll back."""
+
+
+def _integrate_batch(db: Session, head: LedgerHead, limit: int) -> dict[int, int]:
+    rows = db.execute(
+        select(
+            LedgerPending.id,
+            LedgerPending.event,
+            LedgerPending.event_type,
+            LedgerPending.vendor_id,
+            LedgerPending.subject,
+            LedgerPending.occurred_at,
+        )
+        .order_by(LedgerPending.id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return {}
     frontier = [bytes.fromhex(h) for h in head.frontier]
-    current, level, position = digest, 0, index
-    while position & 1:
-        current = node_hash(frontier.pop(), current)
-        level += 1
-        position >>= 1
-        db.add(LedgerNode(level=level, index=position, hash=current))
-    frontier.append(current)
+    size = head.size
+    entries: list[dict[str, Any]] = []
+    nodes: list[dict[str, Any]] = []
+    indexes: dict[int, int] = {}
+    for pending_id, event, event_type, vendor_id, subject, occurred_at in rows:
+        index = size
+        data = canonical_json({**json.loads(bytes(event)), "index": index})
+        digest = leaf_hash(data)
+        entries.append(
+            {
+                "index": index,
+                "entry": data,
+                "leaf_hash": digest,
+                "event_type": event_type,
+                "vendor_id": vendor_id,
+                "subject": subject,
+                "occurred_at": occurred_at,
+            }
+        )
+        # The frontier holds the roots of the perfect subtrees that make up the tree, largest
+        # first. Appending a leaf merges equal-sized subtrees from the right, like binary carry.
+        current, level, position = digest, 0, index
+        while position & 1:
+            current = node_hash(frontier.pop(), current)
+            level += 1
+            position >>= 1
+            nodes.append({"level": level, "index": position, "hash": current})
+        frontier.append(current)
+        indexes[pending_id] = index
+        size += 1
+    result = db.execute(delete(LedgerPending).where(LedgerPending.id.in_(list(indexes))))
+    gone: int = result.rowcount  # type: ignore[attr-defined]
+    if gone != len(indexes):
+        raise SequencerConflict(
+            f"{len(indexes) - gone} pending ledger events were taken by another "
+            "sequencer; nothing was integrated"
+        )
+    _insert_many(db, LedgerEntry.__table__, entries)
+    if nodes:
+        _insert_many(db, LedgerNode.__table__, nodes)
     head.frontier = [h.hex() for h in frontier]
-    head.size = index + 1
+    head.size = size
     db.flush()
-    return Appended(index, digest)
+    return indexes
+
+
+def pending_events(db: Session, limit: int) -> tuple[int, list[LedgerPending]]:
+    """How many events are pending, and the oldest ``limit`` of them."""
+    count = db.scalar(select(func.count()).select_from(LedgerPending)) or 0
+    rows = db.scalars(select(LedgerPending).order_by(LedgerPending.id).limit(limit)).all()
+    return int(count), list(rows)
+
+
+def _insert_many(db: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert a batch of rows in the session's transaction: through ``COPY`` on PostgreSQL
+    (psycopg), several times quicker than multi-row ``INSERT`` for the sequencer's batches;
+    a plain ``executemany`` elsewhere."""
+    connection = db.connection()
+    driver: Any = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql" or not hasattr(driver, "cursor"):
+        connection.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in columns)
+    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
+def has_pending(db: Session) -> bool:
+    return db.scalar(select(LedgerPending.id).limit(1)) is not None
+
+
+def integrate(db: Session, *, limit: int | None = None, batch: int = BATCH) -> Integrated:
+    """The sequencer: integrate pending events into the tree, in the caller's transaction.
+
+    Cheap when nothing is pending (one indexed read, no lock). Otherwise takes the head lock,
+    so that two sequencers (or a sequencer and the checkpoint signer) never interleave, and
+    integrates up to ``limit`` events (all it sees when None), ``batch`` per statement.
+    """
+    if not has_pending(db):
+        head = db.get(LedgerHead, HEAD_ID)
+        return Integrated(0, head.size if head else 0, {})
+    head = lock_head(db)
+    indexes: dict[int, int] = {}
+    while limit is None or len(indexes) < limit:
+        step = batch if limit is None else min(batch, limit - len(indexes))
+        done = _integrate_batch(db, head, step)
+        indexes.update(done)
+        if len(done) < step:
+            break
+    return Integrated(len(indexes), head.size, indexes)
 
 
 class StoredTree:
@@ -121,30 +262,78 @@ class StoredTree:
 
     def __init__(self, db: Session, *, memoize: bool = False) -> None:
         """``memoize`` keeps hashes read for later proofs in this object's life (stored
-        subtrees never change): many proofs over neighbouring entries then share their reads."""
+        subtrees never change): many proofs over neighbouring entries then share their reads.
+        Hashes fetched with :meth:`prefetch` are kept for this object's life either way."""
         self.db = db
         self.lookups = 0
         self._memo: dict[tuple[int, int], bytes] | None = {} if memoize else None
+        self._fetched: dict[tuple[int, int], bytes] = {}
 
     def size(self) -> int:
         head = self.db.get(LedgerHead, HEAD_ID)
         return head.size if head else 0
 
+    def prefetch(self, coordinates: Iterable[tuple[int, int]]) -> None:
+        """Read the hashes of these ``(level, index)`` subtrees in one query (one round
+        trip: leaves from the entries, the rest from the nodes). Missing ones are left out,
+        so that the lookup that needs one raises ``LookupError`` as before."""
+        wanted = {c for c in coordinates if c not in self._fetched}
+        if not wanted:
+            return
+        leaves = sorted(i for level, i in wanted if level == 0)
+        inner = sorted(c for c in wanted if c[0] > 0)
+        parts = []
+        if leaves:
+            parts.append(
+                select(literal(0).label("level"), LedgerEntry.index, LedgerEntry.leaf_hash).where(
+                    LedgerEntry.index.in_(leaves)
+                )
+            )
+        if inner and self.db.get_bind().dialect.name == "postgresql":
+            # Two array parameters joined as a table: one plan whatever the count, a
+            # primary-key lookup per hash (a long OR list costs more to plan than to run).
+            wanted_nodes = (
+                select(
+                    func.unnest(literal([c[0] for c in inner], ARRAY(Integer))).label("level"),
+                    func.unnest(literal([c[1] for c in inner], ARRAY(BigInteger))).label("index"),
+                )
+            ).subquery()
+            parts.append(
+                select(LedgerNode.level, LedgerNode.index, LedgerNode.hash).join(
+                    wanted_nodes,
+                    (LedgerNode.level == wanted_nodes.c.level)
+                    & (LedgerNode.index == wanted_nodes.c.index),
+                )
+            )
+        elif inner:
+            parts.append(
+                select(LedgerNode.level, LedgerNode.index, LedgerNode.hash).where(
+                    tuple_(LedgerNode.level, LedgerNode.index).in_(inner)
+                )
+            )
+        query = parts[0] if len(parts) == 1 else union_all(*parts)
+        self.lookups += 1
+        for level, index, digest in self.db.execute(query):
+            self._fetched[(int(level), int(index))] = bytes(digest)
+
     def subtree(self, level: int, index: int) -> bytes:
+        found = self._fetched.get((level, index))
+        if found is not None:
+            return found
         if self._memo is not None and (level, index) in self._memo:
             return self._memo[(level, index)]
         self.lookups += 1
         if level == 0:
-            found = self.db.scalar(select(LedgerEntry.leaf_hash).where(LedgerEntry.index == index))
+            value = self.db.scalar(select(LedgerEntry.leaf_hash).where(LedgerEntry.index == index))
         else:
-            found = self.db.scalar(
+            value = self.db.scalar(
                 select(LedgerNode.hash).where(LedgerNode.level == level, LedgerNode.index == index)
             )
-        if found is None:
+        if value is None:
             raise LookupError(f"no stored subtree at level {level}, index {index}")
         if self._memo is not None:
-            self._memo[(level, index)] = bytes(found)
-        return bytes(found)
+            self._memo[(level, index)] = bytes(value)
+        return bytes(value)
 
     def root(self, size: int) -> bytes:
         return EMPTY_ROOT if size == 0 else root_hash(size, self.subtree)
@@ -154,6 +343,40 @@ class StoredTree:
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         return consistency_proof(old_size, new_size, self.subtree)
+
+    def prove_inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes]]:
+        """The root of ``size`` and the inclusion proof of ``index``, every hash read in one
+        query."""
+        self.prefetch(
+            _needed(lambda sub: (root_hash(size, sub), inclusion_proof(index, size, sub)))
+        )
+        return self.root(size), self.inclusion(index, size)
+
+    def prove_consistency(self, old_size: int, new_size: int) -> tuple[bytes, list[bytes]]:
+        """The root of ``new_size`` and the consistency proof from ``old_size``, every hash
+        read in one query."""
+        self.prefetch(
+            _needed(
+                lambda sub: (root_hash(new_size, sub), consistency_proof(old_size, new_size, sub))
+            )
+        )
+        return self.root(new_size), self.consistency(old_size, new_size)
+
+
+_PLACEHOLDER = bytes(32)
+
+
+def _needed(compute: Any) -> set[tuple[int, int]]:
+    """The subtree coordinates a computation looks up: it is run once on placeholder hashes
+    (which subtrees a root or proof needs depends on the index and sizes alone)."""
+    wanted: set[tuple[int, int]] = set()
+
+    def note(level: int, index: int) -> bytes:
+        wanted.add((level, index))
+        return _PLACEHOLDER
+
+    compute(note)
+    return wanted
 
 
 # -- pseudonyms ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from consent.grants.models import Grant
-from consent.ledger.store import append, vendor_pseudonym_for
+from consent.ledger.store import record, vendor_pseudonym_for
 from consent.oauth.models import ConsentEvent
 from vault.base import utcnow
 from vault.runtime import Runtime
@@ -76,7 +76,7 @@ def record_event(
         return None  # recorded already: by an earlier replay, or one in flight beside this
 
     grant = db.get(Grant, grant_id) if grant_id else None
-    append(
+    record(
         db,
         {
             "event_type": event_type,

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.ledger.store import append
+from consent.ledger.store import record
 from consent.scopes import VENDOR_SCOPES
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
@@ -302,7 +302,7 @@ def register_app(
 def record_vendor_event(db: Session, app: VendorApp, event_type: str) -> None:
     """Vendor app events go into the consent ledger (no subject: they concern no individual)."""
 
-    append(
+    record(
         db,
         {
             "event_type": event_type,

@@ -33,6 +33,7 @@ from tests.consent.oauth_helpers import (
     query_of,
 )
 from tests.helpers import sign_up
+from tests.sequencer import run_sequencer
 from vault.runtime import Runtime
 from vrm.app import create_app
 
@@ -100,6 +101,7 @@ def count_events(rt: Runtime, event_type: str) -> int:
 
 
 def ledger_entries(rt: Runtime, event_type: str) -> int:
+    run_sequencer(rt)
     with rt.sessions() as session:
         return int(
             session.scalar(

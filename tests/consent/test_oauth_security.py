@@ -42,6 +42,7 @@ from tests.consent.oauth_helpers import (
     oauth_client,
     query_of,
 )
+from tests.sequencer import sequence
 from vault.accounts.models import Account
 from vault.base import utcnow
 from vault.runtime import Runtime
@@ -812,6 +813,7 @@ def test_replayed_code_is_invalid_grant_and_revokes_what_the_first_use_issued(
 
 def ledger_count(db: Session, *event_types: str) -> int:
     db.expire_all()
+    sequence(db)
     return int(
         db.scalar(
             select(func.count())

@@ -31,6 +31,7 @@ from consent.ledger.service import origin, public_key_text, signing_key
 from consent.terms.catalogue import AGREEMENTS
 from tests.consent.factories import bearer, connect, individual, make_app
 from tests.helpers import sign_up
+from tests.sequencer import sequence
 from vault.runtime import Runtime
 from vrm.app import create_app
 from vrm.cli import app as cli_app
@@ -50,6 +51,7 @@ def test_grant_yields_a_receipt_that_verifies_offline(
     person = individual(client, db, rt)
     app = make_app(db, name="Acme Shoes", purpose="Send the shoes you order.")
     grant = connect(db, rt, person, app, ["phone", "shoe_size"], agreement="no-tracking")
+    sequence(db)  # the worker integrates the pending event
 
     signed = receipt_for(db, rt, grant.id)["receipt"]
     vkey = public_key_text(rt)
@@ -92,6 +94,7 @@ def test_new_receipt_verifies_with_jwcrypto_and_joserfc_without_a_warning(
     receipt with the ledger's public key, and joserfc (which warns on ``EdDSA``) stays quiet."""
     person = individual(client, db, rt)
     grant = connect(db, rt, person, make_app(db), ["email"])
+    sequence(db)  # the worker integrates the pending event
     signed = receipt_for(db, rt, grant.id)["receipt"]
     public_key = parse_verifier_key(public_key_text(rt)).public_key
 
@@ -125,6 +128,7 @@ def test_receipt_signed_with_eddsa_before_the_change_still_verifies(
 ) -> None:
     person = individual(client, db, rt)
     grant = connect(db, rt, person, make_app(db), ["email", "phone"])
+    sequence(db)  # the worker integrates the pending event
     payload = receipt_for(db, rt, grant.id)["payload"]
     old = _eddsa_receipt(rt, payload)
     vkey = public_key_text(rt)
@@ -161,6 +165,7 @@ def test_inclusion_proof_links_the_entry_to_the_checkpoint_root(
 ) -> None:
     person = individual(client, db, rt)
     grant = connect(db, rt, person, make_app(db), ["email"])
+    sequence(db)  # the worker integrates the pending event
 
     ledger = receipt_for(db, rt, grant.id)["payload"]["ledger"]
 
@@ -175,6 +180,7 @@ def test_inclusion_proof_links_the_entry_to_the_checkpoint_root(
 def test_tampering_breaks_verification(client: TestClient, db: Session, rt: Runtime) -> None:
     person = individual(client, db, rt)
     grant = connect(db, rt, person, make_app(db), ["email", "phone"])
+    sequence(db)  # the worker integrates the pending event
     signed = receipt_for(db, rt, grant.id)["receipt"]
     vkey = public_key_text(rt)
     header, body, signature = signed.split(".")
@@ -198,7 +204,9 @@ def test_receipt_checks_the_ledger_proof_not_only_the_signature(
 
     person = individual(client, db, rt)
     connect(db, rt, person, make_app(db, name="Earlier"), ["email"])
+    sequence(db)  # the worker integrates the pending event
     grant = connect(db, rt, person, make_app(db), ["email", "phone"])
+    sequence(db)  # the worker integrates the pending event
     payload = receipts.receipt_for(db, rt, grant.id)["payload"]
     vkey = public_key_text(rt)
 
@@ -229,9 +237,11 @@ def test_narrowed_grant_yields_a_receipt_for_the_new_index(
 ) -> None:
     person = individual(client, db, rt)
     grant = connect(db, rt, person, make_app(db), ["email", "phone"])
+    sequence(db)  # the worker integrates the pending event
     first = verify_receipt(receipt_for(db, rt, grant.id)["receipt"], public_key_text(rt))
 
     GrantService(db, rt).narrow(person.id, grant.id, ["phone"])
+    sequence(db)  # the worker integrates the pending event
     db.commit()
     second = verify_receipt(receipt_for(db, rt, grant.id)["receipt"], public_key_text(rt))
 
@@ -245,6 +255,7 @@ def test_narrowed_grant_yields_a_receipt_for_the_new_index(
     assert again["record_id"] == first["record_id"]
 
     GrantService(db, rt).revoke(person.id, grant.id)
+    sequence(db)  # the worker integrates the pending event
     db.commit()
     third = verify_receipt(receipt_for(db, rt, grant.id)["receipt"], public_key_text(rt))
     assert third["event"] == {**third["event"], "type": "grant.revoked", "state": "revoked"}
@@ -255,6 +266,7 @@ def test_individual_downloads_own_receipt_and_others_get_404(
 ) -> None:
     person = individual(client, db, rt)
     grant = connect(db, rt, person, make_app(db), ["email"])
+    sequence(db)  # the worker integrates the pending event
 
     page = client.get("/connections").text
     assert f'href="/connections/{grant.id}/receipt"' in page
@@ -278,7 +290,9 @@ def test_vendor_fetches_receipts_of_its_own_grants_only(
     shop = make_app(db, name="Shop")
     rival = make_app(db, name="Rival")
     grant = connect(db, rt, person, shop, ["email"])
+    sequence(db)  # the worker integrates the pending event
     rival_grant = connect(db, rt, person, rival, ["phone"])
+    sequence(db)  # the worker integrates the pending event
     headers = bearer(db, rt, shop, grant)
 
     response = client.get(f"/vendor/v1/receipts/{grant.id}", headers=headers)
@@ -292,6 +306,7 @@ def test_vendor_fetches_receipts_of_its_own_grants_only(
 
     # After revocation the app's own (client credentials) token still fetches the receipt.
     GrantService(db, rt).revoke(person.id, grant.id)
+    sequence(db)  # the worker integrates the pending event
     db.commit()
     app_headers = bearer(db, rt, shop, None, scope="")
     revoked = client.get(f"/vendor/v1/receipts/{grant.id}", headers=app_headers)
@@ -306,6 +321,7 @@ def test_cli_verifies_a_receipt_offline(
 ) -> None:
     person = individual(client, db, rt)
     grant = connect(db, rt, person, make_app(db), ["email"])
+    sequence(db)  # the worker integrates the pending event
     receipt = tmp_path / "receipt.jws"
     receipt.write_text(client.get(f"/connections/{grant.id}/receipt").text)
     key = tmp_path / "ledger.pub"
@@ -334,6 +350,7 @@ def test_a_server_whose_base_url_names_another_log_refuses_to_sign_a_receipt(
     person = individual(client, db, rt)
     shop = make_app(db, name="Shop")
     grant = connect(db, rt, person, shop, ["email"])
+    sequence(db)  # the worker integrates the pending event
     headers = bearer(db, rt, shop, grant)
     moved = dataclasses.replace(
         rt, settings=rt.settings.model_copy(update={"base_url": "https://elsewhere.example"})
@@ -349,3 +366,39 @@ def test_a_server_whose_base_url_names_another_log_refuses_to_sign_a_receipt(
     assert f"belongs to the log '{origin(rt)}'" in detail
     assert "names the log 'elsewhere.example/consent-ledger'" in detail
     assert db.scalar(select(func.count()).select_from(LedgerCheckpoint)) == before
+
+
+def test_receipt_is_pending_until_the_sequencer_integrates_the_event(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    person = individual(client, db, rt)
+    shop = make_app(db, name="Shop")
+    grant = connect(db, rt, person, shop, ["email", "phone"])
+    headers = bearer(db, rt, shop, grant)
+    db.commit()
+
+    pending = client.get(f"/vendor/v1/receipts/{grant.id}", headers=headers)
+    assert pending.status_code == 409, pending.text
+    assert pending.json()["error"] == "receipt_pending"
+    assert pending.headers["retry-after"] == "1"
+    page = client.get(f"/connections/{grant.id}/receipt", follow_redirects=True)
+    assert page.status_code == 200
+    assert "being added to the consent ledger" in page.text
+
+    sequence(db)
+    db.commit()
+    given = client.get(f"/vendor/v1/receipts/{grant.id}", headers=headers)
+    assert given.status_code == 200, given.text
+    first = verify_receipt(given.json()["receipt"], public_key_text(rt))
+    assert first["event"]["type"] == "grant.given"
+
+    # A later change is pending again: no receipt for the older event meanwhile.
+    GrantService(db, rt).narrow(person.id, grant.id, ["phone"])
+    db.commit()
+    assert client.get(f"/vendor/v1/receipts/{grant.id}", headers=headers).status_code == 409
+    sequence(db)
+    db.commit()
+    narrowed = client.get(f"/vendor/v1/receipts/{grant.id}", headers=headers)
+    payload = verify_receipt(narrowed.json()["receipt"], public_key_text(rt))
+    assert payload["event"]["type"] == "grant.narrowed"
+    assert payload["ledger"]["index"] == first["ledger"]["index"] + 1

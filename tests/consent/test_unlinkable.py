@@ -35,6 +35,7 @@ from tests.consent.oauth_helpers import (
 )
 from tests.helpers import post_form
 from tests.intents.factories import make_intent, market_vendor, offer_body
+from tests.sequencer import run_sequencer
 from tests.webhook_receiver import Receiver
 from vault.accounts.models import Account
 from vault.runtime import Runtime
@@ -160,9 +161,11 @@ def journey(
 
     for seen in (velo, ride):
         grant_id = grants[seen.vendor.client_id]
+        run_sequencer(rt)
         seen.get(f"/vendor/v1/receipts/{grant_id}")
         revoked = post_form(browser, f"/connections/{grant_id}/revoke", {}, "/connections")
         assert revoked.status_code == 303, revoked.text
+        run_sequencer(rt)
         seen.get(f"/vendor/v1/receipts/{grant_id}")  # a revoked grant's receipt, too
     while deliver_due(rt.sessions, rt):
         pass

@@ -52,6 +52,7 @@ from tests.consent.oauth_helpers import Vendor
 from tests.consent.test_webhooks import expected_signature
 from tests.helpers import PASSWORD, page_csrf, sign_in, sign_up, unique_email
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
+from tests.sequencer import sequence
 from tests.vault.conftest import FAST_ARGON2, PROFILE_VALUES, Deployment
 from tests.vault.test_raw_scan import (
     Individual,
@@ -505,6 +506,8 @@ def build_world(deployment: Deployment, receiver: Receiver, directory: Path) -> 
         keys = KeyStore(db, rt.keys)
         assert all(keys.decrypt(b, ct) for b, ct in ciphertexts)  # they open, before
         owner_id = owner.id
+        sequence(db)  # the worker integrates the pending events
+        db.commit()
         [pseudonym] = {
             json.loads(entry)["subject"]
             for entry in db.scalars(select(LedgerEntry.entry))

@@ -24,6 +24,7 @@ from consent.ledger.signer import LedgerSigner
 from tests.consent.factories import connect, individual
 from tests.helpers import page_csrf
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
+from tests.sequencer import sequence
 from vault.portability.parts import MANIFEST_TYP
 from vault.runtime import Runtime
 
@@ -44,6 +45,7 @@ def busy_person(client: TestClient, db: Session, rt: Runtime) -> dict[str, Any]:
     owner = individual(client, db, rt, given_name="Zephyrine", phone="+31 20 794 6138")
     vendor = market_vendor(db, rt, name="Velo Shop")
     grant = connect(db, rt, owner, vendor.app, ["email", "phone"])
+    sequence(db)  # the worker integrates the pending event
     for _ in range(2):
         log_access(db, owner.id, vendor.app, ["email", "phone"])
     db.commit()

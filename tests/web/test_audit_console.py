@@ -18,11 +18,12 @@ from consent.grants.service import Decision, GrantService
 from consent.ledger.merkle import canonical_json
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry
 from consent.ledger.service import create_checkpoint, public_key_text
-from consent.ledger.store import append, vendor_pseudonym_for
+from consent.ledger.store import vendor_pseudonym_for
 from consent.ledger.verify import verify_export
 from consent.vendors.models import VendorApp
 from tests.consent.factories import make_app
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
+from tests.sequencer import append, sequence
 from vault.accounts.models import Role
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
@@ -303,6 +304,7 @@ def test_auditor_pages_show_no_personal_data(auditor: TestClient, db: Session, r
     grants = GrantService(db, rt)
     grant = grants.decide(person.id, app, Decision(["email", "given_name"], "30d"), "service-only")
     grants.narrow(person.id, grant.id, ["given_name"])
+    sequence(db)
     db.commit()
     signed(db, rt)
     pseudonym = vendor_pseudonym_for(db, rt, person.id, app.id)

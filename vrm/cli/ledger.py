@@ -17,6 +17,7 @@ from consent.ledger.service import (
     latest_checkpoint,
     public_key_text,
 )
+from consent.ledger.store import integrate
 from consent.ledger.tiles_client import main_verify_tiles
 from consent.ledger.verify import main_verify
 from vault.errors import NotFound
@@ -27,11 +28,22 @@ app = typer.Typer(
 )
 
 
+@app.command("sequence")
+def ledger_sequence() -> None:
+    """Integrate the pending consent events into the tree now (the worker does this several
+    times a second); safe beside a running worker: one sequencer at a time holds the lock."""
+    with service() as rt, rt.sessions() as session, session.begin():
+        done = integrate(session)
+    typer.echo(f"{done.count} pending events integrated; the tree holds {done.size} entries")
+
+
 @app.command("checkpoint")
 def ledger_checkpoint() -> None:
-    """Sign a checkpoint now if the ledger grew (the worker does this on every pass)."""
+    """Integrate pending events, then sign a checkpoint if the ledger grew (the worker does
+    both on every pass)."""
     with service() as rt, rt.sessions() as session, session.begin():
         try:
+            integrate(session)
             row = create_checkpoint(session, rt) or latest_checkpoint(session)
         except InconsistentLedger as exc:
             raise fail(f"{exc}: the stored ledger was altered; see `vrm ledger export`") from exc

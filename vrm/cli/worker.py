@@ -17,7 +17,7 @@ from vault.runtime import Runtime
 from vault.settings import get_settings
 from vrm.cli.common import service
 from vrm.logs import configure as configure_logging
-from vrm.wiring import JOBS
+from vrm.wiring import FREQUENT_JOBS, JOBS
 
 
 def run_job(rt: Runtime, job: Job) -> None:
@@ -88,8 +88,19 @@ class Background:
                 run_jobs(self.rt)
                 self.stopping.wait(max(self.interval, JOBS_SECONDS))
 
+        def every(job: Job, seconds: float) -> None:
+            while not self.stopping.is_set():
+                run_job(self.rt, job)
+                self.stopping.wait(seconds)
+
         scheduler = threading.Thread(target=jobs, name="vrm-jobs")
+        frequent = [
+            threading.Thread(target=every, args=(job, seconds), name=f"vrm-job-{n}")
+            for n, (job, seconds) in enumerate(FREQUENT_JOBS)
+        ]
         scheduler.start()
+        for thread in frequent:
+            thread.start()
         try:
             dispatcher = Dispatcher(
                 self.rt.sessions,
@@ -102,6 +113,8 @@ class Background:
         finally:
             self.stopping.set()
             scheduler.join()
+            for thread in frequent:
+                thread.join()
             self._loop.close()
 
 

@@ -21,9 +21,10 @@ from consent.ledger.checkpoint import verify_signed_checkpoint
 from consent.ledger.merkle import canonical_json, leaf_hash, verify_consistency, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint
 from consent.ledger.service import create_checkpoint, origin, public_key_text
-from consent.ledger.store import StoredTree, append, vendor_pseudonym_for
+from consent.ledger.store import StoredTree, vendor_pseudonym_for
 from tests.consent.factories import make_app
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
+from tests.sequencer import append, sequence
 from vault.accounts.models import Role
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
@@ -324,6 +325,25 @@ def test_entries_name_the_individual_only_by_pseudonym(
     grants.revoke(person.id, grant.id)
     db.commit()
     pseudonym = vendor_pseudonym_for(db, rt, person.id, app.id)
+
+    # Recorded, not yet integrated: shown as pending, with no index, and not as entries.
+    waiting = auditor.get(f"{API}/pending")
+    assert waiting.status_code == 200, waiting.text
+    body = waiting.json()
+    mine = [e for e in body["events"] if e["entry"]["subject"] == pseudonym]
+    assert [e["entry"]["event_type"] for e in mine] == [
+        "grant.given",
+        "grant.narrowed",
+        "grant.revoked",
+    ]
+    assert all("index" not in e["entry"] for e in mine) and body["pending"] >= 3
+    listed = auditor.get(f"{API}/entries", params={"start": 0, "end": 1000}).text
+    assert pseudonym not in listed
+    for secret in (email, given_name, json.dumps(given_name)[1:-1], str(person.id)):
+        assert secret.lower() not in waiting.text.lower()
+    sequence(db)
+    db.commit()
+    assert auditor.get(f"{API}/pending").json()["pending"] == 0
 
     response = auditor.get(f"{API}/entries", params={"start": 0, "end": 1000})
 

@@ -24,7 +24,7 @@ from consent import scopes
 from consent.grants.models import Grant
 from consent.grants.service import Decision, GrantService, delete_app
 from consent.ledger.merkle import canonical_json, leaf_hash
-from consent.ledger.models import LedgerEntry
+from consent.ledger.models import LedgerEntry, LedgerPending
 from consent.ledger.store import StoredTree, vendor_pseudonym_for
 from consent.oauth.tokens import TokenService
 from consent.vendors.models import VendorApp
@@ -33,6 +33,7 @@ from tests.consent.factories import account_of, make_app
 from tests.consent.oauth_helpers import authorize_url, consent, make_vendor, new_verifier
 from tests.consent.oauth_helpers import oauth_client as vendor_client
 from tests.helpers import PASSWORD, sign_up, unique_email
+from tests.sequencer import sequence
 from vault.accounts.models import Account
 from vault.base import utcnow
 from vault.runtime import Runtime
@@ -53,10 +54,17 @@ ENTRY_KEYS = {
 
 
 def count(db: Session) -> int:
+    """Entries in the tree, once the sequencer integrated what is pending."""
+    sequence(db)
     return int(db.scalar(select(func.count()).select_from(LedgerEntry)) or 0)
 
 
+def pending(db: Session) -> int:
+    return int(db.scalar(select(func.count()).select_from(LedgerPending)) or 0)
+
+
 def entries_from(db: Session, start: int) -> list[LedgerEntry]:
+    sequence(db)
     return list(
         db.scalars(
             select(LedgerEntry).where(LedgerEntry.index >= start).order_by(LedgerEntry.index)
@@ -217,18 +225,22 @@ def test_each_event_appends_one_entry_in_the_same_transaction(
     before = count(db)
     assert StoredTree(db).size() == before
 
-    # Rolled back: the change and its entry go together, and the head goes back.
+    # Rolled back: the change and its pending event go together.
     attempt = db.begin_nested()
     case.act(db, rt, state)
     db.flush()
-    assert count(db) == before + 1
+    assert pending(db) == 1
     attempt.rollback()
+    assert pending(db) == 0
     assert count(db) == before
     assert StoredTree(db).size() == before
 
-    # Committed: exactly one entry of the right type, at the next index (no gap left).
+    # Committed: pending (no index) until the sequencer runs; then exactly one entry of the
+    # right type, at the next index (no gap left).
     case.act(db, rt, state)
     db.commit()
+    assert pending(db) == 1
+    assert StoredTree(db).size() == before
     [row] = entries_from(db, before)
     assert row.index == before
     assert row.event_type == case.event_type

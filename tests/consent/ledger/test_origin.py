@@ -32,8 +32,8 @@ from consent.ledger.service import (
     public_key_text,
 )
 from consent.ledger.signer import LedgerSigner
-from consent.ledger.store import append
 from tests.helpers import PASSWORD, sign_in, unique_email
+from tests.sequencer import append
 from tests.vault.conftest import Deployment
 from vault.accounts.models import Role
 from vault.runtime import Runtime

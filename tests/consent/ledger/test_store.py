@@ -15,7 +15,8 @@ from consent.ledger.merkle import (
 )
 from consent.ledger.models import LedgerEntry
 from consent.ledger.service import create_checkpoint, public_key_text
-from consent.ledger.store import StoredTree, append
+from consent.ledger.store import StoredTree
+from tests.sequencer import append
 from vault.runtime import Runtime
 
 
@@ -95,3 +96,25 @@ def test_memoized_proofs_of_neighbouring_entries_share_their_reads(db: Session) 
     for index in range(size - 50, size):
         assert memo.inclusion(index, size) == plain.inclusion(index, size)
     assert memo.lookups < plain.lookups / 3
+
+
+def test_proofs_read_every_hash_they_need_in_one_query(db: Session) -> None:
+    _append(db, 300)
+    leaves = _leaves(db)
+    memory = InMemoryTree(leaves)
+    for size in (1, 2, 7, 128, 255, 300):
+        root = root_from_leaf_hashes(leaves[:size])
+        for index in {0, size // 3, size - 1}:
+            tree = StoredTree(db)
+            got_root, proof = tree.prove_inclusion(index, size)
+            assert tree.lookups == 1  # one round trip
+            assert got_root == root and proof == memory.inclusion_proof(index, size)
+            assert verify_inclusion(leaves[index], index, size, proof, root)
+        for old in {1, size // 2, size}:
+            if old == 0:
+                continue
+            tree = StoredTree(db)
+            got_root, proof = tree.prove_consistency(old, size)
+            assert tree.lookups <= 1
+            assert got_root == root
+            assert verify_consistency(old, size, root_from_leaf_hashes(leaves[:old]), root, proof)

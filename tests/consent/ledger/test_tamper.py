@@ -32,8 +32,8 @@ from sqlalchemy import Engine, text
 
 from consent.ledger.checkpoint import verify_signed_checkpoint
 from consent.ledger.merkle import canonical_json, leaf_hash, verify_inclusion
-from consent.ledger.store import append
 from tests.helpers import PASSWORD, sign_in, unique_email
+from tests.sequencer import append
 from tests.vault.conftest import Deployment
 from vault.accounts.models import Role
 from vault.runtime import Runtime
