@@ -22,11 +22,13 @@ from intents.models import Intent, IntentBlock, Offer
 from vault.accounts.models import Account, AccountSession, SignInThrottle
 from vault.base import Base
 from vault.keystore import DataKeyRecord
+from vault.mail.models import AccountLink, MailMessage, Notice, NoticeSetting
 from vault.profile.models import ProfileField
 
 __all__ = [
     "AccessLogEntry",
     "Account",
+    "AccountLink",
     "AccountSession",
     "AuthorizationCode",
     "Base",
@@ -41,6 +43,9 @@ __all__ = [
     "LedgerNode",
     "LedgerSubject",
     "LedgerVendorSubject",
+    "MailMessage",
+    "Notice",
+    "NoticeSetting",
     "OAuthToken",
     "Offer",
     "PreviousVendors",

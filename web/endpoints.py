@@ -1,7 +1,7 @@
 """The portal's router: every page an individual (and later a vendor or auditor) sees."""
 
 from vault.routing import APIRouter
-from web import accounts, audit, connections, console, intents, portability, profile, terms
+from web import accounts, audit, connections, console, intents, mail, portability, profile, terms
 from web import consent as consent_screen
 
 router = APIRouter(include_in_schema=False)
@@ -14,3 +14,4 @@ router.include_router(connections.router)
 router.include_router(intents.router)
 router.include_router(portability.router)
 router.include_router(audit.router)
+router.include_router(mail.router)
