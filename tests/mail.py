@@ -92,7 +92,7 @@ class Inbox:
     lock: threading.Lock = field(default_factory=threading.Lock)
     refuse: bool = False
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refuse:
             return "451 4.3.0 try again later"
         with self.lock:

@@ -8,6 +8,7 @@ tried to sign up with it. :func:`confirm_sign_up` makes the account usable."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Final
 
@@ -19,6 +20,7 @@ from vault.accounts.models import Account, AccountStatus, Role
 from vault.accounts.service import AccountService, email_index
 from vault.base import utcnow
 from vault.mail import letters, links
+from vault.mail.compose import Letter
 from vault.mail.outbox import queue_mail
 from vault.profile.service import ProfileService, validate_email
 from vault.runtime import Runtime
@@ -85,7 +87,9 @@ def request_sign_up(
     return account
 
 
-def _send_confirmation(db: Session, rt: Runtime, account: Account, to: str, letter) -> None:  # type: ignore[no-untyped-def]
+def _send_confirmation(
+    db: Session, rt: Runtime, account: Account, to: str, letter: Callable[[str, int], Letter]
+) -> None:
     links.retire(db, account.id, CONFIRM)
     token = links.issue(db, rt, account.id, CONFIRM, CONFIRM_VALID_FOR)
     hours = int(CONFIRM_VALID_FOR.total_seconds() // 3600)

@@ -33,7 +33,8 @@ BATCH: Final = 50
 def backoff(attempts: int) -> timedelta:
     """The delay after the ``attempts``-th failure, before jitter."""
     exponent = min(max(attempts, 1) - 1, 12)
-    return min(BACKOFF_BASE * (4**exponent), BACKOFF_CAP)
+    factor: int = 4**exponent
+    return min(BACKOFF_BASE * factor, BACKOFF_CAP)
 
 
 @dataclass(frozen=True, slots=True)
