@@ -5,6 +5,7 @@ the worker does)."""
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -116,10 +117,12 @@ def smtp_server() -> Iterator[SmtpServer]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 for this test; ``url`` is what
     ``VRM_SMTP_URL`` would say (plain: a local catcher, development only)."""
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=0)
+    with socket.socket() as probe:  # a free port (aiosmtpd's start-up check needs a real one)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        port = controller.server.sockets[0].getsockname()[1]
         yield SmtpServer(f"smtp://127.0.0.1:{port}?tls=none", inbox)
     finally:
         controller.stop()
