@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -112,10 +113,10 @@ class SmtpServer:
     inbox: Inbox
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 for this test; ``url`` is what
-    ``VRM_SMTP_URL`` would say (plain: a local catcher, development only)."""
+@contextmanager
+def running_smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1; ``url`` is what ``VRM_SMTP_URL`` would say
+    (plain: a local catcher, development only)."""
     inbox = Inbox()
     with socket.socket() as probe:  # a free port (aiosmtpd's start-up check needs a real one)
         probe.bind(("127.0.0.1", 0))
@@ -126,3 +127,10 @@ def smtp_server() -> Iterator[SmtpServer]:
         yield SmtpServer(f"smtp://127.0.0.1:{port}?tls=none", inbox)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server for this test."""
+    with running_smtp() as server:
+        yield server
