@@ -37,15 +37,18 @@ def sign_up(
     *,
     role: Role = Role.INDIVIDUAL,
     client_address: str = "",
+    confirmed: bool = True,
 ) -> Account:
-    """Create a usable account whose address counts as confirmed (in the caller's
-    transaction): for what an operator does (`vrm users add-auditor`, `vrm import`). The email
-    becomes an encrypted profile field; a taken address raises ``EmailUnavailable``."""
+    """Create a usable account at once (in the caller's transaction): for what an operator
+    does (`vrm users add-auditor`, `vrm import`: the address counts as confirmed) and for the
+    portal's sign-up from an export (``confirmed=False``: usable, but its address is not
+    confirmed, so vendors see ``email_verified`` false). The email becomes an encrypted
+    profile field; a taken address raises ``EmailUnavailable``."""
     clean_email = validate_email(email)
     account = AccountService(db, rt).create(
         clean_email, password, role=role, client_address=client_address
     )
-    account.email_confirmed_at = utcnow()
+    account.email_confirmed_at = utcnow() if confirmed else None
     ProfileService(db, rt).store_email(account, clean_email)
     return account
 
