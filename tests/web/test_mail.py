@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from consent.grants.jobs import WARN_EXPIRING_GRANTS
 from consent.grants.models import Grant
 from intents.market import Market
-from tests.consent.factories import connect, individual, make_app
+from tests.consent.factories import bearer, connect, individual, make_app
 from tests.helpers import PASSWORD, confirm_address, post_form, sign_in, sign_up, unique_email
 from tests.intents.factories import make_intent, market_vendor, offer_body
 from tests.mail import (
@@ -34,7 +34,7 @@ from vault.accounts.service import email_index
 from vault.base import utcnow
 from vault.mail.delivery import MAX_ATTEMPTS, deliver_due
 from vault.mail.models import AccountLink, MailMessage, Notice
-from vault.mail.notices import send_due_notices
+from vault.mail.notices import queue_security_notice, send_due_notices
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 
@@ -231,16 +231,17 @@ def test_signing_up_again_unconfirmed_resends_the_link_and_keeps_the_first_passw
     assert sign_in(second_client, email, PASSWORD).status_code == 303
 
 
-def test_the_address_is_verified_for_vendors_only_once_confirmed(
+def test_vendors_see_the_address_verified_only_once_it_was_confirmed(
     client: TestClient, rt: Runtime, db: Session
 ) -> None:
-    from vendor_api.userinfo import to_claims
-
-    email = sign_up(client)
-    account = account_of(db, rt, email)
-    assert account.email_confirmed_at is not None
-    assert to_claims({"email": email}, email_verified=True)["email_verified"] is True
-    assert to_claims({"email": email})["email_verified"] is False
+    account = individual(client, db, rt)
+    shop = make_app(db)
+    headers = bearer(db, rt, shop, connect(db, rt, account, shop, ["email"]))
+    assert client.get("/oauth/userinfo", headers=headers).json()["email_verified"] is True
+    # An account from before confirmation existed: its address was never confirmed.
+    db.execute(update(Account).where(Account.id == account.id).values(email_confirmed_at=None))
+    db.commit()
+    assert client.get("/oauth/userinfo", headers=headers).json()["email_verified"] is False
 
 
 # -- forgot password --------------------------------------------------------------------------
@@ -496,3 +497,28 @@ def test_a_reset_link_also_confirms_an_unconfirmed_address(
         form_page=path_of(link),
     )
     assert sign_in(second_client, email, NEW_PASSWORD).status_code == 303
+
+
+def test_smtp_without_starttls_on_offer_sends_nothing_in_clear(
+    client: TestClient, rt: Runtime, smtp_server: SmtpServer
+) -> None:
+    ask_sign_up(client, unique_email())
+    plain_catcher = smtp_server.url.removesuffix("?tls=none")  # smtp:// requires STARTTLS
+    [outcome] = deliver_due(runtime_with(rt, smtp_url=plain_catcher))
+    assert (outcome.result, outcome.error) == ("retrying", "the server does not offer STARTTLS")
+    assert smtp_server.inbox.messages == []
+
+
+def test_a_security_notice_from_other_code_is_listed_and_mailed(
+    client: TestClient, rt: Runtime, db: Session
+) -> None:
+
+    account = individual(client, db, rt)
+    email = ProfileService(db, rt).email_of(account.id)
+    queue_security_notice(db, rt, account.id, "factor_added")
+    mail = last_queued(rt, email, "factor_added")
+    assert mail["Subject"] == "A second factor was added to your VRM Vault"
+    assert mail["List-Unsubscribe"] is None
+    assert "A second factor was added to your VRM Vault" in client.get("/notices").text
+    with pytest.raises(ValueError, match="not a security notice"):
+        queue_security_notice(db, rt, account.id, "new_offer")
