@@ -53,7 +53,7 @@ def account_of(db: Session, rt: Runtime, email: str) -> Account:
 
 def individual(client: Client, db: Session, rt: Runtime, **values: Any) -> Account:
     """Sign up in ``client`` (which stays signed in) and fill in the given profile fields."""
-    account = account_of(db, rt, sign_up(client))
+    account = account_of(db, rt, sign_up(client, rt=rt))
     profile = ProfileService(db, rt)
     for key, value in values.items():
         profile.set_field(account, key, value)
