@@ -74,7 +74,8 @@ def queued(rt: Runtime, to: str | None = None, kind: str | None = None) -> list[
             assert row.message_ct is not None
             raw = keys.decrypt(message_binding(row.account_id, row.id, row.kind), row.message_ct)
             message = parse(raw)
-            if to is None or message["To"] == to:
+            # Addresses are compared as the vault compares them (the domain is normalised).
+            if to is None or str(message["To"]).lower() == to.lower():
                 found.append(message)
     return found
 

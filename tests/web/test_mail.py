@@ -449,18 +449,18 @@ def test_offers_on_one_intent_are_mailed_at_most_once_an_hour(
     email = ProfileService(db, rt).email_of(account.id)
     intent = make_intent(db, rt, account)
     shops = [market_vendor(db, rt, name=f"Shop {n}") for n in range(3)]
-    now = utcnow()
     Market(db, rt, shops[0].app).make_offer(intent.id, offer_body())
     Market(db, rt, shops[1].app).make_offer(intent.id, offer_body("800.00"))
-    assert send_due_notices(db, rt, now=now + timedelta(seconds=1)) == 1
+    mailed_at = utcnow()
+    assert send_due_notices(db, rt, now=mailed_at) == 1
     [first] = queued(rt, email, "new_offer")
     assert first["Subject"] == "2 new offers on one of your intents"
     assert link_to(first, f"/intents/{intent.id}")
     assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     Market(db, rt, shops[2].app).make_offer(intent.id, offer_body("790.00"))
-    assert send_due_notices(db, rt, now=now + timedelta(minutes=30)) == 0
-    assert send_due_notices(db, rt, now=now + timedelta(minutes=61)) == 1
+    assert send_due_notices(db, rt, now=mailed_at + timedelta(minutes=59)) == 0
+    assert send_due_notices(db, rt, now=mailed_at + timedelta(minutes=61)) == 1
     assert len(queued(rt, email, "new_offer")) == 2
 
 
