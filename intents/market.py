@@ -47,6 +47,7 @@ from vault.base import utcnow
 from vault.crypto import Binding
 from vault.errors import InvalidInput, NotFound
 from vault.keystore import UNWRAPPED, DataKeyRecord
+from vault.mail.notices import notify
 from vault.runtime import Runtime
 
 DEFAULT_PAGE = 20
@@ -373,6 +374,7 @@ class Market:
             )
             self.db.add(offer)
             self.db.flush()
+            notify(self.db, self.rt, intent.owner_id, "new_offer", intent.id, now=now)
             return offer, True
         if offer.status == OfferStatus.DECLINED:
             raise OfferDeclined(
@@ -389,6 +391,7 @@ class Market:
         offer.revision += 1
         offer.updated_at = now
         self.db.flush()
+        notify(self.db, self.rt, intent.owner_id, "new_offer", intent.id, now=now)
         return offer, False
 
     def _own(self, offer_id: uuid.UUID) -> Offer:

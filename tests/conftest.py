@@ -31,7 +31,7 @@ from vault.runtime import Runtime
 from vault.settings import Settings
 from vrm.app import create_app
 
-pytest_plugins = ["tests.webhook_receiver"]
+pytest_plugins = ["tests.webhook_receiver", "tests.mail"]
 
 PG_ADMIN_URL = os.environ.get("VRM_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("VRM_REQUIRE_POSTGRES") == "1"

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import urlsplit
 
 from httpx import Client, Response
+
+from tests.mail import last_queued, link_to, token_of
+from vault.runtime import Runtime
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -37,14 +41,37 @@ def unique_email(prefix: str = "person") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.org"
 
 
-def sign_up(client: Client, email: str | None = None, password: str = PASSWORD) -> str:
+def sign_up(
+    client: Client,
+    email: str | None = None,
+    password: str = PASSWORD,
+    *,
+    rt: Runtime | None = None,
+    home: str = "/profile",
+) -> str:
+    """Sign up, confirm the address from the mail the vault queued, and sign in: a usable,
+    confirmed account, signed in on ``client``. ``rt``: a runtime on the served database
+    (default: the TestClient's app's)."""
     email = email or unique_email()
     response = post_form(
         client, "/signup", {"email": email, "password": password, "password_confirm": password}
     )
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/profile"
+    assert response.status_code == 200, response.text
+    assert "Check your email" in response.text
+    confirm_address(client, email, rt=rt)
+    signed_in = sign_in(client, email, password)
+    assert signed_in.status_code == 303, signed_in.text
+    assert signed_in.headers["location"] == home
     return email
+
+
+def confirm_address(client: Client, email: str, *, rt: Runtime | None = None) -> None:
+    """Use the confirmation link last queued to ``email``, as its owner would."""
+    runtime = rt or client.app.state.runtime  # type: ignore[attr-defined]
+    link = urlsplit(link_to(last_queued(runtime, email, "confirm_signup"), "/signup/confirm"))
+    page = f"{link.path}?{link.query}"
+    response = post_form(client, "/signup/confirm", {"t": token_of(page)}, form_page=page)
+    assert response.status_code == 303, response.text
 
 
 def sign_in(client: Client, email: str, password: str = PASSWORD) -> Response:

@@ -192,7 +192,7 @@ def test_a_session_started_in_one_process_is_signed_in_in_the_other(
     another_browser: Browser,
 ) -> None:
     a, b = deployment.a, deployment.b
-    email = sign_up(another_browser(b))
+    email = sign_up(another_browser(b), rt=deployment.rt)
 
     signed_in = sign_in(browser(a), email)
 
@@ -207,7 +207,7 @@ def test_signing_out_through_one_process_ends_the_session_in_the_other(
     deployment: Deployment, browser: Browser
 ) -> None:
     a, b = deployment.a, deployment.b
-    sign_up(browser(a))
+    sign_up(browser(a), rt=deployment.rt)
     assert browser(b).get("/profile").status_code == 200
     session = browser(a).cookies.get("vrm_session")
     assert session
@@ -226,7 +226,7 @@ def test_a_csrf_token_from_a_page_of_one_process_is_accepted_by_the_other(
     deployment: Deployment, browser: Browser
 ) -> None:
     a, b = deployment.a, deployment.b
-    sign_up(browser(a))
+    sign_up(browser(a), rt=deployment.rt)
     token = page_csrf(browser(a), "/profile/fields/given_name")
 
     saved = browser(b).post(
@@ -251,8 +251,8 @@ def test_a_csrf_token_of_another_session_is_refused_by_the_other_process(
     another_browser: Browser,
 ) -> None:
     a, b = deployment.a, deployment.b
-    sign_up(browser(a))
-    sign_up(another_browser(a))
+    sign_up(browser(a), rt=deployment.rt)
+    sign_up(another_browser(a), rt=deployment.rt)
     theirs = page_csrf(another_browser(a), "/profile/fields/given_name")
 
     forged = browser(b).post(

@@ -156,6 +156,22 @@ class Settings(BaseSettings):
         "only (a portal session or an auditor API token). Entries carry pseudonyms only, but "
         "the tiles show how many grants each vendor gets.",
     )
+    smtp_url: str | None = Field(
+        default=None,
+        description="Where mail goes: `smtp://user:pass@host:587` (STARTTLS, required) or "
+        "`smtps://user:pass@host:465` (TLS from the start). `smtp://host:port?tls=none` (no "
+        "encryption) only in development, for a local catcher. Unset (development only): each "
+        "message is written as an `.eml` file under `mail_dir`, listed at /dev/mail.",
+    )
+    mail_from: str = Field(
+        default="VRM Vault <vault@localhost>",
+        max_length=254,
+        description="The From address of every message the vault sends.",
+    )
+    mail_dir: Path = Field(
+        default=Path("./var/mail"),
+        description="Without `smtp_url` (development): where messages are written as .eml files.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For is believed.",
@@ -164,6 +180,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _normalise(self) -> Settings:
         self.base_url = self.base_url.rstrip("/")
+        if self.smtp_url is not None:
+            scheme = self.smtp_url.split("://", 1)[0].lower() if "://" in self.smtp_url else ""
+            if scheme not in ("smtp", "smtps"):
+                raise ValueError("VRM_SMTP_URL must start with smtp:// or smtps://")
         return self
 
     @property
@@ -197,6 +217,13 @@ class Settings(BaseSettings):
                 "The password in VRM_DATABASE_URL is a placeholder or shorter than 12 "
                 "characters; use a generated one in production."
             )
+        if not self.smtp_url:
+            raise SettingsError(
+                "VRM_SMTP_URL is required in production: the vault mails confirmations, "
+                "password resets and notices (smtp://user:pass@host:587 or smtps://...)."
+            )
+        if "tls=none" in self.smtp_url.lower():
+            raise SettingsError("VRM_SMTP_URL must not turn TLS off (tls=none) in production.")
 
 
 @lru_cache

@@ -1,14 +1,32 @@
 """Sign-up: an account, its data key, and its sign-in address kept as an encrypted profile
-field. Above both accounts and the profile, so that neither depends on the other's service."""
+field. Above accounts, the profile and the mail channel, so that none of them depends on
+another's service.
+
+A person signs up by :func:`request_sign_up`, which always answers the same: a new address
+gets an unconfirmed account and a confirmation link; a taken one gets an email saying someone
+tried to sign up with it. :func:`confirm_sign_up` makes the account usable."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Final
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vault.accounts.models import Account, Role
-from vault.accounts.service import AccountService
+from vault.accounts.errors import EmailUnavailable
+from vault.accounts.models import Account, AccountStatus, Role
+from vault.accounts.service import AccountService, email_index
+from vault.base import utcnow
+from vault.mail import letters, links
+from vault.mail.compose import Letter
+from vault.mail.outbox import queue_mail
 from vault.profile.service import ProfileService, validate_email
 from vault.runtime import Runtime
+
+CONFIRM_VALID_FOR: Final = timedelta(hours=24)
+CONFIRM = "confirm_signup"
 
 
 def sign_up(
@@ -19,12 +37,92 @@ def sign_up(
     *,
     role: Role = Role.INDIVIDUAL,
     client_address: str = "",
+    confirmed: bool = True,
 ) -> Account:
-    """Create an account (in the caller's transaction). The email becomes an encrypted
+    """Create a usable account at once (in the caller's transaction): for what an operator
+    does (`vrm users add-auditor`, `vrm import`: the address counts as confirmed) and for the
+    portal's sign-up from an export (``confirmed=False``: usable, but its address is not
+    confirmed, so vendors see ``email_verified`` false). The email becomes an encrypted
     profile field; a taken address raises ``EmailUnavailable``."""
     clean_email = validate_email(email)
     account = AccountService(db, rt).create(
         clean_email, password, role=role, client_address=client_address
     )
+    account.email_confirmed_at = utcnow() if confirmed else None
     ProfileService(db, rt).store_email(account, clean_email)
+    return account
+
+
+def _confirm_url(rt: Runtime, token: str) -> str:
+    return f"{rt.settings.base_url}/signup/confirm?t={token}"
+
+
+def request_sign_up(
+    db: Session,
+    rt: Runtime,
+    email: str,
+    password: str,
+    *,
+    role: Role = Role.INDIVIDUAL,
+    client_address: str = "",
+) -> Account | None:
+    """Sign-up from the portal (in the caller's transaction). Raises only for what the person
+    typed (an invalid address, a weak password) or throttling; whether the address is taken
+    shows only in the mail that address receives:
+
+    - new: an unconfirmed account (it cannot sign in) and a mail with a confirmation link;
+    - taken by a confirmed account: a mail saying someone tried to sign up with it;
+    - taken by an unconfirmed account: its confirmation link again (the first password stays).
+
+    Returns the new account, or None (the caller must not tell the difference)."""
+    clean_email = validate_email(email)
+    try:
+        account = AccountService(db, rt).create(
+            clean_email, password, role=role, client_address=client_address
+        )
+    except EmailUnavailable:
+        _tell_owner(db, rt, clean_email)
+        return None
+    account.status = AccountStatus.UNCONFIRMED.value
+    ProfileService(db, rt).store_email(account, clean_email)
+    _send_confirmation(db, rt, account, clean_email, letters.confirm_sign_up)
+    db.flush()
+    return account
+
+
+def _send_confirmation(
+    db: Session, rt: Runtime, account: Account, to: str, letter: Callable[[str, int], Letter]
+) -> None:
+    links.retire(db, account.id, CONFIRM)
+    token = links.issue(db, rt, account.id, CONFIRM, CONFIRM_VALID_FOR)
+    hours = int(CONFIRM_VALID_FOR.total_seconds() // 3600)
+    queue_mail(db, rt, account.id, CONFIRM, to, letter(_confirm_url(rt, token), hours))
+
+
+def _tell_owner(db: Session, rt: Runtime, clean_email: str) -> None:
+    owner = db.scalars(
+        select(Account).where(Account.email_index == email_index(rt, clean_email))
+    ).first()
+    if owner is None:  # gone since (erased in between): nobody to tell
+        return
+    address = ProfileService(db, rt).email_of(owner.id) or clean_email
+    if owner.status == AccountStatus.UNCONFIRMED:
+        _send_confirmation(db, rt, owner, address, letters.sign_up_unconfirmed)
+        return
+    base = rt.settings.base_url
+    letter = letters.sign_up_taken(f"{base}/signin", f"{base}/password/forgot")
+    queue_mail(db, rt, owner.id, "signup_taken", address, letter)
+
+
+def confirm_sign_up(db: Session, rt: Runtime, token: str) -> Account:
+    """Use a confirmation link: the account becomes usable and its address confirmed.
+    Raises :class:`vault.mail.links.LinkUnusable`."""
+    link = links.claim(db, rt, token, CONFIRM)
+    account = db.get(Account, link.account_id)
+    if account is None:
+        raise links.LinkUnusable()
+    if account.status == AccountStatus.UNCONFIRMED:
+        account.status = AccountStatus.ACTIVE.value
+    account.email_confirmed_at = utcnow()
+    db.flush()
     return account

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from consent.grants.access import read_profile_for
 from consent.grants.service import pairwise_subject
+from vault.accounts.models import Account
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import error_responses
 from vault.profile.catalogue import countries
@@ -25,8 +28,9 @@ _CLAIM = {
 }
 
 
-def to_claims(values: dict[str, Any]) -> dict[str, Any]:
-    """Profile values as OIDC claims (non-standard fields under ``vrm:`` names)."""
+def to_claims(values: dict[str, Any], *, email_verified: bool = False) -> dict[str, Any]:
+    """Profile values as OIDC claims (non-standard fields under ``vrm:`` names).
+    ``email_verified``: the address was confirmed from a mail the vault sent to it."""
     claims: dict[str, Any] = {}
     for key, value in values.items():
         if key in _CLAIM:
@@ -43,7 +47,7 @@ def to_claims(values: dict[str, Any]) -> dict[str, Any]:
         else:
             claims[f"vrm:{key}"] = value
     if "email" in claims:
-        claims["email_verified"] = False
+        claims["email_verified"] = email_verified
     return claims
 
 
@@ -74,4 +78,11 @@ def userinfo(ctx: IndividualTokenDep, db: DbDep, rt: RuntimeDep) -> dict[str, An
         raise InsufficientScope("UserInfo needs a token with the openid scope.", scope="openid")
     assert ctx.grant is not None
     values = read_profile_for(db, rt, ctx)
-    return {"sub": pairwise_subject(rt, ctx.app.id, ctx.grant.individual_id), **to_claims(values)}
+    verified = False
+    if "email" in values:
+        confirmed = db.scalar(
+            select(Account.email_confirmed_at).where(Account.id == ctx.grant.individual_id)
+        )
+        verified = confirmed is not None
+    claims = to_claims(values, email_verified=verified)
+    return {"sub": pairwise_subject(rt, ctx.app.id, ctx.grant.individual_id), **claims}

@@ -30,11 +30,13 @@ from vault.factors.models import (
     TotpFactor,
 )
 from vault.keystore import DataKeyRecord
+from vault.mail.models import AccountLink, MailMessage, Notice, NoticeSetting
 from vault.profile.models import ProfileField
 
 __all__ = [
     "AccessLogEntry",
     "Account",
+    "AccountLink",
     "AccountSession",
     "ApiToken",
     "AuthorizationCode",
@@ -54,6 +56,9 @@ __all__ = [
     "LedgerPending",
     "LedgerSubject",
     "LedgerVendorSubject",
+    "MailMessage",
+    "Notice",
+    "NoticeSetting",
     "OAuthToken",
     "Offer",
     "Passkey",

@@ -4,7 +4,7 @@ what order, and who signs for the vault), and which scheduled jobs ``vrm worker`
 
 from __future__ import annotations
 
-from consent.grants.jobs import EXPIRE_GRANTS
+from consent.grants.jobs import EXPIRE_GRANTS, WARN_EXPIRING_GRANTS
 from consent.grants.portability import ConsentPart
 from consent.ledger.jobs import SEQUENCE_INTERVAL, SEQUENCE_LEDGER, SIGN_CHECKPOINT
 from consent.ledger.signer import LedgerSigner
@@ -13,6 +13,7 @@ from intents.portability import IntentsPart
 from vault.accounts.jobs import PURGE_THROTTLE
 from vault.factors.jobs import PURGE_CHALLENGES
 from vault.jobs import Job
+from vault.mail.jobs import SEND_MAIL, SEND_NOTICES
 from vault.portability.core import CorePart
 from vault.portability.jobs import COMPACT_LOG
 from vault.portability.parts import Portability
@@ -20,12 +21,15 @@ from vault.runtime import Runtime
 
 JOBS: tuple[Job, ...] = (
     EXPIRE_GRANTS,
+    WARN_EXPIRING_GRANTS,
     CLOSE_INTENTS,
     PURGE_THROTTLE,
     PURGE_CHALLENGES,
     COMPACT_LOG,
     SEQUENCE_LEDGER,
     SIGN_CHECKPOINT,
+    SEND_NOTICES,
+    SEND_MAIL,
 )
 """What ``vrm worker`` runs on every pass, in this order, each in its own transaction. Webhook
 delivery runs beside them (:class:`consent.webhooks.delivery.Dispatcher`)."""

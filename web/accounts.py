@@ -10,23 +10,43 @@ from sqlalchemy.orm import Session
 
 from vault import csrf
 from vault.accounts.dependencies import (
+    Viewer,
     ViewerDep,
     clear_session_cookie,
     client_address,
     set_session_cookie,
 )
-from vault.accounts.errors import BadCredentials, SignInThrottled
+from vault.accounts.errors import BadCredentials, EmailNotConfirmed, SignInThrottled
 from vault.accounts.models import Account, Role
 from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
+from vault.factors.dependencies import StepUp
+from vault.mail import links
+from vault.mail.links import LinkUnusable
+from vault.mail.notices import SWITCHABLE, queue_security_notice, set_switch, switches
 from vault.profile.service import ProfileService
+from vault.recovery import (
+    EMAIL_CHANGE,
+    check_reset_link,
+    confirm_email_change,
+    request_email_change,
+    request_reset,
+    reset_password,
+)
 from vault.routing import APIRouter
 from vault.runtime import Runtime
-from vault.signup import sign_up
-from web.dependencies import CSRFChecked, PageAccount, SignInRequired, safe_next, signin_url
+from vault.signup import CONFIRM, confirm_sign_up, request_sign_up
+from web.dependencies import (
+    CSRFChecked,
+    FormDep,
+    PageAccount,
+    SignInRequired,
+    safe_next,
+    signin_url,
+)
 from web.security import after_password
-from web.templating import flash, render
+from web.templating import flash, render, render_error
 
 router = APIRouter(include_in_schema=False)
 
@@ -87,29 +107,23 @@ def sign_up_page(
     password_confirm: str,
     role: Role,
     template: str,
-    welcome: str,
 ) -> Response:
-    """Create the account and sign it in, or re-render ``template`` with the messages."""
+    """Ask for the account (a confirmation mail goes out), or re-render ``template`` with the
+    messages. The answer is the same whether or not the address already has an account."""
     errors: dict[str, str] = {}
     status = 400
     if password != password_confirm:
         errors["password_confirm"] = "The two passwords are not the same."
     else:
-        svc = AccountService(db, rt)
         try:
-            account = sign_up(
+            request_sign_up(
                 db, rt, email, password, role=role, client_address=client_address(request, rt)
             )
         except VaultError as exc:
             errors[getattr(exc, "field", None) or "form"] = exc.message
             status = exc.status_code
         else:
-            signed = svc.start_session(account)
-            response = RedirectResponse(home_for(account), status_code=303)
-            set_session_cookie(response, signed, rt)
-            csrf.rotate(request, session=signed.token)
-            flash(request, response, welcome, "success")
-            return response
+            return render(request, "signup_sent.html", {"vendor": role == Role.VENDOR})
     return render(
         request, template, {"form": {"email": email[:254]}, "errors": errors}, status_code=status
     )
@@ -133,9 +147,107 @@ def signup_submit(
         password_confirm=password_confirm,
         role=Role.INDIVIDUAL,
         template="signup.html",
-        welcome="Welcome! Your vault is ready. Everything you add here is encrypted with a "
-        "key of your own.",
     )
+
+
+@router.get("/signup/confirm")
+def signup_confirm_form(request: Request, db: DbDep, rt: RuntimeDep, t: str = "") -> Response:
+    """The link in the mail shows a button: a mail scanner that fetches links uses nothing."""
+    try:
+        links.peek(db, rt, t, CONFIRM)
+    except LinkUnusable as exc:
+        return render_error(request, 400, exc.message)
+    return render(
+        request,
+        "link_confirm.html",
+        {
+            "title": "Confirm your email address",
+            "text": "Confirm this address to finish creating your vault.",
+            "action": "/signup/confirm",
+            "button": "Confirm my address",
+            "token": t,
+        },
+    )
+
+
+@router.post("/signup/confirm", dependencies=[CSRFChecked])
+def signup_confirm(request: Request, db: DbDep, rt: RuntimeDep, t: FormStr = "") -> Response:
+    try:
+        confirm_sign_up(db, rt, t)
+    except LinkUnusable as exc:
+        return render_error(request, 400, exc.message)
+    response = RedirectResponse("/signin", status_code=303)
+    flash(
+        request, response, "Your address is confirmed and your vault is ready. Sign in.", "success"
+    )
+    return response
+
+
+@router.get("/password/forgot")
+def forgot_form(request: Request) -> Response:
+    return render(request, "forgot.html", {"form": {}, "errors": {}})
+
+
+@router.post("/password/forgot", dependencies=[CSRFChecked])
+def forgot_submit(request: Request, db: DbDep, rt: RuntimeDep, email: FormStr = "") -> Response:
+    try:
+        request_reset(db, rt, email, client_address=client_address(request, rt))
+    except VaultError as exc:
+        # Nothing was written but the counted request, which must stay (no rollback).
+        return render(
+            request,
+            "forgot.html",
+            {
+                "form": {"email": email[:254]},
+                "errors": {getattr(exc, "field", None) or "form": exc.message},
+            },
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+    return render(request, "forgot_sent.html")
+
+
+@router.get("/password/reset")
+def reset_form(request: Request, db: DbDep, rt: RuntimeDep, t: str = "") -> Response:
+    try:
+        check_reset_link(db, rt, t)
+    except LinkUnusable as exc:
+        return render_error(request, 400, exc.message)
+    return render(request, "reset.html", {"token": t, "errors": {}})
+
+
+@router.post("/password/reset", dependencies=[CSRFChecked])
+def reset_submit(
+    request: Request,
+    db: DbDep,
+    rt: RuntimeDep,
+    t: FormStr = "",
+    new_password: FormStr = "",
+    new_password_confirm: FormStr = "",
+) -> Response:
+    errors: dict[str, str] = {}
+    if new_password != new_password_confirm:
+        errors["new_password_confirm"] = "The two new passwords are not the same."
+    else:
+        try:
+            reset_password(db, rt, t, new_password)
+        except LinkUnusable as exc:
+            return render_error(request, 400, exc.message)
+        except VaultError as exc:
+            field = getattr(exc, "field", None) or "form"
+            errors["new_password" if field == "password" else field] = exc.message
+    if errors:
+        return render(request, "reset.html", {"token": t, "errors": errors}, status_code=400)
+    response = RedirectResponse("/signin", status_code=303)
+    clear_session_cookie(response, rt)
+    csrf.rotate(request, session=None)
+    flash(
+        request,
+        response,
+        "Your password is changed and every session was signed out. Sign in with the new one.",
+        "success",
+    )
+    return response
 
 
 @router.get("/signin")
@@ -157,7 +269,7 @@ def signin_submit(
     svc = AccountService(db, rt)
     try:
         account = svc.authenticate(email, password, client_address=client_address(request, rt))
-    except (BadCredentials, SignInThrottled) as exc:
+    except (BadCredentials, EmailNotConfirmed, SignInThrottled) as exc:
         return render(
             request,
             "signin.html",
@@ -194,11 +306,31 @@ def signout(request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep) -> R
 def account_page(
     request: Request, account: PageAccount, viewer: ViewerDep, db: DbDep, rt: RuntimeDep
 ) -> Response:
-    sessions = AccountService(db, rt).active_sessions(account.id)
+    return _account_page(request, account, viewer, db, rt, {})
+
+
+def _account_page(
+    request: Request,
+    account: Account,
+    viewer: Viewer,
+    db: Session,
+    rt: Runtime,
+    errors: dict[str, str],
+    status_code: int = 200,
+    form: dict[str, str] | None = None,
+) -> Response:
     return render(
         request,
         "account.html",
-        {"sessions": sessions, "current_session": viewer.session, "errors": {}},
+        {
+            "sessions": AccountService(db, rt).active_sessions(account.id),
+            "current_session": viewer.session,
+            "errors": errors,
+            "form": form or {},
+            "notice_kinds": SWITCHABLE,
+            "switches": switches(db, account.id),
+        },
+        status_code=status_code,
     )
 
 
@@ -236,16 +368,8 @@ def change_password(
             errors["new_password" if field == "password" else field] = exc.message
             status = exc.status_code if isinstance(exc, SignInThrottled) else 400
     if errors:
-        return render(
-            request,
-            "account.html",
-            {
-                "sessions": svc.active_sessions(account.id),
-                "current_session": viewer.session,
-                "errors": errors,
-            },
-            status_code=status,
-        )
+        return _account_page(request, account, viewer, db, rt, errors, status)
+    queue_security_notice(db, rt, account.id, "password_changed")
     response = RedirectResponse("/account", status_code=303)
     flash(
         request,
@@ -265,4 +389,81 @@ def signout_everywhere(
     clear_session_cookie(response, rt)
     csrf.rotate(request, session=None)
     flash(request, response, "You are signed out on every device.", "success")
+    return response
+
+
+@router.post("/account/email", dependencies=[CSRFChecked, StepUp])
+def change_email(
+    request: Request,
+    account: PageAccount,
+    viewer: ViewerDep,
+    db: DbDep,
+    rt: RuntimeDep,
+    new_email: FormStr = "",
+    password: FormStr = "",
+) -> Response:
+    try:
+        request_email_change(
+            db, rt, account, new_email, password, client_address=client_address(request, rt)
+        )
+    except VaultError as exc:
+        # Nothing was written but a counted wrong password, which must stay (no rollback).
+        field = getattr(exc, "field", None) or "form"
+        status = exc.status_code if isinstance(exc, SignInThrottled) else 400
+        errors = {"email_password" if field == "password" else field: exc.message}
+        return _account_page(
+            request, account, viewer, db, rt, errors, status, {"new_email": new_email[:254]}
+        )
+    response = RedirectResponse("/account", status_code=303)
+    flash(
+        request,
+        response,
+        "We sent a link to the new address. Your sign-in address changes once you open it "
+        "(within 24 hours).",
+        "success",
+    )
+    return response
+
+
+@router.get("/account/email/confirm")
+def email_confirm_form(request: Request, db: DbDep, rt: RuntimeDep, t: str = "") -> Response:
+    try:
+        links.peek(db, rt, t, EMAIL_CHANGE)
+    except LinkUnusable as exc:
+        return render_error(request, 400, exc.message)
+    return render(
+        request,
+        "link_confirm.html",
+        {
+            "title": "Confirm your new email address",
+            "text": "Make this address the one you sign in with.",
+            "action": "/account/email/confirm",
+            "button": "Confirm my new address",
+            "token": t,
+        },
+    )
+
+
+@router.post("/account/email/confirm", dependencies=[CSRFChecked])
+def email_confirm(
+    request: Request, viewer: ViewerDep, db: DbDep, rt: RuntimeDep, t: FormStr = ""
+) -> Response:
+    try:
+        confirm_email_change(db, rt, t)
+    except VaultError as exc:
+        return render_error(
+            request, 400 if isinstance(exc, LinkUnusable) else exc.status_code, exc.message
+        )
+    response = RedirectResponse("/account" if viewer.signed_in else "/signin", status_code=303)
+    flash(request, response, "Your sign-in address is changed.", "success")
+    return response
+
+
+@router.post("/account/notices", dependencies=[CSRFChecked])
+def notice_switches(request: Request, account: PageAccount, db: DbDep, form: FormDep) -> Response:
+    chosen = {value for value in form.getlist("email") if isinstance(value, str)}
+    for kind in SWITCHABLE:
+        set_switch(db, account.id, kind, kind in chosen)
+    response = RedirectResponse("/account#notices", status_code=303)
+    flash(request, response, "Your email choices are saved.", "success")
     return response

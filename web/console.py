@@ -79,7 +79,6 @@ def vendor_signup_submit(request: Request, db: DbDep, rt: RuntimeDep, form: Form
         password_confirm=_text(form, "password_confirm", 300),
         role=Role.VENDOR,
         template="signup_vendor.html",
-        welcome="Welcome! Your vendor account is ready. Register your first app below.",
     )
 
 

@@ -8,6 +8,7 @@ from web import (
     console,
     intents,
     live,
+    mail,
     portability,
     profile,
     security,
@@ -27,3 +28,4 @@ router.include_router(intents.router)
 router.include_router(live.router)
 router.include_router(portability.router)
 router.include_router(audit.router)
+router.include_router(mail.router)

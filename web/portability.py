@@ -203,6 +203,7 @@ def _import_sync(
                     password,
                     role=Role.INDIVIDUAL,
                     client_address=client_address(request, rt),
+                    confirmed=False,
                 )
                 context = importer.import_into(db, rt, parts, account, archive)
                 signed = AccountService(db, rt).start_session(account)

@@ -59,8 +59,8 @@ def edit_field_form(
 ) -> Response:
     if key.startswith(CUSTOM_PREFIX):
         return RedirectResponse(f"/profile/custom/{key}", status_code=303)
-    if key == "email":  # the sign-in: a recent second-factor check first, when one is on
-        check_step_up(db, rt, viewer, request.url.path)
+    if key == "email":  # the sign-in address changes only through a confirmation mail
+        return RedirectResponse("/account#change-email", status_code=303)
     value = ProfileService(db, rt).get(account.id).values.get(key)
     return render(request, "field_edit.html", _edit_context(key, value, {}))
 

@@ -26,6 +26,7 @@ from consent.webhooks.outbox import enqueue
 from vault.base import utcnow
 from vault.crypto import blind_index
 from vault.errors import InvalidInput, NotFound
+from vault.mail.notices import notify
 from vault.profile.catalogue import FIELDS
 from vault.runtime import Runtime
 
@@ -164,6 +165,7 @@ class GrantService:
             self.db.flush()
             self._record(app, grant, "grant.given", consent_text_hash)
             enqueue(self.db, app, ConsentGrantedData(**self._about(app, grant)))
+            notify(self.db, self.rt, individual_id, "new_connection", app.id, now=now)
             return grant
         was_active = is_active(grant, now)
         old_fields, old_expiry = set(grant.fields), grant.expires_at
@@ -188,6 +190,7 @@ class GrantService:
         if not was_active:
             self._record(app, grant, "grant.given", consent_text_hash)
             enqueue(self.db, app, ConsentGrantedData(**self._about(app, grant)))
+            notify(self.db, self.rt, individual_id, "new_connection", app.id, now=now)
         elif changed:
             new_fields = set(fields)
             if new_fields < old_fields:

@@ -50,10 +50,15 @@ TIMEOUT_MS = 10_000  # generous: the suite may share a busy machine
 CALL_FAILED = pytest.StashKey[bool]()
 
 
+SERVERS: dict[str, Runtime] = {}
+"""Each running test server's base URL and a runtime on its database: how a journey reads the
+mail the server queued (as its worker would send it)."""
+
+
 class LiveServer:
     """uvicorn serving the app on 127.0.0.1 in a background thread."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **overrides: object) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -61,9 +66,11 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{port}"
         database_url = f"sqlite:///{tmp / 'vault.db'}"
         upgrade(database_url)
-        settings = test_settings(tmp / "keys", database_url, base_url=self.url)
+        settings = test_settings(tmp / "keys", database_url, base_url=self.url, **overrides)
+        self.rt = Runtime.from_settings(settings)
+        SERVERS[self.url] = self.rt
         config = uvicorn.Config(
-            create_app(settings=settings), log_level="warning", lifespan="off", access_log=False
+            create_app(runtime=self.rt), log_level="warning", lifespan="off", access_log=False
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -82,18 +89,22 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+        SERVERS.pop(self.url, None)
+        self.rt.engine.dispose()
 
 
 @contextmanager
 def own_server(
-    tmp_path_factory: pytest.TempPathFactory, name: str
+    tmp_path_factory: pytest.TempPathFactory, name: str, **overrides: object
 ) -> Iterator[tuple[str, Runtime]]:
     """A server for one test module, and a runtime on its database (to set up vendors and
     grants as an operator would). A module's ``vault_server`` fixture wraps it."""
     tmp = tmp_path_factory.mktemp(name)
-    server = LiveServer(tmp)
+    server = LiveServer(tmp, **overrides)
     server.start()
-    settings = test_settings(tmp / "keys", f"sqlite:///{tmp / 'vault.db'}", base_url=server.url)
+    settings = test_settings(
+        tmp / "keys", f"sqlite:///{tmp / 'vault.db'}", base_url=server.url, **overrides
+    )
     rt = Runtime.from_settings(settings)
     try:
         yield server.url, rt

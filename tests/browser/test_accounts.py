@@ -13,11 +13,10 @@ from tests.helpers import PASSWORD, unique_email
 pytestmark = pytest.mark.browser
 
 
-def test_sign_up_lands_on_the_profile_with_a_welcome(page: Page) -> None:
+def test_sign_up_confirmed_and_signed_in_lands_on_the_profile(page: Page) -> None:
     email = sign_up(page)
 
     expect(page).to_have_url(re.compile(r"/profile$"))
-    expect(page.get_by_role("status")).to_contain_text("Welcome! Your vault is ready.")
     expect(page.get_by_role("link", name="Profile")).to_have_attribute("aria-current", "page")
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("button", name="Sign out")).to_be_visible()

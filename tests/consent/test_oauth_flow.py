@@ -119,7 +119,7 @@ def test_userinfo_returns_granted_fields_as_claims_and_is_logged(
 
     assert claims["email"] == email
     assert claims["phone_number"] == "+31201234567"
-    assert claims["email_verified"] is False
+    assert claims["email_verified"] is True  # confirmed from the sign-up mail
     assert len(claims["sub"]) == 64
     reads = db.scalar(
         select(func.count())

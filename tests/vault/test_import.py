@@ -40,7 +40,15 @@ from consent.terms.catalogue import set_preferred_agreement
 from intents.models import Intent
 from intents.portability import PROVIDED_FIELDS
 from tests.consent.factories import account_of, bearer, connect
-from tests.helpers import PASSWORD, page_csrf, post_form, sign_in, sign_up, unique_email
+from tests.helpers import (
+    PASSWORD,
+    confirm_address,
+    page_csrf,
+    post_form,
+    sign_in,
+    sign_up,
+    unique_email,
+)
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
 from tests.vault.conftest import CUSTOM_LABEL, CUSTOM_VALUE, PROFILE_VALUES, make_settings
 from tests.web.conftest import runtime_with
@@ -1029,8 +1037,11 @@ def test_the_upload_needs_the_csrf_token(
 def test_a_signed_in_browser_is_sent_home_from_the_import_page(
     signup: str, home: str, client_b: TestClient
 ) -> None:
-    form = {"email": unique_email(), "password": PASSWORD, "password_confirm": PASSWORD}
-    assert post_form(client_b, signup, form).status_code == 303
+    email = unique_email()
+    form = {"email": email, "password": PASSWORD, "password_confirm": PASSWORD}
+    assert post_form(client_b, signup, form).status_code == 200
+    confirm_address(client_b, email)
+    assert sign_in(client_b, email).headers["location"] == home
     response = client_b.get("/signup/import")
     assert response.status_code == 303
     assert response.headers["location"] == home

@@ -14,10 +14,16 @@ from vault.runtime import Runtime
 from vault.settings import Settings, SettingsError, get_settings
 
 HTTPS = "https://vault.example.org"
+SMTP = "smtps://vault:generated-password@mail.example.org"
 
 
 def production(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"environment": "production", "base_url": HTTPS, **overrides}
+    values: dict[str, object] = {
+        "environment": "production",
+        "base_url": HTTPS,
+        "smtp_url": SMTP,
+        **overrides,
+    }
     url = str(values.pop("database_url", f"sqlite:///{tmp_path}/vrm.db"))
     return make_settings(tmp_path / "keys", url, **values)
 
@@ -142,6 +148,7 @@ def test_production_starts_with_operator_keys_and_https(
 ) -> None:
     monkeypatch.setenv("VRM_ENVIRONMENT", "production")
     monkeypatch.setenv("VRM_BASE_URL", HTTPS)
+    monkeypatch.setenv("VRM_SMTP_URL", SMTP)
     refused = deployment.cli("keys", "status")
     assert refused.exit_code == 1
     assert "vrm keys init" in refused.output
@@ -153,7 +160,7 @@ def test_production_starts_with_operator_keys_and_https(
     deployment.ok("db", "upgrade")
     assert "local:v1 (current): 0 data keys" in deployment.ok("keys", "status")
 
-    rt = deployment.runtime(environment="production", base_url=HTTPS)
+    rt = deployment.runtime(environment="production", base_url=HTTPS, smtp_url=SMTP)
     assert rt.settings.is_production
     assert rt.keys.current_version() == "local:v1"
     assert json.loads((deployment.key_dir / "cookie.json").read_text())["origin"] == "operator"
@@ -254,3 +261,17 @@ def test_production_app_refuses_signing_keys_made_for_development(tmp_path: Path
     with pytest.raises(SettingsError, match="generated for development"):
         create_app(runtime=rt)
     rt.engine.dispose()
+
+
+def test_production_refuses_to_start_without_smtp(tmp_path: Path) -> None:
+    KeyDirectory(tmp_path / "keys").initialise(origin="operator")
+    with pytest.raises(SettingsError, match="VRM_SMTP_URL is required in production"):
+        Runtime.from_settings(production(tmp_path, smtp_url=None))
+    with pytest.raises(SettingsError, match="must not turn TLS off"):
+        Runtime.from_settings(production(tmp_path, smtp_url="smtp://mail.example.org?tls=none"))
+
+
+@pytest.mark.parametrize("url", ["http://mail.example.org", "mail.example.org:587"])
+def test_an_smtp_url_must_say_smtp_or_smtps(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ValueError, match="must start with smtp:// or smtps://"):
+        make_settings(tmp_path / "keys", f"sqlite:///{tmp_path}/vrm.db", smtp_url=url)

@@ -10,7 +10,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from tests.helpers import PASSWORD, page_csrf, post_form, sign_in, sign_up, unique_email
+from tests.helpers import (
+    PASSWORD,
+    confirm_address,
+    page_csrf,
+    post_form,
+    sign_in,
+    sign_up,
+    unique_email,
+)
+from tests.mail import last_queued, text_of
 from tests.web.conftest import Count, CountingHasher, MakeClient
 from vault.accounts.models import Account, AccountSession, Role, SignInThrottle
 from vault.accounts.service import email_index
@@ -70,11 +79,22 @@ def test_sign_up_stores_the_email_as_the_only_profile_field(
     assert email in client.get("/profile").text
 
 
-def test_sign_up_signs_the_new_account_in(client: TestClient) -> None:
-    sign_up(client)
-    page = client.get("/profile")
-    assert page.status_code == 200
-    assert "Welcome! Your vault is ready." in page.text
+def test_sign_up_asks_to_confirm_and_the_account_signs_in_only_once_confirmed(
+    client: TestClient, second_client: TestClient
+) -> None:
+    email = unique_email()
+    response = post_form(
+        client, "/signup", {"email": email, "password": PASSWORD, "password_confirm": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert "Check your email to finish" in response.text
+    assert "vrm_session" not in response.cookies
+    refused = sign_in(second_client, email)
+    assert refused.status_code == 401
+    assert "Confirm your email address first" in refused.text
+    confirm_address(client, email)
+    assert sign_in(second_client, email).status_code == 303
+    assert second_client.get("/profile").status_code == 200
 
 
 def test_sign_up_with_different_passwords_names_the_repeat_field_and_creates_nothing(
@@ -133,24 +153,32 @@ def test_sign_up_with_an_invalid_email_names_the_email_field_and_keeps_it(
     assert count(Account) == 0
 
 
-def test_duplicate_sign_up_answers_409_and_creates_no_second_account(
-    client: TestClient, second_client: TestClient, count: Count
+def test_duplicate_sign_up_answers_as_a_new_one_and_mails_the_owner(
+    client: TestClient, second_client: TestClient, count: Count, rt: Runtime
 ) -> None:
     email = sign_up(client)
     accounts, fields = count(Account), count(ProfileField)
-    response = post_form(
+    fresh = post_form(
+        second_client,
+        "/signup",
+        {"email": unique_email(), "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+    )
+    taken = post_form(
         second_client,
         "/signup",
         {"email": email, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
     )
-    assert response.status_code == 409
-    assert "This email address cannot be used for a new account" in response.text
-    assert "vrm_session" not in response.cookies
-    assert (count(Account), count(ProfileField)) == (accounts, fields)
+    assert taken.status_code == fresh.status_code == 200
+    assert redacted(taken.text) == redacted(fresh.text)
+    assert "vrm_session" not in taken.cookies
+    assert (count(Account), count(ProfileField)) == (accounts + 1, fields + 1)
+    told = last_queued(rt, email, "signup_taken")
+    assert told["Subject"] == "Someone tried to sign up to VRM Vault with your address"
+    assert "No new account was made" in text_of(told)
 
 
 def test_duplicate_sign_up_ignores_the_case_of_the_address(
-    client: TestClient, second_client: TestClient, count: Count
+    client: TestClient, second_client: TestClient, count: Count, rt: Runtime
 ) -> None:
     email = sign_up(client)
     response = post_form(
@@ -158,8 +186,9 @@ def test_duplicate_sign_up_ignores_the_case_of_the_address(
         "/signup",
         {"email": email.upper(), "password": PASSWORD, "password_confirm": PASSWORD},
     )
-    assert response.status_code == 409
+    assert response.status_code == 200
     assert count(Account) == 1
+    assert last_queued(rt, email, "signup_taken")
 
 
 def test_duplicate_sign_up_costs_an_argon2_verification(
@@ -171,7 +200,7 @@ def test_duplicate_sign_up_costs_an_argon2_verification(
         "/signup",
         {"email": email, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
     )
-    assert response.status_code == 409
+    assert response.status_code == 200
     assert hasher.verifications == 1
 
 
@@ -186,7 +215,7 @@ def test_duplicate_sign_ups_count_as_failed_sign_ins(
             "/signup",
             {"email": email, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
         )
-        assert response.status_code == 409
+        assert response.status_code == 200
     response = sign_in(other, email)
     assert response.status_code == 429
     assert THROTTLED in response.text

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.helpers import PASSWORD, api_headers, page_csrf, post_form, sign_in, sign_up
+from tests.helpers import PASSWORD, api_headers, page_csrf, post_form, sign_up
 from tests.web.conftest import Count
 from vault.profile.models import ProfileField
 
@@ -110,29 +110,6 @@ def test_profile_page_escapes_what_was_saved(signed_in: TestClient) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
-def test_changing_email_on_the_page_changes_the_sign_in_address(
-    signed_in: TestClient, second_client: TestClient
-) -> None:
-    old = signed_in.get("/api/v1/profile").json()["fields"]["email"]
-    response = save(signed_in, "email", {"value": "new-address@example.org"})
-    assert response.status_code == 303
-    assert sign_in(second_client, old).status_code == 401
-    assert sign_in(second_client, "new-address@example.org").status_code == 303
-
-
-def test_changing_email_to_a_taken_address_says_so_next_to_the_field(
-    signed_in: TestClient, second_client: TestClient
-) -> None:
-    taken = sign_up(second_client)
-    mine = signed_in.get("/api/v1/profile").json()["fields"]["email"]
-    response = save(signed_in, "email", {"value": taken})
-    assert response.status_code == 409
-    form = Elements(response.text)
-    assert form.text["email-error"] == "Another account already uses this email address."
-    assert form.attrs["value"]["aria-invalid"] == "true"
-    assert signed_in.get("/api/v1/profile").json()["fields"]["email"] == mine
-
-
 # -- invalid input re-renders the form -----------------------------------------------------
 
 INVALID_FORMS: dict[str, tuple[str, dict[str, object], str, str, str]] = {
@@ -143,13 +120,6 @@ INVALID_FORMS: dict[str, tuple[str, dict[str, object], str, str, str]] = {
         "value",
         "phone-error",
         "Enter the number in international form",
-    ),
-    "email": (
-        "email",
-        {"value": "not-an-address"},
-        "value",
-        "email-error",
-        "This is not a valid email address",
     ),
     "future_birthdate": (
         "birthdate",
@@ -385,8 +355,14 @@ def test_clearing_email_is_refused_with_the_message_next_to_the_field(
     assert field_keys(db) == ["email"]
 
 
-def test_email_edit_page_offers_no_clear_button(signed_in: TestClient) -> None:
-    page = signed_in.get("/profile/fields/email").text
+def test_editing_the_email_leads_to_the_address_change_on_the_account_page(
+    signed_in: TestClient,
+) -> None:
+    response = signed_in.get("/profile/fields/email")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account#change-email"
+    page = signed_in.get("/account").text
+    assert 'action="/account/email"' in page
     assert "/profile/fields/email/clear" not in page
 
 

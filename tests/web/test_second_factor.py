@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tests.authenticator import SoftAuthenticator
-from tests.helpers import PASSWORD, api_headers, page_csrf, post_form, sign_in, sign_up
+from tests.helpers import PASSWORD, page_csrf, post_form, sign_in, sign_up
 from tests.web.conftest import Count, MakeClient
 from tests.web.test_accounts import redacted
 from vault.accounts.models import Account, AccountSession
@@ -30,6 +30,8 @@ from vault.factors.models import (
     SessionFactorCheck,
     TotpFactor,
 )
+from vault.mail.models import AccountLink
+from vault.recovery import EMAIL_CHANGE
 from vault.runtime import Runtime
 
 NOT_PROVED = "The code is not right."
@@ -324,6 +326,11 @@ def test_new_recovery_codes_replace_the_old_ones(
 # -- step-up ----------------------------------------------------------------------------------
 
 
+def _email_changes(db: Session) -> int:
+    """Address-change links issued (a change asked for and mailed)."""
+    return len(db.scalars(select(AccountLink).where(AccountLink.purpose == EMAIL_CHANGE)).all())
+
+
 def test_grave_steps_ask_for_the_factor_again_after_ten_minutes(
     client: TestClient, db: Session, rt: Runtime, count: Count
 ) -> None:
@@ -332,7 +339,7 @@ def test_grave_steps_ask_for_the_factor_again_after_ten_minutes(
     assert client.get("/account/export").status_code == 200
     assert client.get("/account/erase").status_code == 200
     age_step_up(db)
-    for path in ("/account/export", "/account/erase", "/profile/fields/email"):
+    for path in ("/account/export", "/account/erase"):
         response = client.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"] == f"/account/confirm?next={path}"
@@ -349,14 +356,14 @@ def test_grave_steps_ask_for_the_factor_again_after_ten_minutes(
     assert response.status_code == 303
     assert response.headers["location"] == "/account/confirm?next=/account/security"
     assert count(TotpFactor) == 1
-    # The JSON API says so.
-    api = client.put(
-        "/api/v1/profile/fields/email",
-        json={"value": "new-address@example.org"},
-        headers=api_headers(client),
+    # Nor is a change of the sign-in address.
+    response = client.post(
+        "/account/email",
+        data={"csrf_token": token, "new_email": "new-address@example.org", "password": PASSWORD},
     )
-    assert api.status_code == 403
-    assert api.json()["error"] == "step_up_required"
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/account/confirm")
+    assert _email_changes(db) == 0
     # A wrong code does not count as a check; a right one does.
     wrong = post_form(client, "/account/confirm", {"code": "123456", "next": "/account/export"})
     assert wrong.status_code == 400
@@ -373,19 +380,21 @@ def test_grave_steps_ask_for_the_factor_again_after_ten_minutes(
     assert right.status_code == 303
     assert right.headers["location"] == "/account/export"
     assert client.get("/account/export").status_code == 200
-    api = client.put(
-        "/api/v1/profile/fields/email",
-        json={"value": "new-address@example.org"},
-        headers=api_headers(client),
+    token = page_csrf(client, "/account")
+    response = client.post(
+        "/account/email",
+        data={"csrf_token": token, "new_email": "new-address@example.org", "password": PASSWORD},
     )
-    assert api.status_code == 200
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account"
+    assert _email_changes(db) == 1
 
 
 def test_without_a_second_factor_nothing_asks_for_one(client: TestClient) -> None:
     sign_up(client)
     assert client.get("/account/export").status_code == 200
     assert client.get("/account/erase").status_code == 200
-    assert client.get("/profile/fields/email").status_code == 200
+    assert client.get("/account").status_code == 200
 
 
 def test_turning_the_app_off_removes_it_and_its_recovery_codes(

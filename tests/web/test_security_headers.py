@@ -23,12 +23,12 @@ from vrm.app import create_app
 
 SECRET = "s3cr3t-4cc0unt-numb3r-NL91ABNA0417164300"
 
-ANONYMOUS_PAGES = ["/", "/signin", "/signup", "/signin?next=/account"]
+ANONYMOUS_PAGES = ["/", "/signin", "/signup", "/signin?next=/account", "/password/forgot"]
 INDIVIDUAL_PAGES = [
     "/profile",
     "/account",
     "/profile/fields/given_name",
-    "/profile/fields/email",
+    "/notices",
     "/profile/fields/phone",
     "/profile/fields/birthdate",
     "/profile/fields/address",

@@ -40,3 +40,15 @@ class EmailUnavailable(Conflict):
 
 class WeakPassword(InvalidInput):
     code = "weak_password"
+
+
+class EmailNotConfirmed(NotAuthenticated):
+    """The password is right, but the address was never confirmed from the mail."""
+
+    code = "email_not_confirmed"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Confirm your email address first: open the link in the email we sent when you "
+            "signed up. Lost it? Sign up again with the same address and we send it again."
+        )

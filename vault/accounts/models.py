@@ -21,6 +21,8 @@ class Role(StrEnum):
 class AccountStatus(StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
+    UNCONFIRMED = "unconfirmed"
+    """Signed up, address not yet confirmed from the mail: cannot sign in."""
 
 
 class Account(IdMixin, TimestampMixin, Base):
@@ -34,6 +36,8 @@ class Account(IdMixin, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     password_changed_at: Mapped[datetime]
     preferred_agreement_id: Mapped[str | None] = mapped_column(String(64))
+    email_confirmed_at: Mapped[datetime | None]
+    """When the sign-in address was last confirmed from a mail (OIDC ``email_verified``)."""
 
     def __repr__(self) -> str:
         return f"Account(id={self.id}, role={self.role}, status={self.status})"

@@ -14,7 +14,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vault.accounts.errors import BadCredentials, EmailUnavailable, SignInThrottled, WeakPassword
+from vault.accounts.errors import (
+    BadCredentials,
+    EmailNotConfirmed,
+    EmailUnavailable,
+    SignInThrottled,
+    WeakPassword,
+)
 from vault.accounts.models import Account, AccountSession, AccountStatus, Role, SignInThrottle
 from vault.base import utcnow
 from vault.crypto import blind_index, hash_token, new_token, normalise_email
@@ -178,11 +184,17 @@ class AccountService:
         the count the one before it left, so no more than the limit are ever checked in a
         window. The attempt stays counted as a failure unless :meth:`release_attempt` is called.
         """
+        self.reserve(self._buckets(email, client_address))
+
+    def reserve(self, buckets: list[tuple[bytes, int]]) -> None:
+        """Count one attempt in each ``(bucket, limit)`` or raise :class:`SignInThrottled`
+        (counting nothing): what :meth:`reserve_attempt` does, for other buckets (requests
+        for a password reset link)."""
         now = utcnow()
         window_start = now - self._window()
         with self._counting() as db:
             taken: list[bytes] = []
-            for bucket, limit in self._buckets(email, client_address):
+            for bucket, limit in buckets:
                 counted = self._count(db, bucket, limit, now, window_start)
                 if counted is None:
                     started = db.scalar(
@@ -315,6 +327,11 @@ class AccountService:
             select(Account).where(Account.email_index == email_index(self.rt, email))
         ).first()
         ok = self._verify(account.password_hash if account else self._dummy(), password)
+        if ok and account is not None and account.status == AccountStatus.UNCONFIRMED:
+            # The right password: saying so tells nothing a prober could not learn by
+            # signing up; the address is still to be confirmed from the mail.
+            self.release_attempt(email, client_address)
+            raise EmailNotConfirmed()
         if account is None or not ok or account.status != AccountStatus.ACTIVE:
             raise BadCredentials()  # the reserved attempt stays counted as a failure
         if self.rt.passwords.check_needs_rehash(account.password_hash):

@@ -1,21 +1,17 @@
-"""Security notices: the one place a second-factor change is reported.
-
-For now it records the event in the log (its kind and the account id only, never personal
-data); the email channel sends the notice from here."""
+"""Security notices: the one place a second-factor change is reported: a notice in the
+portal and an email that cannot be switched off (``vault.mail.notices``), queued in the
+transaction of the change."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 
 from sqlalchemy.orm import Session
 
-log = logging.getLogger("vrm.security")
+from vault.mail.notices import queue_security_notice
+from vault.runtime import Runtime
 
 
-def notify_security_event(
-    db: Session, account_id: uuid.UUID, kind: str, *, detail: str = ""
-) -> None:
-    """``kind``: ``factor_added`` or ``factor_removed``; ``detail`` names the factor type."""
-    del db  # the email queue will write in this transaction
-    log.info("security event %s (%s) for account %s", kind, detail, account_id)
+def notify_security_event(db: Session, rt: Runtime, account_id: uuid.UUID, kind: str) -> None:
+    """``kind``: ``factor_added`` or ``factor_removed``."""
+    queue_security_notice(db, rt, account_id, kind)

@@ -182,7 +182,7 @@ class FactorService:
             raise BadCode()
         row.confirmed_at = utcnow()
         self.db.flush()
-        notify_security_event(self.db, account.id, "factor_added", detail="authenticator app")
+        notify_security_event(self.db, self.rt, account.id, "factor_added")
         return [] if self.recovery_left(account.id) else self.new_recovery_codes(account.id)
 
     def _claim_totp(self, row: TotpFactor, raw_code: str) -> bool:
@@ -215,7 +215,7 @@ class FactorService:
         self.db.delete(row)
         self.db.flush()
         if was_on:
-            notify_security_event(self.db, account.id, "factor_removed", detail="authenticator app")
+            notify_security_event(self.db, self.rt, account.id, "factor_removed")
             self._forget_recovery_if_no_factor(account.id)
 
     # -- recovery codes -------------------------------------------------------------------
@@ -420,7 +420,7 @@ class FactorService:
         )
         self.db.add(passkey)
         self.db.flush()
-        notify_security_event(self.db, account.id, "factor_added", detail="passkey")
+        notify_security_event(self.db, self.rt, account.id, "factor_added")
         return passkey
 
     def remove_passkey(self, account: Account, passkey_id: uuid.UUID) -> bool:
@@ -431,7 +431,7 @@ class FactorService:
         )
         if removed.rowcount != 1:  # type: ignore[attr-defined]
             return False
-        notify_security_event(self.db, account.id, "factor_removed", detail="passkey")
+        notify_security_event(self.db, self.rt, account.id, "factor_removed")
         self._forget_recovery_if_no_factor(account.id)
         return True
 

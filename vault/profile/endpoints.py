@@ -10,7 +10,6 @@ from vault import csrf
 from vault.accounts.dependencies import IndividualDep, ViewerDep
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound, error_responses
-from vault.factors.dependencies import check_step_up
 from vault.profile.catalogue import STANDARD_FIELDS
 from vault.profile.schemas import (
     CustomFieldIn,
@@ -68,10 +67,8 @@ def write_field(
     db: DbDep,
     rt: RuntimeDep,
 ) -> FieldValueOut:
-    """Changing the email address (the sign-in) needs a recent second-factor check when
-    one is on (403 ``step_up_required``)."""
-    if key == "email":
-        check_step_up(db, rt, viewer)
+    """The email address (the sign-in) is not changed here: it changes only once the new
+    address is confirmed from a mail (the account page's form)."""
     value = ProfileService(db, rt).set_field(account, key, body.value)
     return FieldValueOut(key=key, value=value)
 

@@ -123,9 +123,18 @@ class ProfileService:
     def store_email(self, account: Account, email: str) -> None:
         self._write(account.id, "email", email)
 
-    def set_field(self, account: Account, key: str, raw: Any) -> Any:
-        """Validate and store one standard field; returns the stored (normalised) value."""
+    def set_field(self, account: Account, key: str, raw: Any, *, confirmed: bool = False) -> Any:
+        """Validate and store one standard field; returns the stored (normalised) value.
+
+        The email is the sign-in address: it changes only once the new address is confirmed
+        from a mail (:func:`vault.recovery.confirm_email_change` passes ``confirmed``)."""
         spec = self.spec(key)
+        if key == "email" and not confirmed:
+            raise InvalidInput(
+                "Your email address is how you sign in: change it on your Account page, "
+                "where the new address is confirmed by email first.",
+                field=key,
+            )
         value = spec.parse(raw)
         if key == "email":
             index = blind_index(self.rt.secrets.blind_index_key, "email", normalise_email(value))

@@ -132,7 +132,7 @@ def worker(
         ),
     ] = 1.0,
 ) -> None:
-    """Deliver signed webhooks and run the scheduled jobs (expiry, closing, checkpoints).
+    """Deliver signed webhooks and run the scheduled jobs (expiry, closing, checkpoints, mail).
 
     Webhooks that fail are retried with backoff; the jobs are those ``vrm.wiring`` lists.
     Runs until SIGINT or SIGTERM; the message being delivered is finished first. Several
