@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from consent.grants.jobs import EXPIRE_GRANTS
 from consent.grants.portability import ConsentPart
-from consent.ledger.jobs import SIGN_CHECKPOINT
+from consent.ledger.jobs import COLLECT_COSIGNATURES, SIGN_CHECKPOINT
 from consent.ledger.signer import LedgerSigner
 from intents.jobs import CLOSE_INTENTS
 from intents.portability import IntentsPart
@@ -17,7 +17,14 @@ from vault.portability.jobs import COMPACT_LOG
 from vault.portability.parts import Portability
 from vault.runtime import Runtime
 
-JOBS: tuple[Job, ...] = (EXPIRE_GRANTS, CLOSE_INTENTS, PURGE_THROTTLE, COMPACT_LOG, SIGN_CHECKPOINT)
+JOBS: tuple[Job, ...] = (
+    EXPIRE_GRANTS,
+    CLOSE_INTENTS,
+    PURGE_THROTTLE,
+    COMPACT_LOG,
+    SIGN_CHECKPOINT,
+    COLLECT_COSIGNATURES,
+)
 """What ``vrm worker`` runs on every pass, in this order, each in its own transaction. Webhook
 delivery runs beside them (:class:`consent.webhooks.delivery.Dispatcher`)."""
 

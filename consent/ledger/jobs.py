@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from consent.ledger.service import InconsistentLedger, LedgerOriginMismatch, create_checkpoint
+from consent.ledger.witnessing import collect_cosignatures, describe
 from vault.jobs import Job, JobFailed
 from vault.runtime import Runtime
 
@@ -21,3 +22,13 @@ def _sign_checkpoint(db: Session, rt: Runtime) -> str | None:
 
 
 SIGN_CHECKPOINT = Job("sign a ledger checkpoint", _sign_checkpoint)
+
+
+def _collect_cosignatures(db: Session, rt: Runtime) -> str | None:
+    # The session is left unused: no transaction may stay open while a witness is called, so
+    # collect_cosignatures opens its own short ones before and after the calls.
+    return describe(collect_cosignatures(rt))
+
+
+COLLECT_COSIGNATURES = Job("collect witness cosignatures", _collect_cosignatures)
+"""Runs after SIGN_CHECKPOINT: each new checkpoint goes to the witnesses once it is committed."""

@@ -18,6 +18,7 @@ from consent.ledger.service import (
     public_key_text,
 )
 from consent.ledger.verify import main_verify
+from consent.ledger.witnessing import WitnessSettingError, collect_cosignatures, describe
 from vault.errors import NotFound
 from vrm.cli.common import fail, service
 
@@ -40,6 +41,44 @@ def ledger_checkpoint() -> None:
             typer.echo("the ledger is empty; nothing to sign")
             return
         typer.echo(row.note, nl=False)
+
+
+WitnessOption = Annotated[
+    list[str],
+    typer.Option(
+        "--witness",
+        help="A trusted witness's verifier key (type 0x04, what `vrm witness key` prints). "
+        "Repeat for each witness.",
+    ),
+]
+QuorumOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="How many of the --witness keys must have cosigned (default: all of them)."
+    ),
+]
+
+
+def _quorum(witnesses: list[str], quorum: int | None) -> int:
+    if quorum is None:
+        return len(witnesses)
+    if quorum > len(witnesses):
+        raise fail(f"--quorum {quorum} needs at least {quorum} --witness keys")
+    return quorum
+
+
+@app.command("cosign")
+def ledger_cosign() -> None:
+    """Send the latest checkpoint to the witnesses now (the worker does this on every pass)
+    and print what each answered."""
+    with service() as rt:
+        try:
+            outcomes = collect_cosignatures(rt)
+        except WitnessSettingError as exc:
+            raise fail(exc.message) from exc
+    typer.echo(describe(outcomes) or "no witness to ask (none configured, or all have cosigned)")
+    if any(o.error for o in outcomes):
+        raise typer.Exit(code=1)
 
 
 @app.command("public-key")
@@ -92,21 +131,34 @@ def ledger_verify(
     previous_checkpoint: Annotated[
         Path | None, typer.Option(help="An older signed checkpoint to check consistency with.")
     ] = None,
+    witness: WitnessOption = [],  # noqa: B006 - typer reads the default, never mutates it
+    quorum: QuorumOption = None,
 ) -> None:
-    """Verify an export offline (no database): signature, root, order, consistency."""
-    raise typer.Exit(code=main_verify(export, public_key, previous_checkpoint))
+    """Verify an export offline (no database): signature, root, order, consistency, and with
+    --witness, cosignatures by a quorum of the witnesses."""
+    needed = _quorum(witness, quorum)
+    raise typer.Exit(
+        code=main_verify(export, public_key, previous_checkpoint, witnesses=witness, quorum=needed)
+    )
 
 
 @app.command("verify-receipt")
 def ledger_verify_receipt(
     receipt: Annotated[Path, typer.Argument(help="A consent receipt file (compact JWS).")],
     public_key: Annotated[Path, typer.Option(help="File holding the verifier key.")],
+    witness: WitnessOption = [],  # noqa: B006 - typer reads the default, never mutates it
+    quorum: QuorumOption = None,
 ) -> None:
     """Verify a consent receipt offline (no database): JWS signature, checkpoint signature,
-    and the inclusion proof from the receipt's ledger entry to the checkpoint root."""
+    and the inclusion proof from the receipt's ledger entry to the checkpoint root; with
+    --witness, the checkpoint's cosignatures by a quorum of the witnesses."""
+    needed = _quorum(witness, quorum)
     try:
         payload = verify_receipt(
-            receipt.read_text(encoding="utf-8"), public_key.read_text(encoding="utf-8").strip()
+            receipt.read_text(encoding="utf-8"),
+            public_key.read_text(encoding="utf-8").strip(),
+            witnesses=witness,
+            quorum=needed,
         )
     except OSError as exc:
         raise fail(f"cannot read {exc.filename}: {exc.strerror}") from exc
