@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from consent.grants.receipts import receipt_for
+from consent.grants.service import Decision, GrantService
 from consent.ledger.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -48,6 +50,7 @@ from consent.ledger.cosignature import (
 )
 from consent.ledger.merkle import EMPTY_ROOT, InMemoryTree, leaf_hash
 from consent.ledger.store import append
+from tests.consent.factories import make_app as make_vendor_app
 from tests.consent.ledger.test_tamper import T0, N, event
 from tests.helpers import PASSWORD, sign_in, unique_email
 from tests.served import _free_port
@@ -381,6 +384,48 @@ def test_an_export_needs_the_quorum_it_is_verified_against(
     only_other = witnessed.verify("--witness", other)
     assert only_other.exit_code == 1
     assert witnessed.verify().exit_code == 0  # no witness required: the log's key suffices
+
+
+def test_a_receipt_can_be_required_to_carry_a_witness_quorum(
+    witnessed: Witnessed, tmp_path: Path
+) -> None:
+    rt = witnessed.deployment.runtime()  # with VRM_LEDGER_WITNESSES and a quorum of 1
+    person = witnessed.deployment.add_individual(rt, unique_email(), full=False)
+    with rt.sessions() as session:
+        app = make_vendor_app(session)
+        grant_id = (
+            GrantService(session, rt)
+            .decide(person, app, Decision(["email"], "30d"), "service-only")
+            .id
+        )
+        session.commit()
+    key = tmp_path / "vault.pub"
+
+    def verify(receipt: dict[str, Any], *args: str) -> Result:
+        path = tmp_path / "receipt.jws"
+        path.write_text(receipt["receipt"], encoding="utf-8")
+        return witnessed.deployment.cli(
+            "ledger", "verify-receipt", str(path), "--public-key", str(key), *args
+        )
+
+    with rt.sessions() as session, session.begin():
+        early = receipt_for(session, rt, grant_id)  # signs a checkpoint: none is witnessed yet
+    assert verify(early).exit_code == 0
+    unwitnessed = verify(early, "--witness", witnessed.wvkey)
+    assert unwitnessed.exit_code == 1
+    assert "the receipt's checkpoint is not witnessed" in unwitnessed.stderr
+
+    assert witnessed.cosign().exit_code == 0
+    with rt.sessions() as session, session.begin():
+        later = receipt_for(session, rt, grant_id)
+    witnessed_ok = verify(later, "--witness", witnessed.wvkey, "--quorum", "1")
+    assert witnessed_ok.exit_code == 0, witnessed_ok.output
+    other = witnessed.deployment.ok(
+        "witness", "key", "--key", str(tmp_path / "w2.key"), "--name", "auditor.example/w2"
+    ).strip()
+    two = verify(later, "--witness", witnessed.wvkey, "--witness", other, "--quorum", "2")
+    assert two.exit_code == 1
+    assert "a quorum of 2 is required" in two.stderr
 
 
 # -- the protocol, on the witness itself --------------------------------------------------
