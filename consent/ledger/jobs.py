@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from consent.ledger.service import InconsistentLedger, LedgerOriginMismatch, create_checkpoint
-from consent.ledger.witnessing import collect_cosignatures, describe
+from consent.ledger.witnessing import WitnessSettingError, collect_cosignatures, describe
 from vault.jobs import Job, JobFailed
 from vault.runtime import Runtime
 
@@ -27,7 +27,10 @@ SIGN_CHECKPOINT = Job("sign a ledger checkpoint", _sign_checkpoint)
 def _collect_cosignatures(db: Session, rt: Runtime) -> str | None:
     # The session is left unused: no transaction may stay open while a witness is called, so
     # collect_cosignatures opens its own short ones before and after the calls.
-    return describe(collect_cosignatures(rt))
+    try:
+        return describe(collect_cosignatures(rt))
+    except WitnessSettingError as exc:  # says which witness's key is unusable, every pass
+        raise JobFailed(exc.message) from exc
 
 
 COLLECT_COSIGNATURES = Job("collect witness cosignatures", _collect_cosignatures)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consent.ledger.checkpoint import CheckpointError, parse_signed_note
@@ -283,14 +284,18 @@ def _store(rt: Runtime, outcomes: list[Outcome]) -> None:
                 known.cosigned_size = o.size
                 known.failures, known.last_error, known.retry_at = 0, None, None
                 if db.get(LedgerCosignature, (o.size, o.witness.key.text)) is None:
-                    db.add(
-                        LedgerCosignature(
-                            checkpoint_size=o.size,
-                            witness=o.witness.key.text,
-                            line=o.line,
-                            timestamp=o.timestamp,
-                        )
-                    )
+                    try:
+                        with db.begin_nested():
+                            db.add(
+                                LedgerCosignature(
+                                    checkpoint_size=o.size,
+                                    witness=o.witness.key.text,
+                                    line=o.line,
+                                    timestamp=o.timestamp,
+                                )
+                            )
+                    except IntegrityError:
+                        pass  # another worker stored this witness's cosignature first
             else:
                 if o.cosigned_size is not None:
                     known.cosigned_size = o.cosigned_size
