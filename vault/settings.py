@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -36,6 +36,15 @@ PLACEHOLDER_PASSWORDS = frozenset(
 
 class SettingsError(ServiceFault, RuntimeError):
     """The configuration is unusable; the message says which setting to fix."""
+
+
+class WitnessSetting(BaseModel):
+    """One witness of the consent ledger: a label, where it listens (its submission prefix:
+    ``<url>/add-checkpoint``) and its verifier key (``name+keyid+base64``, type 0x04)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
+    vkey: str = Field(min_length=1, max_length=500)
 
 
 class Settings(BaseSettings):
@@ -177,6 +186,27 @@ class Settings(BaseSettings):
         description="Addresses of reverse proxies whose X-Forwarded-For is believed.",
     )
 
+    ledger_witnesses: list[WitnessSetting] = Field(
+        default_factory=list,
+        max_length=50,
+        description="JSON list of the witnesses that cosign the consent ledger's checkpoints, "
+        'each `{"name": ..., "url": ..., "vkey": ...}` (what `vrm witness key` prints).',
+    )
+    ledger_witness_quorum: int = Field(
+        default=0,
+        ge=0,
+        le=50,
+        description="How many of the witnesses must have cosigned a checkpoint before the audit "
+        "API publishes it (0: the latest checkpoint, with whatever cosignatures it has).",
+    )
+    ledger_witness_timeout_seconds: float = Field(
+        default=5.0,
+        ge=0.2,
+        le=60,
+        description="How long one call to a witness may take in all; a witness that does not "
+        "answer is tried again later, and never holds up the ledger.",
+    )
+
     @model_validator(mode="after")
     def _normalise(self) -> Settings:
         self.base_url = self.base_url.rstrip("/")
@@ -184,6 +214,14 @@ class Settings(BaseSettings):
             scheme = self.smtp_url.split("://", 1)[0].lower() if "://" in self.smtp_url else ""
             if scheme not in ("smtp", "smtps"):
                 raise ValueError("VRM_SMTP_URL must start with smtp:// or smtps://")
+        if self.ledger_witness_quorum > len(self.ledger_witnesses):
+            raise ValueError(
+                f"VRM_LEDGER_WITNESS_QUORUM is {self.ledger_witness_quorum} but only "
+                f"{len(self.ledger_witnesses)} witnesses are configured in VRM_LEDGER_WITNESSES"
+            )
+        vkeys = [w.vkey for w in self.ledger_witnesses]
+        if len(set(vkeys)) != len(vkeys):
+            raise ValueError("VRM_LEDGER_WITNESSES names the same witness key twice")
         return self
 
     @property

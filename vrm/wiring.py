@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from consent.grants.jobs import EXPIRE_GRANTS, WARN_EXPIRING_GRANTS
 from consent.grants.portability import ConsentPart
-from consent.ledger.jobs import SEQUENCE_INTERVAL, SEQUENCE_LEDGER, SIGN_CHECKPOINT
+from consent.ledger.jobs import (
+    COLLECT_COSIGNATURES,
+    SEQUENCE_INTERVAL,
+    SEQUENCE_LEDGER,
+    SIGN_CHECKPOINT,
+)
 from consent.ledger.signer import LedgerSigner
 from intents.jobs import CLOSE_INTENTS
 from intents.portability import IntentsPart
@@ -28,6 +33,7 @@ JOBS: tuple[Job, ...] = (
     COMPACT_LOG,
     SEQUENCE_LEDGER,
     SIGN_CHECKPOINT,
+    COLLECT_COSIGNATURES,
     SEND_NOTICES,
     SEND_MAIL,
 )

@@ -35,6 +35,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,11 +53,13 @@ from consent.ledger.checkpoint import (
     parse_verifier_key,
     verify_signed_checkpoint,
 )
+from consent.ledger.cosignature import verify_quorum
 from consent.ledger.jose import VERIFIED_ALGORITHMS, sign_compact, verify_compact
 from consent.ledger.merkle import leaf_hash, verify_inclusion
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerPending
 from consent.ledger.service import checkpoint_at_least, create_checkpoint, origin
 from consent.ledger.store import StoredTree, pair_subjects
+from consent.ledger.witnessing import cosigned_note, covering_checkpoint
 from consent.terms.catalogue import AGREEMENTS
 from consent.vendors.models import VendorApp
 from vault.base import utcnow
@@ -185,7 +188,8 @@ def pending_grant_events(
 
 
 def _covering_checkpoint(db: Session, rt: Runtime, index: int) -> LedgerCheckpoint:
-    checkpoint = checkpoint_at_least(db, index + 1)
+    # With a witness quorum set, the smallest checkpoint a quorum cosigned, when there is one.
+    checkpoint = covering_checkpoint(db, rt, index + 1) or checkpoint_at_least(db, index + 1)
     if checkpoint is None:
         checkpoint = create_checkpoint(db, rt) or checkpoint_at_least(db, index + 1)
     if checkpoint is None:  # pragma: no cover - the entry exists, so the tree covers it
@@ -267,7 +271,7 @@ def receipt_payload(
             "entry": base64.b64encode(bytes(entry.entry)).decode("ascii"),
             "leaf_hash": bytes(entry.leaf_hash).hex(),
             "tree_size": checkpoint.size,
-            "checkpoint": checkpoint.note,
+            "checkpoint": cosigned_note(db, checkpoint),
             "inclusion_proof": [base64.b64encode(h).decode("ascii") for h in proof],
         },
     }
@@ -312,12 +316,17 @@ def _b64(text: Any, what: str) -> bytes:
 
 
 def verify_receipt(
-    jws_compact: str, public_key: str | VerifierKey | Ed25519PublicKey
+    jws_compact: str,
+    public_key: str | VerifierKey | Ed25519PublicKey,
+    *,
+    witnesses: Sequence[str] = (),
+    quorum: int = 0,
 ) -> dict[str, Any]:
     """Verify a receipt offline and return its payload; raises :class:`ReceiptError`.
 
     ``public_key`` is the ledger's verifier key text (``vrm ledger public-key``), a parsed
-    :class:`VerifierKey`, or the bare Ed25519 public key.
+    :class:`VerifierKey`, or the bare Ed25519 public key. With ``quorum`` > 0 the receipt's
+    checkpoint must carry valid cosignatures by that many of the trusted ``witnesses``.
     """
     token = jws_compact.strip()
     try:
@@ -363,6 +372,11 @@ def verify_receipt(
         checkpoint = verify_signed_checkpoint(note, vkey)
     except CheckpointError as exc:
         raise ReceiptError(f"the receipt's checkpoint does not verify: {exc}") from None
+    if witnesses or quorum:
+        try:
+            verify_quorum(note, vkey, witnesses, quorum)
+        except CheckpointError as exc:
+            raise ReceiptError(f"the receipt's checkpoint is not witnessed: {exc}") from None
     entry_bytes = _b64(ledger.get("entry"), "ledger entry")
     digest = leaf_hash(entry_bytes)
     if digest.hex() != ledger.get("leaf_hash"):

@@ -15,10 +15,12 @@ from fastapi import Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from consent.ledger.checkpoint import split_signed_note
 from consent.ledger.dependencies import AuditorDep
 from consent.ledger.models import MAX_INDEX, LedgerEntry
-from consent.ledger.service import latest_checkpoint, origin, public_key_text
+from consent.ledger.service import origin, public_key_text
 from consent.ledger.store import StoredTree, pending_events
+from consent.ledger.witnessing import published_checkpoint
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import (
     Forbidden,
@@ -45,6 +47,8 @@ class CheckpointOut(BaseModel):
     size: int
     root: str
     note: str
+    witnesses: int = 0
+    """How many of the configured witnesses' cosignatures the note carries."""
 
 
 class PublicKeyOut(BaseModel):
@@ -73,12 +77,18 @@ class ProofOut(BaseModel):
 @router.get(
     "/checkpoint", response_model=CheckpointOut, responses=error_responses(*_auth, NotFound)
 )
-def checkpoint(auditor: AuditorDep, db: DbDep) -> CheckpointOut:
-    """The latest signed checkpoint (C2SP signed note)."""
-    row = latest_checkpoint(db)
-    if row is None:
+def checkpoint(auditor: AuditorDep, db: DbDep, rt: RuntimeDep) -> CheckpointOut:
+    """The published checkpoint (C2SP signed note): the latest one that the quorum of
+    witnesses cosigned (``VRM_LEDGER_WITNESS_QUORUM``), their cosignatures (C2SP
+    tlog-cosignature) as signature lines after the vault's own."""
+    published = published_checkpoint(db, rt)
+    if published is None:
+        if rt.settings.ledger_witness_quorum:
+            raise NotFound("No checkpoint has been cosigned by a quorum of witnesses yet.")
         raise NotFound("No checkpoint has been signed yet.")
-    return CheckpointOut(size=row.size, root=b64(bytes(row.root)), note=row.note)
+    row, note = published
+    cosigned = len(split_signed_note(note)[1]) - len(split_signed_note(row.note)[1])
+    return CheckpointOut(size=row.size, root=b64(bytes(row.root)), note=note, witnesses=cosigned)
 
 
 @router.get("/public-key", response_model=PublicKeyOut, responses=error_responses(*_auth))

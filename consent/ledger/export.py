@@ -14,6 +14,7 @@ from consent.ledger.merkle import SubtreeHash
 from consent.ledger.models import LedgerEntry
 from consent.ledger.service import latest_checkpoint, stored_subtrees
 from consent.ledger.verify import export_rows
+from consent.ledger.witnessing import cosigned_note
 from vault.errors import InvalidInput, NotFound
 
 
@@ -86,4 +87,5 @@ def export_range(
         subtree = stored_subtrees(db, size)
     elif with_proofs:
         warnings.append("proofs need every stored entry; the export has none")
-    return LedgerExport(checkpoint.note, size, start, end, rows, subtree, warnings)
+    note = cosigned_note(db, checkpoint)  # with whatever witnesses cosigned it
+    return LedgerExport(note, size, start, end, rows, subtree, warnings)

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from consent.ledger.service import InconsistentLedger, LedgerOriginMismatch, create_checkpoint
 from consent.ledger.store import integrate
+from consent.ledger.witnessing import WitnessSettingError, collect_cosignatures, describe
 from vault.jobs import Job, JobFailed
 from vault.runtime import Runtime
 
@@ -36,3 +37,16 @@ SIGN_CHECKPOINT = Job("sign a ledger checkpoint", _sign_checkpoint)
 SEQUENCE_LEDGER = Job("integrate pending ledger events", _sequence)
 """The sequencer: ``vrm worker`` runs it every :data:`SEQUENCE_INTERVAL` seconds on a thread of
 its own, and on every pass before signing a checkpoint."""
+
+
+def _collect_cosignatures(db: Session, rt: Runtime) -> str | None:
+    # The session is left unused: no transaction may stay open while a witness is called, so
+    # collect_cosignatures opens its own short ones before and after the calls.
+    try:
+        return describe(collect_cosignatures(rt))
+    except WitnessSettingError as exc:  # says which witness's key is unusable, every pass
+        raise JobFailed(exc.message) from exc
+
+
+COLLECT_COSIGNATURES = Job("collect witness cosignatures", _collect_cosignatures)
+"""Runs after SIGN_CHECKPOINT: each new checkpoint goes to the witnesses once it is committed."""

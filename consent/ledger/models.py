@@ -146,3 +146,41 @@ class LedgerVendorSubject(TimestampMixin, Base):
 
     def __repr__(self) -> str:
         return f"LedgerVendorSubject(id={self.id}, owner_id={self.owner_id}, app_id={self.app_id})"
+
+
+class LedgerWitness(Base):
+    """What the vault knows of one witness (keyed by its verifier key): the size of the last
+    checkpoint it cosigned, as far as the vault knows (the ``old`` size of the next request),
+    and when to try it again after a failure."""
+
+    __tablename__ = "ledger_witnesses"
+
+    vkey: Mapped[str] = mapped_column(String(500), primary_key=True)
+    cosigned_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    retry_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"LedgerWitness(cosigned_size={self.cosigned_size})"
+
+
+class LedgerCosignature(Base):
+    """A witness's cosignature (C2SP tlog-cosignature) on a signed checkpoint: the signature
+    line, verified with the witness's key before it was stored, and its timestamp."""
+
+    __tablename__ = "ledger_cosignatures"
+
+    checkpoint_size: Mapped[int] = mapped_column(
+        BigInteger,
+        ForeignKey("ledger_checkpoints.size", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    witness: Mapped[str] = mapped_column(String(500), primary_key=True)
+    line: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+    def __repr__(self) -> str:
+        return f"LedgerCosignature(checkpoint_size={self.checkpoint_size})"

@@ -38,6 +38,7 @@ from consent.ledger.checkpoint import (
     split_signed_note,
     verify_signed_checkpoint,
 )
+from consent.ledger.cosignature import verify_quorum
 from consent.ledger.merkle import (
     HASH_SIZE,
     InMemoryTree,
@@ -78,6 +79,8 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     entries_checked: int = 0
     previous_size: int | None = None
+    witnesses: list[str] = field(default_factory=list)
+    """The trusted witnesses whose cosignatures on the checkpoint verified."""
 
     def _fail(self, message: str, index: int | None = None) -> None:
         self.ok = False
@@ -292,13 +295,20 @@ def _b64(data: bytes) -> str:
 
 
 def verify_export(
-    lines: Iterable[str], vkey: str, previous_checkpoint: str | None = None
+    lines: Iterable[str],
+    vkey: str,
+    previous_checkpoint: str | None = None,
+    *,
+    witnesses: Sequence[str] = (),
+    quorum: int = 0,
 ) -> VerifyReport:
     """Verify an export (its lines, as read from the file) against the trusted ``vkey``.
 
     ``previous_checkpoint`` is an earlier signed checkpoint note the auditor kept: it must
     verify with the same key, name the same log, be no larger, and its root must be the root
     of the export's first ``previous.size`` entries (the log only appended since).
+    With ``quorum`` > 0 the checkpoint must also carry valid cosignatures (C2SP
+    tlog-cosignature) by that many of the trusted ``witnesses`` (their verifier keys).
     Streams the lines, keeping 32 bytes per entry. Never raises for bad input: everything
     wrong is in the report.
     """
@@ -317,6 +327,11 @@ def verify_export(
         report._fail(f"checkpoint rejected: {exc}")
         return report
     report.size, report.root = checkpoint.size, checkpoint.root
+    if witnesses or quorum:
+        try:
+            report.witnesses = sorted(verify_quorum(note, key, witnesses, quorum).witnesses)
+        except CheckpointError as exc:
+            report._fail(f"witnesses: {exc}")
 
     previous: Checkpoint | None = None
     if previous_checkpoint is not None:
@@ -440,6 +455,8 @@ def describe(report: VerifyReport, what: str = "the export") -> list[str]:
         out.append(f"checkpoint: {report.size} entries, root {_b64(report.root)}")
     if report.previous_size is not None:
         out.append(f"previous checkpoint: {report.previous_size} entries")
+    if report.witnesses:
+        out.append(f"cosigned by witnesses: {', '.join(report.witnesses)}")
     out.append(f"entries read: {report.entries_checked}")
     if report.ok:
         out.append(f"OK: {what} is complete, unaltered and signed by the trusted key.")
@@ -455,6 +472,9 @@ def main_verify(
     export_path: str | os.PathLike[str],
     public_key_path: str | os.PathLike[str],
     previous_checkpoint_path: str | os.PathLike[str] | None = None,
+    *,
+    witnesses: Sequence[str] = (),
+    quorum: int = 0,
 ) -> int:
     """``vrm ledger verify EXPORT --public-key KEYFILE [--previous-checkpoint OLD]``.
 
@@ -469,7 +489,7 @@ def main_verify(
             # Only the signature lines end the file; a trailing blank line is not part of it.
             previous = _read_text(previous_checkpoint_path).rstrip("\r\n") + "\n"
         with open(export_path, encoding="utf-8", newline="") as fh:
-            report = verify_export(fh, vkey, previous)
+            report = verify_export(fh, vkey, previous, witnesses=witnesses, quorum=quorum)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"FAILED: cannot read input: {exc}")
         return 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from vrm.cli import db, keys, ledger, portability, serve, users, vendors, worker
+from vrm.cli import db, keys, ledger, portability, serve, users, vendors, witness, worker
 
 app = typer.Typer(
     help="VRM Vault: operate the service.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -17,6 +17,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(users.auditors_app, name="auditors")
 app.add_typer(vendors.app, name="vendors")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(witness.app, name="witness")
 app.command()(worker.worker)
 app.command("export")(portability.export_command)
 app.command("import")(portability.import_command)

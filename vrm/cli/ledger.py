@@ -20,6 +20,7 @@ from consent.ledger.service import (
 from consent.ledger.store import integrate
 from consent.ledger.tiles_client import main_verify_tiles
 from consent.ledger.verify import main_verify
+from consent.ledger.witnessing import WitnessSettingError, collect_cosignatures, describe
 from vault.errors import NotFound
 from vrm.cli.common import fail, service
 
@@ -53,6 +54,44 @@ def ledger_checkpoint() -> None:
             typer.echo("the ledger is empty; nothing to sign")
             return
         typer.echo(row.note, nl=False)
+
+
+WitnessOption = Annotated[
+    list[str],
+    typer.Option(
+        "--witness",
+        help="A trusted witness's verifier key (type 0x04, what `vrm witness key` prints). "
+        "Repeat for each witness.",
+    ),
+]
+QuorumOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="How many of the --witness keys must have cosigned (default: all of them)."
+    ),
+]
+
+
+def _quorum(witnesses: list[str], quorum: int | None) -> int:
+    if quorum is None:
+        return len(witnesses)
+    if quorum > len(witnesses):
+        raise fail(f"--quorum {quorum} needs at least {quorum} --witness keys")
+    return quorum
+
+
+@app.command("cosign")
+def ledger_cosign() -> None:
+    """Send the latest checkpoint to the witnesses now (the worker does this on every pass)
+    and print what each answered."""
+    with service() as rt:
+        try:
+            outcomes = collect_cosignatures(rt)
+        except WitnessSettingError as exc:
+            raise fail(exc.message) from exc
+    typer.echo(describe(outcomes) or "no witness to ask (none configured, or all have cosigned)")
+    if any(o.error for o in outcomes):
+        raise typer.Exit(code=1)
 
 
 @app.command("public-key")
@@ -125,16 +164,29 @@ def ledger_verify(
     previous_checkpoint: Annotated[
         Path | None, typer.Option(help="An older signed checkpoint to check consistency with.")
     ] = None,
+    witness: WitnessOption = [],  # noqa: B006 - typer reads the default, never mutates it
+    quorum: QuorumOption = None,
 ) -> None:
     """Verify the ledger (no database): signature, root, order, consistency; from an export
-    file, or from the tiles a vault serves (every entry bundle and hash tile is checked)."""
+    file, or from the tiles a vault serves (every entry bundle and hash tile is checked); with
+    --witness (exports), cosignatures by a quorum of the witnesses."""
     if public_key is None:
         raise fail("give the verifier key: --public-key FILE (from `vrm ledger public-key`)")
     if (export is None) == (tiles_url is None):
         raise fail("give either an export file or --tiles-url, not both or neither")
     if tiles_url is None:
         assert export is not None
-        raise typer.Exit(code=main_verify(export, public_key, previous_checkpoint))
+        needed = _quorum(witness, quorum)
+        raise typer.Exit(
+            code=main_verify(
+                export, public_key, previous_checkpoint, witnesses=witness, quorum=needed
+            )
+        )
+    if witness or quorum:
+        raise fail(
+            "--witness and --quorum check an export's cosigned checkpoint; the tiles' "
+            "checkpoint is the vault's own signature only"
+        )
     if not tiles_url.startswith(("https://", "http://")):
         raise fail("--tiles-url must be an http(s) URL")
     try:
@@ -152,12 +204,19 @@ def ledger_verify(
 def ledger_verify_receipt(
     receipt: Annotated[Path, typer.Argument(help="A consent receipt file (compact JWS).")],
     public_key: Annotated[Path, typer.Option(help="File holding the verifier key.")],
+    witness: WitnessOption = [],  # noqa: B006 - typer reads the default, never mutates it
+    quorum: QuorumOption = None,
 ) -> None:
     """Verify a consent receipt offline (no database): JWS signature, checkpoint signature,
-    and the inclusion proof from the receipt's ledger entry to the checkpoint root."""
+    and the inclusion proof from the receipt's ledger entry to the checkpoint root; with
+    --witness, the checkpoint's cosignatures by a quorum of the witnesses."""
+    needed = _quorum(witness, quorum)
     try:
         payload = verify_receipt(
-            receipt.read_text(encoding="utf-8"), public_key.read_text(encoding="utf-8").strip()
+            receipt.read_text(encoding="utf-8"),
+            public_key.read_text(encoding="utf-8").strip(),
+            witnesses=witness,
+            quorum=needed,
         )
     except OSError as exc:
         raise fail(f"cannot read {exc.filename}: {exc.strerror}") from exc

@@ -27,9 +27,9 @@ from consent.ledger.checkpoint import verifier_key
 from consent.ledger.jobs import SIGN_CHECKPOINT
 from consent.ledger.models import LedgerEntry, LedgerNode
 from consent.ledger.service import public_key_text
-from consent.ledger.store import append
 from consent.ledger.tiles_client import verify_tiles
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
+from tests.sequencer import append
 from vault.accounts.models import Account, AccountStatus, ApiToken, Role
 from vault.accounts.tokens import auditor_by_email, issue_token, revoke_token
 from vault.errors import InvalidInput, NotFound

@@ -18,8 +18,8 @@ import uvicorn
 from click.testing import Result
 from sqlalchemy import text
 
-from consent.ledger.store import append
 from tests.helpers import PASSWORD, unique_email
+from tests.sequencer import append
 from tests.vault.conftest import Deployment
 from vault.runtime import Runtime
 from vrm.app import create_app
