@@ -10,12 +10,18 @@ from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from consent.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from consent.ledger.merkle import SubtreeHash, verify_consistency
-from consent.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerHead, LedgerNode
+from consent.ledger.models import (
+    LedgerCheckpoint,
+    LedgerEntry,
+    LedgerHead,
+    LedgerNode,
+    LedgerPending,
+)
 from consent.ledger.store import HEAD_ID, StoredTree, lock_head
 from vault.base import utcnow
 from vault.errors import ServiceFault
@@ -158,20 +164,24 @@ def latest_checkpoint(db: Session) -> LedgerCheckpoint | None:
 @dataclass(frozen=True)
 class SigningBacklog:
     unsigned: int
-    """Events appended to the log but not yet in a signed checkpoint."""
+    """Events recorded (pending or integrated) but not yet in a signed checkpoint."""
     checkpoint_age_seconds: float | None
     """How old the latest signed checkpoint is; None before the first."""
 
 
 def signing_backlog(db: Session, now: datetime | None = None) -> SigningBacklog:
-    """Two primary-key reads: the tree head's size and the latest checkpoint."""
+    """Events not yet in a signed checkpoint (recorded and waiting for the sequencer, or
+    integrated since the last checkpoint) and the checkpoint's age: the tree head's size,
+    the latest checkpoint and a count of the pending events (a short table: the sequencer
+    drains it every fraction of a second)."""
     now = now or utcnow()
     size = db.scalar(select(LedgerHead.size).where(LedgerHead.id == HEAD_ID)) or 0
+    pending = db.scalar(select(func.count()).select_from(LedgerPending)) or 0
     latest = latest_checkpoint(db)
     if latest is None:
-        return SigningBacklog(int(size), None)
+        return SigningBacklog(int(size) + int(pending), None)
     age = max(0.0, (now - latest.created_at).total_seconds())
-    return SigningBacklog(max(0, int(size) - latest.size), age)
+    return SigningBacklog(max(0, int(size) - latest.size) + int(pending), age)
 
 
 def checkpoint_at_least(db: Session, size: int) -> LedgerCheckpoint | None:

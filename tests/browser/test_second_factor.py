@@ -17,11 +17,12 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, expect
 
-from tests.browser.conftest import TIMEOUT_MS, PageProblems
+from tests.browser.conftest import SERVERS, TIMEOUT_MS, PageProblems
 from tests.browser.journeys import sign_in, sign_out, sign_up
 from tests.conftest import test_settings as settings_for
 from vault.factors import totp
 from vault.migrate import upgrade
+from vault.runtime import Runtime
 from vrm.app import create_app
 
 pytestmark = pytest.mark.browser
@@ -39,8 +40,10 @@ class LocalhostServer:
         database_url = f"sqlite:///{tmp / 'vault.db'}"
         upgrade(database_url)
         settings = settings_for(tmp / "keys", database_url, base_url=self.url)
+        self.rt = Runtime.from_settings(settings)
+        SERVERS[self.url] = self.rt  # the journeys read the mail it queues
         config = uvicorn.Config(
-            create_app(settings=settings), log_level="warning", lifespan="off", access_log=False
+            create_app(runtime=self.rt), log_level="warning", lifespan="off", access_log=False
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -60,6 +63,8 @@ class LocalhostServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+        SERVERS.pop(self.url, None)
+        self.rt.engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,7 @@ def test_the_service_refuses_to_start_with_a_loose_key_file(
         f"sqlite:///{tmp_path}/unused.db",
         environment=environment,
         base_url="https://vault.example",
+        smtp_url="smtps://vault:generated-password@mail.example.org",
     )
     with pytest.raises(SettingsError, match=rf"{name} is readable by others .*chmod 600"):
         Runtime.from_settings(settings)

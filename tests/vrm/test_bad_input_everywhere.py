@@ -142,6 +142,10 @@ def world(rt: Runtime, db: Session) -> Iterator[World]:
             f"/vendor/v1/intents/{intent.id}/offers", headers=app_headers, json=offer_body()
         )
         assert offer.status_code == 201, offer.text
+        subscription = person.post(
+            "/vendor/v1/subscriptions", headers=app_headers, json={"currency": "EUR"}
+        )
+        assert subscription.status_code == 201, subscription.text
         email = unique_email("auditor")
         new_account(db, rt, email, PASSWORD, role=Role.AUDITOR)
         db.commit()
@@ -158,6 +162,7 @@ def world(rt: Runtime, db: Session) -> Iterator[World]:
                 "key": [spec.key for spec in STANDARD_FIELDS],
                 "intent_id": [str(intent.id)],
                 "offer_id": [offer.json()["id"]],
+                "subscription_id": [subscription.json()["id"]],
                 "grant_id": [str(grant.id)],
             },
             db=db,

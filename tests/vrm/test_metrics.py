@@ -18,6 +18,7 @@ from consent.ledger.service import create_checkpoint
 from tests.conftest import test_settings as make_settings
 from tests.consent.factories import connect, individual, make_app
 from tests.helpers import sign_in
+from tests.sequencer import sequence
 from tests.served import served, vault
 from tests.test_multi_process import worker_holding
 from vault.runtime import Runtime
@@ -134,6 +135,7 @@ def test_gauges_show_a_queued_webhook_and_an_unsigned_ledger_event(
 
     connect(db, rt, person, app, ["given_name"])  # a ledger event and a webhook message
     queued = scrape(operated)
+    sequence(db)
     create_checkpoint(db, rt)
     db.commit()
     signed = scrape(operated)

@@ -52,7 +52,7 @@ from consent.ledger.merkle import EMPTY_ROOT, InMemoryTree, leaf_hash
 from tests.consent.factories import make_app as make_vendor_app
 from tests.consent.ledger.test_tamper import T0, N, event
 from tests.helpers import PASSWORD, sign_in, unique_email
-from tests.sequencer import append
+from tests.sequencer import append, run_sequencer
 from tests.served import _free_port
 from tests.vault.conftest import Deployment
 from vault.accounts.models import Role
@@ -399,6 +399,7 @@ def test_a_receipt_can_be_required_to_carry_a_witness_quorum(
             .id
         )
         session.commit()
+    run_sequencer(rt)  # the grant's event in the tree, as the worker would have done
     key = tmp_path / "vault.pub"
 
     def verify(receipt: dict[str, Any], *args: str) -> Result:
