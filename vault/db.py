@@ -8,6 +8,7 @@ from functools import update_wrapper
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -60,6 +61,9 @@ def is_outage(exc: BaseException) -> bool:
     refusing connections, its file gone, the pool exhausted), as opposed to a bug or a
     constraint: a condition worth a 503 and a retry, not a 500."""
     if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+        return True
+    # The profile read's async connections (vault.pgasync) raise the driver's own errors.
+    if isinstance(exc, psycopg.OperationalError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
