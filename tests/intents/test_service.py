@@ -210,7 +210,7 @@ def test_of_two_parallel_acceptances_exactly_one_wins(committed_rt: Runtime) -> 
 
         for vendor in vendors:
             app = db.merge(vendor.app)
-            offer, _ = Market(db, rt, Seller.of(db, app)).make_offer(intent.id, offer_body())
+            offer, _, _ = Market(db, rt, Seller.of(db, app)).make_offer(intent.id, offer_body())
             offer_ids.append(offer.id)
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
