@@ -582,7 +582,7 @@ def world(
     backend: str, new_database: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("erasure")
-    deployment = Deployment(new_database(backend), directory / "keys")
+    deployment = Deployment(new_database(backend, migrated=True), directory / "keys")
     with serve() as receiver:
         try:
             yield build_world(deployment, receiver, directory)

@@ -259,7 +259,7 @@ def vault_b_base(
     backend: str, new_database: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Runtime]:
     """Vault B: its own database (same backend) and its own key directory."""
-    engine = make_engine(new_database(backend))
+    engine = make_engine(new_database(backend, migrated=True))
     upgrade(engine)
     key_dir = tmp_path_factory.mktemp("vault-b") / "keys"
     settings = make_settings(

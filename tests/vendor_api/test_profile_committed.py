@@ -29,7 +29,7 @@ from vault.runtime import Runtime
 
 @pytest.fixture(scope="module")
 def committed_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
-    engine = make_engine(new_database(backend))
+    engine = make_engine(new_database(backend, migrated=True))
     upgrade(engine)
     yield engine
     engine.dispose()
