@@ -17,6 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,9 @@ class PostgresDatabases:
     """Creates and drops this run's PostgreSQL databases."""
 
     def __init__(self) -> None:
-        self.admin = create_engine(normalise_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+        self.admin = create_engine(
+            normalise_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT", pool_size=8
+        )
         self.created: list[str] = []
 
     def create(self, name: str, *, template: str | None = None) -> str:
@@ -141,9 +144,15 @@ class PostgresDatabases:
         )
 
     def drop_all(self) -> None:
-        with self.admin.connect() as conn:
-            for name in self.created:
+        """Drop them several at a time: each drop waits for a checkpoint, and drops waiting
+        at once share one."""
+
+        def drop(name: str) -> None:
+            with self.admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(drop, self.created))
         self.admin.dispose()
 
 
