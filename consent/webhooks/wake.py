@@ -105,9 +105,9 @@ class OutboxWaker:
     def _listen_once(self) -> None:
         # A connection of its own, out of the pool (it is held as long as the worker runs).
         pooled = self.engine.raw_connection()
+        conn: Any = pooled.driver_connection
         pooled.detach()
         try:
-            conn: Any = pooled.driver_connection
             conn.rollback()
             conn.autocommit = True
             conn.execute(f"LISTEN {CHANNEL}")
@@ -116,4 +116,4 @@ class OutboxWaker:
                 for _ in conn.notifies(timeout=self.POLL_SECONDS):
                     self.wake()
         finally:
-            pooled.close()
+            conn.close()
