@@ -287,7 +287,8 @@ class Dispatcher:
             with suppress(RuntimeError):  # the loop has closed: nothing to wake
                 loop.call_soon_threadsafe(changed.set)
 
-        waker = OutboxWaker(self.sessions.kw.get("bind") or self.rt.engine, wake)
+        bind = self.sessions.kw.get("bind")  # an Engine or a Connection: either has .engine
+        waker = OutboxWaker(getattr(bind, "engine", None) or self.rt.engine, wake)
         waker.start()
         try:
             await self._pump(client, stop=stop, interval=interval, changed=changed)
@@ -356,6 +357,14 @@ class Dispatcher:
                     if self.on_outcome is not None:
                         self.on_outcome(outcome)
 
+        broken: list[asyncio.Task[None]] = []
+
+        def settled(task: asyncio.Task[None]) -> None:
+            posts.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                broken.append(task)  # a bug in an attempt: surfaces in the loop below
+                changed.set()
+
         recorder = asyncio.create_task(record())
         stopping = asyncio.ensure_future(stop.wait())
         look = True
@@ -383,7 +392,7 @@ class Dispatcher:
                         busy.add(c.app_id)
                         task = asyncio.create_task(post(c))
                         posts.add(task)
-                        task.add_done_callback(posts.discard)
+                        task.add_done_callback(settled)
                     if look and self.concurrency - len(busy) > 0 and left != 0:
                         continue
                 if not running and not busy and (not look or left == 0):
@@ -399,9 +408,14 @@ class Dispatcher:
                 look = True  # woken, a lane freed, or the periodic look
                 if recorder.done():
                     recorder.result()  # a failure in recording surfaces here, not silently
+                if broken:
+                    broken[0].result()
             if posts:
                 await asyncio.gather(*posts)
-            await finished.join()
+            # Every attempt made is recorded before returning (unless recording itself fails).
+            recorded = asyncio.ensure_future(finished.join())
+            await asyncio.wait({recorded, recorder}, return_when=FIRST_COMPLETED)
+            recorded.cancel()
             if recorder.done():
                 recorder.result()
         finally:
