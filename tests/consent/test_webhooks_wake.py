@@ -13,13 +13,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from consent.grants.events import ConsentChangedData
 from consent.vendors.models import VendorApp
 from consent.webhooks.delivery import Dispatcher
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from consent.webhooks.outbox import enqueue
+from consent.webhooks.wake import CHANNEL
 from tests.consent.test_webhooks import consent_event, make_app
 from tests.webhook_receiver import Receiver
 from vault.runtime import Runtime
@@ -78,6 +80,36 @@ def test_a_queued_message_is_delivered_at_once_not_at_the_next_look(
             assert len(receiver.requests) == n
             assert took < 10, took  # not the 60 s look (a busy machine is slow; 10 s is loose)
     assert outcomes == ["delivered", "delivered"]
+
+
+def test_the_listener_listens_again_after_its_connection_is_cut(
+    committed_rt: Runtime, receiver: Receiver, backend: str
+) -> None:
+    """PostgreSQL: the worker's listening connection is cut (a restart, a failover, an
+    operator's ``pg_terminate_backend``); it connects again, and a message queued after that
+    still goes out at once."""
+    if backend != "postgresql":
+        pytest.skip("SQLite wakes the worker within the process: no connection to cut")
+    rt = committed_rt
+    with rt.sessions() as db, db.begin():
+        app_id = make_app(db, receiver.url).id
+    with running(rt, 60.0, lambda o: None):
+        time.sleep(1.0)
+        with rt.sessions() as db, db.begin():
+            cut = db.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query = :listen"
+                ),
+                {"listen": f"LISTEN {CHANNEL}"},
+            )
+        assert cut == 1
+        time.sleep(2.5)  # it tries again after a second
+        with rt.sessions() as db, db.begin():
+            enqueue(db, db.get_one(VendorApp, app_id), consent_event(ConsentChangedData, n=1))
+        took = wait_for(lambda: len(receiver.requests) == 1, 20)
+        assert len(receiver.requests) == 1
+        assert took < 10, took
 
 
 def test_a_rolled_back_queue_sends_nothing(committed_rt: Runtime, receiver: Receiver) -> None:
