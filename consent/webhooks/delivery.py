@@ -76,9 +76,9 @@ def deliver_due(
     follows waits for it). A success makes the endpoint's waiting messages due at once, and
     they go out in the same call. Every attempt ends within ``deadline``
     seconds (by default the ``webhook_deadline_seconds`` setting), so a slow endpoint holds up
-    only its own app's messages. Each message's claim, and then its attempt and outcome,
-    commit on their own; no database transaction is open during a POST. ``now`` fixes the
-    clock (tests simulate time with it).
+    only its own app's messages. The due heads are claimed together, and the outcomes
+    recorded together as the attempts end; no database transaction is open during a POST.
+    ``now`` fixes the clock (tests simulate time with it).
     """
     dispatcher = Dispatcher(
         session_factory,
