@@ -157,11 +157,13 @@ def queue_security_notice(
     kind: str,
     *,
     to: str | None = None,
+    detail: str | None = None,
     now: datetime | None = None,
 ) -> None:
     """Record a security notice and mail it (in the caller's transaction), to ``to`` or else
     the account's sign-in address. ``kind``: password_changed, email_changed, factor_added,
-    factor_removed, new_device. These cannot be switched off."""
+    factor_removed, new_device. These cannot be switched off. ``detail``: a few words the mail
+    adds (the new device's coarse browser label), never personal data."""
     if kind not in SECURITY:
         raise ValueError(f"not a security notice: {kind}")
     now = now or utcnow()
@@ -169,7 +171,9 @@ def queue_security_notice(
     address = to or ProfileService(db, rt).email_of(account_id)
     if not address:
         return
-    letter = letters.security(kind, f"{now:%Y-%m-%d %H:%M} UTC", _url(rt, "/account"))
+    letter = letters.security(
+        kind, f"{now:%Y-%m-%d %H:%M} UTC", _url(rt, "/account"), detail=detail
+    )
     queue_mail(db, rt, account_id, kind, address, letter, now=now)
 
 
