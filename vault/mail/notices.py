@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from vault.base import utcnow
@@ -278,15 +278,17 @@ def send_due_notices(db: Session, rt: Runtime, *, now: datetime | None = None) -
 
 
 # -- the portal's list ------------------------------------------------------------------------
-def unread_count(db: Session, account_id: uuid.UUID) -> int:
-    return int(
-        db.scalar(
-            select(func.count())
-            .select_from(Notice)
-            .where(Notice.account_id == account_id, Notice.read_at.is_(None))
-        )
-        or 0
+def unread_query(account_id: uuid.UUID) -> Select[tuple[int]]:
+    """How many notices of the account are unread (a query, to combine with others)."""
+    return (
+        select(func.count())
+        .select_from(Notice)
+        .where(Notice.account_id == account_id, Notice.read_at.is_(None))
     )
+
+
+def unread_count(db: Session, account_id: uuid.UUID) -> int:
+    return int(db.scalar(unread_query(account_id)) or 0)
 
 
 def listed(db: Session, account_id: uuid.UUID, limit: int = 100) -> list[ListedNotice]:
