@@ -75,7 +75,7 @@ class OfferView:
     """Whether the individual can accept or decline it now: live, on an open intent."""
 
 
-def waiting_offers_query(owner_id: uuid.UUID, now: datetime) -> Select[tuple[int]]:
+def waiting_offers_query(owner_id: uuid.UUID, now: datetime) -> Select[int]:
     """How many offers wait for this individual's answer: live and valid, on open intents
     (the navigation's count; a query, to combine with others)."""
     return (

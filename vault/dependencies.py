@@ -20,18 +20,11 @@ def get_runtime(request: Request) -> Runtime:
 def get_db(request: Request) -> Iterator[Session]:
     """The request is the unit of work: commit on success, roll back on error. While it is
     open, the session is also ``request.state.db`` (the page layout reads its counts with it)."""
-    work = unit_of_work(get_runtime(request).sessions)
-    session = next(work)
-    request.state.db = session
-    try:
-        try:
-            yield session
-        except BaseException as exc:
-            work.throw(exc)  # rolls back and raises
-            raise  # pragma: no cover (throw raised)
-        next(work, None)  # commits and closes
-    finally:
-        request.state.db = None
+
+    def track(session: Session | None) -> None:
+        request.state.db = session
+
+    yield from unit_of_work(get_runtime(request).sessions, track)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -28,10 +28,13 @@ from vault.portability.parts import Portability
 from vault.runtime import Runtime
 from vault.signup import purge_unconfirmed
 
+
 def portability(rt: Runtime) -> Portability:
     # Export order; erasure runs it backwards (the core part, which destroys the data key
     # and the account, goes last; consent, which needs the pseudonym, goes first).
-    return Portability(parts=(CorePart(), NoticesPart(), IntentsPart(), ConsentPart()), signer=LedgerSigner(rt))
+    return Portability(
+        parts=(CorePart(), NoticesPart(), IntentsPart(), ConsentPart()), signer=LedgerSigner(rt)
+    )
 
 
 def _purge_unconfirmed(db: Session, rt: Runtime) -> str | None:
@@ -62,4 +65,3 @@ delivery runs beside them (:class:`consent.webhooks.delivery.Dispatcher`)."""
 FREQUENT_JOBS: tuple[tuple[Job, float], ...] = ((SEQUENCE_LEDGER, SEQUENCE_INTERVAL),)
 """Jobs ``vrm worker`` also runs on a thread of their own every so many seconds (the ledger's
 sequencer: an event is integrated within a fraction of a second of its commit)."""
-

@@ -32,7 +32,7 @@ from vault.runtime import Runtime
 from vault.signup import request_sign_up_with
 from web.accounts import home_for
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
-from web.templating import flash, plural, render
+from web.templating import plural, render
 
 router = APIRouter(include_in_schema=False)
 

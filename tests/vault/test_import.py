@@ -40,7 +40,6 @@ from consent.terms.catalogue import set_preferred_agreement
 from intents.models import Intent
 from intents.portability import PROVIDED_FIELDS
 from tests.consent.factories import account_of, bearer, connect
-from tests.mail import last_queued, queued
 from tests.helpers import (
     PASSWORD,
     confirm_address,
@@ -51,10 +50,12 @@ from tests.helpers import (
     unique_email,
 )
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
+from tests.mail import last_queued, queued
 from tests.vault.conftest import CUSTOM_LABEL, CUSTOM_VALUE, PROFILE_VALUES, make_settings
 from tests.web.conftest import runtime_with
 from vault.accounts.dependencies import SESSION_COOKIE
 from vault.accounts.models import Account
+from vault.base import utcnow
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.portability import importer
@@ -63,7 +64,6 @@ from vault.portability.parts import ERASURE_RECEIPT_TYP, MANIFEST_TYP
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 from vault.signup import purge_unconfirmed
-from vault.base import utcnow
 from vrm.app import create_app
 from vrm.wiring import portability
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from tests.helpers import PASSWORD, post_form, sign_in, sign_up, unique_email
+from tests.helpers import PASSWORD, post_form, sign_up, unique_email
 from vault.accounts.models import Account
 from vault.accounts.service import email_index
 from vault.base import utcnow

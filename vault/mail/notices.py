@@ -278,7 +278,7 @@ def send_due_notices(db: Session, rt: Runtime, *, now: datetime | None = None) -
 
 
 # -- the portal's list ------------------------------------------------------------------------
-def unread_query(account_id: uuid.UUID) -> Select[tuple[int]]:
+def unread_query(account_id: uuid.UUID) -> Select[int]:
     """How many notices of the account are unread (a query, to combine with others)."""
     return (
         select(func.count())

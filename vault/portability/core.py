@@ -176,8 +176,9 @@ class CorePart:
         db.flush()
 
     def erase(self, db: Session, rt: Runtime, owner_id: uuid.UUID, context: ErasureContext) -> None:
-        """The profile, sessions, known devices, sign-in throttle, the data key (crypto-shredding every
-        ciphertext of the individual) and last the account row with its blind email index."""
+        """The profile, sessions, known devices, sign-in throttle, the data key (crypto-shredding
+        every ciphertext of the individual) and last the account row with its blind email
+        index."""
         email = ProfileService(db, rt).email_of(owner_id)
         context.deleted["profile_fields"] = deleted(
             db, delete(ProfileField).where(ProfileField.owner_id == owner_id)
