@@ -653,7 +653,7 @@ def test_an_archive_signed_before_manifests_named_their_type_still_imports(
         )
     files[SIGNATURE] = untyped.encode() + b"\n"
     response = upload(client_b, zip_of(files))
-    assert response.status_code == 303, archive_error(response)
+    assert accepted(response), archive_error(response)
 
 
 def test_an_export_manifest_is_signed_under_rfc_9864s_ed25519(archive_a: bytes) -> None:
@@ -679,7 +679,7 @@ def test_an_archive_signed_with_eddsa_before_rfc_9864_still_imports(
         )
     files[SIGNATURE] = old.encode() + b"\n"
     response = upload(client_b, zip_of(files))
-    assert response.status_code == 303, archive_error(response)
+    assert accepted(response), archive_error(response)
 
 
 def test_a_signature_by_another_key_than_the_manifest_names_is_refused(
@@ -704,10 +704,9 @@ def test_with_no_trusted_list_an_archive_signed_by_the_key_it_names_is_taken(
         manifest["vault"]["origin"] = other.origin()
 
     response = upload(client_b, resealed(archive_a, other, manifest_edit=rename))
-    assert response.status_code == 303, archive_error(response)
+    assert accepted(response), archive_error(response)
     # The person is told the vault's name is only what the archive claims.
-    welcome = client_b.get(response.headers["location"]).text
-    assert "a name the archive gives itself" in welcome
+    assert "a name the archive gives itself" in response.text
 
 
 def test_a_manifest_naming_another_vault_than_its_key_is_refused(
