@@ -20,8 +20,9 @@ PAGES = ("/profile", "/connections", "/intents", "/notices", "/account", "/accou
 
 
 def badge(html: str, name: str) -> int | None:
-    found = re.search(rf'id="nav-{name}-count"[^>]*>(\d+)<', html)
-    return int(found.group(1)) if found else None
+    """The count the navigation shows (None: no badge, or a hidden one)."""
+    found = re.search(rf'id="nav-{name}-count"([^>]*)>(\d+)<', html)
+    return int(found.group(2)) if found and " hidden" not in found.group(1) else None
 
 
 def test_every_signed_in_page_shows_unread_notices_and_waiting_offers(
