@@ -58,8 +58,15 @@ def test_a_new_browser_is_told_once_and_a_known_one_not(
     assert "New sign-in to your VRM Vault" in notices
 
     sign_out(laptop)
-    assert sign_in(laptop, email).status_code == 303
+    again = sign_in(laptop, email)
+    assert again.status_code == 303
     assert len(new_device_mail(rt, email)) == 1  # the same browser: nothing new
+    [set_device] = [
+        c for c in again.headers.get_list("set-cookie") if c.startswith(f"{DEVICE_COOKIE}=")
+    ]
+    assert f"{DEVICE_COOKIE}={cookie};" in set_device  # kept, for 400 days more
+    assert "HttpOnly" in set_device and "Max-Age=34560000" in set_device
+    assert "samesite=lax" in set_device.lower()
 
     phone = client_with()
     phone.headers["user-agent"] = CHROME
