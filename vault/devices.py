@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vault.accounts.models import Account, KnownDevice
@@ -90,20 +91,23 @@ def signed_in_from(
         token = new_token(32)
     digest = device_hash(rt, account.id, token)
     known = db.scalars(select(KnownDevice).where(KnownDevice.device_hash == digest)).first()
-    if known is not None and known.account_id == account.id:
+    if known is not None:
         known.last_seen_at = now
         db.flush()
         return token
-    db.add(
-        KnownDevice(
-            id=uuid.uuid4(),
-            account_id=account.id,
-            device_hash=digest,
-            first_seen_at=now,
-            last_seen_at=now,
-        )
-    )
-    db.flush()
+    try:
+        with db.begin_nested():
+            db.add(
+                KnownDevice(
+                    id=uuid.uuid4(),
+                    account_id=account.id,
+                    device_hash=digest,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+            )
+    except IntegrityError:  # the same browser's other sign-in at this moment recorded it
+        return token
     _forget_old(db, account.id, now)
     queue_security_notice(
         db, rt, account.id, "new_device", detail=browser_label(user_agent), now=now

@@ -4,21 +4,30 @@ does not. Read from the outbox as the worker would send it."""
 
 from __future__ import annotations
 
+import threading
 from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.authenticator import SoftAuthenticator
-from tests.helpers import post_form, sign_in, sign_up
+from tests.conftest import test_settings as make_settings
+from tests.helpers import PASSWORD, post_form, sign_in, sign_up, unique_email
 from tests.mail import queued, text_of
 from tests.web.conftest import MakeClient
 from tests.web.test_second_factor import ORIGIN, add_passkey, passkey_options, turn_on_totp
-from vault.accounts.models import KnownDevice
-from vault.devices import DEVICE_COOKIE, browser_label
+from vault.accounts.models import Account, KnownDevice
+from vault.crypto import new_token
+from vault.db import make_engine
+from vault.devices import DEVICE_COOKIE, browser_label, signed_in_from
 from vault.factors import totp
+from vault.mail.models import Notice
+from vault.migrate import upgrade
 from vault.runtime import Runtime
+from vault.signup import sign_up as new_account
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 CHROME = (
@@ -134,3 +143,42 @@ def test_browser_labels_are_coarse() -> None:
         "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
     )
     assert browser_label(iphone) == "Safari on iOS"
+
+
+def test_two_sign_ins_of_one_new_browser_at_once_record_it_once(
+    backend: str, new_database: Any, tmp_path: Path
+) -> None:
+    """On a database whose writes commit for real: the second sign-in waits for the first,
+    then finds the device known (or, on PostgreSQL, its insert collides): no error, no
+    second notice."""
+    engine = make_engine(new_database(backend))
+    upgrade(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    rt = Runtime.from_settings(make_settings(tmp_path / "keys", url), engine=engine)
+    try:
+        with rt.sessions() as db, db.begin():
+            account_id = new_account(db, rt, unique_email(), PASSWORD).id
+        token = new_token(32)
+        first = rt.sessions()
+        first.begin()
+        signed_in_from(first, rt, first.get_one(Account, account_id), token, "")
+        got: dict[str, str] = {}
+
+        def second() -> None:
+            with rt.sessions() as db, db.begin():
+                got["token"] = signed_in_from(db, rt, db.get_one(Account, account_id), token, "")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # waiting for the first sign-in's transaction
+        first.commit()
+        first.close()
+        thread.join(15)
+        assert got == {"token": token}
+        with rt.sessions() as db:
+            assert db.scalar(select(func.count()).select_from(KnownDevice)) == 1
+            kinds = db.scalars(select(Notice.kind)).all()
+            assert kinds == ["new_device"]
+    finally:
+        engine.dispose()
