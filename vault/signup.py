@@ -193,18 +193,22 @@ def purge_unconfirmed(
         AccountLink.used_at.is_(None),
         AccountLink.expires_at > now,
     )
-    stale = list(
-        db.scalars(
-            select(Account.id)
-            .where(
-                Account.status == AccountStatus.UNCONFIRMED,
-                Account.created_at <= now - CONFIRM_VALID_FOR,
-                ~live_link,
-            )
-            .order_by(Account.created_at)
-            .limit(PURGE_BATCH)
-        )
+    stale = (
+        Account.status == AccountStatus.UNCONFIRMED,
+        Account.created_at <= now - CONFIRM_VALID_FOR,
+        ~live_link,
     )
-    for account_id in stale:
+    found = list(
+        db.scalars(select(Account.id).where(*stale).order_by(Account.created_at).limit(PURGE_BATCH))
+    )
+    erased = 0
+    for account_id in found:
+        # Locked and asked again: a sign-up with the address may have sent a new link since.
+        locked = db.scalar(
+            select(Account.id).where(Account.id == account_id, *stale).with_for_update()
+        )
+        if locked is None:
+            continue
         erasure.erase(db, rt, portability, account_id)
-    return len(stale)
+        erased += 1
+    return erased
