@@ -129,9 +129,13 @@ def read_snapshot(factory: sessionmaker[Session]) -> Iterator[Session]:
             session.rollback()
 
 
-def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One session per request: commit on success, roll back on any error."""
+def unit_of_work(
+    factory: sessionmaker[Session], on_open: Callable[[Session | None], None] = lambda _: None
+) -> Iterator[Session]:
+    """One session per request: commit on success, roll back on any error. ``on_open`` is
+    told the session when it opens and None once it is closed."""
     session = factory()
+    on_open(session)
     try:
         yield session
         session.commit()
@@ -139,6 +143,7 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        on_open(None)
         session.close()
 
 
