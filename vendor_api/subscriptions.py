@@ -17,6 +17,7 @@ from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from sqlalchemy.orm import Session
 
+from consent.vendors.models import VendorApp
 from intents import money
 from intents.errors import SubscriptionLimit
 from intents.market import IntentFilters, Seller
@@ -75,6 +76,10 @@ class SubscriptionOut(BaseModel):
     budget_min: str | None = Field(description="Decimal string, or null.")
     budget_max: str | None = Field(description="Decimal string, or null.")
     needed_before: date | None
+    webhook_url: str | None = Field(
+        description="Where the events go: your app's webhook URL, set in the developer console. "
+        "null: your app has none, and nothing is sent until it does."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -84,7 +89,13 @@ class SubscriptionList(BaseModel):
     limit: int = Field(description="How many subscriptions an app may keep.")
 
 
-def subscription_out(sub: IntentSubscription) -> SubscriptionOut:
+def webhook_url_of(db: Session, seller: Seller) -> str | None:
+    """The app's webhook URL, where its subscriptions' events go (None: nothing is sent)."""
+    app = db.get(VendorApp, seller.id)
+    return app.webhook_url if app is not None else None
+
+
+def subscription_out(sub: IntentSubscription, webhook_url: str | None) -> SubscriptionOut:
     currency = sub.currency_key or None
     return SubscriptionOut(
         id=str(sub.id),
@@ -100,6 +111,7 @@ def subscription_out(sub: IntentSubscription) -> SubscriptionOut:
         if sub.budget_max is not None and currency
         else None,
         needed_before=sub.needed_before,
+        webhook_url=webhook_url,
         created_at=sub.created_at,
         updated_at=sub.updated_at,
     )
@@ -137,8 +149,8 @@ async def list_subscriptions(call: IntentsReader) -> Response:
     """Your app's subscriptions, oldest first."""
 
     def read(db: Session, rt: Runtime, seller: Seller) -> SubscriptionList:
-        subs = Subscriptions(db, seller).all()
-        return SubscriptionList(data=[subscription_out(s) for s in subs], limit=MAX_PER_APP)
+        subs, url = Subscriptions(db, seller).all(), webhook_url_of(db, seller)
+        return SubscriptionList(data=[subscription_out(s, url) for s in subs], limit=MAX_PER_APP)
 
     return call.json(await call.run(read))
 
@@ -152,11 +164,14 @@ async def list_subscriptions(call: IntentsReader) -> Response:
 async def create_subscription(body: SubscriptionIn, call: IntentsReader) -> Response:
     """Save filters: every intent published from now on that matches them (and that your app
     may see) is sent to your webhook URL as `intent.published`, once per app however many of
-    your subscriptions match. 409 `subscription_limit` past the limit per app."""
+    your subscriptions match. 409 `subscription_limit` past the limit per app. The answer's
+    `webhook_url` is where they go: null means your app has none yet (set it in the developer
+    console), and nothing is sent until it does."""
     filters = parse_subscription(body)
 
     def create(db: Session, rt: Runtime, seller: Seller) -> SubscriptionOut:
-        return subscription_out(Subscriptions(db, seller).create(filters))
+        sub = Subscriptions(db, seller).create(filters)
+        return subscription_out(sub, webhook_url_of(db, seller))
 
     out = await call.run(create)
     return call.json(out, 201, {"Location": f"/vendor/v1/subscriptions/{out.id}"})
@@ -171,7 +186,8 @@ async def read_subscription(subscription_id: str, call: IntentsReader) -> Respon
     """One of your app's subscriptions; another app's is 404."""
 
     def read(db: Session, rt: Runtime, seller: Seller) -> SubscriptionOut:
-        return subscription_out(Subscriptions(db, seller).get(_id(subscription_id)))
+        sub = Subscriptions(db, seller).get(_id(subscription_id))
+        return subscription_out(sub, webhook_url_of(db, seller))
 
     return call.json(await call.run(read))
 
@@ -188,7 +204,8 @@ async def replace_subscription(
     filters = parse_subscription(body)
 
     def replace(db: Session, rt: Runtime, seller: Seller) -> SubscriptionOut:
-        return subscription_out(Subscriptions(db, seller).replace(_id(subscription_id), filters))
+        sub = Subscriptions(db, seller).replace(_id(subscription_id), filters)
+        return subscription_out(sub, webhook_url_of(db, seller))
 
     return call.json(await call.run(replace))
 

@@ -45,6 +45,7 @@ from web.dependencies import (
     safe_next,
     signin_url,
 )
+from web.mail import dev_mailbox
 from web.security import after_password, remember_device
 from web.templating import flash, render, render_error
 
@@ -123,7 +124,11 @@ def sign_up_page(
             errors[getattr(exc, "field", None) or "form"] = exc.message
             status = exc.status_code
         else:
-            return render(request, "signup_sent.html", {"vendor": role == Role.VENDOR})
+            return render(
+                request,
+                "signup_sent.html",
+                {"vendor": role == Role.VENDOR, "dev_mailbox": dev_mailbox(rt)},
+            )
     return render(
         request, template, {"form": {"email": email[:254]}, "errors": errors}, status_code=status
     )
@@ -204,7 +209,7 @@ def forgot_submit(request: Request, db: DbDep, rt: RuntimeDep, email: FormStr = 
             status_code=exc.status_code,
             headers=exc.headers,
         )
-    return render(request, "forgot_sent.html")
+    return render(request, "forgot_sent.html", {"dev_mailbox": dev_mailbox(rt)})
 
 
 @router.get("/password/reset")

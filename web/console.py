@@ -177,7 +177,9 @@ def _app_page(
             "agreements": agreements(),
             "vendor_scopes": VENDOR_SCOPES,
             "webhooks": _deliveries(rt, db, app),
-            "subscriptions": [subscription_out(sub) for sub in Subscriptions(db, app).all()],
+            "subscriptions": [
+                subscription_out(sub, app.webhook_url) for sub in Subscriptions(db, app).all()
+            ],
             "subscription_limit": MAX_PER_APP,
             "category_roots": [(root, taxonomy.children(root.id)) for root in taxonomy.ROOTS],
         },

@@ -66,7 +66,8 @@ def unsubscribe(
     return render(request, "unsubscribe.html", {"words": SWITCHABLE[kind], "done": True})
 
 
-def _dev_mailbox(rt: Runtime) -> bool:
+def dev_mailbox(rt: Runtime) -> bool:
+    """Development without SMTP: mail is written under ``mail_dir`` and listed at /dev/mail."""
     return not rt.settings.is_production and not rt.settings.smtp_url
 
 
@@ -77,10 +78,10 @@ def _parse(raw: bytes) -> EmailMessage:
 
 
 @router.get("/dev/mail")
-def dev_mailbox(request: Request, rt: RuntimeDep) -> Response:
+def dev_mailbox_page(request: Request, rt: RuntimeDep) -> Response:
     """Development only (no SMTP): the messages the vault wrote under ``mail_dir``, newest
     first. Absent (404) in production or when SMTP is set."""
-    if not _dev_mailbox(rt):
+    if not dev_mailbox(rt):
         return render_error(request, 404, "There is no such page.")
     directory = rt.settings.mail_dir
     names = (
@@ -104,7 +105,7 @@ def dev_mailbox(request: Request, rt: RuntimeDep) -> Response:
 
 @router.get("/dev/mail/{name}")
 def dev_mail_message(name: str, request: Request, rt: RuntimeDep) -> Response:
-    if not _dev_mailbox(rt) or not _EML_NAME.match(name):
+    if not dev_mailbox(rt) or not _EML_NAME.match(name):
         return render_error(request, 404, "There is no such page.")
     path = rt.settings.mail_dir / name
     if not path.is_file():

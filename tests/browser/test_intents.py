@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from consent.vendors.service import AppInput, register_app
 from intents.tokens import GRANT_TYPE
@@ -137,3 +137,32 @@ def test_publish_compare_two_offers_accept_one_sharing_email_only(
     # The read shows on the person's Connections page.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Connections").click()
     expect(page.get_by_role("heading", name="Fast Cycles")).to_be_visible()
+
+
+def test_a_closing_time_chosen_in_tokyo_is_shown_in_tokyo_time_beside_utc(
+    browser: Browser, live_server: str
+) -> None:
+    context = browser.new_context(base_url=live_server, locale="en-GB", timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_up(page)
+    page.goto("/intents/new")
+    expect(page.get_by_label("Your time zone")).to_have_value("Asia/Tokyo")
+    page.get_by_label("Category").select_option(label="Food and drink > Restaurants")
+    page.get_by_label("What do you want?").fill("Dinner for two")
+    page.get_by_label("Amount").fill("80")
+    page.get_by_label("Online or delivered is fine").check()
+    page.get_by_label("Closes on").fill((datetime.now(UTC) + timedelta(days=3)).date().isoformat())
+    page.get_by_label("At (optional)").fill("18:00")
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status")).to_contain_text("Your intent is published")
+
+    closes = (
+        page.get_by_role("term").filter(has_text="Closes").locator("xpath=following-sibling::dd[1]")
+    )
+    # 18:00 in Tokyo (UTC+9, no daylight saving) is 09:00 UTC; both are shown.
+    expect(closes).to_contain_text("09:00 UTC")
+    expect(closes).to_contain_text("18:00 Asia/Tokyo")
+    assert errors == []
+    context.close()

@@ -47,6 +47,7 @@ def test_an_offer_made_through_the_api_appears_on_the_open_page_without_a_reload
     page.get_by_role("button", name="Publish").click()
     expect(page.get_by_role("status")).to_contain_text("Your intent is published")
     expect(page.get_by_text("No offers yet.")).to_be_visible()
+    expect(page.get_by_text("New offers appear here as vendors make them")).to_be_visible()
     intent_id = page.url.rstrip("/").rsplit("/", 1)[-1]
     loaded = page.evaluate("performance.timeOrigin")
 

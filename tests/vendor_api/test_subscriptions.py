@@ -74,6 +74,21 @@ def test_a_subscription_is_created_listed_read_replaced_and_deleted(
     assert client.get(URL, headers=headers).json()["data"] == []
 
 
+def test_the_answer_says_where_the_events_go_and_null_when_nowhere(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    hooked = app_token(db, rt, market_vendor(db, rt, name="Hooked"))
+    deaf = app_token(db, rt, market_vendor(db, rt, name="Deaf", webhook_url=None))
+
+    made = subscribe(client, hooked, category="food")
+    unheard = subscribe(client, deaf, category="food")
+
+    assert made["webhook_url"] == "https://vendor.example/hooks"
+    assert unheard["webhook_url"] is None
+    assert client.get(URL, headers=deaf).json()["data"][0]["webhook_url"] is None
+    assert client.get(f"{URL}/{made['id']}", headers=hooked).json() == made
+
+
 def test_bad_filters_are_a_400_naming_each_field(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:

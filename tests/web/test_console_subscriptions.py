@@ -76,3 +76,16 @@ def test_another_vendor_cannot_delete_a_subscription(
 
     assert theirs.status_code == 404 and own_app.status_code == 404
     assert len(subscriptions(db)) == 1
+
+
+def test_the_page_says_when_nothing_is_sent_and_what_is_missing(
+    client: TestClient, db: Session
+) -> None:
+    sign_up_vendor(client)
+    ready = register(client, **SHARING)
+    unhooked = register(client, **{**SHARING, "name": "No hooks", "webhook_url": ""})
+    no_terms = register(client, **{**APP_FORM, "name": "No terms"})
+
+    assert "Nothing is sent for these subscriptions" not in client.get(ready).text
+    assert "until this app has a webhook URL:" in client.get(unhooked).text
+    assert "until this app has the intent-sharing agreement:" in client.get(no_terms).text

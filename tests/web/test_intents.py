@@ -232,6 +232,21 @@ def test_withdrawing_an_intent_tells_the_vendors_with_offers(
     assert "Withdrawn" in client.get(f"/intents/{intent.id}").text
 
 
+def test_only_an_open_intent_says_offers_arrive_and_only_once_its_script_runs(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner)
+
+    served = client.get(f"/intents/{intent.id}").text
+    post_form(client, f"/intents/{intent.id}/withdraw", {}, form_page=f"/intents/{intent.id}")
+    withdrawn = client.get(f"/intents/{intent.id}").text
+
+    # Hidden as served (a page without JavaScript does not update itself); the script shows it.
+    assert re.search(r'<p class="hint" id="live-note" hidden>New offers appear here', served)
+    assert "live-note" not in withdrawn
+
+
 def test_blocking_a_vendor_from_an_offer_hides_every_intent_and_can_be_undone(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:

@@ -180,6 +180,21 @@ def test_development_without_smtp_writes_eml_files_listed_on_a_page(
     assert with_smtp.get("/dev/mail").status_code == 404
 
 
+def test_in_development_check_your_email_points_at_the_development_mailbox(
+    client: TestClient, client_with: MakeClient
+) -> None:
+    asked = ask_sign_up(client, unique_email())
+    forgot = post_form(client, "/password/forgot", {"email": unique_email()})
+    with_smtp = client_with(smtp_url="smtp://mail.example:587")
+    sent = ask_sign_up(with_smtp, unique_email())
+
+    for page in (asked, forgot):
+        assert page.status_code == 200 and "Check your email" in page.text
+        assert 'href="/dev/mail"' in page.text
+    assert sent.status_code == 200 and "Check your email to finish" in sent.text
+    assert "/dev/mail" not in sent.text
+
+
 def test_no_message_holds_a_profile_value(client: TestClient, rt: Runtime, db: Session) -> None:
     email = sign_up(client)
     account = account_of(db, rt, email)

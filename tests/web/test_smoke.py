@@ -25,3 +25,10 @@ def test_profile_api_reads_back_what_was_written(client: TestClient) -> None:
     assert put.status_code == 200, put.text
     body = client.get("/api/v1/profile").json()
     assert body["fields"] == {"email": email, "phone": "+31201234567"}
+
+
+def test_the_landing_page_leads_vendors_to_their_sign_up_and_the_api(client: TestClient) -> None:
+    page = client.get("/")
+
+    assert page.status_code == 200
+    assert 'href="/signup/vendor"' in page.text and 'href="/vendor/docs"' in page.text

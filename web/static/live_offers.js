@@ -15,6 +15,8 @@
   var count = document.getElementById("offer-count");
   var nav = document.getElementById("nav-offer-count");
   var source = new EventSource(url);
+  var note = document.getElementById("live-note");
+  if (note) { note.hidden = false; }  // only a page that updates itself says so
 
   function cardOf(id) {
     return document.getElementById("offer-" + id) ? document.getElementById("offer-" + id).closest("article") : null;
