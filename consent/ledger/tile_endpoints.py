@@ -1,8 +1,10 @@
 """The consent ledger served as a C2SP tlog-tiles log under ``/api/audit/v1/log/``.
 
-``checkpoint`` is the latest signed checkpoint; ``tile/<L>/<N>[.p/<W>]`` and
-``tile/entries/<N>[.p/<W>]`` are hash tiles and entry bundles of the tree that checkpoint
-signed, and no further. For auditors (portal session or API token) unless
+``checkpoint`` is the published checkpoint, as the audit API's: the latest signed one, or
+with ``VRM_LEDGER_WITNESS_QUORUM`` set the latest one that quorum of witnesses cosigned, with
+their cosignatures (C2SP tlog-cosignature) as signature lines after the vault's own.
+``tile/<L>/<N>[.p/<W>]`` and ``tile/entries/<N>[.p/<W>]`` are hash tiles and entry bundles of
+the tree that checkpoint signed, and no further. For auditors (portal session or API token) unless
 ``VRM_LEDGER_PUBLIC`` opens them to anyone. Full tiles never change and are cached for a
 year; partial tiles and the checkpoint briefly. Without ``VRM_LEDGER_PUBLIC`` the cache
 headers are ``private``, so no shared cache hands an auditor's tiles to someone else.
@@ -16,8 +18,8 @@ from fastapi import Response
 
 from consent.ledger.dependencies import LogReaderDep
 from consent.ledger.endpoints import LedgerDamaged
-from consent.ledger.service import latest_checkpoint
 from consent.ledger.tiles import TileDamaged, TileNotFound, parse_tile_path, read_tile
+from consent.ledger.witnessing import published_checkpoint, published_row
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import Forbidden, NotAuthenticated, NotFound, error_responses
 from vault.routing import APIRouter
@@ -47,15 +49,19 @@ _errors = error_responses(NotAuthenticated, Forbidden, NotFound)
 @router.get(
     "/checkpoint",
     response_class=Response,
-    responses={**_content(CHECKPOINT_TYPE, "The latest signed checkpoint."), **_errors},
+    responses={**_content(CHECKPOINT_TYPE, "The published checkpoint."), **_errors},
 )
 def log_checkpoint(reader: LogReaderDep, db: DbDep, rt: RuntimeDep) -> Response:
-    """The latest signed checkpoint (C2SP tlog-checkpoint in a signed note), as text."""
-    row = latest_checkpoint(db)
-    if row is None:
+    """The published checkpoint (C2SP tlog-checkpoint in a signed note), as text: the latest
+    signed one, or with a witness quorum set the latest one the quorum cosigned, with their
+    cosignatures (C2SP tlog-cosignature) after the vault's signature."""
+    published = published_checkpoint(db, rt)
+    if published is None:
+        if rt.settings.ledger_witness_quorum:
+            raise NotFound("No checkpoint has been cosigned by a quorum of witnesses yet.")
         raise NotFound("No checkpoint has been signed yet.")
     return Response(
-        row.note.encode("utf-8"),
+        published[1].encode("utf-8"),
         media_type=CHECKPOINT_TYPE,
         headers={"Cache-Control": _cache(rt.settings.ledger_public, CHECKPOINT_SECONDS)},
     )
@@ -71,12 +77,12 @@ def log_checkpoint(reader: LogReaderDep, db: DbDep, rt: RuntimeDep) -> Response:
 )
 def log_tile(path: str, reader: LogReaderDep, db: DbDep, rt: RuntimeDep) -> Response:
     """A hash tile ``<L>/<N>[.p/<W>]`` or an entry bundle ``entries/<N>[.p/<W>]`` of the tree
-    of the latest signed checkpoint (C2SP tlog-tiles)."""
+    of the published checkpoint (C2SP tlog-tiles)."""
     try:
         ref = parse_tile_path(path)
     except TileNotFound:
         raise NotFound("There is no such tile: see c2sp.org/tlog-tiles for tile paths.") from None
-    row = latest_checkpoint(db)
+    row = published_row(db, rt)
     try:
         if row is None:
             raise TileNotFound(path)

@@ -94,23 +94,29 @@ def _quorum_sizes(keys: list[str], quorum: int) -> Select[int]:
     )
 
 
-def published_checkpoint(db: Session, rt: Runtime) -> tuple[LedgerCheckpoint, str] | None:
-    """The checkpoint the vault publishes and its note with the configured witnesses'
-    cosignatures: the latest one at least ``VRM_LEDGER_WITNESS_QUORUM`` of them cosigned
-    (the latest one of all when the quorum is 0). None when there is none yet."""
-    keys = [w.key.text for w in configured(rt.settings)]
+def published_row(db: Session, rt: Runtime) -> LedgerCheckpoint | None:
+    """The checkpoint the vault publishes: the latest one at least
+    ``VRM_LEDGER_WITNESS_QUORUM`` of the configured witnesses cosigned (the latest one of all
+    when the quorum is 0). None when there is none yet."""
     quorum = rt.settings.ledger_witness_quorum
     if quorum == 0:
-        row = latest_checkpoint(db)
-    else:
-        row = db.scalars(
-            select(LedgerCheckpoint)
-            .where(LedgerCheckpoint.size.in_(_quorum_sizes(keys, quorum)))
-            .order_by(LedgerCheckpoint.size.desc())
-            .limit(1)
-        ).one_or_none()
+        return latest_checkpoint(db)
+    keys = [w.key.text for w in configured(rt.settings)]
+    return db.scalars(
+        select(LedgerCheckpoint)
+        .where(LedgerCheckpoint.size.in_(_quorum_sizes(keys, quorum)))
+        .order_by(LedgerCheckpoint.size.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def published_checkpoint(db: Session, rt: Runtime) -> tuple[LedgerCheckpoint, str] | None:
+    """The checkpoint the vault publishes (:func:`published_row`) and its note with the
+    configured witnesses' cosignatures. None when there is none yet."""
+    row = published_row(db, rt)
     if row is None:
         return None
+    keys = [w.key.text for w in configured(rt.settings)]
     return row, cosigned_note(db, row, keys)
 
 
