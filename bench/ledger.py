@@ -316,6 +316,16 @@ WRITER_SQL_EVENT = (
 )
 
 
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a PostgreSQL backend has used so far, from /proc when the
+    server runs on this machine; None otherwise."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _writer_process(
     conninfo: str, app_ids: list[str], seconds: float, seed: int, ready: Any, go: Any, out: Any
 ) -> None:
@@ -330,6 +340,7 @@ def _writer_process(
     from consent.ledger.merkle import canonical_json
 
     results: list[tuple[int, float]] = []
+    backend_cpu: list[float] = []
     lock = threading.Lock()
     connected = threading.Barrier(len(app_ids) + 1)
 
@@ -337,6 +348,8 @@ def _writer_process(
         source = EventSource(random.Random(seed * 1000 + n))
         got: list[tuple[int, float]] = []
         with psycopg.connect(conninfo) as conn:
+            pid = conn.info.backend_pid
+            cpu_before = _backend_cpu(pid)
             connected.wait()
             go.wait()
             deadline = time.time() + seconds
@@ -357,17 +370,22 @@ def _writer_process(
                 assert row is not None
                 got.append((int(row[0]), time.time()))
                 count += 1
+            cpu_after = _backend_cpu(pid)
         with lock:
             results.extend(got)
+            if cpu_before is not None and cpu_after is not None:
+                backend_cpu.append(cpu_after - cpu_before)
 
     threads = [threading.Thread(target=writer, args=(a, n)) for n, a in enumerate(app_ids)]
     for t in threads:
         t.start()
     connected.wait()
+    cpu_start = time.process_time()
     ready.put(True)
     for t in threads:
         t.join()
-    out.put(results)
+    client_cpu = time.process_time() - cpu_start
+    out.put((results, client_cpu, sum(backend_cpu) if len(backend_cpu) == len(threads) else None))
 
 
 def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
@@ -409,18 +427,31 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     integrated_at: dict[int, float] = {}
     runs: list[tuple[int, float]] = []  # (events, seconds) per sequencer run that did work
     stop = threading.Event()
+    seq_cpu: dict[str, float | None] = {}
 
     def sequencer() -> None:
+        with rt.engine.connect() as conn:  # the pool's connection the sequencer then uses
+            pid = conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        backend_before = _backend_cpu(pid)
+        thread_before = time.thread_time()
         while not stop.is_set():
             started = time.perf_counter()
             with rt.sessions() as db, db.begin():
                 done = integrate(db)
             now = time.time()
-            if done.count:
+            if done.count:  # as `vrm worker`: again at once after a run with work
                 runs.append((done.count, time.perf_counter() - started))
                 for pending_id in done.indexes:
                     integrated_at[pending_id] = now
-            stop.wait(SEQUENCE_INTERVAL)
+            else:
+                stop.wait(SEQUENCE_INTERVAL)
+        seq_cpu["python"] = time.thread_time() - thread_before
+        backend_after = _backend_cpu(pid)
+        seq_cpu["backend"] = (
+            backend_after - backend_before
+            if backend_before is not None and backend_after is not None
+            else None
+        )
 
     seq_thread = threading.Thread(target=sequencer)
     seq_thread.start()
@@ -440,7 +471,10 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     parts = [out.get() for _ in workers]
     for process in workers:
         process.join()
-    written = [item for part in parts for item in part]
+    written = [item for part, _, _ in parts for item in part]
+    client_cpu = sum(cpu for _, cpu, _ in parts)
+    backends = [cpu for _, _, cpu in parts]
+    writer_backend_cpu = None if None in backends else sum(b for b in backends if b is not None)
     deadline = time.time() + 30
     while time.time() < deadline:
         with rt.sessions() as db:
@@ -467,6 +501,25 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
         f"  sequencer: {len(runs)} runs with work, {statistics.median([n for n, _ in runs]):.0f} "
         f"events per run (median), {statistics.median(per_run):,.0f} events/s while running"
     )
+    n = len(written)
+
+    def per_event(cpu: float | None) -> str:
+        return "n/a" if cpu is None else f"{cpu * 1e6 / n:,.0f} us"
+
+    print(
+        f"  CPU per event: writers' client (Python, psycopg) {per_event(client_cpu)}, their "
+        f"PostgreSQL backends {per_event(writer_backend_cpu)}; sequencer (Python) "
+        f"{per_event(seq_cpu['python'])}, its backend {per_event(seq_cpu['backend'])}"
+    )
+    if writer_backend_cpu is not None and seq_cpu["backend"] is not None:
+        vault = writer_backend_cpu + seq_cpu["backend"] + (seq_cpu["python"] or 0.0)
+        whole = vault + client_cpu
+        cores = os.cpu_count() or 1
+        print(
+            f"  => on {cores} dedicated cores (CPU-bound, WAL writer and fsync aside): "
+            f"{cores * n / whole:,.0f} events/s with these writer clients on the same cores, "
+            f"{cores * n / vault:,.0f} events/s for the database and the sequencer alone"
+        )
     with rt.sessions() as db:
         rows = db.execute(select(LedgerEntry.index).order_by(LedgerEntry.index)).scalars().all()
     assert list(rows) == list(range(len(rows))), "indexes are not gap-free"
