@@ -327,7 +327,14 @@ def _backend_cpu(pid: int) -> float | None:
 
 
 def _writer_process(
-    conninfo: str, app_ids: list[str], seconds: float, seed: int, ready: Any, go: Any, out: Any
+    conninfo: str,
+    app_ids: list[str],
+    seconds: float,
+    seed: int,
+    ready: Any,
+    go: Any,
+    out: Any,
+    with_events: bool = True,
 ) -> None:
     """Threads, one per app id, each committing (change + consent event) transactions until
     the deadline, through psycopg directly: the two statements ``GrantService`` and
@@ -361,12 +368,13 @@ def _writer_process(
                 data = canonical_json({**event, "time": now.isoformat().replace("+00:00", "Z")})
                 with conn.pipeline():
                     conn.execute(WRITER_SQL_CHANGE, (f"Purpose {count}", app_id))
-                    cur = conn.execute(
-                        WRITER_SQL_EVENT,
-                        (data, event["event_type"], app_id, event["subject"], now),
-                    )
+                    if with_events:
+                        cur = conn.execute(
+                            WRITER_SQL_EVENT,
+                            (data, event["event_type"], app_id, event["subject"], now),
+                        )
                     conn.commit()
-                row = cur.fetchone()
+                row = cur.fetchone() if with_events else (-1,)
                 assert row is not None
                 got.append((int(row[0]), time.time()))
                 count += 1
@@ -459,7 +467,10 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     workers = [
-        ctx.Process(target=_writer_process, args=(conninfo, chunk, args.seconds, n, ready, go, out))
+        ctx.Process(
+            target=_writer_process,
+            args=(conninfo, chunk, args.seconds, n, ready, go, out, not args.without_events),
+        )
         for n, chunk in enumerate(chunks)
     ]
     for process in workers:
@@ -487,6 +498,14 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
 
     commits = [t for _, t in written]
     span = max(commits) - start_at
+    if args.without_events:
+        n = len(written)
+        print(f"  changes committed (no consent event): {n:,} in {span:.1f} s: {n / span:,.0f} /s")
+        print(
+            f"  CPU per change: writers' client {client_cpu * 1e6 / n:,.0f} us, their PostgreSQL "
+            + ("n/a" if writer_backend_cpu is None else f"{writer_backend_cpu * 1e6 / n:,.0f} us")
+        )
+        return
     print(f"  events committed: {len(written):,} in {span:.1f} s: {len(written) / span:,.0f} /s")
     latencies = sorted(integrated_at[i] - t for i, t in written if i in integrated_at)
     missing = len(written) - len(latencies)
@@ -760,6 +779,12 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=32)
     parser.add_argument("--processes", type=int, default=4, help="writer processes")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--without-events",
+        action="store_true",
+        help="for --scenario sequencer: the writers commit their change alone (no consent "
+        "event), to see what recording the event adds",
+    )
     parser.add_argument("--entries", type=int, default=1_000_000, help="for --scenario scale")
     parser.add_argument("--keep-export", action="store_true")
     args = parser.parse_args()
