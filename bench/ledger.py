@@ -399,7 +399,8 @@ def _writer_process(
 def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     """``--writers`` concurrent writers (in ``--processes`` processes) commit a change and its
     consent event each, for ``--seconds``, while a sequencer runs as ``vrm worker`` runs it
-    (every ``SEQUENCE_INTERVAL`` s, a transaction of its own)."""
+    (again at once after a run with work, every ``SEQUENCE_INTERVAL`` s when idle; a transaction
+    of its own each)."""
     import multiprocessing
     import threading
 
@@ -428,7 +429,8 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
             apps.append(str(app.id))
     print(
         f"{db_label}; {os.cpu_count()} CPUs; {writers} writers in {procs} processes for "
-        f"{args.seconds:g} s; sequencer every {SEQUENCE_INTERVAL} s",
+        f"{args.seconds:g} s; sequencer at once after a run with work, every {SEQUENCE_INTERVAL} s "
+        "when idle",
         flush=True,
     )
     conninfo = rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
