@@ -641,10 +641,53 @@ def seed_bulk(rt: Runtime, entries: int, seed: int) -> tuple[float, str]:
     return time.perf_counter() - started, export_path
 
 
+def asgi_cpu(
+    app: Any, token: str, n: int, count: int, rng: random.Random
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU milliseconds of each of ``count`` requests to the app straight through
+    ASGI (no client, no HTTP server): the bare authenticated endpoint and both proofs."""
+    import asyncio
+
+    from bench.cpu import asgi_call, lifespan
+
+    headers = {"authorization": f"Bearer {token}"}
+
+    def paths(kind: str) -> str:
+        if kind == "inclusion proof":
+            return f"/api/audit/v1/proofs/inclusion?index={rng.randrange(n)}&size={n}"
+        if kind == "consistency proof":
+            return f"/api/audit/v1/proofs/consistency?first={rng.randrange(1, n)}&second={n}"
+        return "/api/audit/v1/public-key"
+
+    async def go() -> dict[str, tuple[list[float], list[float]]]:
+        stop = await lifespan(app)
+        out: dict[str, tuple[list[float], list[float]]] = {}
+        try:
+            for kind in ("bare authenticated endpoint", "inclusion proof", "consistency proof"):
+                wall: list[float] = []
+                used: list[float] = []
+                for i in range(count + 50):
+                    call = asgi_call(app, "GET", paths(kind), headers)
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    status = await call()
+                    if status != 200:
+                        raise SystemExit(f"{kind}: status {status}")
+                    if i >= 50:  # after a warm-up
+                        wall.append((time.perf_counter() - start) * 1000)
+                        used.append((time.process_time() - start_cpu) * 1000)
+                out[kind] = (wall, used)
+        finally:
+            await stop()
+        return out
+
+    return asyncio.run(go())
+
+
 def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     from fastapi.testclient import TestClient
 
     from vault.accounts.models import Role
+    from vault.accounts.tokens import issue_token
     from vault.signup import sign_up
     from vrm.app import create_app
 
@@ -655,7 +698,8 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     try:
         password = secrets.token_urlsafe(16)
         with rt.sessions() as db, db.begin():
-            sign_up(db, rt, "auditor@bench.example", password, role=Role.AUDITOR)
+            auditor = sign_up(db, rt, "auditor@bench.example", password, role=Role.AUDITOR)
+            api_token = issue_token(db, rt, auditor, label="bench", days=1).token
         rng = random.Random(args.seed)
         with TestClient(create_app(runtime=rt), base_url="http://127.0.0.1") as client:
             page = client.get("/signin").text
@@ -701,6 +745,7 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
                 )
                 for _ in range(args.proofs)
             ]
+        asgi = asgi_cpu(create_app(runtime=rt), api_token, n, args.proofs, rng)
         with rt.sessions() as db:
             tree = StoredTree(db)
             direct, direct_cpu = [], []
@@ -729,6 +774,15 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
             ("StoredTree.prove_inclusion alone (1 query)", direct, direct_cpu),
         ]
         for label, wall, used in rows:
+            print(
+                f"    {label + ':':44} {p(wall, 50):7.2f} / {p(wall, 95):7.2f}   "
+                f"CPU {p(used, 50):6.2f}"
+            )
+        print(
+            "  the app alone, straight through ASGI (as bench/cpu.py; auditor API token; no "
+            "client), p50 / p95 wall ms, and p50 CPU ms:"
+        )
+        for label, (wall, used) in asgi.items():
             print(
                 f"    {label + ':':44} {p(wall, 50):7.2f} / {p(wall, 95):7.2f}   "
                 f"CPU {p(used, 50):6.2f}"
