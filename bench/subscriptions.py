@@ -54,6 +54,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
+from consent.webhooks.attempts import DeliveryOutcome
 from intents import taxonomy
 from intents.models import ANY, IntentNotice, IntentSubscription
 from intents.rules import parse_intent
@@ -94,7 +95,12 @@ def receiver(arrivals: Arrivals) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # A web server's listen backlog (nginx: 511), not socketserver's 5: with 64
+        # deliveries in flight, a queue of 5 drops connections on a busy machine.
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -223,7 +229,13 @@ def main() -> None:
             f"{args.apps} apps, {args.apps * args.per_app} subscriptions ({args.backend}), "
             f"made in {time.perf_counter() - started:.1f} s"
         )
-        worker_cli.report = lambda outcome: None  # the worker's line per delivery: not here
+        failed: list[str] = []  # the worker's line per delivery: only failures, counted
+
+        def report(outcome: DeliveryOutcome) -> None:
+            if outcome.result != "delivered":
+                failed.append(f"{outcome.result} ({outcome.error})")
+
+        worker_cli.report = report
         background = worker_cli.Background(rt, args.interval)
         worker = threading.Thread(target=background.run, daemon=True)
         worker.start()
@@ -263,6 +275,8 @@ def main() -> None:
             f"apps told per intent: median {statistics.median(matched):.0f}, "
             f"max {max(matched)}; {delivered} of {sum(matched)} messages delivered"
         )
+        if failed:
+            print(f"{len(failed)} attempts failed: {sorted(set(failed))}")
         print(row("publish -> outbox rows committed", committed))
         if first:
             print(row("publish -> first delivered", first))

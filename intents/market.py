@@ -346,12 +346,13 @@ class Market:
 
     # -- offers -------------------------------------------------------------------------------
 
-    def make_offer(self, intent_id: uuid.UUID, raw: dict[str, Any]) -> tuple[Offer, bool]:
+    def make_offer(self, intent_id: uuid.UUID, raw: dict[str, Any]) -> tuple[Offer, bool, str]:
         """Offer on an open intent, replacing this app's earlier offer on it (live, withdrawn,
         or lapsed because the intent changed or the app was unblocked).
 
-        Returns the offer and whether it is new. The intent row is locked, so an offer and
-        an acceptance never cross.
+        Returns the offer, whether it is new, and the pseudonym of the intent's owner (as
+        :meth:`offer` does, without reading the offer back). The intent row is locked, so an
+        offer and an acceptance never cross.
         """
         try:
             intent = self._find(intent_id, lock=True)
@@ -375,7 +376,7 @@ class Market:
             self.db.add(offer)
             self.db.flush()
             notify(self.db, self.rt, intent.owner_id, "new_offer", intent.id, now=now)
-            return offer, True
+            return offer, True, owner_pseudonym(self.rt, self.app.id, intent.owner_id)
         if offer.status == OfferStatus.DECLINED:
             raise OfferDeclined(
                 "The individual declined your offer on this intent; it takes no new offer from you."
@@ -392,7 +393,7 @@ class Market:
         offer.updated_at = now
         self.db.flush()
         notify(self.db, self.rt, intent.owner_id, "new_offer", intent.id, now=now)
-        return offer, False
+        return offer, False, owner_pseudonym(self.rt, self.app.id, intent.owner_id)
 
     def _own(self, offer_id: uuid.UUID) -> Offer:
         offer = self.db.scalars(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from consent.terms.catalogue import AGREEMENTS, Agreement
@@ -75,6 +75,23 @@ class OfferView:
     """Whether the individual can accept or decline it now: live, on an open intent."""
 
 
+def waiting_offers_query(owner_id: uuid.UUID, now: datetime) -> Select[int]:
+    """How many offers wait for this individual's answer: live and valid, on open intents
+    (the navigation's count; a query, to combine with others)."""
+    return (
+        select(func.count())
+        .select_from(Offer)
+        .join(Intent, Intent.id == Offer.intent_id)
+        .where(
+            Intent.owner_id == owner_id,
+            Intent.status == IntentStatus.OPEN,
+            Intent.expires_at > now,
+            Offer.status == OfferStatus.LIVE,
+            Offer.valid_until > now,
+        )
+    )
+
+
 class IntentService:
     def __init__(self, db: Session, rt: Runtime) -> None:
         self.db = db
@@ -128,22 +145,7 @@ class IntentService:
     def waiting_offers(self, owner_id: uuid.UUID) -> int:
         """How many offers wait for this individual's answer: live and valid, on open
         intents (the navigation's count)."""
-        now = utcnow()
-        return int(
-            self.db.scalar(
-                select(func.count())
-                .select_from(Offer)
-                .join(Intent, Intent.id == Offer.intent_id)
-                .where(
-                    Intent.owner_id == owner_id,
-                    Intent.status == IntentStatus.OPEN,
-                    Intent.expires_at > now,
-                    Offer.status == OfferStatus.LIVE,
-                    Offer.valid_until > now,
-                )
-            )
-            or 0
-        )
+        return int(self.db.scalar(waiting_offers_query(owner_id, utcnow())) or 0)
 
     def view(self, owner_id: uuid.UUID, intent_id: uuid.UUID) -> IntentView:
         return self._view(self.owned(owner_id, intent_id))

@@ -67,7 +67,7 @@ def deployment(
     new_database: Callable[[str], str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
-    database_url = new_database(backend)
+    database_url = new_database(backend, migrated=True)
     key_dir = tmp_path_factory.mktemp("keys") / "keys"
     with (
         vault(database_url, key_dir) as rt,

@@ -70,7 +70,12 @@ def serve() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # A web server's listen backlog, not socketserver's 5: the worker keeps up to 64
+        # deliveries in flight, and a queue of 5 drops connections on a busy machine.
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
     box.append(Receiver(url=f"http://127.0.0.1:{server.server_port}/hooks"))
     # A short poll interval: shutting the server down waits for one poll.
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)

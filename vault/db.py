@@ -8,6 +8,7 @@ from functools import update_wrapper
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -60,6 +61,9 @@ def is_outage(exc: BaseException) -> bool:
     refusing connections, its file gone, the pool exhausted), as opposed to a bug or a
     constraint: a condition worth a 503 and a retry, not a 500."""
     if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+        return True
+    # The profile read's async connections (vault.pgasync) raise the driver's own errors.
+    if isinstance(exc, psycopg.OperationalError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -125,9 +129,13 @@ def read_snapshot(factory: sessionmaker[Session]) -> Iterator[Session]:
             session.rollback()
 
 
-def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One session per request: commit on success, roll back on any error."""
+def unit_of_work(
+    factory: sessionmaker[Session], on_open: Callable[[Session | None], None] = lambda _: None
+) -> Iterator[Session]:
+    """One session per request: commit on success, roll back on any error. ``on_open`` is
+    told the session when it opens and None once it is closed."""
     session = factory()
+    on_open(session)
     try:
         yield session
         session.commit()
@@ -135,6 +143,7 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        on_open(None)
         session.close()
 
 

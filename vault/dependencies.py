@@ -18,8 +18,13 @@ def get_runtime(request: Request) -> Runtime:
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """The request is the unit of work: commit on success, roll back on error."""
-    yield from unit_of_work(get_runtime(request).sessions)
+    """The request is the unit of work: commit on success, roll back on error. While it is
+    open, the session is also ``request.state.db`` (the page layout reads its counts with it)."""
+
+    def track(session: Session | None) -> None:
+        request.state.db = session
+
+    yield from unit_of_work(get_runtime(request).sessions, track)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

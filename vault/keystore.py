@@ -62,13 +62,11 @@ class UnwrappedKeys:
         kek_id: str,
         wrapped: bytes,
     ) -> DataKey:
+        found = self.cached(record_id, owner_id, wrapped)
+        if found is not None:
+            return found
         slot = (record_id, bytes(wrapped))
         now = time.monotonic()
-        with self._lock:
-            found = self._keys.get(slot)
-            if found is not None and found[0] > now and found[1].owner_id == owner_id:
-                self._keys.move_to_end(slot)
-                return found[1]
         material = provider.unwrap(
             WrappedKey(kek_id, bytes(wrapped)), wrap_associated_data(record_id, owner_id)
         )
@@ -79,6 +77,17 @@ class UnwrappedKeys:
             while len(self._keys) > self.max_entries:
                 self._keys.popitem(last=False)
         return key
+
+    def cached(self, record_id: uuid.UUID, owner_id: uuid.UUID, wrapped: bytes) -> DataKey | None:
+        """The key if this process holds it unwrapped and fresh; never asks the provider (a
+        caller in the event loop uses :meth:`open` on a worker thread when this is None)."""
+        slot = (record_id, bytes(wrapped))
+        with self._lock:
+            found = self._keys.get(slot)
+            if found is not None and found[0] > time.monotonic() and found[1].owner_id == owner_id:
+                self._keys.move_to_end(slot)
+                return found[1]
+        return None
 
     def sweep(self, sessions: Callable[[], Session]) -> int:
         """Drop every key whose stored row is gone or changed (an erasure or a rewrap in any

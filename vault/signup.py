@@ -8,25 +8,32 @@ tried to sign up with it. :func:`confirm_sign_up` makes the account usable."""
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Final
+from datetime import datetime, timedelta
+from typing import Final, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from vault.accounts.errors import EmailUnavailable
 from vault.accounts.models import Account, AccountStatus, Role
 from vault.accounts.service import AccountService, email_index
 from vault.base import utcnow
+from vault.keystore import KeyStore
 from vault.mail import letters, links
 from vault.mail.compose import Letter
+from vault.mail.models import AccountLink
 from vault.mail.outbox import queue_mail
+from vault.portability import erasure
+from vault.portability.parts import Portability
 from vault.profile.service import ProfileService, validate_email
 from vault.runtime import Runtime
 
 CONFIRM_VALID_FOR: Final = timedelta(hours=24)
 CONFIRM = "confirm_signup"
+T = TypeVar("T")
 
 
 def sign_up(
@@ -40,10 +47,10 @@ def sign_up(
     confirmed: bool = True,
 ) -> Account:
     """Create a usable account at once (in the caller's transaction): for what an operator
-    does (`vrm users add-auditor`, `vrm import`: the address counts as confirmed) and for the
-    portal's sign-up from an export (``confirmed=False``: usable, but its address is not
-    confirmed, so vendors see ``email_verified`` false). The email becomes an encrypted
-    profile field; a taken address raises ``EmailUnavailable``."""
+    does (`vrm users add-auditor`, `vrm import`: the address counts as confirmed, unless
+    ``confirmed=False``: usable, but vendors see ``email_verified`` false). The email becomes
+    an encrypted profile field; a taken address raises ``EmailUnavailable``. The portal's
+    sign-ups use :func:`request_sign_up` and :func:`request_sign_up_with`."""
     clean_email = validate_email(email)
     account = AccountService(db, rt).create(
         clean_email, password, role=role, client_address=client_address
@@ -90,6 +97,47 @@ def request_sign_up(
     return account
 
 
+def request_sign_up_with(
+    db: Session,
+    rt: Runtime,
+    email: str,
+    password: str,
+    fill: Callable[[Account], T],
+    *,
+    client_address: str = "",
+) -> T:
+    """Sign-up from the portal with data to take in (an export from another vault), in the
+    caller's transaction: as :func:`request_sign_up`, then ``fill(account)`` puts the data
+    into the new, unconfirmed account, where it waits for the address to be confirmed (and
+    is erased with the account if it never is: :func:`purge_unconfirmed`).
+
+    For a taken address, ``fill`` runs on a throwaway account in a savepoint that is rolled
+    back: the same checks refuse the same data, the work costs the same, and nothing of it is
+    kept; the address's owner gets the "someone tried to sign up" mail. Returns what ``fill``
+    returned either way, so the caller's answer cannot differ."""
+    account = request_sign_up(db, rt, email, password, client_address=client_address)
+    if account is not None:
+        return fill(account)
+    savepoint = db.begin_nested()
+    try:
+        # Never committed, so never reachable. No password hash: the taken address already
+        # cost the one Argon2 verification a free address's hash costs.
+        throwaway = Account(
+            id=uuid.uuid4(),
+            role=Role.INDIVIDUAL.value,
+            status=AccountStatus.UNCONFIRMED.value,
+            email_index=secrets.token_bytes(32),
+            password_hash="!",  # noqa: S106 (matches no password)
+            password_changed_at=utcnow(),
+        )
+        db.add(throwaway)
+        db.flush()
+        KeyStore(db, rt.keys).create(throwaway.id)
+        return fill(throwaway)
+    finally:
+        savepoint.rollback()
+
+
 def _send_confirmation(
     db: Session, rt: Runtime, account: Account, to: str, letter: Callable[[str, int], Letter]
 ) -> None:
@@ -126,3 +174,41 @@ def confirm_sign_up(db: Session, rt: Runtime, token: str) -> Account:
     account.email_confirmed_at = utcnow()
     db.flush()
     return account
+
+
+PURGE_BATCH: Final = 20
+"""Unconfirmed accounts erased per pass of the scheduled job (each is a full erasure)."""
+
+
+def purge_unconfirmed(
+    db: Session, rt: Runtime, portability: Portability, *, now: datetime | None = None
+) -> int:
+    """Erase accounts whose address was never confirmed and whose last link has expired
+    (in the caller's transaction), with everything they hold (an import waiting for the
+    confirmation, say), as the person's own erasure would. An account is kept while any link
+    sent for it (its confirmation, a password reset) can still be used. Returns how many."""
+    now = now or utcnow()
+    live_link = exists().where(
+        AccountLink.account_id == Account.id,
+        AccountLink.used_at.is_(None),
+        AccountLink.expires_at > now,
+    )
+    stale = (
+        Account.status == AccountStatus.UNCONFIRMED,
+        Account.created_at <= now - CONFIRM_VALID_FOR,
+        ~live_link,
+    )
+    found = list(
+        db.scalars(select(Account.id).where(*stale).order_by(Account.created_at).limit(PURGE_BATCH))
+    )
+    erased = 0
+    for account_id in found:
+        # Locked and asked again: a sign-up with the address may have sent a new link since.
+        locked = db.scalar(
+            select(Account.id).where(Account.id == account_id, *stale).with_for_update()
+        )
+        if locked is None:
+            continue
+        erasure.erase(db, rt, portability, account_id)
+        erased += 1
+    return erased

@@ -40,16 +40,22 @@ async def read_profile(request: Request, token: IndividualBearer) -> Response:
     def counted(usage: ratelimit.Usage) -> None:
         request.state.rate_limit_headers = usage.headers()
 
+    state = request.app.state
     try:
-        read = await run_in_threadpool(
-            profile.read_profile,
-            rt,
-            request.app.state.rate_limiter,
-            request.app.state.access_recorder,
-            token,
-            limit,
-            counted,
-        )
+        if state.hot_pg is not None:  # PostgreSQL: in the event loop, no thread hand-off
+            read = await profile.read_profile_async(
+                rt, state.hot_pg, state.rate_limiter, state.access_recorder, token, limit, counted
+            )
+        else:
+            read = await run_in_threadpool(
+                profile.read_profile,
+                rt,
+                state.rate_limiter,
+                state.access_recorder,
+                token,
+                limit,
+                counted,
+            )
     except profile.RateLimitedRead as exc:
         raise rate_limited(exc.usage, limit, ratelimit.READ) from None
     body = VendorProfileOut(

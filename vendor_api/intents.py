@@ -292,11 +292,10 @@ async def make_offer(intent_id: str, body: OfferCreate, call: OffersWriter) -> R
     """
 
     def make(db: Session, rt: Runtime, seller: Seller) -> tuple[OfferOut, bool]:
-        market = Market(db, rt, seller)
-        offer, created = market.make_offer(
+        offer, created, owner = Market(db, rt, seller).make_offer(
             _uuid(intent_id, "open intent"), body.model_dump(exclude_unset=True)
         )
-        return offer_out(*market.offer(offer.id)), created
+        return offer_out(offer, owner), created
 
     out, created = await call.run(make)
     if not created:

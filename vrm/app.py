@@ -43,6 +43,7 @@ from vault.middleware import (
     security_headers,
     wants_json,
 )
+from vault.pgasync import OUTAGES, AsyncPostgres
 from vault.profile.endpoints import router as profile_router
 from vault.routing import UnicodeRoute
 from vault.runtime import Runtime
@@ -114,6 +115,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     recorder = AccessRecorder(runtime.sessions, settings.access_log_batch_ms / 1000)
     sweeper = KeySweeper(runtime.sessions, settings.key_cache_sweep_seconds)
 
+    limiter = limiter_for(settings, runtime.engine)
+    # The profile read runs in the event loop on connections of its own (PostgreSQL only).
+    hot_pg = AsyncPostgres.for_sessions(runtime.sessions)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         recorder.start()
@@ -123,6 +128,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             recorder.stop()  # on SIGTERM too: every queued read is written before exit
             sweeper.stop()
+            await limiter.aclose()
+            if hot_pg is not None:
+                await hot_pg.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -137,7 +145,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.openapi = lambda: api_openapi(app, settings)  # type: ignore[method-assign]
     app.state.runtime = runtime
     app.state.portability = portability(runtime)
-    app.state.rate_limiter = limiter_for(settings, runtime.engine)
+    app.state.rate_limiter = limiter
+    app.state.hot_pg = hot_pg
     app.state.access_recorder = recorder
     app.state.key_sweeper = sweeper
     register_extension_grant(AcceptedOfferGrant)
@@ -247,6 +256,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(PoolTimeout, database_error)
+    for outage in OUTAGES:  # the profile read's async connections (vault.pgasync)
+        app.add_exception_handler(outage, database_error)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -20,7 +20,7 @@ from consent.oauth.models import ConsentEvent
 from consent.vendors.models import RateLimitWindow, VendorApp
 from consent.webhooks.models import WebhookAttempt, WebhookMessage
 from intents.models import Intent, IntentBlock, IntentNotice, IntentSubscription, Offer
-from vault.accounts.models import Account, AccountSession, ApiToken, SignInThrottle
+from vault.accounts.models import Account, AccountSession, ApiToken, KnownDevice, SignInThrottle
 from vault.base import Base
 from vault.factors.models import (
     FactorChallenge,
@@ -49,6 +49,7 @@ __all__ = [
     "IntentBlock",
     "IntentNotice",
     "IntentSubscription",
+    "KnownDevice",
     "LedgerCheckpoint",
     "LedgerEntry",
     "LedgerHead",

@@ -4,6 +4,8 @@ what order, and who signs for the vault), and which scheduled jobs ``vrm worker`
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from consent.grants.jobs import EXPIRE_GRANTS, WARN_EXPIRING_GRANTS
 from consent.grants.portability import ConsentPart
 from consent.ledger.jobs import (
@@ -19,10 +21,29 @@ from vault.accounts.jobs import PURGE_THROTTLE
 from vault.factors.jobs import PURGE_CHALLENGES
 from vault.jobs import Job
 from vault.mail.jobs import SEND_MAIL, SEND_NOTICES
+from vault.mail.portability import NoticesPart
 from vault.portability.core import CorePart
 from vault.portability.jobs import COMPACT_LOG
 from vault.portability.parts import Portability
 from vault.runtime import Runtime
+from vault.signup import purge_unconfirmed
+
+
+def portability(rt: Runtime) -> Portability:
+    # Export order; erasure runs it backwards (the core part, which destroys the data key
+    # and the account, goes last; consent, which needs the pseudonym, goes first).
+    return Portability(
+        parts=(CorePart(), NoticesPart(), IntentsPart(), ConsentPart()), signer=LedgerSigner(rt)
+    )
+
+
+def _purge_unconfirmed(db: Session, rt: Runtime) -> str | None:
+    erased = purge_unconfirmed(db, rt, portability(rt))
+    return f"erased {erased} account(s) never confirmed" if erased else None
+
+
+PURGE_UNCONFIRMED = Job("erase unconfirmed accounts", _purge_unconfirmed)
+"""Accounts whose address was not confirmed before its link expired go, with all they hold."""
 
 JOBS: tuple[Job, ...] = (
     EXPIRE_GRANTS,
@@ -30,6 +51,7 @@ JOBS: tuple[Job, ...] = (
     CLOSE_INTENTS,
     PURGE_THROTTLE,
     PURGE_CHALLENGES,
+    PURGE_UNCONFIRMED,
     COMPACT_LOG,
     SEQUENCE_LEDGER,
     SIGN_CHECKPOINT,
@@ -43,9 +65,3 @@ delivery runs beside them (:class:`consent.webhooks.delivery.Dispatcher`)."""
 FREQUENT_JOBS: tuple[tuple[Job, float], ...] = ((SEQUENCE_LEDGER, SEQUENCE_INTERVAL),)
 """Jobs ``vrm worker`` also runs on a thread of their own every so many seconds (the ledger's
 sequencer: an event is integrated within a fraction of a second of its commit)."""
-
-
-def portability(rt: Runtime) -> Portability:
-    # Export order; erasure runs it backwards (the core part, which destroys the data key
-    # and the account, goes last; consent, which needs the pseudonym, goes first).
-    return Portability(parts=(CorePart(), IntentsPart(), ConsentPart()), signer=LedgerSigner(rt))

@@ -45,7 +45,7 @@ from web.dependencies import (
     safe_next,
     signin_url,
 )
-from web.security import after_password
+from web.security import after_password, remember_device
 from web.templating import flash, render, render_error
 
 router = APIRouter(include_in_schema=False)
@@ -287,6 +287,7 @@ def signin_submit(
     signed = svc.start_session(account)
     response = RedirectResponse(safe_next(next) or home_for(account), status_code=303)
     set_session_cookie(response, signed, rt)
+    remember_device(request, response, db, rt, account)
     csrf.rotate(request, session=signed.token)
     return response
 

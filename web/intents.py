@@ -179,7 +179,6 @@ def intents_page(request: Request, account: PageIndividual, db: DbDep, rt: Runti
             "views": views,
             "labels": STATUS_LABELS,
             "money": money.display,
-            "nav_offers": IntentService(db, rt).waiting_offers(account.id),
         },
     )
 
@@ -280,7 +279,6 @@ def _detail(
             "blocked": blocked,
             "errors": errors or {},
             "live_url": live_url,
-            "nav_offers": service.waiting_offers(account.id),
         },
         status_code=status_code,
     )

@@ -19,13 +19,8 @@ from consent.grants.models import Grant
 from consent.vendors.models import VendorApp
 from intents.models import Intent, Offer
 from vault import csrf
-from vault.accounts.dependencies import (
-    ViewerDep,
-    clear_session_cookie,
-    client_address,
-    set_session_cookie,
-)
-from vault.accounts.models import Account, Role
+from vault.accounts.dependencies import ViewerDep, clear_session_cookie, client_address
+from vault.accounts.models import Account
 from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
 from vault.errors import VaultError
@@ -34,10 +29,10 @@ from vault.portability import erasure, export, importer
 from vault.portability.parts import portability_of
 from vault.routing import APIRouter
 from vault.runtime import Runtime
-from vault.signup import sign_up
+from vault.signup import request_sign_up_with
 from web.accounts import home_for
 from web.dependencies import CSRFChecked, FormDep, PageIndividual
-from web.templating import flash, plural, render
+from web.templating import plural, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -129,7 +124,8 @@ def import_form(request: Request, viewer: ViewerDep) -> Response:
 
 @router.post("/signup/import")
 async def import_submit(request: Request, rt: RuntimeDep) -> Response:
-    """A new account from another vault's export: verified first, then one transaction."""
+    """A new account from another vault's export: verified first, then one transaction that
+    asks for the account as sign-up does (a confirmation mail) and puts the data in it."""
 
     form = await request.form(max_files=1, max_fields=UPLOAD_FIELDS)
     token = form.get(csrf.CSRF_FIELD)
@@ -196,36 +192,35 @@ def _import_sync(
     with rt.sessions() as db:
         try:
             with db.begin():
-                account = sign_up(
+                context = request_sign_up_with(
                     db,
                     rt,
                     values["email"],
                     password,
-                    role=Role.INDIVIDUAL,
-                    client_address=client_address(request, rt),
-                    confirmed=False,
+                    lambda account: importer.import_into(db, rt, parts, account, archive),
+                    client_address=address,
                 )
-                context = importer.import_into(db, rt, parts, account, archive)
-                signed = AccountService(db, rt).start_session(account)
         except VaultError as exc:
             _failed(rt, values["email"], address)
             field = getattr(exc, "field", None) or "form"
             return _import_form(request, values, {field: exc.message}, exc.status_code)
-    response = RedirectResponse("/profile", status_code=303)
-    set_session_cookie(response, signed, rt)
-    csrf.rotate(request, session=signed.token)
+    # The same answer whether or not the address was free (then the data waits in the new
+    # account until the address is confirmed) or taken (then nothing of it was kept).
     got = context.imported
-    flash(
+    return render(
         request,
-        response,
-        f"Welcome! Imported from {archive.source_label}: "
-        f"{plural(got.get('profile', 0), 'profile field')}, "
-        f"{plural(got.get('intents', 0), 'intent')} (as drafts), and the list of "
-        f"{plural(got.get('previous_vendors', 0), 'vendor')} you had (under Connections; they "
-        "must ask you again).",
-        "success",
+        "signup_sent.html",
+        {
+            "vendor": False,
+            "imported": (
+                f"{plural(got.get('profile', 0), 'profile field')}, "
+                f"{plural(got.get('intents', 0), 'intent')} (as drafts), and the list of "
+                f"{plural(got.get('previous_vendors', 0), 'vendor')} you had (under "
+                "Connections; they must ask you again)"
+            ),
+            "source": archive.source_label,
+        },
     )
-    return response
 
 
 # -- erasure ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from vault.accounts.errors import SignInThrottled
 from vault.accounts.models import Account
 from vault.accounts.service import AccountService
 from vault.dependencies import DbDep, RuntimeDep
+from vault.devices import COOKIE_MAX_AGE, DEVICE_COOKIE, signed_in_from
 from vault.errors import VaultError
 from vault.factors import totp
 from vault.factors.dependencies import StepUp
@@ -78,6 +79,26 @@ def _step_token(request: Request, rt: Runtime) -> str:
     return request.cookies.get(rt.settings.cookie_name(SIGNIN_STEP_COOKIE), "")
 
 
+def remember_device(
+    request: Request, response: Response, db: Session, rt: Runtime, account: Account
+) -> None:
+    """A sign-in succeeded: a browser the account has not seen gets the new-device notice
+    (in the sign-in's transaction), and every browser keeps (or gets) its device cookie."""
+    name = rt.settings.cookie_name(DEVICE_COOKIE)
+    token = signed_in_from(
+        db, rt, account, request.cookies.get(name), request.headers.get("user-agent", "")
+    )
+    response.set_cookie(
+        name,
+        token,
+        max_age=COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=rt.settings.https,
+        path="/",
+    )
+
+
 def _signed_in(
     request: Request, db: Session, rt: Runtime, account: Account, next_path: str
 ) -> Response:
@@ -86,6 +107,7 @@ def _signed_in(
     FactorService(db, rt).mark_checked(signed.session.id)
     response = RedirectResponse(safe_next(next_path) or _home(account), status_code=303)
     set_session_cookie(response, signed, rt)
+    remember_device(request, response, db, rt, account)
     _clear_step_cookie(response, rt)
     csrf.rotate(request, session=signed.token)
     return response

@@ -11,9 +11,16 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from consent.terms.catalogue import INTENT_SHARING
+from intents.service import waiting_offers_query
 from vault import csrf
+from vault.accounts.models import Role
+from vault.base import utcnow
+from vault.mail.notices import unread_query
 from vault.runtime import Runtime
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -72,6 +79,34 @@ def _read_flash(request: Request) -> list[dict[str, str]]:
     return [{"kind": str(kind), "message": str(message)}]
 
 
+def nav_counts(request: Request, status_code: int) -> dict[str, int]:
+    """The navigation's counts for a signed-in page, in one query: unread notices and (for an
+    individual) offers waiting for an answer. Read with the request's session while it is
+    open; a page rendered after it ended (an error page) reads them in a short session of its
+    own, or goes without them when the database is the trouble."""
+    viewer = getattr(request.state, "viewer", None)
+    account_id = viewer.account_id if viewer is not None else None
+    if account_id is None or viewer is None:
+        return {}
+    columns = [unread_query(account_id).scalar_subquery().label("notices")]
+    if viewer.role == Role.INDIVIDUAL:
+        offers = waiting_offers_query(account_id, utcnow()).scalar_subquery()
+        columns.append(offers.label("offers"))
+    query = select(*columns)
+    db: Session | None = getattr(request.state, "db", None)
+    if db is not None:
+        row = db.execute(query).one()
+    elif status_code >= 500:
+        return {}
+    else:
+        try:
+            with _runtime(request).sessions() as own, own.begin():
+                row = own.execute(query).one()
+        except SQLAlchemyError:  # an error page must still render
+            return {}
+    return {f"nav_{name}": int(value or 0) for name, value in row._mapping.items()}
+
+
 def render(
     request: Request,
     template: str,
@@ -89,6 +124,7 @@ def render(
         "account": viewer.account if viewer else None,
         "csrf_token": csrf.token_for(request, rt),
         "flashes": flashes,
+        **nav_counts(request, status_code),
         **(context or {}),
     }
     response = templates.TemplateResponse(

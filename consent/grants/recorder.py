@@ -18,17 +18,35 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from psycopg import AsyncConnection
+from psycopg.types.json import Json
 from sqlalchemy import Connection, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.grants.models import AccessLogEntry
 from vault.db import transaction
+from vault.pgasync import compiled
 
 MAX_BATCH = 1000
 _INSERT = insert(AccessLogEntry)
 """A plain Core insert (``conn.execute(_INSERT, rows)``), not the ORM's bulk path."""
+_INSERT_SQL = compiled(_INSERT)
+"""The same insert for an async psycopg connection."""
 log = logging.getLogger("vrm.access_log")
+
+
+def _row(
+    individual_id: uuid.UUID, app_id: uuid.UUID, app_name: str, fields: list[str], at: datetime
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "individual_id": individual_id,
+        "app_id": app_id,
+        "app_name": app_name,
+        "fields": fields,
+        "accessed_at": at,
+    }
 
 
 class AccessRecorder:
@@ -57,17 +75,32 @@ class AccessRecorder:
     ) -> None:
         """Log one read: ``app_name`` is the app's name now, which the row keeps when the
         app is deleted."""
-        row = {
-            "id": uuid.uuid4(),
-            "individual_id": individual_id,
-            "app_id": app_id,
-            "app_name": app_name,
-            "fields": fields,
-            "accessed_at": at,
-        }
+        row = _row(individual_id, app_id, app_name, fields, at)
         if not self.batching:
             conn.execute(_INSERT, [row])
             return
+        self._queue(row)
+
+    async def arecord(
+        self,
+        conn: AsyncConnection[Any],
+        individual_id: uuid.UUID,
+        app_id: uuid.UUID,
+        app_name: str,
+        fields: list[str],
+        at: datetime,
+    ) -> None:
+        """:meth:`record` from the event loop, on an autocommit async connection to
+        PostgreSQL (:mod:`vault.pgasync`): the row is committed when this returns."""
+        row = _row(individual_id, app_id, app_name, fields, at)
+        if not self.batching:
+            await conn.execute(
+                _INSERT_SQL.text, _INSERT_SQL.params({**row, "fields": Json(fields)})
+            )
+            return
+        self._queue(row)
+
+    def _queue(self, row: dict[str, Any]) -> None:
         with self._lock:
             self._pending.append(row)
             full = len(self._pending) >= MAX_BATCH

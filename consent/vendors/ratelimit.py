@@ -20,23 +20,29 @@ because both the authorization server (``consent.oauth``) and the vendor API use
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
-from sqlalchemy import Connection, Engine, case, func, select, text
+import redis.asyncio
+from psycopg import AsyncConnection
+from sqlalchemy import Connection, Engine, Executable, bindparam, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import RateLimitWindow
 from vault.base import utcnow
+from vault.pgasync import compiled
 from vault.settings import Settings
 
 WINDOW = timedelta(minutes=1)
+_KEY_TTL = int(WINDOW.total_seconds()) + 60
+"""A Redis counter's lifetime: it goes once its window has gone."""
 READ = "read"
 WRITE = "write"
 OAUTH = "oauth"  # POST /oauth/token
@@ -104,12 +110,31 @@ class Limiter(Protocol):
         SQLite a second writer would wait for it); others ignore it."""
         ...
 
+    async def ahit(
+        self,
+        app_id: uuid.UUID,
+        bucket: str,
+        limit: int,
+        *,
+        now: datetime,
+        conn: AsyncConnection[Any],
+    ) -> Usage:
+        """:meth:`hit` from the event loop; ``conn`` is an autocommit async connection to
+        PostgreSQL (:mod:`vault.pgasync`), which a database limiter counts on."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close what :meth:`ahit` opened in the running event loop (the app's shutdown)."""
+        ...
+
 
 class RedisLimiter:
     """Counters in Redis: ``vrm:rl:<app>:<bucket>:<minute>``, expiring after the window."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
         self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._async: redis.asyncio.Redis | None = None
 
     def hit(
         self,
@@ -125,8 +150,33 @@ class RedisLimiter:
         key = f"vrm:rl:{app_id}:{bucket}:{int(start.timestamp())}"
         count = int(self.redis.incr(key))
         if count == 1:  # the window's first request: the key goes when the window has gone
-            self.redis.expire(key, int(WINDOW.total_seconds()) + 60)
-        return Usage(limit=limit, count=int(count), reset_at=start + WINDOW)
+            self.redis.expire(key, _KEY_TTL)
+        return Usage(limit=limit, count=count, reset_at=start + WINDOW)
+
+    async def ahit(
+        self,
+        app_id: uuid.UUID,
+        bucket: str,
+        limit: int,
+        *,
+        now: datetime,
+        conn: AsyncConnection[Any],
+    ) -> Usage:
+        if self._async is None:  # made in the running loop, closed by aclose()
+            self._async = redis.asyncio.Redis.from_url(
+                self.url, socket_timeout=2, socket_connect_timeout=2
+            )
+        start = window_start(now)
+        key = f"vrm:rl:{app_id}:{bucket}:{int(start.timestamp())}"
+        count = int(await self._async.incr(key))
+        if count == 1:
+            await self._async.expire(key, _KEY_TTL)
+        return Usage(limit=limit, count=count, reset_at=start + WINDOW)
+
+    async def aclose(self) -> None:
+        client, self._async = self._async, None
+        if client is not None:
+            await client.aclose()
 
 
 class DatabaseLimiter:
@@ -148,6 +198,69 @@ class DatabaseLimiter:
             return hit(conn, app_id, bucket, limit, now=now, durable=True)
         with self.engine.begin() as own:
             return hit(own, app_id, bucket, limit, now=now)
+
+    async def ahit(
+        self,
+        app_id: uuid.UUID,
+        bucket: str,
+        limit: int,
+        *,
+        now: datetime,
+        conn: AsyncConnection[Any],
+    ) -> Usage:
+        start = window_start(now)
+        params = _count_params(app_id, bucket, start, secrets.randbelow(SHARDS))
+        cursor = await conn.execute(PG_COUNT_SQL.text, PG_COUNT_SQL.params(params))
+        row = await cursor.fetchone()
+        assert row is not None
+        return Usage(limit=limit, count=int(row[0]), reset_at=start + WINDOW)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@functools.cache
+def _count_statements(postgres: bool) -> tuple[Executable, ...]:
+    """The count's statements for one dialect, built once; each call binds ``p_app``,
+    ``p_bucket``, ``p_shard`` and ``p_start``. On PostgreSQL one statement (the bump in a CTE
+    and the other shards' sum); on SQLite the bump, then the sum."""
+    insert = postgresql.insert if postgres else sqlite.insert
+    row = RateLimitWindow
+    values = insert(row).values(
+        app_id=bindparam("p_app"),
+        bucket=bindparam("p_bucket"),
+        shard=bindparam("p_shard"),
+        window_start=bindparam("p_start"),
+        count=1,
+    )
+    bump = values.on_conflict_do_update(
+        index_elements=[row.app_id, row.bucket, row.shard],
+        set_={
+            "count": case(
+                (row.window_start == values.excluded.window_start, row.count + 1),
+                else_=1,
+            ),
+            "window_start": values.excluded.window_start,
+        },
+    ).returning(row.count)
+    others = select(func.coalesce(func.sum(row.count), 0)).where(
+        row.app_id == bindparam("p_app"),
+        row.bucket == bindparam("p_bucket"),
+        row.window_start == bindparam("p_start"),
+        row.shard != bindparam("p_shard"),
+    )
+    if postgres:
+        mine = bump.cte("bumped")
+        return (select(others.scalar_subquery() + select(mine.c.count).scalar_subquery()),)
+    return bump, others
+
+
+PG_COUNT_SQL = compiled(_count_statements(True)[0])
+"""The PostgreSQL count as SQL text, for :meth:`DatabaseLimiter.ahit` on an async connection."""
+
+
+def _count_params(app_id: uuid.UUID, bucket: str, start: datetime, shard: int) -> dict[str, object]:
+    return {"p_app": app_id, "p_bucket": bucket, "p_shard": shard, "p_start": start}
 
 
 def hit(
@@ -175,38 +288,14 @@ def hit(
         if isinstance(conn, Session)
         else (conn.dialect.name == "postgresql")
     )
-    insert = postgresql.insert if postgres else sqlite.insert
-    row = RateLimitWindow
-    values = insert(row).values(
-        app_id=app_id, bucket=bucket, shard=shard, window_start=start, count=1
-    )
-    bump = values.on_conflict_do_update(
-        index_elements=[row.app_id, row.bucket, row.shard],
-        set_={
-            "count": case(
-                (row.window_start == values.excluded.window_start, row.count + 1),
-                else_=1,
-            ),
-            "window_start": values.excluded.window_start,
-        },
-    ).returning(row.count)
-    others = select(func.coalesce(func.sum(row.count), 0)).where(
-        row.app_id == app_id,
-        row.bucket == bucket,
-        row.window_start == start,
-        row.shard != shard,
-    )
+    params = _count_params(app_id, bucket, start, shard)
     if postgres and not durable:
         # A counter may lose its last increments in a crash; not worth a WAL flush per call.
         conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    if postgres:
-        mine = bump.cte("bumped")
-        total = conn.execute(
-            select(others.scalar_subquery() + select(mine.c.count).scalar_subquery())
-        ).scalar_one()
-    else:
-        total = int(conn.execute(bump).scalar_one()) + int(conn.execute(others).scalar_one())
-    return Usage(limit=limit, count=int(total), reset_at=start + WINDOW)
+    total = sum(
+        int(conn.execute(stmt, params).scalar_one()) for stmt in _count_statements(postgres)
+    )
+    return Usage(limit=limit, count=total, reset_at=start + WINDOW)
 
 
 def limiter_for(settings: Settings, engine: Engine) -> Limiter:

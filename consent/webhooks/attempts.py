@@ -21,12 +21,13 @@ import asyncio
 import json
 import secrets
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from consent.vendors.models import VendorApp
@@ -165,78 +166,143 @@ def _waited_behind_a_given_up_message(db: Session, message: WebhookMessage) -> b
     )
 
 
-def _send_waiting_now(db: Session, url: str, now: datetime) -> None:
-    """The endpoint answered: every message waiting for it is due now."""
+def _send_waiting_now(db: Session, urls: Collection[str], now: datetime) -> None:
+    """The endpoints answered: every message waiting for one of them is due now."""
     db.execute(
         update(WebhookMessage)
         .where(
             *_unsettled(WebhookMessage),
             WebhookMessage.next_attempt_at > now,
-            WebhookMessage.app_id.in_(select(VendorApp.id).where(VendorApp.webhook_url == url)),
+            WebhookMessage.app_id.in_(
+                select(VendorApp.id).where(VendorApp.webhook_url.in_(list(urls)))
+            ),
         )
         .values(next_attempt_at=now)
         .execution_options(synchronize_session=False)
     )
 
 
-def _record(
-    session_factory: sessionmaker[Session],
-    *,
-    message_id: uuid.UUID,
-    now: datetime,
-    lock: datetime,
-    status: int | None,
-    error: str | None,
-    duration_ms: int,
-    client_id: str,
-    event_type: str,
-    url: str | None,
-) -> DeliveryOutcome:
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """One POST's result, waiting to be recorded (never the payload)."""
+
+    message_id: uuid.UUID
+    now: datetime
+    """The clock the message was claimed at: the attempt's time."""
+    lock: datetime
+    """The claim (``locked_until``) taken for it."""
+    status: int | None
+    error: str | None
+    duration_ms: int
+    client_id: str
+    event_type: str
+    url: str | None
+
+
+def _record_many(
+    session_factory: sessionmaker[Session], attempted: Sequence[Attempted]
+) -> list[DeliveryOutcome]:
+    """Record many attempts and their outcomes in one transaction, in the order given.
+
+    Every attempt is logged (one multi-row INSERT); the delivered messages are settled by one
+    ``UPDATE`` per claim (the messages claimed together share it); a failure is settled on
+    its own (retry with backoff, or give up), as is the rest of the rare cases. Each message
+    is settled only while its claim holds: if the claim expired and another worker took the
+    message, that worker decides its state. A delivery makes every message waiting for the
+    same endpoint due at once (one ``UPDATE`` for all the endpoints that answered).
+    """
+    if not attempted:
+        return []
+    outcomes: dict[uuid.UUID, DeliveryOutcome] = {}
     with session_factory() as db, db.begin():
-        db.add(
-            WebhookAttempt(
-                message_id=message_id,
-                attempted_at=now,
-                status_code=status,
-                error=_short(error) if error else None,
-                duration_ms=duration_ms,
+        db.execute(
+            insert(WebhookAttempt),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "message_id": a.message_id,
+                    "attempted_at": a.now,
+                    "status_code": a.status,
+                    "error": _short(a.error) if a.error else None,
+                    "duration_ms": a.duration_ms,
+                }
+                for a in attempted
+            ],
+        )
+        for a in attempted:
+            if a.error is not None:
+                outcomes[a.message_id] = _settle_failure(db, a)
+        claims: dict[tuple[datetime, datetime], list[Attempted]] = {}
+        for a in attempted:
+            if a.error is None:
+                claims.setdefault((a.lock, a.now), []).append(a)
+        for (lock, now), group in claims.items():
+            settled: dict[uuid.UUID, int] = dict(
+                db.execute(
+                    update(WebhookMessage)
+                    .where(
+                        WebhookMessage.id.in_([a.message_id for a in group]),
+                        WebhookMessage.locked_until == lock,
+                    )
+                    .values(
+                        attempts=WebhookMessage.attempts + 1, locked_until=None, delivered_at=now
+                    )
+                    .returning(WebhookMessage.id, WebhookMessage.attempts)
+                    .execution_options(synchronize_session=False)
+                ).all()
             )
-        )
-        message = db.get_one(WebhookMessage, message_id)
-        attempt = message.attempts + 1
-        next_attempt_at: datetime | None = None
-        values: dict[str, Any] = {"attempts": attempt, "locked_until": None}
-        if error is None:
-            result = "delivered"
-            values["delivered_at"] = now
-        elif attempt >= MAX_ATTEMPTS or (
-            message.attempts == 0 and _waited_behind_a_given_up_message(db, message)
-        ):
-            result = "abandoned"
-            values["abandoned_at"] = now
-        else:
-            result = "retrying"
-            next_attempt_at = now + _with_jitter(backoff(attempt))
-            values["next_attempt_at"] = next_attempt_at
-        # Only while our claim holds: if it expired and another worker took the message,
-        # that worker decides its state; our attempt is still logged.
-        settled = db.execute(
-            update(WebhookMessage)
-            .where(WebhookMessage.id == message_id, WebhookMessage.locked_until == lock)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if int(settled.rowcount) != 1:  # type: ignore[attr-defined]
-            result, next_attempt_at = "claim expired", None
-        if error is None and url:
-            _send_waiting_now(db, url, now)
+            for a in group:
+                attempt = settled.get(a.message_id)
+                if attempt is None:  # our claim expired: another worker has the message
+                    taken = db.scalar(
+                        select(WebhookMessage.attempts).where(WebhookMessage.id == a.message_id)
+                    )
+                    outcomes[a.message_id] = _outcome(a, (taken or 0) + 1, "claim expired", None)
+                else:
+                    outcomes[a.message_id] = _outcome(a, attempt, "delivered", None)
+        answered = {a.url for group in claims.values() for a in group if a.url}
+        if answered:
+            _send_waiting_now(db, answered, max(a.now for a in attempted))
+    return [outcomes[a.message_id] for a in attempted]
+
+
+def _outcome(
+    a: Attempted, attempt: int, result: str, next_attempt_at: datetime | None
+) -> DeliveryOutcome:
     return DeliveryOutcome(
-        message_id=message_id,
-        client_id=client_id,
-        event_type=event_type,
+        message_id=a.message_id,
+        client_id=a.client_id,
+        event_type=a.event_type,
         attempt=attempt,
-        status_code=status,
-        error=error,
+        status_code=a.status,
+        error=a.error,
         result=result,
         next_attempt_at=next_attempt_at,
     )
+
+
+def _settle_failure(db: Session, a: Attempted) -> DeliveryOutcome:
+    """A failed attempt: retry after the backoff, or give up (after :data:`MAX_ATTEMPTS`, or
+    at once for a message that waited behind one given up)."""
+    message = db.get_one(WebhookMessage, a.message_id)
+    attempt = message.attempts + 1
+    next_attempt_at: datetime | None = None
+    values: dict[str, Any] = {"attempts": attempt, "locked_until": None}
+    if attempt >= MAX_ATTEMPTS or (
+        message.attempts == 0 and _waited_behind_a_given_up_message(db, message)
+    ):
+        result = "abandoned"
+        values["abandoned_at"] = a.now
+    else:
+        result = "retrying"
+        next_attempt_at = a.now + _with_jitter(backoff(attempt))
+        values["next_attempt_at"] = next_attempt_at
+    settled = db.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.id == a.message_id, WebhookMessage.locked_until == a.lock)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if int(settled.rowcount) != 1:  # type: ignore[attr-defined]
+        result, next_attempt_at = "claim expired", None
+    return _outcome(a, attempt, result, next_attempt_at)

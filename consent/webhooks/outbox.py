@@ -1,6 +1,7 @@
 """The outbox: a message is queued in the transaction of the change it reports, so it exists if and
-only if that change was committed. The vendor's console can queue a message again (a copy, at
-the end of the app's queue) and ask for the waiting ones to be tried at once.
+only if that change was committed, and that commit wakes the delivery loop (``wake``). The
+vendor's console can queue a message again (a copy, at the end of the app's queue) and ask for
+the waiting ones to be tried at once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from consent.vendors.models import VendorApp
 from consent.webhooks.events import WebhookEvent
 from consent.webhooks.models import WebhookMessage
+from consent.webhooks.wake import queued
 from vault.base import utcnow
 from vault.errors import Conflict, NotFound
 
@@ -80,6 +82,7 @@ def enqueue_many(
         # One executemany of a Core INSERT: SQLAlchemy batches it into multi-row VALUES
         # statements ("insertmanyvalues"), a round trip for the usual fan-out.
         db.connection().execute(insert(WebhookMessage), rows)
+        queued(db)
     return len(rows)
 
 
@@ -107,6 +110,7 @@ def _queue(
     )
     db.add(message)
     db.flush()
+    queued(db)
     return message
 
 
@@ -145,7 +149,10 @@ def retry_now(db: Session, app: VendorApp, *, now: datetime | None = None) -> in
         .values(next_attempt_at=now)
         .execution_options(synchronize_session=False)
     )
-    return int(waiting.rowcount)  # type: ignore[attr-defined]
+    count = int(waiting.rowcount)  # type: ignore[attr-defined]
+    if count:
+        queued(db)
+    return count
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,15 @@ import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Locator, Page, Request, expect
 
 from tests.browser.conftest import own_server
-from tests.browser.journeys import edit, save, shown_value, sign_in, sign_up
+from tests.browser.journeys import (
+    confirm_from_mail,
+    edit,
+    queued_link,
+    save,
+    shown_value,
+    sign_in,
+    sign_up,
+)
 from tests.consent.factories import account_of, connect, make_app
 from tests.helpers import PASSWORD, unique_email
 from tests.intents.factories import make_intent
@@ -239,15 +247,20 @@ def test_a_person_brings_an_export_into_a_new_account(
     page.goto("/signup")
     page.get_by_role("link", name="Create your vault from an export").click()
     expect(page.get_by_role("heading", name="Create your vault from an export")).to_be_visible()
-    page.get_by_label("Email address").fill(unique_email("imported"))
+    email = unique_email("imported")
+    page.get_by_label("Email address").fill(email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Repeat the password").fill(PASSWORD)
     page.get_by_label("Export archive").set_input_files(archive_from_elsewhere)
     page.get_by_role("button", name="Import and create account").click()
-    expect(page.get_by_role("heading", name="Your profile")).to_be_visible()
-    expect(page.get_by_role("status")).to_contain_text(
+    # As sign-up: nothing is usable before the address is confirmed from the mail.
+    expect(page.get_by_role("heading", name="Check your email to finish")).to_be_visible()
+    expect(page.locator("#imported")).to_contain_text(
         re.compile(r"2 profile fields, 1 intent \(as drafts\), and the list of 1 vendor you had")
     )
+    confirm_from_mail(page, queued_link(page, email, "confirm_signup", "/signup/confirm"))
+    sign_in(page, email)
+    expect(page.get_by_role("heading", name="Your profile")).to_be_visible()
     expect(shown_value(page, "Given name")).to_have_text("Grace")
     expect(shown_value(page, "Family name")).to_have_text("Hopper")
 

@@ -682,7 +682,7 @@ def test_a_claimed_message_is_not_taken_by_another_worker(
 def deployment(
     backend: str, new_database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Deployment]:
-    url = new_database(backend)
+    url = new_database(backend, migrated=True)
     monkeypatch.delenv("VRM_ENVIRONMENT", raising=False)
     monkeypatch.setenv("VRM_DATABASE_URL", url)
     monkeypatch.setenv("VRM_KEY_DIR", str(tmp_path / "keys"))

@@ -1,9 +1,9 @@
 """A real deployment for tests that must commit: a fresh database, a key dir, the ``vrm`` CLI.
 
 The ``deployment`` fixture points ``VRM_DATABASE_URL`` and ``VRM_KEY_DIR`` at a fresh, empty
-database (SQLite file or PostgreSQL, following the ``backend`` parameter) and a fresh key
-directory, with fast Argon2, exactly as an operator's shell would; nothing it writes is rolled
-back.
+(or, for tests marked ``migrated``, already migrated) database (SQLite file or PostgreSQL,
+following the ``backend`` parameter) and a fresh key directory, with fast Argon2, exactly as an
+operator's shell would; nothing it writes is rolled back.
 """
 
 from __future__ import annotations
@@ -118,9 +118,15 @@ class Deployment:
 
 @pytest.fixture
 def deployment(
-    backend: str, new_database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    backend: str,
+    new_database: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Deployment]:
-    url = new_database(backend)
+    """Empty, as an operator finds a new database; already at the head for tests marked
+    ``migrated`` (whose subject is not the migration)."""
+    url = new_database(backend, migrated=request.node.get_closest_marker("migrated") is not None)
     key_dir = tmp_path / "keys"
     for name in ("VRM_ENVIRONMENT", "VRM_BASE_URL", "VRM_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)

@@ -582,7 +582,7 @@ def world(
     backend: str, new_database: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("erasure")
-    deployment = Deployment(new_database(backend), directory / "keys")
+    deployment = Deployment(new_database(backend, migrated=True), directory / "keys")
     with serve() as receiver:
         try:
             yield build_world(deployment, receiver, directory)
@@ -784,6 +784,11 @@ def test_the_receipt_says_what_was_deleted_and_which_vendors_were_asked(world: W
         "intent_blocks": 0,
         "ledger_pseudonym_links": 3,
         "previous_vendor_lists": 0,
+        "known_devices": 2,  # the same two browsers
+        "notices": 5,  # their list: new devices, connections, offers
+        "notice_switches": 0,
+        "queued_mail": 5,  # not sent yet: no worker runs here
+        "mailed_links": 1,  # the (used) confirmation link
     }
     assert payload["vault"]["public_key"] == world.public_key.read_text("utf-8").strip()
     erased_at = datetime.fromisoformat(payload["erased_at"])

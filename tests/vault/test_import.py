@@ -50,10 +50,12 @@ from tests.helpers import (
     unique_email,
 )
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
+from tests.mail import last_queued, queued
 from tests.vault.conftest import CUSTOM_LABEL, CUSTOM_VALUE, PROFILE_VALUES, make_settings
 from tests.web.conftest import runtime_with
 from vault.accounts.dependencies import SESSION_COOKIE
 from vault.accounts.models import Account
+from vault.base import utcnow
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.portability import importer
@@ -61,7 +63,9 @@ from vault.portability.export import DATA, MANIFEST, SIGNATURE
 from vault.portability.parts import ERASURE_RECEIPT_TYP, MANIFEST_TYP
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
+from vault.signup import purge_unconfirmed
 from vrm.app import create_app
+from vrm.wiring import portability
 
 B_URL = "http://vault-b.example"
 
@@ -245,6 +249,23 @@ def upload(
     )
 
 
+def accepted(response: Response) -> bool:
+    """The import was taken: the answer sign-up gives (whether or not the address was free)."""
+    return response.status_code == 200 and "Check your email to finish" in response.text
+
+
+def imported(browser: TestClient, archive: bytes, email: str | None = None) -> Response:
+    """Import ``archive`` as a new account, confirm its address from the mail, sign in."""
+    email = email or unique_email("imported")
+    response = upload(browser, archive, email)
+    assert accepted(response), response.text[:3000]
+    assert sign_in(browser, email).status_code == 401  # not before the address is confirmed
+    confirm_address(browser, email)
+    signed_in = sign_in(browser, email)
+    assert signed_in.status_code == 303, signed_in.text
+    return signed_in
+
+
 def archive_error(response: Response) -> str:
     """The message shown next to the file field."""
     marker = '<p class="field-error" id="archive-error">'
@@ -259,7 +280,7 @@ def vault_b_base(
     backend: str, new_database: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Runtime]:
     """Vault B: its own database (same backend) and its own key directory."""
-    engine = make_engine(new_database(backend))
+    engine = make_engine(new_database(backend, migrated=True))
     upgrade(engine)
     key_dir = tmp_path_factory.mktemp("vault-b") / "keys"
     settings = make_settings(
@@ -415,9 +436,8 @@ def test_export_import_export_keeps_everything_the_person_provided(
     before = accounts_b()
     browser = vault_b()
 
-    response = upload(browser, from_a, person["email"])
+    response = imported(browser, from_a, person["email"])
 
-    assert response.status_code == 303, archive_error(response)
     assert response.headers["location"] == "/profile"
     assert accounts_b() == before + 1
     from_b = export_bytes(browser)
@@ -437,24 +457,26 @@ def test_export_import_export_keeps_everything_the_person_provided(
     assert manifest_a["vault"]["public_key"] != manifest_b["vault"]["public_key"]
 
 
-def test_the_imported_person_is_signed_in_and_told_what_came_across(
+def test_the_imported_person_confirms_the_address_first_and_is_told_what_came_across(
     client: TestClient, rt: Runtime, person: dict[str, Any], client_b: TestClient
 ) -> None:
     response = upload(client_b, export_bytes(client), person["email"])
-    assert response.status_code == 303, archive_error(response)
+    assert accepted(response), archive_error(response)
+    assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
+    said = response.text.split('<p id="imported">', 1)[1].split("</p>")[0]
+    assert LedgerSigner(rt).origin() in said
+    assert "11 profile fields" in said  # every field but the email, chosen on import
+    assert "2 intents (as drafts)" in said
+    assert "1 vendor you had" in said and "must ask you again" in said
+    # Not usable before the address is confirmed; then the password chosen on import signs in.
+    assert sign_in(client_b, person["email"]).status_code == 401
+    confirm_address(client_b, person["email"])
+    assert sign_in(client_b, person["email"]).status_code == 303
 
     page = client_b.get("/profile")
 
     assert page.status_code == 200
-    assert LedgerSigner(rt).origin() in page.text
-    flash = page.text.split('class="flash flash-success" role="status">', 1)[1].split("</div>")[0]
-    assert "11 profile fields" in flash  # every field but the email, chosen on import
-    assert "2 intents (as drafts)" in flash
-    assert "1 vendor you had" in flash and "must ask you again" in flash
     assert PROFILE_VALUES["given_name"] in page.text
-    # The password chosen on import is the one that signs in.
-    client_b.cookies.clear()
-    assert sign_in(client_b, person["email"]).status_code == 303
 
 
 def test_grants_do_not_transfer_and_the_vendors_are_listed_to_ask_again(
@@ -469,7 +491,7 @@ def test_grants_do_not_transfer_and_the_vendors_are_listed_to_ask_again(
     assert client.get("/vendor/v1/profile", headers=token).status_code == 200  # valid in A
     grants_before = int(db_b.scalar(select(func.count()).select_from(Grant)) or 0)
 
-    assert upload(client_b, export_bytes(client), person["email"]).status_code == 303
+    imported(client_b, export_bytes(client), person["email"])
 
     db_b.expire_all()
     assert int(db_b.scalar(select(func.count()).select_from(Grant)) or 0) == grants_before
@@ -489,13 +511,13 @@ def test_grants_do_not_transfer_and_the_vendors_are_listed_to_ask_again(
 def test_the_list_of_vendors_you_had_travels_on_with_the_next_export(
     client: TestClient, person: dict[str, Any], client_b: TestClient, vault_b: Callable[..., Any]
 ) -> None:
-    assert upload(client_b, export_bytes(client), person["email"]).status_code == 303
+    imported(client_b, export_bytes(client), person["email"])
     from_b = export_bytes(client_b)
     [had] = items(json.loads(members(from_b)[DATA]), "previous_vendors")
     assert had["vendor_name"] == "Velo Shop"
 
     third = vault_b()  # the next vault (B again, as a new account): B's export names them
-    assert upload(third, from_b).status_code == 303
+    imported(third, from_b)
     [again] = items(json.loads(members(export_bytes(third))[DATA]), "previous_vendors")
     assert again == had
 
@@ -631,7 +653,7 @@ def test_an_archive_signed_before_manifests_named_their_type_still_imports(
         )
     files[SIGNATURE] = untyped.encode() + b"\n"
     response = upload(client_b, zip_of(files))
-    assert response.status_code == 303, archive_error(response)
+    assert accepted(response), archive_error(response)
 
 
 def test_an_export_manifest_is_signed_under_rfc_9864s_ed25519(archive_a: bytes) -> None:
@@ -657,7 +679,7 @@ def test_an_archive_signed_with_eddsa_before_rfc_9864_still_imports(
         )
     files[SIGNATURE] = old.encode() + b"\n"
     response = upload(client_b, zip_of(files))
-    assert response.status_code == 303, archive_error(response)
+    assert accepted(response), archive_error(response)
 
 
 def test_a_signature_by_another_key_than_the_manifest_names_is_refused(
@@ -682,10 +704,9 @@ def test_with_no_trusted_list_an_archive_signed_by_the_key_it_names_is_taken(
         manifest["vault"]["origin"] = other.origin()
 
     response = upload(client_b, resealed(archive_a, other, manifest_edit=rename))
-    assert response.status_code == 303, archive_error(response)
+    assert accepted(response), archive_error(response)
     # The person is told the vault's name is only what the archive claims.
-    welcome = client_b.get(response.headers["location"]).text
-    assert "a name the archive gives itself" in welcome
+    assert "a name the archive gives itself" in response.text
 
 
 def test_a_manifest_naming_another_vault_than_its_key_is_refused(
@@ -833,7 +854,7 @@ def test_an_upload_over_the_import_limit_is_413(
     assert "larger than the limit of 1024 KiB" in response.text
     assert accounts_b() == before
     # Within the limit, the same vault takes an archive.
-    assert upload(browser, archive_a).status_code == 303
+    assert accepted(upload(browser, archive_a))
 
 
 def test_a_streamed_upload_over_the_limit_is_413(
@@ -885,7 +906,7 @@ def test_only_trusted_vaults_exports_are_taken_when_the_operator_lists_them(
     assert "has not listed as a vault to import from" in message
 
     trusts_a = vault_b(import_trusted_keys=[signer_a.public_key()])
-    assert upload(trusts_a, archive_a).status_code == 303
+    assert accepted(upload(trusts_a, archive_a))
 
 
 @pytest.mark.parametrize(
@@ -1092,21 +1113,64 @@ def test_different_passwords_are_refused_next_to_the_confirmation(
     assert accounts_b() == before
 
 
-def test_an_email_already_used_here_is_refused_and_nothing_is_imported(
-    archive_a: bytes, client_b: TestClient, db_b: Session, accounts_b: Callable[[], int]
+def test_an_email_already_used_here_gets_the_same_answer_and_nothing_is_imported(
+    archive_a: bytes,
+    client_b: TestClient,
+    rt_b: Runtime,
+    db_b: Session,
+    accounts_b: Callable[[], int],
 ) -> None:
     taken = sign_up(client_b)
     client_b.cookies.clear()
     before = accounts_b()
     intents_before = db_b.scalar(select(func.count()).select_from(Intent))
+    free = upload(client_b, archive_a, unique_email("free"))
 
     response = upload(client_b, archive_a, taken)
 
-    assert response.status_code == 409
-    assert "This email address cannot be used for a new account" in response.text
-    assert accounts_b() == before
+    assert accepted(response) and accepted(free)
+    said = response.text.split('<p id="imported">', 1)[1].split("</p>")[0]
+    assert said == free.text.split('<p id="imported">', 1)[1].split("</p>")[0]
+    assert accounts_b() == before + 1  # the free address's, waiting for confirmation
     db_b.expire_all()
-    assert db_b.scalar(select(func.count()).select_from(Intent)) == intents_before
+    assert db_b.scalar(select(func.count()).select_from(Intent)) == intents_before + 1
+    told = last_queued(rt_b, taken, "signup_taken")
+    assert told["Subject"] == "Someone tried to sign up to VRM Vault with your address"
+    assert len(queued(rt_b, taken, "confirm_signup")) == 1  # its own sign-up's, no other
+    # The owner's vault is as it was: the same password, nothing imported into it.
+    assert sign_in(client_b, taken).status_code == 303
+    assert "Quixotic tandem bicycle" not in client_b.get("/intents").text
+
+
+def test_an_import_refused_for_its_data_is_refused_the_same_for_a_taken_address(
+    archive_a: bytes,
+    signer_a: LedgerSigner,
+    client_b: TestClient,
+    rt_b: Runtime,
+    accounts_b: Callable[[], int],
+) -> None:
+    """A free address would show the data's error: a taken one must show it too, or the
+    error would tell a prober which addresses have an account."""
+    taken = sign_up(client_b)
+    client_b.cookies.clear()
+
+    def bad_phone(files: dict[str, bytes]) -> None:
+        data = json.loads(files[DATA])
+        for item in items(data, "profile"):
+            if item["key"] == "phone":
+                item["value"] = "not a phone number"
+        files[DATA] = json.dumps(data).encode()
+
+    archive = resealed(archive_a, signer_a, bad_phone)
+    before = accounts_b()
+    free = upload(client_b, archive, unique_email("free"))
+    response = upload(client_b, archive, taken)
+
+    assert (free.status_code, response.status_code) == (400, 400)
+    assert archive_error(response) == archive_error(free)
+    assert "phone" in archive_error(response)
+    assert accounts_b() == before
+    assert queued(rt_b, taken, "signup_taken") == []  # rolled back with the refused import
 
 
 # -- limits an unauthenticated uploader cannot get around -------------------------------------
@@ -1156,3 +1220,48 @@ def test_refused_uploads_count_against_the_sign_in_throttle(
     browser = vault_b(signin_max_failures_per_address=2)
     statuses = [upload(browser, b"not a zip", unique_email()).status_code for _ in range(3)]
     assert statuses == [400, 400, 429]
+
+
+# -- notices, and an import never confirmed ----------------------------------------------------
+
+
+def test_notices_are_exported_and_an_import_leaves_them_behind(
+    client: TestClient, person: dict[str, Any], client_b: TestClient
+) -> None:
+    from_a = json.loads(members(export_bytes(client))[DATA])
+    listed_a = items(from_a, "notices")
+    kinds_a = {n["kind"] for n in listed_a}
+    assert {"new_device", "new_connection"} <= kinds_a
+    assert all(n["text"] and n["created_at"] for n in listed_a)
+    assert {s["provenance"] for s in listed_a} == {"observed"}
+    assert "notice_switches" in from_a["sections"]
+
+    imported(client_b, export_bytes(client), person["email"])
+
+    from_b = json.loads(members(export_bytes(client_b))[DATA])
+    # B lists only what happened in B: the first sign-in there.
+    assert [n["kind"] for n in items(from_b, "notices")] == ["new_device"]
+    assert "A vendor was connected" not in client_b.get("/notices").text
+
+
+def test_an_import_never_confirmed_is_erased_with_its_data(
+    archive_a: bytes,
+    client_b: TestClient,
+    rt_b: Runtime,
+    db_b: Session,
+    accounts_b: Callable[[], int],
+) -> None:
+    before = accounts_b()
+    intents_before = db_b.scalar(select(func.count()).select_from(Intent))
+    email = unique_email("never")
+    assert accepted(upload(client_b, archive_a, email))
+    assert accounts_b() == before + 1
+    later = utcnow() + timedelta(hours=25)
+
+    with rt_b.sessions() as db, db.begin():
+        assert purge_unconfirmed(db, rt_b, portability(rt_b), now=later) == 1
+
+    assert accounts_b() == before
+    db_b.expire_all()
+    assert db_b.scalar(select(func.count()).select_from(Intent)) == intents_before
+    assert sign_in(client_b, email).status_code == 401

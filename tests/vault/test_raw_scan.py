@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -22,6 +23,8 @@ from tests.helpers import PASSWORD, api_headers, post_form, sign_up
 from tests.vault.conftest import CUSTOM_LABEL, CUSTOM_VALUE, PROFILE_VALUES, Deployment
 from vault.profile.catalogue import FIELDS
 from vrm.app import create_app
+
+pytestmark = pytest.mark.migrated  # the database is not the subject: start at the head
 
 SHORT = 6  # below this, only quoted JSON forms are distinctive enough to search for
 

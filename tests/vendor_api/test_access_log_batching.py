@@ -35,7 +35,7 @@ PROFILE = "/vendor/v1/profile"
 
 @pytest.fixture
 def database(backend: str, new_database) -> str:  # type: ignore[no-untyped-def]
-    return str(new_database(backend))
+    return str(new_database(backend, migrated=True))
 
 
 @pytest.fixture

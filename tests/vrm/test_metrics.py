@@ -180,7 +180,7 @@ def test_a_scrape_sees_the_requests_of_every_worker(
     answers it."""
     if backend != "sqlite":
         pytest.skip("one backend is enough: the counts live in files, not the database")
-    database_url = new_database(backend)
+    database_url = new_database(backend, migrated=True)
     key_dir = tmp_path / "keys"
     with (
         vault(database_url, key_dir),

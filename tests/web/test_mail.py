@@ -97,7 +97,13 @@ def test_sign_up_mail_arrives_through_smtp_with_text_html_and_a_working_link(
     used = post_form(client, "/signup/confirm", {"t": token_of(link)}, form_page=page)
     assert used.status_code == 303
     assert sign_in(second_client, email).status_code == 303
-    assert deliver_due(runtime_with(rt, smtp_url=smtp_server.url)) == []  # nothing sent twice
+    # Nothing sent twice; the first sign-in's new-device notice goes out.
+    [notice] = deliver_due(runtime_with(rt, smtp_url=smtp_server.url))
+    assert notice.result == "sent"
+    assert [m["Subject"] for m in smtp_server.inbox.to(email)] == [
+        "Confirm your email address for VRM Vault",
+        "New sign-in to your VRM Vault",
+    ]
 
 
 def test_a_mail_server_that_is_down_loses_nothing(
@@ -397,7 +403,8 @@ def test_a_new_connection_is_listed_and_mailed_with_a_one_click_unsubscribe(
     unsubscribe = mail["List-Unsubscribe"].strip("<>")
     assert unsubscribe in text_of(mail)
     page = client.get("/notices")
-    assert "1 unread notice" in page.text
+    # The connection, and the first sign-in (from a browser the account had not seen).
+    assert "2 unread notices" in page.text
     assert "A vendor was connected to your vault" in page.text
 
     # RFC 8058: the mail client POSTs, without cookies or CSRF token.
@@ -406,7 +413,7 @@ def test_a_new_connection_is_listed_and_mailed_with_a_one_click_unsubscribe(
     assert "you will no longer get emails" in one_click.text
     connect(db, rt, account, make_app(db, name="Another Shop"), ["email"])
     assert [m for m in queued(rt, email) if "connected" in m["Subject"]] == []
-    assert "2 unread notices" in client.get("/notices").text  # still listed
+    assert "3 unread notices" in client.get("/notices").text  # still listed
     assert second_client.post("/notices/unsubscribe?t=forged.x.1.y").status_code == 400
 
 

@@ -54,7 +54,7 @@ def hasher() -> SlowCountingHasher:
 def committed_app(
     backend: str, new_database: Any, tmp_path: Path, hasher: SlowCountingHasher
 ) -> Iterator[FastAPI]:
-    engine = make_engine(new_database(backend))
+    engine = make_engine(new_database(backend, migrated=True))
     upgrade(engine)
     url = engine.url.render_as_string(hide_password=False)
     settings = make_settings(

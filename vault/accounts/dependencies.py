@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -24,6 +25,7 @@ class Viewer:
     session: AccountSession | None = None
     # Read while the database session is open: error pages render after it rolled back.
     role: str | None = None
+    account_id: uuid.UUID | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -50,7 +52,7 @@ def get_viewer(request: Request, db: DbDep, rt: RuntimeDep) -> Viewer:
         found = AccountService(db, rt).resolve_session(token)
         if found is not None:
             account, session = found
-            viewer = Viewer(account, session, account.role)
+            viewer = Viewer(account, session, account.role, account.id)
         else:
             request.state.session_expired = True
     request.state.viewer = viewer

@@ -91,3 +91,21 @@ class ApiToken(IdMixin, Base):
 
     def __repr__(self) -> str:
         return f"ApiToken(id={self.id}, account_id={self.account_id}, label={self.label!r})"
+
+
+class KnownDevice(IdMixin, Base):
+    """A browser that signed in to an account before (its device cookie). Only a keyed hash of
+    the cookie's random token, bound to the account, is stored: neither the user agent nor
+    the client address, and the same browser's rows under two accounts cannot be linked."""
+
+    __tablename__ = "known_devices"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    device_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"KnownDevice(id={self.id}, account_id={self.account_id})"

@@ -108,11 +108,14 @@ SECURITY_WORDS: dict[str, tuple[str, str]] = {
 }
 
 
-def security(kind: str, when: str, url: str) -> Letter:
+def security(kind: str, when: str, url: str, *, detail: str | None = None) -> Letter:
     subject, what = SECURITY_WORDS[kind]
+    said = f"{what} ({when})"
+    if detail:
+        said = f"{what} ({detail}, {when})"
     return Letter(
         subject=subject,
-        paragraphs=(f"{what} ({when})",),
+        paragraphs=(said,),
         action=Action("Review your account", url),
         after=(
             "If this was you, you need do nothing. If not, set a new password at once with "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from vault.base import utcnow
@@ -157,11 +157,13 @@ def queue_security_notice(
     kind: str,
     *,
     to: str | None = None,
+    detail: str | None = None,
     now: datetime | None = None,
 ) -> None:
     """Record a security notice and mail it (in the caller's transaction), to ``to`` or else
     the account's sign-in address. ``kind``: password_changed, email_changed, factor_added,
-    factor_removed, new_device. These cannot be switched off."""
+    factor_removed, new_device. These cannot be switched off. ``detail``: a few words the mail
+    adds (the new device's coarse browser label), never personal data."""
     if kind not in SECURITY:
         raise ValueError(f"not a security notice: {kind}")
     now = now or utcnow()
@@ -169,7 +171,9 @@ def queue_security_notice(
     address = to or ProfileService(db, rt).email_of(account_id)
     if not address:
         return
-    letter = letters.security(kind, f"{now:%Y-%m-%d %H:%M} UTC", _url(rt, "/account"))
+    letter = letters.security(
+        kind, f"{now:%Y-%m-%d %H:%M} UTC", _url(rt, "/account"), detail=detail
+    )
     queue_mail(db, rt, account_id, kind, address, letter, now=now)
 
 
@@ -274,15 +278,17 @@ def send_due_notices(db: Session, rt: Runtime, *, now: datetime | None = None) -
 
 
 # -- the portal's list ------------------------------------------------------------------------
-def unread_count(db: Session, account_id: uuid.UUID) -> int:
-    return int(
-        db.scalar(
-            select(func.count())
-            .select_from(Notice)
-            .where(Notice.account_id == account_id, Notice.read_at.is_(None))
-        )
-        or 0
+def unread_query(account_id: uuid.UUID) -> Select[int]:
+    """How many notices of the account are unread (a query, to combine with others)."""
+    return (
+        select(func.count())
+        .select_from(Notice)
+        .where(Notice.account_id == account_id, Notice.read_at.is_(None))
     )
+
+
+def unread_count(db: Session, account_id: uuid.UUID) -> int:
+    return int(db.scalar(unread_query(account_id)) or 0)
 
 
 def listed(db: Session, account_id: uuid.UUID, limit: int = 100) -> list[ListedNotice]:

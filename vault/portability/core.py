@@ -11,7 +11,7 @@ from pydantic import Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from vault.accounts.models import Account, AccountSession, SignInThrottle
+from vault.accounts.models import Account, AccountSession, KnownDevice, SignInThrottle
 from vault.crypto import blind_index, normalise_email
 from vault.errors import InvalidInput
 from vault.keystore import KeyStore
@@ -176,14 +176,18 @@ class CorePart:
         db.flush()
 
     def erase(self, db: Session, rt: Runtime, owner_id: uuid.UUID, context: ErasureContext) -> None:
-        """The profile, sessions, sign-in throttle, the data key (crypto-shredding every
-        ciphertext of the individual) and last the account row with its blind email index."""
+        """The profile, sessions, known devices, sign-in throttle, the data key (crypto-shredding
+        every ciphertext of the individual) and last the account row with its blind email
+        index."""
         email = ProfileService(db, rt).email_of(owner_id)
         context.deleted["profile_fields"] = deleted(
             db, delete(ProfileField).where(ProfileField.owner_id == owner_id)
         )
         context.deleted["sessions"] = deleted(
             db, delete(AccountSession).where(AccountSession.account_id == owner_id)
+        )
+        context.deleted["known_devices"] = deleted(
+            db, delete(KnownDevice).where(KnownDevice.account_id == owner_id)
         )
         if email:
             bucket = blind_index(

@@ -59,8 +59,9 @@ def report(outcome: DeliveryOutcome) -> None:
 
 JOBS_SECONDS = 5.0
 """The scheduled jobs run at most this often (closing intents on time needs well under a
-minute); webhooks are looked for every ``interval``, one indexed read of the waiting ones, so
-that a vendor hears of a new intent within about a second."""
+minute). Webhook delivery starts as soon as the transaction that queued a message commits
+(``consent.webhooks.wake``), and looks every ``interval`` in any case (one indexed read of
+the waiting ones), in case a wake-up was lost."""
 
 
 class Background:
@@ -131,8 +132,8 @@ def worker(
         typer.Option(
             min=0.1,
             max=3600,
-            help="Seconds between looks at the outbox (the jobs run every "
-            f"{JOBS_SECONDS:g} s, or this if longer).",
+            help="Seconds between looks at the outbox besides those a queued message "
+            f"wakes (the jobs run every {JOBS_SECONDS:g} s, or this if longer).",
         ),
     ] = 1.0,
 ) -> None:
@@ -158,7 +159,10 @@ def worker(
 
         for sig in previous:
             signal.signal(sig, request_stop)
-        typer.echo(f"webhook worker started; looking at the outbox every {interval:g} s")
+        typer.echo(
+            f"webhook worker started; looking at the outbox when messages are queued, "
+            f"and every {interval:g} s"
+        )
         try:
             background.run()
         finally:

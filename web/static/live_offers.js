@@ -49,7 +49,10 @@
   source.addEventListener("count", function (event) {
     var data = JSON.parse(event.data);
     if (count) { count.textContent = String(data.shown); }
-    if (nav) { nav.textContent = String(data.waiting); }
+    if (nav) {
+      nav.textContent = String(data.waiting);
+      nav.hidden = !data.waiting;
+    }
   });
 
   source.addEventListener("signed-out", function () {

@@ -24,6 +24,8 @@ from tests.vault.conftest import Deployment
 from vault.runtime import Runtime
 from vrm.app import create_app
 
+pytestmark = pytest.mark.migrated  # the database is not the subject: start at the head
+
 N = 300  # > 256: full and partial level-0 tiles, a partial level-1 tile
 TOKEN = re.compile(r"^vrm_at_[A-Za-z0-9_-]{43}$")
 LOG_PATH = "/api/audit/v1/log/"

@@ -1,0 +1,81 @@
+"""The profile read's tests again, on a database whose writes commit (the sessions bound to an
+engine, as in a served vault, not to one rolled-back connection).
+
+On PostgreSQL that is the read in the event loop (``read_profile_async`` on ``vault.pgasync``'s
+connections, the count on the limiter's async client): the path every served vault takes,
+which the rolled-back tests cannot reach (its connections could not see their uncommitted
+rows). On SQLite it is the threaded read in transactions of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from tests.conftest import test_settings as settings_for
+from tests.consent.factories import bearer, connect, individual, make_app
+from tests.vendor_api.test_profile import *  # noqa: F403 (the same tests, on these fixtures)
+from tests.vendor_api.test_profile import PROFILE
+from vault.db import make_engine
+from vault.migrate import upgrade
+from vault.runtime import Runtime
+
+
+@pytest.fixture(scope="module")
+def committed_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    engine = make_engine(new_database(backend, migrated=True))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def committed_runtime(
+    committed_engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Runtime:
+    keys: Path = tmp_path_factory.mktemp("keys") / "keys"
+    url = committed_engine.url.render_as_string(hide_password=False)
+    return Runtime.from_settings(settings_for(keys, url), engine=committed_engine)
+
+
+@pytest.fixture
+def rt(committed_runtime: Runtime) -> Runtime:
+    """Every test's sessions commit for real (the tests make their own people and apps)."""
+    return committed_runtime
+
+
+def test_a_served_postgresql_vault_reads_in_the_event_loop(app: FastAPI, backend: str) -> None:
+    assert (app.state.hot_pg is not None) == (backend == "postgresql")
+
+
+def test_after_the_database_drops_its_connections_one_read_fails_and_the_next_succeeds(
+    client: TestClient, db: Session, rt: Runtime, backend: str, committed_engine: Engine
+) -> None:
+    """A database restart (here: every connection of this database terminated) breaks the
+    kept connections; the read that meets one answers 503 and the next opens a new one."""
+    if backend != "postgresql":
+        pytest.skip("the event-loop connections are PostgreSQL's")
+    person = individual(client, db, rt, given_name="Ada")
+    app = make_app(db)
+    headers = bearer(db, rt, app, connect(db, rt, person, app, ["given_name"]))
+    assert client.get(PROFILE, headers=headers).status_code == 200
+    with committed_engine.connect() as other:
+        other.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    committed_engine.dispose()  # the threaded side's pool held terminated ones too
+
+    responses = [client.get(PROFILE, headers=headers) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [503, 200, 200]
+    assert responses[0].json()["error"] == "service_unavailable"
+    assert responses[2].json()["fields"] == {"given_name": "Ada"}
