@@ -316,8 +316,25 @@ WRITER_SQL_EVENT = (
 )
 
 
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a PostgreSQL backend has used so far, from /proc when the
+    server runs on this machine; None otherwise."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _writer_process(
-    conninfo: str, app_ids: list[str], seconds: float, seed: int, ready: Any, go: Any, out: Any
+    conninfo: str,
+    app_ids: list[str],
+    seconds: float,
+    seed: int,
+    ready: Any,
+    go: Any,
+    out: Any,
+    with_events: bool = True,
 ) -> None:
     """Threads, one per app id, each committing (change + consent event) transactions until
     the deadline, through psycopg directly: the two statements ``GrantService`` and
@@ -330,6 +347,7 @@ def _writer_process(
     from consent.ledger.merkle import canonical_json
 
     results: list[tuple[int, float]] = []
+    backend_cpu: list[float] = []
     lock = threading.Lock()
     connected = threading.Barrier(len(app_ids) + 1)
 
@@ -337,6 +355,8 @@ def _writer_process(
         source = EventSource(random.Random(seed * 1000 + n))
         got: list[tuple[int, float]] = []
         with psycopg.connect(conninfo) as conn:
+            pid = conn.info.backend_pid
+            cpu_before = _backend_cpu(pid)
             connected.wait()
             go.wait()
             deadline = time.time() + seconds
@@ -348,32 +368,39 @@ def _writer_process(
                 data = canonical_json({**event, "time": now.isoformat().replace("+00:00", "Z")})
                 with conn.pipeline():
                     conn.execute(WRITER_SQL_CHANGE, (f"Purpose {count}", app_id))
-                    cur = conn.execute(
-                        WRITER_SQL_EVENT,
-                        (data, event["event_type"], app_id, event["subject"], now),
-                    )
+                    if with_events:
+                        cur = conn.execute(
+                            WRITER_SQL_EVENT,
+                            (data, event["event_type"], app_id, event["subject"], now),
+                        )
                     conn.commit()
-                row = cur.fetchone()
+                row = cur.fetchone() if with_events else (-1,)
                 assert row is not None
                 got.append((int(row[0]), time.time()))
                 count += 1
+            cpu_after = _backend_cpu(pid)
         with lock:
             results.extend(got)
+            if cpu_before is not None and cpu_after is not None:
+                backend_cpu.append(cpu_after - cpu_before)
 
     threads = [threading.Thread(target=writer, args=(a, n)) for n, a in enumerate(app_ids)]
     for t in threads:
         t.start()
     connected.wait()
+    cpu_start = time.process_time()
     ready.put(True)
     for t in threads:
         t.join()
-    out.put(results)
+    client_cpu = time.process_time() - cpu_start
+    out.put((results, client_cpu, sum(backend_cpu) if len(backend_cpu) == len(threads) else None))
 
 
 def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     """``--writers`` concurrent writers (in ``--processes`` processes) commit a change and its
     consent event each, for ``--seconds``, while a sequencer runs as ``vrm worker`` runs it
-    (every ``SEQUENCE_INTERVAL`` s, a transaction of its own)."""
+    (again at once after a run with work, every ``SEQUENCE_INTERVAL`` s when idle; a transaction
+    of its own each)."""
     import multiprocessing
     import threading
 
@@ -402,25 +429,39 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
             apps.append(str(app.id))
     print(
         f"{db_label}; {os.cpu_count()} CPUs; {writers} writers in {procs} processes for "
-        f"{args.seconds:g} s; sequencer every {SEQUENCE_INTERVAL} s",
+        f"{args.seconds:g} s; sequencer at once after a run with work, every {SEQUENCE_INTERVAL} s "
+        "when idle",
         flush=True,
     )
     conninfo = rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     integrated_at: dict[int, float] = {}
     runs: list[tuple[int, float]] = []  # (events, seconds) per sequencer run that did work
     stop = threading.Event()
+    seq_cpu: dict[str, float | None] = {}
 
     def sequencer() -> None:
+        with rt.engine.connect() as conn:  # the pool's connection the sequencer then uses
+            pid = conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        backend_before = _backend_cpu(pid)
+        thread_before = time.thread_time()
         while not stop.is_set():
             started = time.perf_counter()
             with rt.sessions() as db, db.begin():
                 done = integrate(db)
             now = time.time()
-            if done.count:
+            if done.count:  # as `vrm worker`: again at once after a run with work
                 runs.append((done.count, time.perf_counter() - started))
                 for pending_id in done.indexes:
                     integrated_at[pending_id] = now
-            stop.wait(SEQUENCE_INTERVAL)
+            else:
+                stop.wait(SEQUENCE_INTERVAL)
+        seq_cpu["python"] = time.thread_time() - thread_before
+        backend_after = _backend_cpu(pid)
+        seq_cpu["backend"] = (
+            backend_after - backend_before
+            if backend_before is not None and backend_after is not None
+            else None
+        )
 
     seq_thread = threading.Thread(target=sequencer)
     seq_thread.start()
@@ -428,7 +469,10 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     workers = [
-        ctx.Process(target=_writer_process, args=(conninfo, chunk, args.seconds, n, ready, go, out))
+        ctx.Process(
+            target=_writer_process,
+            args=(conninfo, chunk, args.seconds, n, ready, go, out, not args.without_events),
+        )
         for n, chunk in enumerate(chunks)
     ]
     for process in workers:
@@ -440,7 +484,10 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     parts = [out.get() for _ in workers]
     for process in workers:
         process.join()
-    written = [item for part in parts for item in part]
+    written = [item for part, _, _ in parts for item in part]
+    client_cpu = sum(cpu for _, cpu, _ in parts)
+    backends = [cpu for _, _, cpu in parts]
+    writer_backend_cpu = None if None in backends else sum(b for b in backends if b is not None)
     deadline = time.time() + 30
     while time.time() < deadline:
         with rt.sessions() as db:
@@ -453,6 +500,14 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
 
     commits = [t for _, t in written]
     span = max(commits) - start_at
+    if args.without_events:
+        n = len(written)
+        print(f"  changes committed (no consent event): {n:,} in {span:.1f} s: {n / span:,.0f} /s")
+        print(
+            f"  CPU per change: writers' client {client_cpu * 1e6 / n:,.0f} us, their PostgreSQL "
+            + ("n/a" if writer_backend_cpu is None else f"{writer_backend_cpu * 1e6 / n:,.0f} us")
+        )
+        return
     print(f"  events committed: {len(written):,} in {span:.1f} s: {len(written) / span:,.0f} /s")
     latencies = sorted(integrated_at[i] - t for i, t in written if i in integrated_at)
     missing = len(written) - len(latencies)
@@ -467,6 +522,25 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
         f"  sequencer: {len(runs)} runs with work, {statistics.median([n for n, _ in runs]):.0f} "
         f"events per run (median), {statistics.median(per_run):,.0f} events/s while running"
     )
+    n = len(written)
+
+    def per_event(cpu: float | None) -> str:
+        return "n/a" if cpu is None else f"{cpu * 1e6 / n:,.0f} us"
+
+    print(
+        f"  CPU per event: writers' client (Python, psycopg) {per_event(client_cpu)}, their "
+        f"PostgreSQL backends {per_event(writer_backend_cpu)}; sequencer (Python) "
+        f"{per_event(seq_cpu['python'])}, its backend {per_event(seq_cpu['backend'])}"
+    )
+    if writer_backend_cpu is not None and seq_cpu["backend"] is not None:
+        vault = writer_backend_cpu + seq_cpu["backend"] + (seq_cpu["python"] or 0.0)
+        whole = vault + client_cpu
+        cores = os.cpu_count() or 1
+        print(
+            f"  => on {cores} dedicated cores (CPU-bound, WAL writer and fsync aside): "
+            f"{cores * n / whole:,.0f} events/s with these writer clients on the same cores, "
+            f"{cores * n / vault:,.0f} events/s for the database and the sequencer alone"
+        )
     with rt.sessions() as db:
         rows = db.execute(select(LedgerEntry.index).order_by(LedgerEntry.index)).scalars().all()
     assert list(rows) == list(range(len(rows))), "indexes are not gap-free"
@@ -494,7 +568,17 @@ def seed_bulk(rt: Runtime, entries: int, seed: int) -> tuple[float, str]:
     fd, export_path = tempfile.mkstemp(suffix=".jsonl")
     os.close(fd)
     entries_out = open(export_path + ".entries", "wb")  # noqa: SIM115
+    chunk = 20_000
     with psycopg.connect(conninfo) as conn:
+        # A bulk load: the secondary indexes are dropped first and built once at the end
+        # (several times quicker than keeping them up to date row by row).
+        secondary = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'ledger_entries' "
+            "AND indexname <> 'ledger_entries_pkey' AND indexdef NOT LIKE '%UNIQUE%'"
+        ).fetchall()
+        for name, _ in secondary:
+            conn.execute(f'DROP INDEX "{name}"')
+        nodes: list[tuple[int, int, bytes]] = []
         with (
             conn.cursor() as cur,
             cur.copy(
@@ -502,39 +586,39 @@ def seed_bulk(rt: Runtime, entries: int, seed: int) -> tuple[float, str]:
                 "occurred_at) FROM STDIN"
             ) as copy_entries,
         ):
-            nodes: list[tuple[int, int, bytes]] = []
-            for index in range(entries):
-                event = source.next()
-                moment = when + timedelta(milliseconds=index)
-                data = canonical_json(
-                    {**event, "index": index, "time": moment.isoformat().replace("+00:00", "Z")}
-                )
-                digest = leaf_hash(data)
-                copy_entries.write_row(
-                    (
-                        index,
-                        data,
-                        digest,
-                        event["event_type"],
-                        event["vendor_id"],
-                        event["subject"],
-                        moment,
+            for first in range(0, entries, chunk):
+                rows = []
+                for index in range(first, min(first + chunk, entries)):
+                    event = source.next()
+                    moment = when + timedelta(milliseconds=index)
+                    data = canonical_json(
+                        {**event, "index": index, "time": moment.isoformat().replace("+00:00", "Z")}
                     )
-                )
-                entries_out.write(data + b"\n")
-                current, level, position = digest, 0, index
-                while position & 1:
-                    current = node_hash(frontier.pop(), current)
-                    level += 1
-                    position >>= 1
-                    nodes.append((level, position, current))
-                frontier.append(current)
+                    digest = leaf_hash(data)
+                    # COPY text, as the sequencer writes it (bytea in hex; no tab, newline or
+                    # backslash in these values)
+                    rows.append(
+                        f"{index}\t\\\\x{data.hex()}\t\\\\x{digest.hex()}\t{event['event_type']}"
+                        f"\t{event['vendor_id']}\t{event['subject']}\t{moment.isoformat()}\n"
+                    )
+                    entries_out.write(data + b"\n")
+                    current, level, position = digest, 0, index
+                    while position & 1:
+                        current = node_hash(frontier.pop(), current)
+                        level += 1
+                        position >>= 1
+                        nodes.append((level, position, current))
+                    frontier.append(current)
+                copy_entries.write("".join(rows).encode("utf-8"))
         with (
             conn.cursor() as cur,
             cur.copy("COPY ledger_nodes (level, index, hash) FROM STDIN") as copy_nodes,
         ):
-            for node in nodes:
-                copy_nodes.write_row(node)
+            copy_nodes.write(
+                "".join(f"{lv}\t{i}\t\\\\x{h.hex()}\n" for lv, i, h in nodes).encode("ascii")
+            )
+        for _, definition in secondary:
+            conn.execute(definition)
         conn.execute(
             "UPDATE ledger_head SET size = %s, frontier = %s WHERE id = 1",
             (entries, json.dumps([h.hex() for h in frontier])),
@@ -557,10 +641,53 @@ def seed_bulk(rt: Runtime, entries: int, seed: int) -> tuple[float, str]:
     return time.perf_counter() - started, export_path
 
 
+def asgi_cpu(
+    app: Any, token: str, n: int, count: int, rng: random.Random
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU milliseconds of each of ``count`` requests to the app straight through
+    ASGI (no client, no HTTP server): the bare authenticated endpoint and both proofs."""
+    import asyncio
+
+    from bench.cpu import asgi_call, lifespan
+
+    headers = {"authorization": f"Bearer {token}"}
+
+    def paths(kind: str) -> str:
+        if kind == "inclusion proof":
+            return f"/api/audit/v1/proofs/inclusion?index={rng.randrange(n)}&size={n}"
+        if kind == "consistency proof":
+            return f"/api/audit/v1/proofs/consistency?first={rng.randrange(1, n)}&second={n}"
+        return "/api/audit/v1/public-key"
+
+    async def go() -> dict[str, tuple[list[float], list[float]]]:
+        stop = await lifespan(app)
+        out: dict[str, tuple[list[float], list[float]]] = {}
+        try:
+            for kind in ("bare authenticated endpoint", "inclusion proof", "consistency proof"):
+                wall: list[float] = []
+                used: list[float] = []
+                for i in range(count + 50):
+                    call = asgi_call(app, "GET", paths(kind), headers)
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    status = await call()
+                    if status != 200:
+                        raise SystemExit(f"{kind}: status {status}")
+                    if i >= 50:  # after a warm-up
+                        wall.append((time.perf_counter() - start) * 1000)
+                        used.append((time.process_time() - start_cpu) * 1000)
+                out[kind] = (wall, used)
+        finally:
+            await stop()
+        return out
+
+    return asyncio.run(go())
+
+
 def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     from fastapi.testclient import TestClient
 
     from vault.accounts.models import Role
+    from vault.accounts.tokens import issue_token
     from vault.signup import sign_up
     from vrm.app import create_app
 
@@ -571,7 +698,8 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     try:
         password = secrets.token_urlsafe(16)
         with rt.sessions() as db, db.begin():
-            sign_up(db, rt, "auditor@bench.example", password, role=Role.AUDITOR)
+            auditor = sign_up(db, rt, "auditor@bench.example", password, role=Role.AUDITOR)
+            api_token = issue_token(db, rt, auditor, label="bench", days=1).token
         rng = random.Random(args.seed)
         with TestClient(create_app(runtime=rt), base_url="http://127.0.0.1") as client:
             page = client.get("/signin").text
@@ -585,21 +713,26 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
             vkey = public_key_text(rt)
             root = client.get("/api/audit/v1/checkpoint").json()["root"]
 
-            def timed(path: str, params: dict[str, int]) -> float:
-                start = time.perf_counter()
+            cpu: dict[str, list[float]] = {"bare": [], "incl": [], "cons": []}
+
+            def timed(path: str, params: dict[str, int], kind: str = "incl") -> float:
+                start, start_cpu = time.perf_counter(), time.process_time()
                 response = client.get(path, params=params)
                 ms = (time.perf_counter() - start) * 1000
+                cpu[kind].append((time.process_time() - start_cpu) * 1000)
                 assert response.status_code == 200, response.text
                 assert response.json()["root"] == root
                 return ms
 
             for _ in range(50):  # warm up
                 timed("/api/audit/v1/proofs/inclusion", {"index": rng.randrange(n), "size": n})
+            cpu["incl"].clear()
             bare = []
             for _ in range(args.proofs):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 client.get("/api/audit/v1/public-key")
                 bare.append((time.perf_counter() - start) * 1000)
+                cpu["bare"].append((time.process_time() - start_cpu) * 1000)
             incl = [
                 timed("/api/audit/v1/proofs/inclusion", {"index": rng.randrange(n), "size": n})
                 for _ in range(args.proofs)
@@ -608,18 +741,21 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
                 timed(
                     "/api/audit/v1/proofs/consistency",
                     {"first": rng.randrange(1, n), "second": n},
+                    "cons",
                 )
                 for _ in range(args.proofs)
             ]
+        asgi = asgi_cpu(create_app(runtime=rt), api_token, n, args.proofs, rng)
         with rt.sessions() as db:
             tree = StoredTree(db)
-            direct = []
+            direct, direct_cpu = [], []
             for _ in range(args.proofs):
                 index = rng.randrange(n)
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 tree = StoredTree(db)
                 got_root, proof = tree.prove_inclusion(index, n)
                 direct.append((time.perf_counter() - start) * 1000)
+                direct_cpu.append((time.process_time() - start_cpu) * 1000)
                 leaf = tree.subtree(0, index)
                 assert verify_inclusion(leaf, index, n, proof, got_root)
 
@@ -628,30 +764,40 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
 
         print(
             f"  audit API in-process (TestClient, no network), {args.proofs} requests each, "
-            "p50 / p95 ms:"
+            "p50 / p95 wall ms, and p50 CPU ms of this process (client and app; the database "
+            "server's not counted):"
         )
+        rows = [
+            ("bare authenticated endpoint (/public-key)", bare, cpu["bare"]),
+            ("inclusion proof", incl, cpu["incl"]),
+            ("consistency proof", cons, cpu["cons"]),
+            ("StoredTree.prove_inclusion alone (1 query)", direct, direct_cpu),
+        ]
+        for label, wall, used in rows:
+            print(
+                f"    {label + ':':44} {p(wall, 50):7.2f} / {p(wall, 95):7.2f}   "
+                f"CPU {p(used, 50):6.2f}"
+            )
         print(
-            f"    bare authenticated endpoint (/public-key): {p(bare, 50):.2f} / {p(bare, 95):.2f}"
+            "  the app alone, straight through ASGI (as bench/cpu.py; auditor API token; no "
+            "client), p50 / p95 wall ms, and p50 CPU ms:"
         )
-        print(
-            f"    inclusion proof:                           {p(incl, 50):.2f} / {p(incl, 95):.2f}"
-        )
-        print(
-            f"    consistency proof:                         {p(cons, 50):.2f} / {p(cons, 95):.2f}"
-        )
-        print(
-            f"    StoredTree.prove_inclusion alone (1 query): {p(direct, 50):.2f} / "
-            f"{p(direct, 95):.2f}"
-        )
-        start = time.perf_counter()
+        for label, (wall, used) in asgi.items():
+            print(
+                f"    {label + ':':44} {p(wall, 50):7.2f} / {p(wall, 95):7.2f}   "
+                f"CPU {p(used, 50):6.2f}"
+            )
+        start, start_cpu = time.perf_counter(), time.process_time()
         with open(export_path, encoding="utf-8", newline="") as fh:
             report = verify_export(fh, vkey)
         verify_s = time.perf_counter() - start
+        verify_cpu = time.process_time() - start_cpu
         assert report.ok and report.entries_checked == n, report.problems
         size_mb = os.path.getsize(export_path) / 1e6
         print(
             f"  offline verification of the export ({size_mb:.0f} MB, no proofs): "
-            f"{verify_s:.1f} s ({n / verify_s:,.0f} entries/s), OK"
+            f"{verify_s:.1f} s wall, {verify_cpu:.1f} s CPU ({n / verify_cpu:,.0f} entries per "
+            "CPU-second), OK"
         )
         if args.keep_export:
             print(f"  export kept at {export_path}")
@@ -689,6 +835,12 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=32)
     parser.add_argument("--processes", type=int, default=4, help="writer processes")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--without-events",
+        action="store_true",
+        help="for --scenario sequencer: the writers commit their change alone (no consent "
+        "event), to see what recording the event adds",
+    )
     parser.add_argument("--entries", type=int, default=1_000_000, help="for --scenario scale")
     parser.add_argument("--keep-export", action="store_true")
     args = parser.parse_args()

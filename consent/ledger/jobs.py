@@ -12,7 +12,8 @@ from vault.jobs import Job, JobFailed
 from vault.runtime import Runtime
 
 SEQUENCE_INTERVAL = 0.25
-"""Seconds between sequencer runs in ``vrm worker`` (a run with nothing pending is one read)."""
+"""Seconds between sequencer runs in ``vrm worker`` while nothing is pending (a run with nothing
+pending is one read); a run that integrated events is followed by another at once."""
 
 
 def _sequence(db: Session, rt: Runtime) -> str | None:
@@ -35,8 +36,9 @@ def _sign_checkpoint(db: Session, rt: Runtime) -> str | None:
 
 SIGN_CHECKPOINT = Job("sign a ledger checkpoint", _sign_checkpoint)
 SEQUENCE_LEDGER = Job("integrate pending ledger events", _sequence)
-"""The sequencer: ``vrm worker`` runs it every :data:`SEQUENCE_INTERVAL` seconds on a thread of
-its own, and on every pass before signing a checkpoint."""
+"""The sequencer: ``vrm worker`` runs it on a thread of its own, again at once after a run that
+integrated events and every :data:`SEQUENCE_INTERVAL` seconds otherwise, and on every pass
+before signing a checkpoint."""
 
 
 def _collect_cosignatures(db: Session, rt: Runtime) -> str | None:

@@ -1,8 +1,10 @@
 """The consent ledger served as a C2SP tlog-tiles log under ``/api/audit/v1/log/``.
 
-``checkpoint`` is the latest signed checkpoint; ``tile/<L>/<N>[.p/<W>]`` and
-``tile/entries/<N>[.p/<W>]`` are hash tiles and entry bundles of the tree that checkpoint
-signed, and no further. For auditors (portal session or API token) unless
+``checkpoint`` is the published checkpoint, as the audit API's: the latest signed one, or
+with ``VRM_LEDGER_WITNESS_QUORUM`` set the latest one that quorum of witnesses cosigned, with
+their cosignatures (C2SP tlog-cosignature) as signature lines after the vault's own.
+``tile/<L>/<N>[.p/<W>]`` and ``tile/entries/<N>[.p/<W>]`` are hash tiles and entry bundles of
+the tree that checkpoint signed, and no further. For auditors (portal session or API token) unless
 ``VRM_LEDGER_PUBLIC`` opens them to anyone. Full tiles never change and are cached for a
 year; partial tiles and the checkpoint briefly. Without ``VRM_LEDGER_PUBLIC`` the cache
 headers are ``private``, so no shared cache hands an auditor's tiles to someone else.
@@ -10,17 +12,22 @@ headers are ``private``, so no shared cache hands an auditor's tiles to someone 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from fastapi import Response
+from fastapi import Request, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from consent.ledger.dependencies import LogReaderDep
+from consent.ledger.dependencies import require_log_reader
 from consent.ledger.endpoints import LedgerDamaged
-from consent.ledger.service import latest_checkpoint
 from consent.ledger.tiles import TileDamaged, TileNotFound, parse_tile_path, read_tile
-from vault.dependencies import DbDep, RuntimeDep
+from consent.ledger.witnessing import published_checkpoint, published_row
+from vault.db import unit_of_work
 from vault.errors import Forbidden, NotAuthenticated, NotFound, error_responses
 from vault.routing import APIRouter
+from vault.runtime import Runtime
 
 PREFIX = "/api/audit/v1/log"
 router = APIRouter(prefix=PREFIX, tags=["audit"])
@@ -43,22 +50,42 @@ def _content(media_type: str, description: str) -> dict[int | str, dict[str, Any
 
 _errors = error_responses(NotAuthenticated, Forbidden, NotFound)
 
+_T = TypeVar("_T")
+
+
+def _as_reader(request: Request, work: Callable[[Session, Runtime], _T]) -> _T:
+    """The request's unit of work, its reader checked (an auditor, or anyone when the log is
+    public), then ``work``: all on one worker thread, where dependencies would each hand off
+    to one (tlog clients fetch tiles by the thousand)."""
+    rt: Runtime = request.app.state.runtime
+    with contextmanager(unit_of_work)(rt.sessions) as db:
+        require_log_reader(request, db, rt)
+        return work(db, rt)
+
 
 @router.get(
     "/checkpoint",
     response_class=Response,
-    responses={**_content(CHECKPOINT_TYPE, "The latest signed checkpoint."), **_errors},
+    responses={**_content(CHECKPOINT_TYPE, "The published checkpoint."), **_errors},
 )
-def log_checkpoint(reader: LogReaderDep, db: DbDep, rt: RuntimeDep) -> Response:
-    """The latest signed checkpoint (C2SP tlog-checkpoint in a signed note), as text."""
-    row = latest_checkpoint(db)
-    if row is None:
-        raise NotFound("No checkpoint has been signed yet.")
-    return Response(
-        row.note.encode("utf-8"),
-        media_type=CHECKPOINT_TYPE,
-        headers={"Cache-Control": _cache(rt.settings.ledger_public, CHECKPOINT_SECONDS)},
-    )
+async def log_checkpoint(request: Request) -> Response:
+    """The published checkpoint (C2SP tlog-checkpoint in a signed note), as text: the latest
+    signed one, or with a witness quorum set the latest one the quorum cosigned, with their
+    cosignatures (C2SP tlog-cosignature) after the vault's signature."""
+
+    def read(db: Session, rt: Runtime) -> Response:
+        published = published_checkpoint(db, rt)
+        if published is None:
+            if rt.settings.ledger_witness_quorum:
+                raise NotFound("No checkpoint has been cosigned by a quorum of witnesses yet.")
+            raise NotFound("No checkpoint has been signed yet.")
+        return Response(
+            published[1].encode("utf-8"),
+            media_type=CHECKPOINT_TYPE,
+            headers={"Cache-Control": _cache(rt.settings.ledger_public, CHECKPOINT_SECONDS)},
+        )
+
+    return await run_in_threadpool(_as_reader, request, read)
 
 
 @router.get(
@@ -69,28 +96,35 @@ def log_checkpoint(reader: LogReaderDep, db: DbDep, rt: RuntimeDep) -> Response:
         **error_responses(NotAuthenticated, Forbidden, NotFound, LedgerDamaged),
     },
 )
-def log_tile(path: str, reader: LogReaderDep, db: DbDep, rt: RuntimeDep) -> Response:
+async def log_tile(path: str, request: Request) -> Response:
     """A hash tile ``<L>/<N>[.p/<W>]`` or an entry bundle ``entries/<N>[.p/<W>]`` of the tree
-    of the latest signed checkpoint (C2SP tlog-tiles)."""
-    try:
-        ref = parse_tile_path(path)
-    except TileNotFound:
-        raise NotFound("There is no such tile: see c2sp.org/tlog-tiles for tile paths.") from None
-    row = latest_checkpoint(db)
-    try:
-        if row is None:
-            raise TileNotFound(path)
-        data = read_tile(db, ref, row.size)
-    except TileDamaged as exc:
-        raise LedgerDamaged(
-            f"The stored ledger cannot give this tile ({exc}): its storage was damaged or altered."
-        ) from exc
-    except TileNotFound:
-        raise NotFound("The signed tree has no such tile (yet).") from None
-    public = rt.settings.ledger_public
-    cache = (
-        _cache(public, IMMUTABLE_SECONDS, immutable=True)
-        if ref.is_full
-        else _cache(public, PARTIAL_SECONDS)
-    )
-    return Response(data, media_type=TILE_TYPE, headers={"Cache-Control": cache})
+    of the published checkpoint (C2SP tlog-tiles)."""
+
+    def read(db: Session, rt: Runtime) -> Response:
+        try:
+            ref = parse_tile_path(path)
+        except TileNotFound:
+            raise NotFound(
+                "There is no such tile: see c2sp.org/tlog-tiles for tile paths."
+            ) from None
+        row = published_row(db, rt)
+        try:
+            if row is None:
+                raise TileNotFound(path)
+            data = read_tile(db, ref, row.size)
+        except TileDamaged as exc:
+            raise LedgerDamaged(
+                f"The stored ledger cannot give this tile ({exc}): its storage was damaged or "
+                "altered."
+            ) from exc
+        except TileNotFound:
+            raise NotFound("The signed tree has no such tile (yet).") from None
+        public = rt.settings.ledger_public
+        cache = (
+            _cache(public, IMMUTABLE_SECONDS, immutable=True)
+            if ref.is_full
+            else _cache(public, PARTIAL_SECONDS)
+        )
+        return Response(data, media_type=TILE_TYPE, headers={"Cache-Control": cache})
+
+    return await run_in_threadpool(_as_reader, request, read)

@@ -8,7 +8,7 @@ Streams the entry bundles: memory is 32 bytes per entry, as for an export.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 
@@ -79,8 +79,12 @@ def verify_tiles(
     previous_checkpoint: str | None = None,
     *,
     token: str | None = None,
+    witnesses: Sequence[str] = (),
+    quorum: int = 0,
 ) -> VerifyReport:
-    """Verify the log served as tlog-tiles at ``prefix`` against the trusted ``vkey``.
+    """Verify the log served as tlog-tiles at ``prefix`` against the trusted ``vkey``; with
+    ``quorum`` > 0 its checkpoint must carry cosignatures (C2SP tlog-cosignature) by that many
+    of the trusted ``witnesses`` (their verifier keys).
 
     Never raises for what the server sends: everything wrong is in the report.
     """
@@ -117,7 +121,13 @@ def verify_tiles(
                 yield start + i, entry
 
     try:
-        report = verify_export(export_rows(note, entries()), vkey, previous_checkpoint)
+        report = verify_export(
+            export_rows(note, entries()),
+            vkey,
+            previous_checkpoint,
+            witnesses=witnesses,
+            quorum=quorum,
+        )
     except (FetchFailed, ValueError) as exc:  # ValueError: a malformed entry bundle
         report = VerifyReport(ok=False)
         report._fail(f"the log could not be read: {exc}")
@@ -157,11 +167,25 @@ def _check_upper_tiles(
 
 
 def main_verify_tiles(
-    url: str, vkey: str, previous_checkpoint: str | None = None, *, token: str | None = None
+    url: str,
+    vkey: str,
+    previous_checkpoint: str | None = None,
+    *,
+    token: str | None = None,
+    witnesses: Sequence[str] = (),
+    quorum: int = 0,
 ) -> int:
     """``vrm ledger verify --tiles-url URL``: prints the report, returns the exit status."""
     with httpx.Client(follow_redirects=False, timeout=TIMEOUT_SECONDS) as client:
-        report = verify_tiles(client, url, vkey, previous_checkpoint, token=token)
+        report = verify_tiles(
+            client,
+            url,
+            vkey,
+            previous_checkpoint,
+            token=token,
+            witnesses=witnesses,
+            quorum=quorum,
+        )
     for line in describe(report, what="the log served at " + url):
         print(line)
     return 0 if report.ok else 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -85,32 +85,47 @@ def cosigned_note(db: Session, row: LedgerCheckpoint, keys: list[str] | None = N
     return with_signatures(row.note, cosignature_lines(db, row.size, keys))
 
 
-def _quorum_sizes(keys: list[str], quorum: int) -> Select[int]:
-    return (
-        select(LedgerCosignature.checkpoint_size)
-        .where(LedgerCosignature.witness.in_(keys))
-        .group_by(LedgerCosignature.checkpoint_size)
-        .having(func.count() >= quorum)
+def _cosigned_by_quorum(keys: list[str], quorum: int) -> ColumnElement[bool]:
+    """A condition on a ``LedgerCheckpoint`` row: at least ``quorum`` of the witnesses
+    ``keys`` cosigned it. Correlated, one primary-key range per checkpoint, so a query that
+    walks the checkpoints in size order and stops at the first match (``LIMIT 1``) reads a
+    few of them, not every cosignature ever stored."""
+    count = (
+        select(func.count())
+        .select_from(LedgerCosignature)
+        .where(
+            LedgerCosignature.checkpoint_size == LedgerCheckpoint.size,
+            LedgerCosignature.witness.in_(keys),
+        )
+        .correlate(LedgerCheckpoint)
+        .scalar_subquery()
     )
+    return count >= quorum
+
+
+def published_row(db: Session, rt: Runtime) -> LedgerCheckpoint | None:
+    """The checkpoint the vault publishes: the latest one at least
+    ``VRM_LEDGER_WITNESS_QUORUM`` of the configured witnesses cosigned (the latest one of all
+    when the quorum is 0). None when there is none yet."""
+    quorum = rt.settings.ledger_witness_quorum
+    if quorum == 0:
+        return latest_checkpoint(db)
+    keys = [w.key.text for w in configured(rt.settings)]
+    return db.scalars(
+        select(LedgerCheckpoint)
+        .where(_cosigned_by_quorum(keys, quorum))
+        .order_by(LedgerCheckpoint.size.desc())
+        .limit(1)
+    ).one_or_none()
 
 
 def published_checkpoint(db: Session, rt: Runtime) -> tuple[LedgerCheckpoint, str] | None:
-    """The checkpoint the vault publishes and its note with the configured witnesses'
-    cosignatures: the latest one at least ``VRM_LEDGER_WITNESS_QUORUM`` of them cosigned
-    (the latest one of all when the quorum is 0). None when there is none yet."""
-    keys = [w.key.text for w in configured(rt.settings)]
-    quorum = rt.settings.ledger_witness_quorum
-    if quorum == 0:
-        row = latest_checkpoint(db)
-    else:
-        row = db.scalars(
-            select(LedgerCheckpoint)
-            .where(LedgerCheckpoint.size.in_(_quorum_sizes(keys, quorum)))
-            .order_by(LedgerCheckpoint.size.desc())
-            .limit(1)
-        ).one_or_none()
+    """The checkpoint the vault publishes (:func:`published_row`) and its note with the
+    configured witnesses' cosignatures. None when there is none yet."""
+    row = published_row(db, rt)
     if row is None:
         return None
+    keys = [w.key.text for w in configured(rt.settings)]
     return row, cosigned_note(db, row, keys)
 
 
@@ -121,7 +136,7 @@ def covering_checkpoint(db: Session, rt: Runtime, size: int) -> LedgerCheckpoint
     query = select(LedgerCheckpoint).where(LedgerCheckpoint.size >= size)
     if quorum > 0:
         keys = [w.key.text for w in configured(rt.settings)]
-        query = query.where(LedgerCheckpoint.size.in_(_quorum_sizes(keys, quorum)))
+        query = query.where(_cosigned_by_quorum(keys, quorum))
     return db.scalars(query.order_by(LedgerCheckpoint.size).limit(1)).one_or_none()
 
 

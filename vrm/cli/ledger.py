@@ -169,23 +169,18 @@ def ledger_verify(
 ) -> None:
     """Verify the ledger (no database): signature, root, order, consistency; from an export
     file, or from the tiles a vault serves (every entry bundle and hash tile is checked); with
-    --witness (exports), cosignatures by a quorum of the witnesses."""
+    --witness, the checkpoint's cosignatures by a quorum of the witnesses."""
     if public_key is None:
         raise fail("give the verifier key: --public-key FILE (from `vrm ledger public-key`)")
     if (export is None) == (tiles_url is None):
         raise fail("give either an export file or --tiles-url, not both or neither")
+    needed = _quorum(witness, quorum)
     if tiles_url is None:
         assert export is not None
-        needed = _quorum(witness, quorum)
         raise typer.Exit(
             code=main_verify(
                 export, public_key, previous_checkpoint, witnesses=witness, quorum=needed
             )
-        )
-    if witness or quorum:
-        raise fail(
-            "--witness and --quorum check an export's cosigned checkpoint; the tiles' "
-            "checkpoint is the vault's own signature only"
         )
     if not tiles_url.startswith(("https://", "http://")):
         raise fail("--tiles-url must be an http(s) URL")
@@ -197,7 +192,11 @@ def ledger_verify(
                 previous = fh.read().rstrip("\r\n") + "\n"
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"cannot read input: {exc}") from exc
-    raise typer.Exit(code=main_verify_tiles(tiles_url, vkey, previous, token=token))
+    raise typer.Exit(
+        code=main_verify_tiles(
+            tiles_url, vkey, previous, token=token, witnesses=witness, quorum=needed
+        )
+    )
 
 
 @app.command("verify-receipt")

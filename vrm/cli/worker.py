@@ -20,23 +20,25 @@ from vrm.logs import configure as configure_logging
 from vrm.wiring import FREQUENT_JOBS, JOBS
 
 
-def run_job(rt: Runtime, job: Job) -> None:
-    """One job in a transaction of its own; a failure is reported and the next job runs."""
+def run_job(rt: Runtime, job: Job) -> bool:
+    """One job in a transaction of its own; a failure is reported and the next job runs.
+    True when the job did some work (it returned a line)."""
     try:
         with rt.sessions() as session, session.begin():
             line = job.run(session, rt)
     except JobFailed as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
-        return
+        return False
     except OperationalError as exc:
         typer.echo(f"database unavailable ({type(exc.orig).__name__}); retrying")
-        return
+        return False
     except Exception as exc:  # keep the others running; say it on every pass until fixed
         # The type only: an exception's text can carry bound SQL parameters.
         typer.secho(f"error: {job.name} failed ({type(exc).__name__})", fg="red", err=True)
-        return
+        return False
     if line:
         typer.echo(line)
+    return bool(line)
 
 
 def run_jobs(rt: Runtime) -> None:
@@ -90,9 +92,11 @@ class Background:
                 self.stopping.wait(max(self.interval, JOBS_SECONDS))
 
         def every(job: Job, seconds: float) -> None:
+            # Again at once while it finds work (under load, each run takes what arrived
+            # during the one before), every ``seconds`` when idle.
             while not self.stopping.is_set():
-                run_job(self.rt, job)
-                self.stopping.wait(seconds)
+                if not run_job(self.rt, job):
+                    self.stopping.wait(seconds)
 
         scheduler = threading.Thread(target=jobs, name="vrm-jobs")
         frequent = [

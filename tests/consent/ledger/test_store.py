@@ -118,3 +118,38 @@ def test_proofs_read_every_hash_they_need_in_one_query(db: Session) -> None:
             assert tree.lookups <= 1
             assert got_root == root
             assert verify_consistency(old, size, root_from_leaf_hashes(leaves[:old]), root, proof)
+
+
+def test_a_batch_stores_every_column_as_recorded_whatever_the_characters(db: Session) -> None:
+    # The sequencer writes its batches as COPY text on PostgreSQL: tabs, newlines, backslashes
+    # and non-ASCII must come back as they went in, and missing values as NULL.
+    import uuid
+    from datetime import UTC, datetime
+
+    from consent.ledger.store import integrate, record
+
+    vendor = uuid.uuid4()
+    when = datetime(2026, 12, 7, 4, 30, 1, 123456, tzinfo=UTC)
+    subjects = ["p-tab\there", "p-line\nbreak\r", "p-back\\slash\\N", "p-ünï €", None]
+    pending = [
+        record(
+            db,
+            {
+                "event_type": "grant.given",
+                "vendor_id": str(vendor) if i % 2 else None,
+                "subject": s,
+                "purpose": "a\tb\\c\nd",
+            },
+            now=when,
+        )
+        for i, s in enumerate(subjects)
+    ]
+    done = integrate(db)
+    db.expire_all()
+    rows = [db.get_one(LedgerEntry, done.indexes[p.id]) for p in pending]
+    assert [r.subject for r in rows] == subjects
+    assert [r.vendor_id for r in rows] == [vendor if i % 2 else None for i in range(len(rows))]
+    assert {r.occurred_at for r in rows} == {when}
+    for row in rows:
+        assert row.leaf_hash == leaf_hash(row.entry)
+        assert b'"purpose":"a\\tb\\\\c\\nd"' in row.entry

@@ -24,7 +24,7 @@ from typing import IO, Any
 import httpx
 import pytest
 from click.testing import Result
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -572,3 +572,98 @@ def test_quorum_counts_distinct_trusted_witnesses_and_ignores_unknown_ones() -> 
             trusted,
             1,
         )
+
+
+# -- the cosigned checkpoint served with the tiles ------------------------------------------------
+
+
+def spec_cosignature(note: str, wvkey: str) -> int:
+    """c2sp.org/tlog-cosignature, from the spec alone: the line by the witness key ``wvkey``
+    (``name+keyid+base64(0x04 || key)``) verifies over ``cosignature/v1``, ``time <t>`` and the
+    checkpoint body; returns its timestamp."""
+    name, key_id_hex, key_b64 = wvkey.split("+", 2)
+    key_data = base64.b64decode(key_b64)
+    assert key_data[0] == 0x04 and len(key_data) == 33
+    key_id = hashlib.sha256(name.encode() + b"\n" + key_data).digest()[:4]
+    assert key_id.hex() == key_id_hex
+    body, _, signatures = note.rpartition("\n\n")
+    body += "\n"
+    for line in signatures.rstrip("\n").split("\n"):
+        signer, blob_b64 = line.removeprefix("\u2014 ").split(" ")
+        blob = base64.b64decode(blob_b64)
+        if signer == name and blob[:4] == key_id:
+            assert len(blob) == 4 + 8 + 64
+            timestamp = int.from_bytes(blob[4:12], "big")
+            message = f"cosignature/v1\ntime {timestamp}\n{body}".encode()
+            Ed25519PublicKey.from_public_bytes(key_data[1:]).verify(blob[12:], message)
+            return timestamp
+    raise AssertionError(f"no cosignature by {name} on:\n{note}")
+
+
+def test_the_tiles_checkpoint_carries_the_quorums_cosignatures_and_verify_can_require_them(
+    witnessed: Witnessed, tmp_path: Path
+) -> None:
+    from tests.consent.ledger.test_tiles import LOG, SpecClient, bearer, open_checkpoint
+    from tests.consent.ledger.test_tiles_cli import Served, add_auditor, make_token
+
+    size = 300  # > 256: full and partial tiles at level 0, a partial one at level 1
+    witnessed.append(0, size)
+    witnessed.checkpoint()
+    token = make_token(witnessed.deployment, add_auditor(witnessed.deployment))
+    headers = bearer(token)
+    other = witnessed.deployment.ok(
+        "witness", "key", "--key", str(tmp_path / "w2.key"), "--name", "auditor.example/w2"
+    ).strip()
+
+    def verify(*args: str) -> Result:
+        return witnessed.deployment.cli(
+            "ledger", "verify", "--tiles-url", server.url + LOG, "--token", token,
+            "--public-key", str(witnessed.dir / "vault.pub"), *args,
+        )  # fmt: skip
+
+    with Served(witnessed.deployment.runtime()) as server, httpx.Client(timeout=30) as http:
+        # Signed, but not yet cosigned by the quorum of 1: nothing is published, no tile either.
+        early = http.get(server.url + LOG + "checkpoint", headers=headers)
+        assert early.status_code == 404
+        assert "cosigned by a quorum of witnesses" in early.text
+        assert http.get(server.url + LOG + "tile/0/000", headers=headers).status_code == 404
+        refused = verify("--witness", witnessed.wvkey)
+        assert refused.exit_code == 1 and "checkpoint rejected" in refused.output
+
+        assert witnessed.cosign().exit_code == 0
+        client = SpecClient(http, server.url + LOG, headers)  # type: ignore[arg-type]
+        note = client.get("checkpoint").decode()
+        checkpoint = open_checkpoint(note, witnessed.log_vkey)
+        assert checkpoint.size == size
+        assert len(note.rstrip("\n").rpartition("\n\n")[2].split("\n")) == 2  # vault + witness
+        assert abs(spec_cosignature(note, witnessed.wvkey) - time.time()) < 600
+        assert client.root(size) == checkpoint.root  # the tiles are the cosigned tree's
+
+        ok = verify("--witness", witnessed.wvkey, "--quorum", "1")
+        assert ok.exit_code == 0, ok.output
+        assert "cosigned by witnesses: auditor.example/w1" in ok.stdout
+        assert f"OK: the log served at {server.url}{LOG} is complete" in ok.stdout
+        two = verify("--witness", witnessed.wvkey, "--witness", other, "--quorum", "2")
+        assert two.exit_code == 1
+        assert "a quorum of 2 is required" in two.stdout
+        assert verify("--witness", other).exit_code == 1
+        too_many = verify("--witness", witnessed.wvkey, "--quorum", "2")
+        assert too_many.exit_code == 1 and "--quorum 2 needs at least 2" in too_many.output
+
+        # The log grows; until the witness cosigns, the cosigned tree stays the published one.
+        witnessed.append(size, size + 10)
+        witnessed.checkpoint()
+        assert (
+            open_checkpoint(
+                http.get(server.url + LOG + "checkpoint", headers=headers).text, witnessed.log_vkey
+            )
+            == checkpoint
+        )
+        grown = f"tile/entries/001.p/{size + 10 - 256}"
+        assert http.get(server.url + LOG + grown, headers=headers).status_code == 404
+        assert witnessed.cosign().exit_code == 0
+        later = http.get(server.url + LOG + "checkpoint", headers=headers).text
+        assert open_checkpoint(later, witnessed.log_vkey).size == size + 10
+        spec_cosignature(later, witnessed.wvkey)
+        assert http.get(server.url + LOG + grown, headers=headers).status_code == 200
+        assert verify("--witness", witnessed.wvkey).exit_code == 0
