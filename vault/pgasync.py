@@ -117,13 +117,14 @@ class AsyncPostgres:
                 await self._discard([conn, *self._idle])
                 self._idle.clear()
                 raise
-            except BaseException:
-                await self._discard([conn])
-                raise
-            if conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
-                await self._discard([conn])
-            else:
-                self._idle.append(conn)
+            finally:
+                # Kept when it is idle: after an answer the caller refused (an unknown token,
+                # a rate limit) too, so that refusals never cost a new connection each. Not
+                # after a cancellation mid-statement or a broken connection.
+                if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+                    self._idle.append(conn)
+                else:
+                    await self._discard([conn])
         finally:
             self._slots.release()
 

@@ -169,12 +169,38 @@ def _verify_page(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    return _factor_page(
+        request,
+        db,
+        rt,
+        account_id,
+        "signin_verify.html",
+        safe_next(next_path) or "",
+        errors,
+        status_code,
+        headers,
+    )
+
+
+def _factor_page(
+    request: Request,
+    db: Session,
+    rt: Runtime,
+    account_id: uuid.UUID,
+    template: str,
+    next_path: str,
+    errors: dict[str, str],
+    status_code: int,
+    headers: dict[str, str] | None,
+) -> Response:
+    """A page asking for a second factor (sign-in's second step, or a step-up): it offers
+    the factors the account has."""
     status = FactorService(db, rt).status(account_id)
     return render(
         request,
-        "signin_verify.html",
+        template,
         {
-            "next": safe_next(next_path) or "",
+            "next": next_path,
             "errors": errors,
             "has_totp": status.totp_on,
             "has_passkey": bool(status.passkeys),
@@ -487,18 +513,16 @@ def _confirm_page(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    status = FactorService(db, rt).status(account.id)
-    return render(
+    return _factor_page(
         request,
+        db,
+        rt,
+        account.id,
         "confirm.html",
-        {
-            "next": safe_next(next_path) or "/account/security",
-            "errors": errors,
-            "has_totp": status.totp_on,
-            "has_passkey": bool(status.passkeys),
-        },
-        status_code=status_code,
-        headers=headers,
+        safe_next(next_path) or "/account/security",
+        errors,
+        status_code,
+        headers,
     )
 
 

@@ -128,6 +128,10 @@ class Limiter(Protocol):
         ...
 
 
+def _redis_key(app_id: uuid.UUID, bucket: str, start: datetime) -> str:
+    return f"vrm:rl:{app_id}:{bucket}:{int(start.timestamp())}"
+
+
 class RedisLimiter:
     """Counters in Redis: ``vrm:rl:<app>:<bucket>:<minute>``, expiring after the window."""
 
@@ -147,7 +151,7 @@ class RedisLimiter:
     ) -> Usage:
         now = now or utcnow()
         start = window_start(now)
-        key = f"vrm:rl:{app_id}:{bucket}:{int(start.timestamp())}"
+        key = _redis_key(app_id, bucket, start)
         count = int(self.redis.incr(key))
         if count == 1:  # the window's first request: the key goes when the window has gone
             self.redis.expire(key, _KEY_TTL)
@@ -167,7 +171,7 @@ class RedisLimiter:
                 self.url, socket_timeout=2, socket_connect_timeout=2
             )
         start = window_start(now)
-        key = f"vrm:rl:{app_id}:{bucket}:{int(start.timestamp())}"
+        key = _redis_key(app_id, bucket, start)
         count = int(await self._async.incr(key))
         if count == 1:
             await self._async.expire(key, _KEY_TTL)

@@ -79,3 +79,27 @@ def test_after_the_database_drops_its_connections_one_read_fails_and_the_next_su
     assert [r.status_code for r in responses] == [503, 200, 200]
     assert responses[0].json()["error"] == "service_unavailable"
     assert responses[2].json()["fields"] == {"given_name": "Ada"}
+
+
+def test_refused_reads_keep_their_connection(
+    client: TestClient, db: Session, rt: Runtime, backend: str, app: FastAPI
+) -> None:
+    """An unknown token, or a read over the limit, is an answer like any other: the connection
+    that gave it serves the next read (a flood of bad tokens opens no connection each)."""
+    if backend != "postgresql":
+        pytest.skip("the event-loop connections are PostgreSQL's")
+    person = individual(client, db, rt, given_name="Ada")
+    vendor = make_app(db)
+    headers = bearer(db, rt, vendor, connect(db, rt, person, vendor, ["given_name"]))
+    assert client.get(PROFILE, headers=headers).status_code == 200
+    kept = list(app.state.hot_pg._idle)
+
+    refused = [
+        client.get(PROFILE, headers={"Authorization": f"Bearer unknown-{n}"}).status_code
+        for n in range(5)
+    ]
+
+    assert refused == [401] * 5
+    assert app.state.hot_pg._idle == kept
+    assert client.get(PROFILE, headers=headers).json()["fields"] == {"given_name": "Ada"}
+    assert app.state.hot_pg._idle == kept
