@@ -88,8 +88,12 @@ def backends() -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that takes ``backend`` runs on each; a module whose subject is one
+    backend's alone says which with ``BACKENDS = ["postgresql"]``."""
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", backends(), scope="session")
+        only = getattr(metafunc.module, "BACKENDS", None)
+        chosen = [b for b in backends() if only is None or b in only]
+        metafunc.parametrize("backend", chosen, scope="session")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

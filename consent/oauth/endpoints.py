@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from consent import scopes
+from consent.oauth import hot
 from consent.oauth.objects import AUTH_METHODS, VaultRequest, grant_types_supported
 from consent.oauth.oidc import jwks
 from consent.oauth.server import VaultAuthorizationServer
 from consent.vendors import ratelimit
+from vault.db import unit_of_work
 from vault.dependencies import DbDep, RuntimeDep
 from vault.routing import APIRouter, form_body
 from vault.runtime import Runtime
@@ -127,17 +131,34 @@ def json_web_key_set(rt: RuntimeDep) -> JSONResponse:
     # The path item is written by hand (vendor_api.token_docs); this says which body it reads.
     openapi_extra=form_body({"grant_type": {"type": "string"}}, ["grant_type"]),
 )
-def token(request: Request, form: FormPairs, db: DbDep, rt: RuntimeDep) -> Response:
+async def token(request: Request, form: FormPairs) -> Response:
     """Authorization code (PKCE S256), refresh token (rotating) and client credentials.
 
     Each app has a rate limit here (``VRM_TOKEN_REQUESTS_PER_MINUTE``), counted once the
     client has authenticated, in the limiter the vendor API uses (``app.state.rate_limiter``):
     over it, 429 ``slow_down`` with ``Retry-After``. Counted answers carry the RateLimit
     header fields.
+
+    On PostgreSQL a client-credentials request that passes every check is answered in the
+    event loop (:mod:`consent.oauth.hot`); every other request, and every refusal, is
+    Authlib's, in a worker thread, in a unit of work of its own.
     """
+    state = request.app.state
+    rt: Runtime = state.runtime
+    if state.hot_pg is not None and not request.url.query:
+        answer = await hot.issue(
+            rt, state.hot_pg, state.rate_limiter, request.headers.get("authorization"), form
+        )
+        if answer is not None:
+            return answer
+    return await run_in_threadpool(_token_response, request, form, rt)
+
+
+def _token_response(request: Request, form: list[tuple[str, str]], rt: Runtime) -> Response:
     limiter: ratelimit.Limiter = request.app.state.rate_limiter
-    server = VaultAuthorizationServer(db, rt, limiter)
-    response = to_response(server.create_token_response(vault_request(request, rt, form)))
+    with contextmanager(unit_of_work)(rt.sessions) as db:
+        server = VaultAuthorizationServer(db, rt, limiter)
+        response = to_response(server.create_token_response(vault_request(request, rt, form)))
     if server.token_usage is not None:
         for name, value in server.token_usage.headers().items():
             response.headers.setdefault(name, value)

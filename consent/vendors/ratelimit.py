@@ -116,7 +116,7 @@ class Limiter(Protocol):
         bucket: str,
         limit: int,
         *,
-        now: datetime,
+        now: datetime | None = None,
         conn: AsyncConnection[Any],
     ) -> Usage:
         """:meth:`hit` from the event loop; ``conn`` is an autocommit async connection to
@@ -163,14 +163,14 @@ class RedisLimiter:
         bucket: str,
         limit: int,
         *,
-        now: datetime,
+        now: datetime | None = None,
         conn: AsyncConnection[Any],
     ) -> Usage:
         if self._async is None:  # made in the running loop, closed by aclose()
             self._async = redis.asyncio.Redis.from_url(
                 self.url, socket_timeout=2, socket_connect_timeout=2
             )
-        start = window_start(now)
+        start = window_start(now or utcnow())
         key = _redis_key(app_id, bucket, start)
         count = int(await self._async.incr(key))
         if count == 1:
@@ -209,10 +209,10 @@ class DatabaseLimiter:
         bucket: str,
         limit: int,
         *,
-        now: datetime,
+        now: datetime | None = None,
         conn: AsyncConnection[Any],
     ) -> Usage:
-        start = window_start(now)
+        start = window_start(now or utcnow())
         params = _count_params(app_id, bucket, start, secrets.randbelow(SHARDS))
         cursor = await conn.execute(PG_COUNT_SQL.text, PG_COUNT_SQL.params(params))
         row = await cursor.fetchone()

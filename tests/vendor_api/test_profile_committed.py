@@ -9,45 +9,19 @@ rows). On SQLite it is the threaded read in transactions of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from tests.conftest import test_settings as settings_for
+from tests.committed import committed_engine, committed_runtime, rt
 from tests.consent.factories import bearer, connect, individual, make_app
 from tests.vendor_api.test_profile import *  # noqa: F403 (the same tests, on these fixtures)
 from tests.vendor_api.test_profile import PROFILE
-from vault.db import make_engine
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 
-
-@pytest.fixture(scope="module")
-def committed_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
-    engine = make_engine(new_database(backend, migrated=True))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def committed_runtime(
-    committed_engine: Engine, tmp_path_factory: pytest.TempPathFactory
-) -> Runtime:
-    keys: Path = tmp_path_factory.mktemp("keys") / "keys"
-    url = committed_engine.url.render_as_string(hide_password=False)
-    return Runtime.from_settings(settings_for(keys, url), engine=committed_engine)
-
-
-@pytest.fixture
-def rt(committed_runtime: Runtime) -> Runtime:
-    """Every test's sessions commit for real (the tests make their own people and apps)."""
-    return committed_runtime
+__all__ = ["committed_engine", "committed_runtime", "rt"]
 
 
 def test_a_served_postgresql_vault_reads_in_the_event_loop(app: FastAPI, backend: str) -> None:

@@ -1,0 +1,44 @@
+"""Fixtures for running a module's tests on a database whose writes commit (the sessions bound
+to an engine, as in a served vault, not to one rolled-back connection).
+
+On PostgreSQL that is the event-loop paths (``vault.pgasync``'s connections), which the
+rolled-back tests cannot reach: their connections could not see the tests' uncommitted rows.
+Import the fixtures into the module (``from tests.committed import committed_engine,
+committed_runtime, rt``); every test then makes its own people and apps, committed for real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.conftest import test_settings as settings_for
+from vault.db import make_engine
+from vault.migrate import upgrade
+from vault.runtime import Runtime
+
+
+@pytest.fixture(scope="module")
+def committed_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    engine = make_engine(new_database(backend, migrated=True))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def committed_runtime(
+    committed_engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Runtime:
+    keys: Path = tmp_path_factory.mktemp("keys") / "keys"
+    url = committed_engine.url.render_as_string(hide_password=False)
+    return Runtime.from_settings(settings_for(keys, url), engine=committed_engine)
+
+
+@pytest.fixture
+def rt(committed_runtime: Runtime) -> Runtime:
+    """Every test's sessions commit for real (the tests make their own people and apps)."""
+    return committed_runtime
