@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from vault.base import utcnow
@@ -134,7 +134,13 @@ def _unsubscribe_url(rt: Runtime, account_id: uuid.UUID, kind: str, now: datetim
 
 # -- recording and mailing --------------------------------------------------------------------
 def _record(
-    db: Session, account_id: uuid.UUID, kind: str, ref: str | None, now: datetime
+    db: Session,
+    account_id: uuid.UUID,
+    kind: str,
+    ref: str | None,
+    now: datetime,
+    *,
+    email_due_at: datetime | None = None,
 ) -> Notice:
     notice = Notice(
         id=uuid.uuid4(),
@@ -144,6 +150,7 @@ def _record(
         count=1,
         created_at=now,
         updated_at=now,
+        email_due_at=email_due_at,
     )
     db.add(notice)
     db.flush()
@@ -211,34 +218,51 @@ def notify(
     queue_mail(db, rt, account_id, kind, address, letter, now=now)
 
 
+_UNREAD_OFFER_NOTICE = (
+    select(Notice.id)
+    .where(
+        Notice.account_id == bindparam("p_account"),
+        Notice.kind == "new_offer",
+        Notice.ref == bindparam("p_ref"),
+        Notice.read_at.is_(None),
+    )
+    .order_by(Notice.created_at.desc())
+    .limit(1)
+    .with_for_update()
+    .scalar_subquery()
+)
+_BUMP_OFFER_NOTICE = (
+    update(Notice)
+    .where(Notice.id == _UNREAD_OFFER_NOTICE)
+    .values(count=Notice.count + 1, updated_at=bindparam("p_now", type_=Notice.updated_at.type))
+    .returning(Notice.id, Notice.email_due_at)
+)
+"""One more offer on the intent's unread notice, if there is one: one statement for the usual
+case (offers arriving on an intent whose notice is already waiting to be read), built once."""
+
+
 def _offer_arrived(db: Session, account_id: uuid.UUID, ref: str | None, now: datetime) -> None:
     """One unread notice per intent gathers its new offers; its mail is due at once, or an
-    hour after the intent's last offer mail."""
-    notice = db.scalars(
-        select(Notice)
-        .where(
-            Notice.account_id == account_id,
-            Notice.kind == "new_offer",
-            Notice.ref == ref,
-            Notice.read_at.is_(None),
-        )
-        .order_by(Notice.created_at.desc())
-        .limit(1)
-        .with_for_update()
-    ).first()
-    if notice is not None:
-        notice.count += 1
-        notice.updated_at = now
-    else:
-        notice = _record(db, account_id, "new_offer", ref, now)
-    if notice.email_due_at is None and mail_enabled(db, account_id, "new_offer"):
+    hour after the intent's last offer mail. (Offers on one intent are made with the intent's
+    row locked, so two never race to create its notice.)"""
+    conn = db.connection()
+    bumped = conn.execute(
+        _BUMP_OFFER_NOTICE, {"p_account": account_id, "p_ref": ref, "p_now": now}
+    ).one_or_none()
+    if bumped is not None and bumped.email_due_at is not None:
+        return  # its mail is already due: nothing else changes
+    due = None
+    if mail_enabled(db, account_id, "new_offer"):
         last = db.scalar(
             select(func.max(Notice.emailed_at)).where(
                 Notice.account_id == account_id, Notice.kind == "new_offer", Notice.ref == ref
             )
         )
-        notice.email_due_at = max(now, last + OFFER_MAIL_EVERY) if last else now
-    db.flush()
+        due = max(now, last + OFFER_MAIL_EVERY) if last else now
+    if bumped is None:
+        _record(db, account_id, "new_offer", ref, now, email_due_at=due)
+    elif due is not None:
+        conn.execute(update(Notice).where(Notice.id == bumped.id).values(email_due_at=due))
 
 
 def send_due_notices(db: Session, rt: Runtime, *, now: datetime | None = None) -> int:
