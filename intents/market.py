@@ -20,12 +20,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
     Row,
     Select,
+    Table,
     bindparam,
     exists,
     literal_column,
@@ -33,6 +35,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import VendorApp
@@ -233,6 +236,49 @@ def _one_intent(single_app: bool, lock: bool) -> Select[Intent]:
     return query.with_for_update(of=Intent) if lock else query
 
 
+_REPLACEABLE = (OfferStatus.LIVE, OfferStatus.WITHDRAWN, OfferStatus.LAPSED)
+"""An app's earlier offer in one of these is replaced by its new one."""
+
+
+@functools.cache
+def _offer_upsert(postgres: bool) -> Executable:
+    """An app's offer on an intent: inserted, or its earlier offer replaced when that is
+    live, withdrawn or lapsed (a declined or accepted one stays: no row comes back). Built
+    once per dialect; each call binds the ``p_`` parameters."""
+    table = cast(Table, Offer.__table__)
+    c = table.c
+    insert = postgresql.insert if postgres else sqlite.insert
+    values = insert(table).values(
+        id=bindparam("p_id", type_=c.id.type),
+        intent_id=bindparam("p_intent", type_=c.intent_id.type),
+        app_id=bindparam("p_app", type_=c.app_id.type),
+        status=OfferStatus.LIVE,
+        revision=1,
+        currency=bindparam("p_currency", type_=c.currency.type),
+        price_minor=bindparam("p_price", type_=c.price_minor.type),
+        message=bindparam("p_message", type_=c.message.type),
+        valid_until=bindparam("p_valid_until", type_=c.valid_until.type),
+        created_at=bindparam("p_now", type_=c.created_at.type),
+        updated_at=bindparam("p_now", type_=c.updated_at.type),
+    )
+    new = values.excluded
+    return values.on_conflict_do_update(
+        index_elements=[c.intent_id, c.app_id],
+        set_={
+            "currency": new.currency,
+            "price_minor": new.price_minor,
+            "message": new.message,
+            "valid_until": new.valid_until,
+            "status": OfferStatus.LIVE,
+            "updated_at": new.updated_at,
+            "lapse_reason": None,
+            "decided_at": None,
+            "revision": c.revision + 1,
+        },
+        where=c.status.in_(_REPLACEABLE),
+    ).returning(*table.columns)
+
+
 @dataclass(frozen=True, slots=True)
 class Seller:
     """The app a market view is for: its id and its vendor's apps (a block of any of them
@@ -361,39 +407,44 @@ class Market:
             raise
         now = utcnow()
         clean = parse_offer(raw, intent.currency, now=now, closes_at=intent.expires_at)
-        offer = self.db.scalars(
-            select(Offer).where(Offer.intent_id == intent.id, Offer.app_id == self.app.id)
-        ).one_or_none()
-        if offer is None:
-            offer = Offer(
-                id=uuid.uuid4(),
-                intent_id=intent.id,
-                app_id=self.app.id,
-                status=OfferStatus.LIVE,
-                currency=intent.currency,
-                **clean,
+        # One statement: the app's first offer on the intent, or its earlier one replaced if
+        # that is live, withdrawn or lapsed (not when declined or accepted: then no row).
+        new_id = uuid.uuid4()
+        row = (
+            self.db.connection()
+            .execute(
+                _offer_upsert(self.db.get_bind().dialect.name == "postgresql"),
+                {
+                    "p_id": new_id,
+                    "p_intent": intent.id,
+                    "p_app": self.app.id,
+                    "p_currency": intent.currency,
+                    "p_price": clean["price_minor"],
+                    "p_message": clean["message"],
+                    "p_valid_until": clean["valid_until"],
+                    "p_now": now,
+                },
             )
-            self.db.add(offer)
-            self.db.flush()
-            notify(self.db, self.rt, intent.owner_id, "new_offer", intent.id, now=now)
-            return offer, True, owner_pseudonym(self.rt, self.app.id, intent.owner_id)
-        if offer.status == OfferStatus.DECLINED:
-            raise OfferDeclined(
-                "The individual declined your offer on this intent; it takes no new offer from you."
+            .one_or_none()
+        )
+        if row is None:
+            status = self.db.scalar(
+                select(Offer.status).where(
+                    Offer.intent_id == intent.id, Offer.app_id == self.app.id
+                )
             )
-        if offer.status not in (OfferStatus.LIVE, OfferStatus.WITHDRAWN, OfferStatus.LAPSED):
-            raise OfferNotLive(f"Your offer on this intent was {offer.status}.")
-        for column, value in clean.items():
-            setattr(offer, column, value)
-        offer.currency = intent.currency
-        offer.status = OfferStatus.LIVE
-        offer.lapse_reason = None
-        offer.decided_at = None
-        offer.revision += 1
-        offer.updated_at = now
-        self.db.flush()
+            if status == OfferStatus.DECLINED:
+                raise OfferDeclined(
+                    "The individual declined your offer on this intent; it takes no new offer "
+                    "from you."
+                )
+            raise OfferNotLive(f"Your offer on this intent was {status}.")
+        loaded = self.db.identity_map.get(self.db.identity_key(Offer, row.id))
+        if loaded is not None:  # this session read it before: not any more as it was
+            self.db.expire(loaded)
+        offer = Offer(**row._asdict())
         notify(self.db, self.rt, intent.owner_id, "new_offer", intent.id, now=now)
-        return offer, False, owner_pseudonym(self.rt, self.app.id, intent.owner_id)
+        return offer, row.id == new_id, owner_pseudonym(self.rt, self.app.id, intent.owner_id)
 
     def _own(self, offer_id: uuid.UUID) -> Offer:
         offer = self.db.scalars(
