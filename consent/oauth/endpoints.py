@@ -131,7 +131,7 @@ def json_web_key_set(rt: RuntimeDep) -> JSONResponse:
     # The path item is written by hand (vendor_api.token_docs); this says which body it reads.
     openapi_extra=form_body({"grant_type": {"type": "string"}}, ["grant_type"]),
 )
-async def token(request: Request, form: FormPairs) -> Response:
+async def token(request: Request) -> Response:
     """Authorization code (PKCE S256), refresh token (rotating) and client credentials.
 
     Each app has a rate limit here (``VRM_TOKEN_REQUESTS_PER_MINUTE``), counted once the
@@ -146,11 +146,14 @@ async def token(request: Request, form: FormPairs) -> Response:
     state = request.app.state
     rt: Runtime = state.runtime
     if state.hot_pg is not None and not request.url.query:
-        answer = await hot.issue(
-            rt, state.hot_pg, state.rate_limiter, request.headers.get("authorization"), form
-        )
-        if answer is not None:
-            return answer
+        pairs = hot.plain_form(request.headers.get("content-type"), await request.body())
+        if pairs is not None:
+            answer = await hot.issue(
+                rt, state.hot_pg, state.rate_limiter, request.headers.get("authorization"), pairs
+            )
+            if answer is not None:
+                return answer
+    form = await oauth_form(request)
     return await run_in_threadpool(_token_response, request, form, rt)
 
 
