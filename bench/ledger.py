@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # bench/http.py would shadow the standard library's http (FastAPI's test client needs it).
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-from consent.ledger.merkle import verify_consistency, verify_inclusion  # noqa: E402
+from consent.ledger.merkle import canonical_json, verify_consistency, verify_inclusion  # noqa: E402
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry  # noqa: E402
 from consent.ledger.service import create_checkpoint, public_key_text  # noqa: E402
 from consent.ledger.store import StoredTree, integrate, record  # noqa: E402
@@ -314,8 +314,8 @@ def run(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
 
 WRITER_SQL_CHANGE = "UPDATE vendor_apps SET purpose = %s, updated_at = now() WHERE id = %s"
 WRITER_SQL_EVENT = (
-    "INSERT INTO ledger_pending (event, event_type, vendor_id, subject, occurred_at) "
-    "VALUES (%s, %s, %s, %s, %s) RETURNING id"
+    "INSERT INTO ledger_pending (event, event_type, vendor_id, subject, occurred_at, index_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id"
 )
 PGBENCH_SCRIPT = ROOT / "bench" / "ledger_writer.pgbench"
 
@@ -371,7 +371,7 @@ def _writer_process(
 
     import psycopg
 
-    from consent.ledger.merkle import canonical_json
+    from consent.ledger.store import _canonical_split
 
     results: dict[str, list[float]] = {}
     backend_cpu: list[float] = []
@@ -392,13 +392,15 @@ def _writer_process(
                 event = source.next()
                 event["vendor_id"] = app_id
                 now = datetime.now(UTC)
-                data = canonical_json({**event, "time": now.isoformat().replace("+00:00", "Z")})
+                data, index_at = _canonical_split(
+                    {**event, "time": now.isoformat().replace("+00:00", "Z")}
+                )  # as record() does
                 with conn.pipeline():
                     conn.execute(WRITER_SQL_CHANGE, (f"Purpose {count}", app_id))
                     if with_events:
                         cur = conn.execute(
                             WRITER_SQL_EVENT,
-                            (data, event["event_type"], app_id, event["subject"], now),
+                            (data, event["event_type"], app_id, event["subject"], now, index_at),
                         )
                     conn.commit()
                 if with_events:
@@ -722,6 +724,12 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
         rows = db.execute(
             select(LedgerEntry.index, LedgerEntry.vendor_id).order_by(LedgerEntry.index)
         ).all()
+        stored = db.scalars(select(LedgerEntry.entry).order_by(LedgerEntry.index)).all()
+        not_canonical = sum(
+            1
+            for i, entry in enumerate(stored)
+            if canonical_json(json.loads(entry)) != entry or json.loads(entry)["index"] != i
+        )
         distinct = db.scalar(
             text("SELECT count(DISTINCT convert_from(entry, 'UTF8')::jsonb ->> 'grant_id') "
                  "FROM ledger_entries")
@@ -775,9 +783,11 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     assert [i for i, _ in rows] == list(range(len(rows))), "indexes are not gap-free"
     assert len(rows) == n, (len(rows), n)
     assert distinct == n, f"{n} events, {distinct} distinct grant ids"
+    assert not not_canonical, f"{not_canonical} entries not canonical JSON with their index"
     print(
         f"  tree: {len(rows):,} entries, indexes 0 .. {len(rows) - 1:,} with no gap; each "
-        f"writer's committed events integrated once each ({distinct:,} distinct grant ids)"
+        f"writer's committed events integrated once each ({distinct:,} distinct grant ids), every "
+        "entry its canonical JSON with its index"
     )
     print(
         f"  load average {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} at the end"

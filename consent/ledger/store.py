@@ -126,7 +126,7 @@ def record(
     if "index" in event:
         raise ValueError("the sequencer gives an event its index")
     now = now or utcnow()
-    data = canonical_json({**event, "time": now.isoformat().replace("+00:00", "Z")})
+    data, index_at = _canonical_split({**event, "time": now.isoformat().replace("+00:00", "Z")})
     vendor = event.get("vendor_id")
     pending_id = db.execute(
         insert(LedgerPending)
@@ -136,10 +136,36 @@ def record(
             vendor_id=uuid.UUID(vendor) if vendor else None,
             subject=event.get("subject"),
             occurred_at=now,
+            index_at=index_at,
         )
         .returning(LedgerPending.id)
     ).scalar_one()
     return Pending(pending_id)
+
+
+def _canonical_split(event: dict[str, Any]) -> tuple[bytes, int]:
+    """The event's canonical JSON (it has no ``index``), and the byte offset where
+    ``"index":N`` goes in it: after the members whose keys sort before ``"index"``. The two
+    halves are serialised apart and joined, which is the canonical form of the whole (keys
+    sorted, no spaces)."""
+    before = canonical_json({k: v for k, v in event.items() if k < "index"})
+    after = canonical_json({k: v for k, v in event.items() if k > "index"})
+    joint = b"," if len(before) > 2 and len(after) > 2 else b""
+    return before[:-1] + joint + after[1:], len(before) - 1
+
+
+def _with_index(event: bytes, index_at: int | None, index: int) -> bytes:
+    """The entry for a pending event: its canonical JSON with ``"index":index``, the same
+    bytes as ``canonical_json({**json.loads(event), "index": index})``. Spliced in at
+    ``index_at`` when the event has one that falls between two members (or after the opening
+    brace); otherwise parsed and re-serialised."""
+    if index_at is not None and event[:1] == b"{" and event[-1:] == b"}":
+        if 1 < index_at < len(event) and event[index_at] in b",}":
+            return event[:index_at] + b',"index":%d' % index + event[index_at:]
+        if index_at == 1 and event[1] in b'"}':
+            comma = b"," if event[1] == 0x22 else b""  # members follow
+            return b'{"index":%d' % index + comma + event[1:]
+    return canonical_json({**json.loads(event), "index": index})
 
 
 def _take_pending(db: Session, limit: int) -> list[Any]:
@@ -157,6 +183,7 @@ def _take_pending(db: Session, limit: int) -> list[Any]:
             LedgerPending.vendor_id,
             LedgerPending.subject,
             LedgerPending.occurred_at,
+            LedgerPending.index_at,
         )
         .execution_options(synchronize_session=False)
     ).all()
@@ -164,18 +191,18 @@ def _take_pending(db: Session, limit: int) -> list[Any]:
 
 
 def _append(
-    events: list[tuple[int, bytes]], size: int, frontier: list[bytes]
+    events: list[tuple[int, bytes, int | None]], size: int, frontier: list[bytes]
 ) -> tuple[list[tuple[int, bytes, bytes]], list[tuple[int, int, bytes]]]:
-    """Give each event the next index, in order: its entry (the event's canonical JSON with
-    its ``index``) and leaf hash, and the hash of every perfect subtree it completes.
+    """Give each ``(pending id, event, index_at)`` the next index, in order: its entry (the
+    event's canonical JSON with its ``index``) and leaf hash, and the hash of every perfect
+    subtree it completes.
     ``frontier`` (the roots of the perfect subtrees that make up the tree, largest first) is
     updated in place. Returns ``(index, entry, leaf hash)`` per event and the new nodes as
     ``(level, index, hash)``."""
     entries: list[tuple[int, bytes, bytes]] = []
     nodes: list[tuple[int, int, bytes]] = []
-    loads = json.loads
-    for index, (_, event) in enumerate(events, start=size):
-        data = canonical_json({**loads(event), "index": index})
+    for index, (_, event, index_at) in enumerate(events, start=size):
+        data = _with_index(event, index_at, index)
         digest = leaf_hash(data)
         entries.append((index, data, digest))
         # Appending a leaf merges equal-sized subtrees from the right, like binary carry.
@@ -198,7 +225,7 @@ def _integrate_batch(db: Session, head: LedgerHead, limit: int) -> dict[int, int
     if not rows:
         return {}
     frontier = [bytes.fromhex(h) for h in head.frontier]
-    entries, nodes = _append([(row[0], row[1]) for row in rows], head.size, frontier)
+    entries, nodes = _append([(row[0], row[1], row[6]) for row in rows], head.size, frontier)
     connection.execute(
         insert(LedgerEntry),
         [
@@ -219,7 +246,7 @@ def _integrate_batch(db: Session, head: LedgerHead, limit: int) -> dict[int, int
     return {row[0]: index for (index, _, _), row in zip(entries, rows, strict=True)}
 
 
-_READ_PENDING = "SELECT id, event FROM ledger_pending ORDER BY id LIMIT %s"
+_READ_PENDING = "SELECT id, event, index_at FROM ledger_pending ORDER BY id LIMIT %s"
 _MOVE_PENDING = """\
 WITH taken AS (
     DELETE FROM ledger_pending WHERE id = ANY(%(ids)b)
@@ -242,18 +269,19 @@ def _integrate_batch_postgresql(
     db: Session, driver: Any, head: LedgerHead, limit: int
 ) -> dict[int, int]:
     """The batch on PostgreSQL, through psycopg directly and in binary: the oldest ``limit``
-    pending ids and events are read (nothing else: the other columns go from the pending row
-    to the entry inside the server), each entry and its hashes are computed here, then one
-    statement deletes the pending rows and inserts their entries from arrays of the computed
-    values, and one more inserts the new nodes. Under the head lock no other sequencer reads
-    or deletes pending rows, so the rows deleted are the rows read: the count is checked."""
+    pending ids, events and ``index_at`` are read (nothing else: the other columns go from the
+    pending row to the entry inside the server), each entry and its hashes are computed here,
+    then one statement deletes the pending rows and inserts their entries from arrays of the
+    computed values, and one more inserts the new nodes. Under the head lock no other
+    sequencer reads or deletes pending rows, so the rows deleted are the rows read: the count
+    is checked."""
     with driver.cursor(binary=True) as cursor:
         events = cursor.execute(_READ_PENDING, (limit,)).fetchall()
         if not events:
             return {}
         frontier = [bytes.fromhex(h) for h in head.frontier]
         entries, nodes = _append(events, head.size, frontier)
-        ids = [pending_id for pending_id, _ in events]
+        ids = [pending_id for pending_id, _, _ in events]
         cursor.execute(
             _MOVE_PENDING,
             {
