@@ -28,6 +28,13 @@ Finally it exports the whole ledger under the last checkpoint (``export_lines``)
 temporary file and times the offline verifier (``verify_export``: no database) over it,
 without and with per-entry inclusion proofs. The machine is shared and noisy: read the
 lookup counts and the growth between rows, not the absolute times.
+
+``--scenario sequencer`` runs ``--writers`` concurrent writers (each commits a change and its
+consent event) while the sequencer integrates, as ``vrm worker`` runs it: ``--driver pgbench``
+(pgbench's clients running ``bench/ledger_writer.pgbench``; the measurement of the issue's
+figure, since a Python client saturates the cores first) or ``--driver python`` (psycopg
+threads in ``--processes`` processes). ``--scenario scale`` seeds a large log through COPY and
+times proofs through the audit API and offline verification.
 """
 
 from __future__ import annotations
