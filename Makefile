@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CHROMIUM ?= /usr/bin/chromium
 WRK ?= /usr/bin/wrk
+PGBENCH ?= /usr/bin/pgbench
 
 .PHONY: help run test lint format venv clean bench
 
@@ -45,7 +46,12 @@ $(WRK):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q wrk
 
-bench: $(STAMP) $(WRK) ## wrk against the vault and a bare endpoint, on PostgreSQL (BENCH_ARGS=...)
+$(PGBENCH):
+	@echo "Installing Debian's pgbench (postgresql-client) for the ledger benchmark..."
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql-client
+
+bench: $(STAMP) $(WRK) $(PGBENCH) ## wrk against the vault and a bare endpoint, on PostgreSQL (BENCH_ARGS=...); installs pgbench for bench/ledger.py
 	$(BIN)/python bench/http.py --wrk $(WRK) $(BENCH_ARGS)
 
 lint: $(TEST_STAMP) ## ruff format check, ruff lint, mypy, the import contracts (layers, no cycles)

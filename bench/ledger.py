@@ -28,11 +28,19 @@ Finally it exports the whole ledger under the last checkpoint (``export_lines``)
 temporary file and times the offline verifier (``verify_export``: no database) over it,
 without and with per-entry inclusion proofs. The machine is shared and noisy: read the
 lookup counts and the growth between rows, not the absolute times.
+
+``--scenario sequencer`` runs ``--writers`` concurrent writers (each commits a change and its
+consent event) while the sequencer integrates, as ``vrm worker`` runs it: ``--driver pgbench``
+(pgbench's clients running ``bench/ledger_writer.pgbench``; the measurement of the issue's
+figure, since a Python client saturates the cores first) or ``--driver python`` (psycopg
+threads in ``--processes`` processes). ``--scenario scale`` seeds a large log through COPY and
+times proofs through the audit API and offline verification.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import itertools
 import json
@@ -45,9 +53,11 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # bench/http.py would shadow the standard library's http (FastAPI's test client needs it).
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-from consent.ledger.merkle import verify_consistency, verify_inclusion  # noqa: E402
+from consent.ledger.merkle import canonical_json, verify_consistency, verify_inclusion  # noqa: E402
 from consent.ledger.models import LedgerCheckpoint, LedgerEntry  # noqa: E402
 from consent.ledger.service import create_checkpoint, public_key_text  # noqa: E402
 from consent.ledger.store import StoredTree, integrate, record  # noqa: E402
@@ -311,9 +321,16 @@ def run(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
 
 WRITER_SQL_CHANGE = "UPDATE vendor_apps SET purpose = %s, updated_at = now() WHERE id = %s"
 WRITER_SQL_EVENT = (
-    "INSERT INTO ledger_pending (event, event_type, vendor_id, subject, occurred_at) "
-    "VALUES (%s, %s, %s, %s, %s) RETURNING id"
+    "INSERT INTO ledger_pending (event, event_type, vendor_id, subject, occurred_at, index_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id"
 )
+PGBENCH_SCRIPT = ROOT / "bench" / "ledger_writer.pgbench"
+
+
+def bench_app_id(n: int) -> uuid.UUID:
+    """Writer ``n``'s vendor app: ``md5('bench-app-' || n)`` as a UUID, which the pgbench
+    script computes the same way from its ``client_id``."""
+    return uuid.UUID(hashlib.md5(f"bench-app-{n}".encode()).hexdigest())  # noqa: S324 (an id)
 
 
 def _backend_cpu(pid: int) -> float | None:
@@ -324,6 +341,23 @@ def _backend_cpu(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Written:
+    """What a writer driver reports: each writer's commit times (wall clock, in the order of
+    its transactions) by app id, and CPU seconds of the writers' clients and of their
+    PostgreSQL backends (None when /proc cannot tell)."""
+
+    commits: dict[str, list[float]]
+    started_at: float
+    client_cpu: float
+    backend_cpu: float | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return sum(len(times) for times in self.commits.values())
 
 
 def _writer_process(
@@ -339,21 +373,21 @@ def _writer_process(
     """Threads, one per app id, each committing (change + consent event) transactions until
     the deadline, through psycopg directly: the two statements ``GrantService`` and
     ``consent.ledger.store.record`` would run, one round trip per transaction (pipeline).
-    Returns (pending id, commit wall time) per event."""
+    Returns each writer's commit times."""
     import threading
 
     import psycopg
 
-    from consent.ledger.merkle import canonical_json
+    from consent.ledger.store import _canonical_split
 
-    results: list[tuple[int, float]] = []
+    results: dict[str, list[float]] = {}
     backend_cpu: list[float] = []
     lock = threading.Lock()
     connected = threading.Barrier(len(app_ids) + 1)
 
     def writer(app_id: str, n: int) -> None:
         source = EventSource(random.Random(seed * 1000 + n))
-        got: list[tuple[int, float]] = []
+        got: list[float] = []
         with psycopg.connect(conninfo) as conn:
             pid = conn.info.backend_pid
             cpu_before = _backend_cpu(pid)
@@ -365,22 +399,24 @@ def _writer_process(
                 event = source.next()
                 event["vendor_id"] = app_id
                 now = datetime.now(UTC)
-                data = canonical_json({**event, "time": now.isoformat().replace("+00:00", "Z")})
+                data, index_at = _canonical_split(
+                    {**event, "time": now.isoformat().replace("+00:00", "Z")}
+                )  # as record() does
                 with conn.pipeline():
                     conn.execute(WRITER_SQL_CHANGE, (f"Purpose {count}", app_id))
                     if with_events:
                         cur = conn.execute(
                             WRITER_SQL_EVENT,
-                            (data, event["event_type"], app_id, event["subject"], now),
+                            (data, event["event_type"], app_id, event["subject"], now, index_at),
                         )
                     conn.commit()
-                row = cur.fetchone() if with_events else (-1,)
-                assert row is not None
-                got.append((int(row[0]), time.time()))
+                if with_events:
+                    assert cur.fetchone() is not None
+                got.append(time.time())
                 count += 1
             cpu_after = _backend_cpu(pid)
         with lock:
-            results.extend(got)
+            results[app_id] = got
             if cpu_before is not None and cpu_after is not None:
                 backend_cpu.append(cpu_after - cpu_before)
 
@@ -396,75 +432,11 @@ def _writer_process(
     out.put((results, client_cpu, sum(backend_cpu) if len(backend_cpu) == len(threads) else None))
 
 
-def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
-    """``--writers`` concurrent writers (in ``--processes`` processes) commit a change and its
-    consent event each, for ``--seconds``, while a sequencer runs as ``vrm worker`` runs it
-    (again at once after a run with work, every ``SEQUENCE_INTERVAL`` s when idle; a transaction
-    of its own each)."""
+def drive_python(conninfo: str, apps: list[str], args: argparse.Namespace) -> Written:
+    """The Python writers: ``--writers`` threads in ``--processes`` processes (psycopg)."""
     import multiprocessing
-    import threading
 
-    from consent.ledger.jobs import SEQUENCE_INTERVAL
-    from consent.ledger.models import LedgerPending
-    from consent.vendors.models import VendorApp
-
-    writers, procs = args.writers, max(1, min(args.processes, args.writers))
-    with rt.sessions() as db, db.begin():
-        apps = []
-        for n in range(writers):
-            app = VendorApp(
-                id=uuid.uuid4(),
-                owner_id=None,
-                client_id=f"bench-{n}-{uuid.uuid4().hex[:8]}",
-                client_secret_hash=None,
-                name=f"Bench shop {n}",
-                homepage_url="https://shop.example",
-                privacy_policy_url="https://shop.example/privacy",
-                redirect_uris=["https://shop.example/callback"],
-                purpose="Deliver your orders.",
-                accepted_agreements=["service-only"],
-                vendor_scopes=[],
-            )
-            db.add(app)
-            apps.append(str(app.id))
-    print(
-        f"{db_label}; {os.cpu_count()} CPUs; {writers} writers in {procs} processes for "
-        f"{args.seconds:g} s; sequencer at once after a run with work, every {SEQUENCE_INTERVAL} s "
-        "when idle",
-        flush=True,
-    )
-    conninfo = rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    integrated_at: dict[int, float] = {}
-    runs: list[tuple[int, float]] = []  # (events, seconds) per sequencer run that did work
-    stop = threading.Event()
-    seq_cpu: dict[str, float | None] = {}
-
-    def sequencer() -> None:
-        with rt.engine.connect() as conn:  # the pool's connection the sequencer then uses
-            pid = conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
-        backend_before = _backend_cpu(pid)
-        thread_before = time.thread_time()
-        while not stop.is_set():
-            started = time.perf_counter()
-            with rt.sessions() as db, db.begin():
-                done = integrate(db)
-            now = time.time()
-            if done.count:  # as `vrm worker`: again at once after a run with work
-                runs.append((done.count, time.perf_counter() - started))
-                for pending_id in done.indexes:
-                    integrated_at[pending_id] = now
-            else:
-                stop.wait(SEQUENCE_INTERVAL)
-        seq_cpu["python"] = time.thread_time() - thread_before
-        backend_after = _backend_cpu(pid)
-        seq_cpu["backend"] = (
-            backend_after - backend_before
-            if backend_before is not None and backend_after is not None
-            else None
-        )
-
-    seq_thread = threading.Thread(target=sequencer)
-    seq_thread.start()
+    procs = max(1, min(args.processes, len(apps)))
     chunks = [apps[i::procs] for i in range(procs)]
     ctx = multiprocessing.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -484,68 +456,349 @@ def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     parts = [out.get() for _ in workers]
     for process in workers:
         process.join()
-    written = [item for part, _, _ in parts for item in part]
-    client_cpu = sum(cpu for _, cpu, _ in parts)
     backends = [cpu for _, _, cpu in parts]
-    writer_backend_cpu = None if None in backends else sum(b for b in backends if b is not None)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        with rt.sessions() as db:
-            if db.scalar(select(LedgerPending.id).limit(1)) is None:
-                break
-        time.sleep(0.05)
-    time.sleep(2 * SEQUENCE_INTERVAL)
-    stop.set()
-    seq_thread.join()
+    return Written(
+        commits={app: times for part, _, _ in parts for app, times in part.items()},
+        started_at=start_at,
+        client_cpu=sum(cpu for _, cpu, _ in parts),
+        backend_cpu=None if None in backends else sum(b for b in backends if b is not None),
+        notes=[f"writers: {len(apps)} threads in {procs} Python processes (psycopg, pipeline)"],
+    )
 
-    commits = [t for _, t in written]
-    span = max(commits) - start_at
-    if args.without_events:
-        n = len(written)
-        print(f"  changes committed (no consent event): {n:,} in {span:.1f} s: {n / span:,.0f} /s")
-        print(
-            f"  CPU per change: writers' client {client_cpu * 1e6 / n:,.0f} us, their PostgreSQL "
-            + ("n/a" if writer_backend_cpu is None else f"{writer_backend_cpu * 1e6 / n:,.0f} us")
+
+class _BackendWatch(threading.Thread):
+    """The CPU the pgbench clients' PostgreSQL backends use: their pids are found in
+    pg_stat_activity once they have connected, then /proc is read every 50 ms until they
+    exit, keeping each one's last reading (CPU since the backend started, connection set-up
+    included; what a backend does in its last 50 ms, at most 0.1 CPU-second over all, is
+    missed)."""
+
+    def __init__(self, conninfo: str, dbname: str, expected: int) -> None:
+        super().__init__(daemon=True)
+        self.conninfo, self.dbname, self.expected = conninfo, dbname, expected
+        self.last: dict[int, float] = {}
+        self.found = False
+
+    def run(self) -> None:
+        import psycopg
+
+        deadline = time.time() + 30
+        pids: list[int] = []
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            while time.time() < deadline and len(pids) < self.expected:
+                pids = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s "
+                        "AND application_name = 'pgbench'",
+                        (self.dbname,),
+                    )
+                ]
+                time.sleep(0.01)
+        self.found = len(pids) == self.expected
+        alive = set(pids)
+        while alive:
+            for pid in list(alive):
+                cpu = _backend_cpu(pid)
+                if cpu is None:
+                    alive.discard(pid)
+                else:
+                    self.last[pid] = cpu
+            time.sleep(0.05)
+
+
+def _payload_cost(conninfo: str, rows: int = 40_000) -> float | None:
+    """CPU microseconds a backend spends on the values the pgbench script inserts (the
+    event's JSON put together in SQL: work the app does in Python), per statement: the
+    script's ``VALUES`` row run as a prepared ``SELECT`` ``rows`` times, less a prepared
+    ``SELECT`` of the bare parameters run as often."""
+    import psycopg
+
+    script = PGBENCH_SCRIPT.read_text()
+    values = script[script.index("VALUES (") + 7 : script.index("RETURNING id;")].strip()
+    names = ["client_id", "subject", "fields", "purpose", "agreement", "days", "seconds"]
+    for name in names:
+        values = values.replace(f":{name}::int", f"%({name})s::int")
+    query = "SELECT " + values.removeprefix("(").removesuffix(")")
+    bare = "SELECT " + ", ".join(f"%({name})s::int" for name in names)
+    params = [
+        {
+            "client_id": n % 32, "subject": n % 20000, "fields": 1 + n % 16,
+            "purpose": 1 + n % 3, "agreement": 1 + (n // 3) % 3, "days": 1 + (n // 9) % 3,
+            "seconds": n * 7919 % 10_000_000,
+        }
+        for n in range(rows)
+    ]  # fmt: skip
+    spent = []
+    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=0) as conn:
+        pid = conn.info.backend_pid
+        for statement in (query, bare):
+            with conn.cursor() as cur:
+                cur.executemany(statement, params[:100])  # warm-up, prepared
+                before = _backend_cpu(pid)
+                cur.executemany(statement, params)
+                after = _backend_cpu(pid)
+            if before is None or after is None:
+                return None
+            spent.append(after - before)
+    return (spent[0] - spent[1]) * 1e6 / rows
+
+
+def drive_pgbench(conninfo: str, dbname: str, apps: list[str], args: argparse.Namespace) -> Written:
+    """pgbench's clients as the writers: ``--writers`` clients on 2 threads, the script
+    ``bench/ledger_writer.pgbench`` (one pipelined transaction each), for ``--seconds``; its
+    per-transaction log gives each commit's time."""
+    import resource
+    import subprocess
+
+    seconds = max(1, round(args.seconds))
+    watch = _BackendWatch(conninfo, dbname, len(apps))
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "tx"
+        script = PGBENCH_SCRIPT.read_text()
+        if args.without_events:  # the change alone: the script without its INSERT
+            start = script.index("INSERT INTO ledger_pending")
+            script = script[:start] + script[script.index("RETURNING id;\n", start) + 14 :]
+        script_path = Path(tmp) / "writer.pgbench"
+        script_path.write_text(script)
+        command = [
+            args.pgbench, "-n", "-M", "prepared", "-c", str(len(apps)), "-j", "2",
+            "-T", str(seconds), "-f", str(script_path), "--log", f"--log-prefix={prefix}",
+            conninfo,
+        ]  # fmt: skip
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        watch.start()
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        watch.join()
+        if done.returncode != 0:
+            raise SystemExit(f"pgbench failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        by_client: dict[int, list[tuple[int, float, float]]] = {}
+        for path in Path(tmp).glob("tx.*"):
+            for line in path.read_text().splitlines():
+                client, txn, latency_us, _script, epoch, epoch_us = line.split()[:6]
+                end = int(epoch) + int(epoch_us) / 1e6
+                by_client.setdefault(int(client), []).append(
+                    (int(txn), end - int(latency_us) / 1e6, end)
+                )
+    for times in by_client.values():
+        times.sort()
+    summary = [
+        line.strip()
+        for line in done.stdout.splitlines()
+        if line.startswith(
+            ("number of transactions actually", "number of failed", "latency", "tps")
         )
-        return
-    print(f"  events committed: {len(written):,} in {span:.1f} s: {len(written) / span:,.0f} /s")
-    latencies = sorted(integrated_at[i] - t for i, t in written if i in integrated_at)
-    missing = len(written) - len(latencies)
-    q = statistics.quantiles(latencies, n=100)
-    print(
-        f"  integration latency (commit -> integrated and committed): p50 {q[49] * 1000:.0f} ms, "
-        f"p99 {q[98] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
-        + (f"; {missing} not integrated" if missing else "")
+    ]
+    client_cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    return Written(
+        commits={
+            str(bench_app_id(client)): [end for _, _, end in times]
+            for client, times in by_client.items()
+        },
+        started_at=min(start for times in by_client.values() for _, start, _ in times),
+        client_cpu=client_cpu,
+        backend_cpu=sum(watch.last.values()) if watch.found else None,
+        notes=[
+            f"writers: pgbench, {len(apps)} clients on 2 threads, -M prepared, "
+            f"{PGBENCH_SCRIPT.relative_to(ROOT)}"
+            + (" without its INSERT (the change alone)" if args.without_events else ""),
+            "pgbench: " + "; ".join(summary),
+        ],
     )
-    per_run = [n / sec for n, sec in runs]
+
+
+class Sequencer(threading.Thread):
+    """The sequencer as ``vrm worker`` runs it: ``integrate`` in a transaction of its own,
+    again at once after a run with work, every ``SEQUENCE_INTERVAL`` s when idle. Notes the
+    tree size and the wall-clock time after each run that committed work, its CPU (this
+    thread) and its backend's."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__()
+        self.rt = rt
+        self.stopping = threading.Event()
+        self.sizes: list[int] = []
+        self.committed: list[float] = []
+        self.runs: list[tuple[int, float]] = []  # (events, seconds) per run with work
+        self.cpu: float | None = None
+        self.backend_cpu: float | None = None
+
+    def run(self) -> None:
+        from consent.ledger.jobs import SEQUENCE_INTERVAL
+
+        with self.rt.engine.connect() as conn:  # the pool's connection the sequencer then uses
+            pid = conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        backend_before = _backend_cpu(pid)
+        thread_before = time.thread_time()
+        while not self.stopping.is_set():
+            started = time.perf_counter()
+            with self.rt.sessions() as db, db.begin():
+                done = integrate(db)
+            now = time.time()
+            if done.count:  # as `vrm worker`: again at once after a run with work
+                self.runs.append((done.count, time.perf_counter() - started))
+                self.sizes.append(done.size)
+                self.committed.append(now)
+            else:
+                self.stopping.wait(SEQUENCE_INTERVAL)
+        self.cpu = time.thread_time() - thread_before
+        backend_after = _backend_cpu(pid)
+        if backend_before is not None and backend_after is not None:
+            self.backend_cpu = backend_after - backend_before
+
+    def committed_at(self, index: int) -> float:
+        """When the run that integrated ``index`` committed."""
+        return self.committed[bisect.bisect_right(self.sizes, index)]
+
+
+def run_sequencer(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
+    """``--writers`` concurrent writers commit a change and its consent event each, for
+    ``--seconds``, while a sequencer runs as ``vrm worker`` runs it; the writers are Python
+    processes (``--driver python``) or pgbench's clients (``--driver pgbench``)."""
+    from consent.ledger.jobs import SEQUENCE_INTERVAL
+    from consent.ledger.models import LedgerPending
+    from consent.vendors.models import VendorApp
+
+    writers = args.writers
+    with rt.sessions() as db, db.begin():
+        apps = []
+        for n in range(writers):
+            app = VendorApp(
+                id=bench_app_id(n),
+                owner_id=None,
+                client_id=f"bench-{n}",
+                client_secret_hash=None,
+                name=f"Bench shop {n}",
+                homepage_url="https://shop.example",
+                privacy_policy_url="https://shop.example/privacy",
+                redirect_uris=["https://shop.example/callback"],
+                purpose="Deliver your orders.",
+                accepted_agreements=["service-only"],
+                vendor_scopes=[],
+            )
+            db.add(app)
+            apps.append(str(app.id))
+    conninfo = rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dbname = rt.engine.url.database or ""
+    load_before = os.getloadavg()
     print(
-        f"  sequencer: {len(runs)} runs with work, {statistics.median([n for n, _ in runs]):.0f} "
-        f"events per run (median), {statistics.median(per_run):,.0f} events/s while running"
+        f"{db_label}; {os.cpu_count()} CPUs; {writers} writers ({args.driver}) for "
+        f"{args.seconds:g} s; sequencer at once after a run with work, every {SEQUENCE_INTERVAL} s "
+        f"when idle; load average {load_before[0]:.2f} / {load_before[1]:.2f} / "
+        f"{load_before[2]:.2f} at the start",
+        flush=True,
     )
-    n = len(written)
+    sequencer = Sequencer(rt)
+    sequencer.start()
+    try:
+        if args.driver == "pgbench":
+            written = drive_pgbench(conninfo, dbname, apps, args)
+        else:
+            written = drive_python(conninfo, apps, args)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with rt.sessions() as db:
+                if db.scalar(select(LedgerPending.id).limit(1)) is None:
+                    break
+            time.sleep(0.05)
+        time.sleep(2 * SEQUENCE_INTERVAL)
+    finally:
+        sequencer.stopping.set()
+        sequencer.join()
+    load_after = os.getloadavg()
+    for note in written.notes:
+        print(f"  {note}")
+
+    n = written.count
+    span = max(t for times in written.commits.values() for t in times) - written.started_at
 
     def per_event(cpu: float | None) -> str:
         return "n/a" if cpu is None else f"{cpu * 1e6 / n:,.0f} us"
 
+    if args.without_events:
+        print(f"  changes committed (no consent event): {n:,} in {span:.1f} s: {n / span:,.0f} /s")
+        print(
+            f"  CPU per change: writers' client {per_event(written.client_cpu)}, their "
+            f"PostgreSQL backends {per_event(written.backend_cpu)}"
+        )
+        return
+    print(f"  events committed: {n:,} in {span:.1f} s: {n / span:,.0f} /s")
+
+    # Each writer's events, in index order, are its transactions in commit order (a writer
+    # commits one before it starts the next): entry k of app A is A's k-th commit.
+    with rt.sessions() as db:
+        rows = db.execute(
+            select(LedgerEntry.index, LedgerEntry.vendor_id).order_by(LedgerEntry.index)
+        ).all()
+        stored = db.scalars(select(LedgerEntry.entry).order_by(LedgerEntry.index)).all()
+        not_canonical = sum(
+            1
+            for i, entry in enumerate(stored)
+            if canonical_json(json.loads(entry)) != entry or json.loads(entry)["index"] != i
+        )
+        distinct = db.scalar(
+            text("SELECT count(DISTINCT convert_from(entry, 'UTF8')::jsonb ->> 'grant_id') "
+                 "FROM ledger_entries")
+        )  # fmt: skip
+    by_app: dict[str, list[int]] = {}
+    for index, vendor_id in rows:
+        by_app.setdefault(str(vendor_id), []).append(index)
+    latencies: list[float] = []
+    for app, commits in written.commits.items():
+        indexes = by_app.get(app, [])
+        assert len(indexes) == len(commits), (
+            f"writer {app}: {len(commits)} events committed, {len(indexes)} integrated"
+        )
+        latencies.extend(
+            sequencer.committed_at(i) - t for i, t in zip(indexes, commits, strict=True)
+        )
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
     print(
-        f"  CPU per event: writers' client (Python, psycopg) {per_event(client_cpu)}, their "
-        f"PostgreSQL backends {per_event(writer_backend_cpu)}; sequencer (Python) "
-        f"{per_event(seq_cpu['python'])}, its backend {per_event(seq_cpu['backend'])}"
+        f"  integration latency (writer's commit -> sequencer's commit): p50 {q[49] * 1000:.0f} "
+        f"ms, p99 {q[98] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
     )
-    if writer_backend_cpu is not None and seq_cpu["backend"] is not None:
-        vault = writer_backend_cpu + seq_cpu["backend"] + (seq_cpu["python"] or 0.0)
-        whole = vault + client_cpu
+    per_run = [count / sec for count, sec in sequencer.runs]
+    print(
+        f"  sequencer: {len(sequencer.runs)} runs with work, "
+        f"{statistics.median([c for c, _ in sequencer.runs]):.0f} events per run (median), "
+        f"{statistics.median(per_run):,.0f} events/s while running"
+    )
+    client = "pgbench" if args.driver == "pgbench" else "Python, psycopg"
+    print(
+        f"  CPU per event: writers' client ({client}) {per_event(written.client_cpu)}, their "
+        f"PostgreSQL backends {per_event(written.backend_cpu)}; sequencer (Python) "
+        f"{per_event(sequencer.cpu)}, its backend {per_event(sequencer.backend_cpu)}"
+    )
+    if args.driver == "pgbench":
+        cost = _payload_cost(conninfo)
+        if cost is not None:
+            print(
+                f"    of the backends' CPU, putting the event's JSON together in SQL (the app "
+                f"does it in Python): {cost:,.0f} us per event"
+            )
+    if written.backend_cpu is not None and sequencer.backend_cpu is not None:
+        vault = written.backend_cpu + sequencer.backend_cpu + (sequencer.cpu or 0.0)
+        whole = vault + written.client_cpu
         cores = os.cpu_count() or 1
         print(
             f"  => on {cores} dedicated cores (CPU-bound, WAL writer and fsync aside): "
             f"{cores * n / whole:,.0f} events/s with these writer clients on the same cores, "
             f"{cores * n / vault:,.0f} events/s for the database and the sequencer alone"
         )
-    with rt.sessions() as db:
-        rows = db.execute(select(LedgerEntry.index).order_by(LedgerEntry.index)).scalars().all()
-    assert list(rows) == list(range(len(rows))), "indexes are not gap-free"
-    assert len(rows) == len(written), (len(rows), len(written))
-    print(f"  tree: {len(rows):,} entries, indexes 0 .. {len(rows) - 1:,} with no gap")
+    assert [i for i, _ in rows] == list(range(len(rows))), "indexes are not gap-free"
+    assert len(rows) == n, (len(rows), n)
+    assert distinct == n, f"{n} events, {distinct} distinct grant ids"
+    assert not not_canonical, f"{not_canonical} entries not canonical JSON with their index"
+    print(
+        f"  tree: {len(rows):,} entries, indexes 0 .. {len(rows) - 1:,} with no gap; each "
+        f"writer's committed events integrated once each ({distinct:,} distinct grant ids), every "
+        "entry its canonical JSON with its index"
+    )
+    print(
+        f"  load average {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} at the end"
+    )
 
 
 # -- at scale: bulk seeding, proofs through the audit API, offline verification -------------
@@ -833,7 +1086,15 @@ def main() -> None:
         "proofs through the audit API, offline verification",
     )
     parser.add_argument("--writers", type=int, default=32)
-    parser.add_argument("--processes", type=int, default=4, help="writer processes")
+    parser.add_argument(
+        "--driver",
+        choices=["python", "pgbench"],
+        default="python",
+        help="for --scenario sequencer: the writers are Python processes (psycopg; default) "
+        "or pgbench's clients (bench/ledger_writer.pgbench)",
+    )
+    parser.add_argument("--pgbench", default="/usr/bin/pgbench", help="the pgbench to run")
+    parser.add_argument("--processes", type=int, default=4, help="Python writer processes")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
         "--without-events",

@@ -32,7 +32,9 @@ class LedgerPending(Base):
     transactions record events at once. The sequencer (:func:`consent.ledger.store.integrate`)
     moves pending events into ``ledger_entries`` in batches, in ``id`` order among those it
     sees, giving them the next indexes, and deletes them here in the same transaction.
-    ``event`` is the canonical JSON of the event with its ``time``, without its ``index``.
+    ``event`` is the canonical JSON of the event with its ``time``, without its ``index``;
+    ``index_at`` is the byte offset in it where ``"index":N`` goes (None for events recorded
+    before it was kept: the sequencer then re-serialises the event).
     """
 
     __tablename__ = "ledger_pending"
@@ -45,6 +47,7 @@ class LedgerPending(Base):
     vendor_id: Mapped[uuid.UUID | None]
     subject: Mapped[str | None] = mapped_column(String(64))
     occurred_at: Mapped[datetime]
+    index_at: Mapped[int | None] = mapped_column(Integer)
 
     def __repr__(self) -> str:
         return f"LedgerPending(id={self.id}, type={self.event_type})"

@@ -126,7 +126,7 @@ def record(
     if "index" in event:
         raise ValueError("the sequencer gives an event its index")
     now = now or utcnow()
-    data = canonical_json({**event, "time": now.isoformat().replace("+00:00", "Z")})
+    data, index_at = _canonical_split({**event, "time": now.isoformat().replace("+00:00", "Z")})
     vendor = event.get("vendor_id")
     pending_id = db.execute(
         insert(LedgerPending)
@@ -136,10 +136,36 @@ def record(
             vendor_id=uuid.UUID(vendor) if vendor else None,
             subject=event.get("subject"),
             occurred_at=now,
+            index_at=index_at,
         )
         .returning(LedgerPending.id)
     ).scalar_one()
     return Pending(pending_id)
+
+
+def _canonical_split(event: dict[str, Any]) -> tuple[bytes, int]:
+    """The event's canonical JSON (it has no ``index``), and the byte offset where
+    ``"index":N`` goes in it: after the members whose keys sort before ``"index"``. The two
+    halves are serialised apart and joined, which is the canonical form of the whole (keys
+    sorted, no spaces)."""
+    before = canonical_json({k: v for k, v in event.items() if k < "index"})
+    after = canonical_json({k: v for k, v in event.items() if k > "index"})
+    joint = b"," if len(before) > 2 and len(after) > 2 else b""
+    return before[:-1] + joint + after[1:], len(before) - 1
+
+
+def _with_index(event: bytes, index_at: int | None, index: int) -> bytes:
+    """The entry for a pending event: its canonical JSON with ``"index":index``, the same
+    bytes as ``canonical_json({**json.loads(event), "index": index})``. Spliced in at
+    ``index_at`` when the event has one that falls between two members (or after the opening
+    brace); otherwise parsed and re-serialised."""
+    if index_at is not None and event[:1] == b"{" and event[-1:] == b"}":
+        if 1 < index_at < len(event) and event[index_at] in b",}":
+            return event[:index_at] + b',"index":%d' % index + event[index_at:]
+        if index_at == 1 and event[1] in b'"}':
+            comma = b"," if event[1] == 0x22 else b""  # members follow
+            return b'{"index":%d' % index + comma + event[1:]
+    return canonical_json({**json.loads(event), "index": index})
 
 
 def _take_pending(db: Session, limit: int) -> list[Any]:
@@ -157,29 +183,29 @@ def _take_pending(db: Session, limit: int) -> list[Any]:
             LedgerPending.vendor_id,
             LedgerPending.subject,
             LedgerPending.occurred_at,
+            LedgerPending.index_at,
         )
         .execution_options(synchronize_session=False)
     ).all()
     return sorted(deleted, key=lambda row: row[0])  # RETURNING promises no order
 
 
-def _integrate_batch(db: Session, head: LedgerHead, limit: int) -> dict[int, int]:
-    rows = _take_pending(db, limit)
-    if not rows:
-        return {}
-    frontier = [bytes.fromhex(h) for h in head.frontier]
-    size = head.size
-    entries: list[tuple[Any, ...]] = []
-    nodes: list[tuple[Any, ...]] = []
-    indexes: dict[int, int] = {}
-    loads = json.loads
-    for pending_id, event, event_type, vendor_id, subject, occurred_at in rows:
-        index = size
-        data = canonical_json({**loads(event), "index": index})
+def _append(
+    events: list[tuple[int, bytes, int | None]], size: int, frontier: list[bytes]
+) -> tuple[list[tuple[int, bytes, bytes]], list[tuple[int, int, bytes]]]:
+    """Give each ``(pending id, event, index_at)`` the next index, in order: its entry (the
+    event's canonical JSON with its ``index``) and leaf hash, and the hash of every perfect
+    subtree it completes.
+    ``frontier`` (the roots of the perfect subtrees that make up the tree, largest first) is
+    updated in place. Returns ``(index, entry, leaf hash)`` per event and the new nodes as
+    ``(level, index, hash)``."""
+    entries: list[tuple[int, bytes, bytes]] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    for index, (_, event, index_at) in enumerate(events, start=size):
+        data = _with_index(event, index_at, index)
         digest = leaf_hash(data)
-        entries.append((index, data, digest, event_type, vendor_id, subject, occurred_at))
-        # The frontier holds the roots of the perfect subtrees that make up the tree, largest
-        # first. Appending a leaf merges equal-sized subtrees from the right, like binary carry.
+        entries.append((index, data, digest))
+        # Appending a leaf merges equal-sized subtrees from the right, like binary carry.
         current, level, position = digest, 0, index
         while position & 1:
             current = node_hash(frontier.pop(), current)
@@ -187,21 +213,102 @@ def _integrate_batch(db: Session, head: LedgerHead, limit: int) -> dict[int, int
             position >>= 1
             nodes.append((level, position, current))
         frontier.append(current)
-        indexes[pending_id] = index
-        size += 1
-    _insert_many(db, LedgerEntry.__table__, _ENTRY_COLUMNS, entries)
+    return entries, nodes
+
+
+def _integrate_batch(db: Session, head: LedgerHead, limit: int) -> dict[int, int]:
+    connection = db.connection()
+    driver: Any = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql" and hasattr(driver, "cursor"):
+        return _integrate_batch_postgresql(db, driver, head, limit)
+    rows = _take_pending(db, limit)
+    if not rows:
+        return {}
+    frontier = [bytes.fromhex(h) for h in head.frontier]
+    entries, nodes = _append([(row[0], row[1], row[6]) for row in rows], head.size, frontier)
+    connection.execute(
+        insert(LedgerEntry),
+        [
+            {
+                "index": index, "entry": data, "leaf_hash": digest, "event_type": row[2],
+                "vendor_id": row[3], "subject": row[4], "occurred_at": row[5],
+            }
+            for (index, data, digest), row in zip(entries, rows, strict=True)
+        ],
+    )  # fmt: skip
     if nodes:
-        _insert_many(db, LedgerNode.__table__, _NODE_COLUMNS, nodes)
+        connection.execute(
+            insert(LedgerNode), [{"level": lv, "index": i, "hash": h} for lv, i, h in nodes]
+        )
     head.frontier = [h.hex() for h in frontier]
-    head.size = size
+    head.size += len(entries)
     db.flush()
-    return indexes
+    return {row[0]: index for (index, _, _), row in zip(entries, rows, strict=True)}
 
 
-_ENTRY_COLUMNS = (
-    "index", "entry", "leaf_hash", "event_type", "vendor_id", "subject", "occurred_at"
-)  # fmt: skip
-_NODE_COLUMNS = ("level", "index", "hash")
+_READ_PENDING = "SELECT id, event, index_at FROM ledger_pending ORDER BY id LIMIT %s"
+_MOVE_PENDING = """\
+WITH taken AS (
+    DELETE FROM ledger_pending WHERE id = ANY(%(ids)b)
+    RETURNING id, event_type, vendor_id, subject, occurred_at
+)
+INSERT INTO ledger_entries (index, entry, leaf_hash, event_type, vendor_id, subject, occurred_at)
+SELECT new.index, new.entry, new.leaf_hash,
+       taken.event_type, taken.vendor_id, taken.subject, taken.occurred_at
+FROM taken
+JOIN unnest(%(ids)b::bigint[], %(indexes)b::bigint[], %(entries)b::bytea[], %(leaves)b::bytea[])
+     AS new (id, index, entry, leaf_hash) ON new.id = taken.id
+"""
+_INSERT_NODES = """\
+INSERT INTO ledger_nodes (level, index, hash)
+SELECT * FROM unnest(%b::integer[], %b::bigint[], %b::bytea[])
+"""
+
+
+def _integrate_batch_postgresql(
+    db: Session, driver: Any, head: LedgerHead, limit: int
+) -> dict[int, int]:
+    """The batch on PostgreSQL, through psycopg directly and in binary: the oldest ``limit``
+    pending ids, events and ``index_at`` are read (nothing else: the other columns go from the
+    pending row to the entry inside the server), each entry and its hashes are computed here,
+    then one statement deletes the pending rows and inserts their entries from arrays of the
+    computed values, and one more inserts the new nodes. Under the head lock no other
+    sequencer reads or deletes pending rows, so the rows deleted are the rows read: the count
+    is checked."""
+    with driver.cursor(binary=True) as cursor:
+        events = cursor.execute(_READ_PENDING, (limit,)).fetchall()
+        if not events:
+            return {}
+        frontier = [bytes.fromhex(h) for h in head.frontier]
+        entries, nodes = _append(events, head.size, frontier)
+        ids = [pending_id for pending_id, _, _ in events]
+        cursor.execute(
+            _MOVE_PENDING,
+            {
+                "ids": ids,
+                "indexes": [index for index, _, _ in entries],
+                "entries": [data for _, data, _ in entries],
+                "leaves": [digest for _, _, digest in entries],
+            },
+        )
+        if cursor.rowcount != len(events):
+            raise RuntimeError(
+                f"{len(events)} pending events read, {cursor.rowcount} moved: another "
+                "process changed ledger_pending under the sequencer's lock"
+            )
+        if nodes:
+            cursor.execute(
+                _INSERT_NODES,
+                (
+                    [level for level, _, _ in nodes],
+                    [index for _, index, _ in nodes],
+                    [digest for _, _, digest in nodes],
+                ),
+            )
+    head.frontier = [h.hex() for h in frontier]
+    head.size += len(entries)
+    db.flush()
+    return {pending_id: entry[0] for pending_id, entry in zip(ids, entries, strict=True)}
 
 
 def pending_events(db: Session, limit: int) -> tuple[int, list[LedgerPending]]:
@@ -209,46 +316,6 @@ def pending_events(db: Session, limit: int) -> tuple[int, list[LedgerPending]]:
     count = db.scalar(select(func.count()).select_from(LedgerPending)) or 0
     rows = db.scalars(select(LedgerPending).order_by(LedgerPending.id).limit(limit)).all()
     return int(count), list(rows)
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_field(value: Any) -> str:
-    """One value in COPY's text format (the types the sequencer stores)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bytes):
-        return "\\\\x" + value.hex()  # bytea hex input, its backslash escaped for COPY
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    raise TypeError(f"cannot COPY a {type(value).__name__}")
-
-
-def _insert_many(
-    db: Session, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
-) -> None:
-    """Insert a batch of rows in the session's transaction: through one ``COPY`` on
-    PostgreSQL (psycopg), the rows written as COPY text in one piece (several times quicker
-    than multi-row ``INSERT``, and than psycopg formatting row by row); a plain
-    ``executemany`` elsewhere."""
-    connection = db.connection()
-    driver: Any = connection.connection.driver_connection
-    if connection.dialect.name != "postgresql" or not hasattr(driver, "cursor"):
-        connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
-        return
-    text = "".join(["\t".join([_copy_field(v) for v in row]) + "\n" for row in rows])
-    names = ", ".join(f'"{c}"' for c in columns)
-    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-        copy.write(text.encode("utf-8"))
 
 
 def has_pending(db: Session) -> bool:
