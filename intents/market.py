@@ -231,8 +231,11 @@ def _one_shown(single_app: bool) -> Shown:
 
 
 @functools.cache
-def _one_intent(single_app: bool, lock: bool) -> Select[Intent]:
-    query = select(Intent).where(Intent.id == bindparam("intent_id"), *_visible(single_app))
+def _one_intent(single_app: bool, lock: bool) -> Select[uuid.UUID, str, datetime, uuid.UUID]:
+    """What an offer needs of an intent this app may see (a row, not an ORM object)."""
+    query = select(Intent.id, Intent.currency, Intent.expires_at, Intent.owner_id).where(
+        Intent.id == bindparam("intent_id"), *_visible(single_app)
+    )
     return query.with_for_update(of=Intent) if lock else query
 
 
@@ -358,10 +361,13 @@ class Market:
             next_cursor = encode_cursor(last.published_at, last.id)
         return self._views(rows), next_cursor
 
-    def _find(self, intent_id: uuid.UUID, *, lock: bool = False) -> Intent:
-        """The intent if this app may see it now; 404 otherwise (never saying why)."""
+    def _find(
+        self, intent_id: uuid.UUID, *, lock: bool = False
+    ) -> Row[uuid.UUID, str, datetime, uuid.UUID]:
+        """The intent's id, currency, closing time and owner if this app may see it now; 404
+        otherwise (never saying why)."""
         query = _one_intent(self._single(), lock)
-        intent = self.db.scalars(query, {**self._params(), "intent_id": intent_id}).one_or_none()
+        intent = self.db.execute(query, {**self._params(), "intent_id": intent_id}).one_or_none()
         if intent is None:
             raise NotFound("There is no open intent with this id.")
         return intent
