@@ -367,7 +367,8 @@ class Market:
         """The intent's id, currency, closing time and owner if this app may see it now; 404
         otherwise (never saying why)."""
         query = _one_intent(self._single(), lock)
-        intent = self.db.execute(query, {**self._params(), "intent_id": intent_id}).one_or_none()
+        params = {**self._params(), "intent_id": intent_id}
+        intent = self.db.connection().execute(query, params).one_or_none()
         if intent is None:
             raise NotFound("There is no open intent with this id.")
         return intent
