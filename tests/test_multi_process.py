@@ -47,6 +47,7 @@ from vault.runtime import Runtime
 
 PROFILE = "/vendor/v1/profile"
 READ_LIMIT = 10
+TOKEN_LIMIT = 10
 SCOPE = "openid profile:email profile:given_name"
 
 
@@ -71,7 +72,13 @@ def deployment(
     key_dir = tmp_path_factory.mktemp("keys") / "keys"
     with (
         vault(database_url, key_dir) as rt,
-        served_together(2, database_url, key_dir, vendor_reads_per_minute=READ_LIMIT) as (a, b),
+        served_together(
+            2,
+            database_url,
+            key_dir,
+            vendor_reads_per_minute=READ_LIMIT,
+            token_requests_per_minute=TOKEN_LIMIT,
+        ) as (a, b),
     ):
         yield Deployment(rt, a, b, database_url, key_dir)
 
@@ -285,6 +292,7 @@ def limited(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[
         deployment.database_url,
         deployment.key_dir,
         vendor_reads_per_minute=READ_LIMIT,
+        token_requests_per_minute=TOKEN_LIMIT,
         redis_url=redis_url,
         base_url=deployment.a.url,  # the same vault, so the same public URL
     ) as pair:
@@ -315,6 +323,50 @@ def test_reads_through_both_processes_count_against_one_limit(
     assert [r.status_code for r in over] == [429, 429]
     assert all(int(r.headers["Retry-After"]) >= 1 for r in over)
     assert over[0].json()["error"] == "rate_limited"
+
+
+def app_token_at(server: Served, vendor: Vendor) -> httpx.Response:
+    """A client-credentials token asked of ``server`` (on PostgreSQL answered in its event
+    loop), on a connection of its own."""
+    return httpx.post(
+        server.url + "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "intents:read"},
+        auth=(vendor.client_id, vendor.secret),
+    )
+
+
+def test_tokens_through_both_processes_count_against_one_limit_and_revoke_everywhere(
+    deployment: Deployment, limited: tuple[Served, ...]
+) -> None:
+    a, b = limited
+    rt = deployment.rt
+    for _ in range(2):  # again with a new app, should the minute turn during the requests
+        with rt.sessions() as db:
+            vendor = make_vendor(
+                db,
+                rt,
+                vendor_scopes=("intents:read",),
+                agreements=("service-only", "no-tracking", "intent-sharing"),
+            )
+        minute = time.time() // 60
+        within = [app_token_at(server, vendor) for server in (a, b) * (TOKEN_LIMIT // 2)]
+        over = [app_token_at(a, vendor), app_token_at(b, vendor)]
+        if time.time() // 60 == minute:
+            break
+    assert [r.status_code for r in within] == [200] * TOKEN_LIMIT
+    remaining = [int(r.headers["RateLimit-Remaining"]) for r in within]
+    assert remaining == list(range(TOKEN_LIMIT - 1, -1, -1))
+    assert [r.status_code for r in over] == [429, 429]
+    assert {r.json()["error"] for r in over} == {"slow_down"}
+    # A token one process issued works at the other, until it is revoked through either.
+    access = within[0].json()["access_token"]
+    bearer_header = {"authorization": f"Bearer {access}"}
+    assert httpx.get(b.url + "/vendor/v1/intents", headers=bearer_header).status_code == 200
+    revoked = httpx.post(
+        a.url + "/oauth/revoke", data={"token": access}, auth=(vendor.client_id, vendor.secret)
+    )
+    assert revoked.status_code == 200
+    assert httpx.get(b.url + "/vendor/v1/intents", headers=bearer_header).status_code == 401
 
 
 # -- single-use codes and refresh rotation hold across processes --------------------------------
