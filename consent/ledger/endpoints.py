@@ -196,10 +196,13 @@ async def inclusion(
 ) -> Response:
     """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
 
-    def checked(tree_size: int) -> set[tuple[int, int]]:
+    def checked(tree_size: int | None) -> set[tuple[int, int]]:
+        """The subtrees the answer needs; refused here: an index beyond the size, a size
+        beyond the tree (``tree_size``; None: not known yet)."""
         if index >= size:
             raise InvalidInput("The index must be below the tree size.", field="index")
-        _within(size, tree_size)
+        if tree_size is not None:
+            _within(size, tree_size)
         return inclusion_needs(index, size)
 
     token = _token_in_event_loop(request)
@@ -231,10 +234,11 @@ async def consistency(
 ) -> Response:
     """RFC 9162 consistency proof between tree sizes ``first`` <= ``second``."""
 
-    def checked(tree_size: int) -> set[tuple[int, int]]:
+    def checked(tree_size: int | None) -> set[tuple[int, int]]:
         if first > second:
             raise InvalidInput("The first size must not exceed the second.", field="first")
-        _within(second, tree_size)
+        if tree_size is not None:
+            _within(second, tree_size)
         return consistency_needs(first, second)
 
     token = _token_in_event_loop(request)
