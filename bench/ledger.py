@@ -28,6 +28,21 @@ Finally it exports the whole ledger under the last checkpoint (``export_lines``)
 temporary file and times the offline verifier (``verify_export``: no database) over it,
 without and with per-entry inclusion proofs. The machine is shared and noisy: read the
 lookup counts and the growth between rows, not the absolute times.
+
+``--scenario scale --entries N`` bulk-seeds a ledger of N entries through COPY instead, then
+times proofs through the audit API in process (TestClient, and straight through ASGI with an
+auditor API token), ``StoredTree.prove_inclusion`` alone, and offline verification of the
+export. ``--http`` also serves the vault as ``vrm serve`` does, beside the bare FastAPI floor
+(``bench/http.py``'s servers and wrk runs), and drives the bare authenticated endpoint
+(``/public-key``) and both proofs (random entries and sizes) with wrk at ``--connections``
+(32) and at one connection, the auditor's API token in the ``Authorization`` header: req/s,
+p50/p99, the ratio to the floor, the server's CPU per request and the load average.
+``--keep DIR`` keeps the seeded database (named in DIR/database; write a name there first to
+choose it), its keys, the auditor and the export in DIR, and reuses them on the next run with
+the same ``--entries`` (seeding 1M takes minutes, 10M over half an hour). For example::
+
+    .venv/bin/python bench/ledger.py --scenario scale --entries 1000000 \
+        --keep /tmp/ledger-1m --http --no-verify [--only proof] [--py-spy DIR]
 """
 
 from __future__ import annotations
