@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from consent.ledger.checkpoint import split_signed_note
 from consent.ledger.dependencies import AuditorDep, bearer_token, require_auditor
-from consent.ledger.hot import prove_for_token
+from consent.ledger.hot import prove_for_token, require_auditor_token
 from consent.ledger.models import MAX_INDEX, LedgerEntry
 from consent.ledger.service import origin, public_key_text
 from consent.ledger.store import (
@@ -42,6 +42,7 @@ from vault.errors import (
     error_responses,
 )
 from vault.routing import APIRouter
+from vault.runtime import Runtime
 
 MAX_ENTRIES = 1000
 
@@ -103,8 +104,14 @@ def checkpoint(auditor: AuditorDep, db: DbDep, rt: RuntimeDep) -> CheckpointOut:
 
 
 @router.get("/public-key", response_model=PublicKeyOut, responses=error_responses(*_auth))
-def public_key(auditor: AuditorDep, rt: RuntimeDep) -> PublicKeyOut:
+async def public_key(request: Request) -> PublicKeyOut:
     """The Ed25519 verifier key for checkpoints (``name+keyid+base64``)."""
+    rt: Runtime = request.app.state.runtime
+    token = _token_in_event_loop(request)
+    if token is not None:
+        await require_auditor_token(rt, request.app.state.hot_pg, token)
+    else:
+        await run_in_threadpool(_as_auditor, request, lambda _db: None)
     return PublicKeyOut(origin=origin(rt), algorithm="Ed25519", verifier_key=public_key_text(rt))
 
 

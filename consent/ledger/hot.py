@@ -18,6 +18,7 @@ test's single shared connection) take the threaded path; the checks and answers 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -101,6 +102,10 @@ gate is evaluated before any hash is read) the hashes of the ``(level, index)`` 
 for, as three arrays: leaves from the entries, inner subtrees from the nodes (two arrays joined
 as a table: one plan whatever the count). No row when the token is unknown."""
 
+_AUDITOR = compiled(select(_token))
+"""The token alone (with its account's role and status), for the audit API's requests that
+read nothing else from the database."""
+
 _TOUCH = compiled(
     update(ApiToken)
     .where(ApiToken.id == bindparam("token_id"))
@@ -153,12 +158,7 @@ async def prove_for_token(
     async with pg.connection() as conn:
         cursor = await conn.execute(_PROOF.text, _PROOF.params(values))
         row: Any = await cursor.fetchone()
-        if row is None or not is_live(row.revoked_at, row.expires_at, row.status, now):
-            raise _refused()
-        if row.role != Role.AUDITOR:  # tokens are made for auditors only; never trust it
-            raise Forbidden("The audit API is for privacy auditors.")
-        if touch_due(row.last_used_at, now):
-            await conn.execute(_TOUCH.text, _TOUCH.params({"token_id": row.id, "now": now}))
+        await _admit(conn, row, now)
     checked(row.tree_size or 0)
     return {
         (int(level), int(i)): bytes(digest)
@@ -166,3 +166,27 @@ async def prove_for_token(
             row.levels or (), row.indexes or (), row.hashes or (), strict=True
         )
     }
+
+
+async def require_auditor_token(rt: Runtime, pg: AsyncPostgres, token: str) -> None:
+    """The audit API's check of an auditor's API token, for a request that reads nothing
+    else from the database: one statement (two when ``last_used_at`` is due). Raises the
+    401 or 403 of :func:`prove_for_token`."""
+    token_hash = lookup_hash(rt, token)
+    if token_hash is None:
+        raise _refused()
+    now = utcnow()
+    async with pg.connection() as conn:
+        cursor = await conn.execute(_AUDITOR.text, _AUDITOR.params({"token_hash": token_hash}))
+        await _admit(conn, await cursor.fetchone(), now)
+
+
+async def _admit(conn: Any, row: Any, now: datetime) -> None:
+    """Refuse a token that is unknown (no row), revoked or expired, or whose account is
+    disabled (401) or not an auditor's (403); note its use at most once a minute."""
+    if row is None or not is_live(row.revoked_at, row.expires_at, row.status, now):
+        raise _refused()
+    if row.role != Role.AUDITOR:  # tokens are made for auditors only; never trust it
+        raise Forbidden("The audit API is for privacy auditors.")
+    if touch_due(row.last_used_at, now):
+        await conn.execute(_TOUCH.text, _TOUCH.params({"token_id": row.id, "now": now}))

@@ -1,5 +1,6 @@
-"""The audit API's proofs for an auditor's API token on a database whose writes commit (the
-sessions bound to an engine, as in a served vault, not to one rolled-back connection).
+"""The audit API's proofs (and its public key) for an auditor's API token on a database whose
+writes commit (the sessions bound to an engine, as in a served vault, not to one rolled-back
+connection).
 
 On PostgreSQL that is the proof in the event loop (``consent.ledger.hot`` on
 ``vault.pgasync``'s connections): the path every served vault takes for a bearer token, which
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from consent.ledger.merkle import canonical_json, leaf_hash, verify_consistency, verify_inclusion
 from consent.ledger.models import LedgerEntry
-from consent.ledger.service import create_checkpoint
+from consent.ledger.service import create_checkpoint, public_key_text
 from consent.ledger.store import StoredTree
 from tests.conftest import test_settings as settings_for
 from tests.helpers import PASSWORD, sign_in, unique_email
@@ -164,6 +165,19 @@ def test_a_consistency_proof_for_a_token_links_two_checkpoints(
     assert not verify_consistency(first.size, second.size, new_root, old_root, path)
 
 
+def test_the_public_key_for_a_token_is_the_one_a_session_gets(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    _, email, issued = make_auditor(db, rt)
+    by_token = client.get(API + "/public-key", headers=bearer(issued))
+    assert sign_in(client, email).status_code == 303
+    by_session = client.get(API + "/public-key")
+
+    assert by_token.status_code == by_session.status_code == 200
+    assert by_token.json() == by_session.json()
+    assert by_token.json()["verifier_key"] == public_key_text(rt)
+
+
 def test_the_same_proof_for_a_session_and_for_a_token(
     client: TestClient, db: Session, rt: Runtime
 ) -> None:
@@ -219,6 +233,7 @@ def test_an_unknown_token_is_401_before_any_other_check(
 ) -> None:
     signed(db, rt, 2)
     for path in (
+        "/public-key",
         "/proofs/inclusion?index=0&size=1",
         "/proofs/inclusion?index=5&size=1",  # a 400 for an auditor; refused first here
         "/proofs/consistency?first=2&second=1",
@@ -238,13 +253,18 @@ def test_a_revoked_token_is_refused_at_once(
     row = signed(db, rt, 3)
     path = f"{API}/proofs/inclusion?index=0&size={row.size}"
     assert client.get(path, headers=bearer(token)).status_code == 200
+    assert client.get(f"{API}/public-key", headers=bearer(token)).status_code == 200
     token_id = db.scalars(
         select(ApiToken.id).where(ApiToken.token_hash == lookup_hash(rt, token))
     ).one()
     assert revoke_token(db, token_id) is True
     db.commit()
 
-    for refused in (path, f"{API}/proofs/consistency?first=1&second={row.size}"):
+    for refused in (
+        path,
+        f"{API}/proofs/consistency?first=1&second={row.size}",
+        f"{API}/public-key",
+    ):
         response = client.get(refused, headers=bearer(token))
         assert response.status_code == 401, refused
         assert response.json()["detail"] == "This API token is unknown, expired or revoked."
@@ -260,9 +280,10 @@ def test_a_disabled_auditors_token_is_401_and_a_non_auditors_403(
 
     db.execute(update(Account).where(Account.id == account).values(role=Role.INDIVIDUAL))
     db.commit()
-    forbidden = client.get(path, headers=bearer(issued))
-    assert forbidden.status_code == 403
-    assert forbidden.json()["detail"] == "The audit API is for privacy auditors."
+    for refused in (path, f"{API}/public-key"):
+        forbidden = client.get(refused, headers=bearer(issued))
+        assert forbidden.status_code == 403
+        assert forbidden.json()["detail"] == "The audit API is for privacy auditors."
 
     db.execute(
         update(Account)
@@ -271,6 +292,7 @@ def test_a_disabled_auditors_token_is_401_and_a_non_auditors_403(
     )
     db.commit()
     assert client.get(path, headers=bearer(issued)).status_code == 401
+    assert client.get(f"{API}/public-key", headers=bearer(issued)).status_code == 401
 
 
 def test_using_a_token_records_when_it_was_last_used(
