@@ -177,7 +177,7 @@ def _as_auditor(request: Request, work: Callable[[Session], _T]) -> _T:
 
 
 def _token_in_event_loop(request: Request) -> str | None:
-    """The bearer token of a request whose proof is made in the event loop (PostgreSQL,
+    """The bearer token of a request answered in the event loop (PostgreSQL,
     :mod:`consent.ledger.hot`), or None: no bearer token (a portal session), or no async
     connections (SQLite, tests on one shared connection) take the threaded path."""
     if request.app.state.hot_pg is None:

@@ -1,4 +1,5 @@
-"""Proofs for an auditor's API token in the event loop, on PostgreSQL (``vault.pgasync``).
+"""The audit API's proofs (and its public key) for an auditor's API token in the event loop,
+on PostgreSQL (``vault.pgasync``).
 
 The threaded path (a worker thread, a SQLAlchemy session and unit of work, the token and its
 account loaded as ORM objects, the proof's query built and compiled for each request) cost
