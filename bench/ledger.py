@@ -33,8 +33,22 @@ lookup counts and the growth between rows, not the absolute times.
 consent event) while the sequencer integrates, as ``vrm worker`` runs it: ``--driver pgbench``
 (pgbench's clients running ``bench/ledger_writer.pgbench``; the measurement of the issue's
 figure, since a Python client saturates the cores first) or ``--driver python`` (psycopg
-threads in ``--processes`` processes). ``--scenario scale`` seeds a large log through COPY and
-times proofs through the audit API and offline verification.
+threads in ``--processes`` processes).
+
+``--scenario scale --entries N`` bulk-seeds a ledger of N entries through COPY instead, then
+times proofs through the audit API in process (TestClient, and straight through ASGI with an
+auditor API token), ``StoredTree.prove_inclusion`` alone, and offline verification of the
+export. ``--http`` also serves the vault as ``vrm serve`` does, beside the bare FastAPI floor
+(``bench/http.py``'s servers and wrk runs), and drives the bare authenticated endpoint
+(``/public-key``) and both proofs (random entries and sizes) with wrk at ``--connections``
+(32) and at one connection, the auditor's API token in the ``Authorization`` header: req/s,
+p50/p99, the ratio to the floor, the server's CPU per request and the load average.
+``--keep DIR`` keeps the seeded database (named in DIR/database; write a name there first to
+choose it), its keys, the auditor and the export in DIR, and reuses them on the next run with
+the same ``--entries`` (seeding 1M takes about 3 minutes, 10M 17 to 35). For example::
+
+    .venv/bin/python bench/ledger.py --scenario scale --entries 1000000 \
+        --keep /tmp/ledger-1m --http --no-verify [--only proof] [--py-spy DIR]
 """
 
 from __future__ import annotations
@@ -48,9 +62,11 @@ import math
 import os
 import platform
 import random
+import re
 import secrets
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -936,6 +952,165 @@ def asgi_cpu(
     return asyncio.run(go())
 
 
+def http_proofs(rt: Runtime, args: argparse.Namespace, api_token: str, n: int) -> None:
+    """The audit API served as ``vrm serve`` serves it, driven by wrk over real HTTP beside
+    the bare FastAPI floor (``bench/http.py``'s servers, wrk runs and CPU accounting): the
+    bare authenticated endpoint and both proofs at 32 connections and at one, each proof
+    request for a random entry or older size (a wrk script rotating over 1,000)."""
+    import shutil
+
+    from bench.http import (
+        FLOOR_APP,
+        VAULT_APP,
+        Request,
+        Result,
+        Server,
+        cpu_seconds,
+        run_wrk,
+        vrm_serve_options,
+    )
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk not found; `make bench` installs Debian's wrk")
+    rng = random.Random(args.seed + 1)
+    auth = {"Authorization": f"Bearer {api_token}"}
+
+    def rotating(label: str, paths: list[str]) -> Request:
+        listed = ", ".join(json.dumps(path) for path in paths)
+        lua = f"""
+local paths = {{{listed}}}
+local headers = {{["Authorization"] = {json.dumps("Bearer " + api_token)}}}
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i], headers)
+end
+"""
+        return Request(label, "vault", paths[0], headers=auth, lua=lua)
+
+    floor = Request("floor (bare async def)", "floor", "/")
+    bare = Request(
+        "GET /api/audit/v1/public-key", "vault", "/api/audit/v1/public-key", headers=auth
+    )
+    inclusion = rotating(
+        "inclusion proof",
+        [f"/api/audit/v1/proofs/inclusion?index={rng.randrange(n)}&size={n}" for _ in range(1000)],
+    )
+    consistency = rotating(
+        "consistency proof",
+        [
+            f"/api/audit/v1/proofs/consistency?first={rng.randrange(1, n)}&second={n}"
+            for _ in range(1000)
+        ],
+    )
+    env = {
+        "VRM_DATABASE_URL": rt.engine.url.render_as_string(hide_password=False),
+        "VRM_KEY_DIR": str(rt.settings.key_dir),
+        **dict(item.split("=", 1) for item in args.env),
+    }
+    options = vrm_serve_options(env)
+    many = args.connections
+    plan = [(floor, many), (bare, many), (inclusion, many), (consistency, many), (floor, many)]
+    plan += [(floor, 1), (bare, 1), (inclusion, 1), (consistency, 1), (floor, 1)]
+    if args.only:
+        plan = [(r, c) for r, c in plan if r is floor or any(o in r.label for o in args.only)]
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        servers = {
+            "floor": Server("floor", FLOOR_APP, 1, options, {}, work / "floor.log"),
+            "vault": Server("vault", VAULT_APP, 1, options, env, work / "vault.log"),
+        }
+        results: list[tuple[Request, int, Result, float]] = []
+        try:
+            servers["floor"].wait_ready("/")
+            servers["vault"].wait_ready("/healthz")
+            import httpx
+
+            for request in (bare, inclusion, consistency):
+                answer = httpx.get(servers["vault"].base + request.path, headers=auth, timeout=30)
+                if answer.status_code != 200:
+                    raise SystemExit(f"{request.label}: {answer.status_code} {answer.text[:300]}")
+            for request, conns in plan:
+                server = servers[request.server]
+                print(f"  wrk: {request.label}, {conns} conn", flush=True)
+                run_wrk(wrk, server.base, request, conns, args.warmup, 10, work)
+                server.new_output()
+                load = os.getloadavg()[0]
+                spy = None
+                if args.py_spy is not None and server.name == "vault":
+                    name = re.sub(r"[^a-z0-9]+", "-", request.label.lower()).strip("-")
+                    spy = subprocess.Popen(  # noqa: S603 (our own tool on our own server)
+                        [
+                            str(Path(sys.executable).with_name("py-spy")),
+                            "record",
+                            "--gil",
+                            "--subprocesses",
+                            "--format",
+                            "raw",
+                            "--duration",
+                            str(int(args.duration)),
+                            "--pid",
+                            str(server.proc.pid),
+                            "-o",
+                            str(args.py_spy / f"{name}-{conns}c.txt"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                before = cpu_seconds(server.proc.pid)
+                result = run_wrk(wrk, server.base, request, conns, args.duration, 10, work)
+                if spy is not None:
+                    spy.wait(timeout=args.duration + 30)
+                if result.requests:
+                    result.cpu_ms = (cpu_seconds(server.proc.pid) - before) * 1000 / result.requests
+                statuses, _other = server.new_output()
+                bad = sum(c for s, c in statuses.items() if not s.startswith("2"))
+                if result.non_2xx_3xx or bad or result.socket_errors:
+                    result.problems.append(
+                        f"{result.non_2xx_3xx} non-2xx/3xx, {bad} logged, {result.socket_errors}"
+                    )
+                results.append((request, conns, result, load))
+        finally:
+            for server in servers.values():
+                server.stop()
+    print(
+        f"  over HTTP: vrm serve's uvicorn (1 worker) and the floor, wrk -t1 -d{args.duration:.0f}s"
+        f" after {args.warmup:.0f} s of warm-up; ratio = req/s over the floor's at the same "
+        "connections (mean of the floor before and after); cpu ms = the server's CPU per "
+        "request; load = 1-minute load average at the start"
+    )
+    print(
+        f"    {'request':<32} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'ratio':>6} {'cpu ms':>6} {'load':>5}"
+    )
+    for request, conns, result, load in results:
+        floors = [r.rps for q, c, r, _ in results if q is floor and c == conns]
+        ratio = result.rps / statistics.fmean(floors)
+        failed = ("  FAILED: " + "; ".join(result.problems)) if result.problems else ""
+        print(
+            f"    {request.label:<32} {conns:>5} {result.rps:>8,.0f} {result.p50_ms:>7.2f} "
+            f"{result.p99_ms:>7.2f} {ratio:>6.3f} {result.cpu_ms:>6.2f} {load:>5.1f}{failed}"
+        )
+
+
+def kept_ledger(rt: Runtime, args: argparse.Namespace) -> tuple[str, str] | None:
+    """The auditor's password and API token of a ledger kept by an earlier run (``--keep``)
+    that holds exactly ``--entries`` entries, or None."""
+    from consent.ledger.models import LedgerHead
+
+    if args.keep is None or not (args.keep / "auditor.json").exists():
+        return None
+    with rt.sessions() as db:
+        head = db.get(LedgerHead, 1)
+        if head is None or head.size != args.entries:
+            return None
+    saved = json.loads((args.keep / "auditor.json").read_text())
+    return saved["password"], saved["token"]
+
+
 def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     from fastapi.testclient import TestClient
 
@@ -945,14 +1120,32 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
     from vrm.app import create_app
 
     n = args.entries
-    print(f"{db_label}; {os.cpu_count()} CPUs; {n:,} entries seeded through COPY", flush=True)
-    seconds, export_path = seed_bulk(rt, n, args.seed)
-    print(f"  seeded {n:,} entries and their nodes, signed a checkpoint: {seconds:.0f} s")
-    try:
+    kept = kept_ledger(rt, args)
+    export_path: str | None = None
+    if kept is not None:
+        password, api_token = kept
+        if (args.keep / "export.jsonl").exists():
+            export_path = str(args.keep / "export.jsonl")
+        print(f"{db_label}; {os.cpu_count()} CPUs; {n:,} entries kept by an earlier run")
+    else:
+        print(f"{db_label}; {os.cpu_count()} CPUs; {n:,} entries seeded through COPY", flush=True)
+        seconds, export_path = seed_bulk(rt, n, args.seed)
+        print(f"  seeded {n:,} entries and their nodes, signed a checkpoint: {seconds:.0f} s")
         password = secrets.token_urlsafe(16)
         with rt.sessions() as db, db.begin():
             auditor = sign_up(db, rt, "auditor@bench.example", password, role=Role.AUDITOR)
-            api_token = issue_token(db, rt, auditor, label="bench", days=1).token
+            api_token = issue_token(db, rt, auditor, label="bench", days=30).token
+        if args.keep is not None:
+            os.replace(export_path, args.keep / "export.jsonl")
+            export_path = str(args.keep / "export.jsonl")
+            (args.keep / "auditor.json").write_text(
+                json.dumps({"password": password, "token": api_token})
+            )
+    try:
+        if args.http:
+            http_proofs(rt, args, api_token, n)
+        if args.no_inprocess:
+            return
         rng = random.Random(args.seed)
         with TestClient(create_app(runtime=rt), base_url="http://127.0.0.1") as client:
             page = client.get("/signin").text
@@ -1040,6 +1233,8 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
                 f"    {label + ':':44} {p(wall, 50):7.2f} / {p(wall, 95):7.2f}   "
                 f"CPU {p(used, 50):6.2f}"
             )
+        if export_path is None or args.no_verify:
+            return
         start, start_cpu = time.perf_counter(), time.process_time()
         with open(export_path, encoding="utf-8", newline="") as fh:
             report = verify_export(fh, vkey)
@@ -1052,11 +1247,10 @@ def run_scale(rt: Runtime, args: argparse.Namespace, db_label: str) -> None:
             f"{verify_s:.1f} s wall, {verify_cpu:.1f} s CPU ({n / verify_cpu:,.0f} entries per "
             "CPU-second), OK"
         )
-        if args.keep_export:
+        if args.keep_export or args.keep is not None:
             print(f"  export kept at {export_path}")
-            return
     finally:
-        if not args.keep_export:
+        if export_path is not None and not args.keep_export and args.keep is None:
             os.unlink(export_path)
 
 
@@ -1104,6 +1298,46 @@ def main() -> None:
     )
     parser.add_argument("--entries", type=int, default=1_000_000, help="for --scenario scale")
     parser.add_argument("--keep-export", action="store_true")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="for --scenario scale: keep the seeded database, its keys, the auditor and the "
+        "export in DIR, and reuse them when DIR holds a ledger of --entries entries (no "
+        "reseeding; drop the database named in DIR/database by hand when done)",
+    )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="for --scenario scale: also drive the served audit API with wrk (bench/http.py's "
+        "servers) beside the bare FastAPI floor",
+    )
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of wrk before each (2)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="for the served vault"
+    )
+    parser.add_argument(
+        "--no-inprocess",
+        action="store_true",
+        help="skip the in-process measurements (TestClient, ASGI, the proof alone)",
+    )
+    parser.add_argument("--no-verify", action="store_true", help="skip offline verification")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="with --http: sample the vault with py-spy (--gil) during each of its wrk runs, "
+        "collapsed stacks written to DIR (count them with bench/stacks.py)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="with --http: measure only the requests whose label contains TEXT (and the floor)",
+    )
     args = parser.parse_args()
     if args.events < 2 or args.batch < 1 or args.bulk_batch < 1 or args.proofs < 2:
         parser.error("--events and --proofs must be at least 2, batch sizes at least 1")
@@ -1127,8 +1361,19 @@ def main() -> None:
             isolation_level="AUTOCOMMIT",
         )
         name = f"vrm_bench_{uuid.uuid4().hex[:8]}"
+        if args.keep is not None:
+            # The database named in DIR/database (write a name there first to choose it).
+            args.keep.mkdir(parents=True, exist_ok=True)
+            key_dir = args.keep / "keys"
+            named = args.keep / "database"
+            name = named.read_text().strip() if named.exists() else name
+            named.write_text(name + "\n")
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if exists is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
             version = conn.execute(text("SHOW server_version")).scalar_one()
         try:
             db_url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
@@ -1136,14 +1381,16 @@ def main() -> None:
             try:
                 upgrade(rt.engine)
                 host = make_url(ADMIN_URL).host
-                label = f"PostgreSQL {version} on {host} (throwaway database {name})"
+                what = "kept database" if args.keep is not None else "throwaway database"
+                label = f"PostgreSQL {version} on {host} ({what} {name})"
                 scenario = {"appends": run, "sequencer": run_sequencer, "scale": run_scale}
                 scenario[args.scenario](rt, args, label)
             finally:
                 rt.engine.dispose()
         finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if args.keep is None:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
 
 

@@ -11,17 +11,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from consent.ledger.checkpoint import split_signed_note
-from consent.ledger.dependencies import AuditorDep, require_auditor
+from consent.ledger.dependencies import AuditorDep, bearer_token, require_auditor
+from consent.ledger.hot import prove_for_token, require_auditor_token
 from consent.ledger.models import MAX_INDEX, LedgerEntry
 from consent.ledger.service import origin, public_key_text
-from consent.ledger.store import StoredTree, pending_events
+from consent.ledger.store import (
+    StoredTree,
+    consistency_from,
+    consistency_needs,
+    inclusion_from,
+    inclusion_needs,
+    pending_events,
+)
 from consent.ledger.witnessing import published_checkpoint
 from vault.db import unit_of_work
 from vault.dependencies import DbDep, RuntimeDep
@@ -34,6 +42,7 @@ from vault.errors import (
     error_responses,
 )
 from vault.routing import APIRouter
+from vault.runtime import Runtime
 
 MAX_ENTRIES = 1000
 
@@ -95,8 +104,14 @@ def checkpoint(auditor: AuditorDep, db: DbDep, rt: RuntimeDep) -> CheckpointOut:
 
 
 @router.get("/public-key", response_model=PublicKeyOut, responses=error_responses(*_auth))
-def public_key(auditor: AuditorDep, rt: RuntimeDep) -> PublicKeyOut:
+async def public_key(request: Request) -> PublicKeyOut:
     """The Ed25519 verifier key for checkpoints (``name+keyid+base64``)."""
+    rt: Runtime = request.app.state.runtime
+    token = _token_in_event_loop(request)
+    if token is not None:
+        await require_auditor_token(rt, request.app.state.hot_pg, token)
+    else:
+        await run_in_threadpool(_as_auditor, request, lambda _db: None)
     return PublicKeyOut(origin=origin(rt), algorithm="Ed25519", verifier_key=public_key_text(rt))
 
 
@@ -144,11 +159,9 @@ def _stored() -> Iterator[None]:
         ) from exc
 
 
-def _size(db: Session, size: int) -> StoredTree:
-    tree = StoredTree(db)
-    if size > tree.size():
-        raise InvalidInput(f"The ledger has only {tree.size()} entries.", field="size")
-    return tree
+def _within(size: int, tree_size: int) -> None:
+    if size > tree_size:
+        raise InvalidInput(f"The ledger has only {tree_size} entries.", field="size")
 
 
 _T = TypeVar("_T")
@@ -163,6 +176,21 @@ def _as_auditor(request: Request, work: Callable[[Session], _T]) -> _T:
         return work(db)
 
 
+def _token_in_event_loop(request: Request) -> str | None:
+    """The bearer token of a request answered in the event loop (PostgreSQL,
+    :mod:`consent.ledger.hot`), or None: no bearer token (a portal session), or no async
+    connections (SQLite, tests on one shared connection) take the threaded path."""
+    if request.app.state.hot_pg is None:
+        return None
+    return bearer_token(request)
+
+
+def _answer(size: int, root: bytes, proof: list[bytes]) -> Response:
+    body = ProofOut(tree_size=size, root=b64(root), proof=[b64(p) for p in proof])
+    # Serialised once here: returning a Response skips FastAPI's second pass over the model.
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
 @router.get(
     "/proofs/inclusion",
     response_model=ProofOut,
@@ -172,16 +200,31 @@ async def inclusion(
     request: Request,
     index: Annotated[int, Query(ge=0, le=MAX_INDEX)],
     size: Annotated[int, Query(ge=1, le=MAX_INDEX)],
-) -> ProofOut:
+) -> Response:
     """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
 
-    def prove(db: Session) -> ProofOut:
+    def checked(tree_size: int | None) -> set[tuple[int, int]]:
+        """The subtrees the answer needs; refused here: an index beyond the size, a size
+        beyond the tree (``tree_size``; None: not known yet)."""
         if index >= size:
             raise InvalidInput("The index must be below the tree size.", field="index")
-        tree = _size(db, size)
+        if tree_size is not None:
+            _within(size, tree_size)
+        return inclusion_needs(index, size)
+
+    token = _token_in_event_loop(request)
+    if token is not None:
+        state = request.app.state
+        hashes = await prove_for_token(state.runtime, state.hot_pg, token, checked)
         with _stored():
-            root, proof = tree.prove_inclusion(index, size)
-        return ProofOut(tree_size=size, root=b64(root), proof=[b64(p) for p in proof])
+            return _answer(size, *inclusion_from(hashes, index, size))
+
+    def prove(db: Session) -> Response:
+        tree = StoredTree(db)
+        wanted = checked(tree.size())
+        with _stored():
+            tree.prefetch(wanted)  # every hash in one query
+            return _answer(size, tree.root(size), tree.inclusion(index, size))
 
     return await run_in_threadpool(_as_auditor, request, prove)
 
@@ -195,16 +238,29 @@ async def consistency(
     request: Request,
     first: Annotated[int, Query(ge=1, le=MAX_INDEX)],
     second: Annotated[int, Query(ge=1, le=MAX_INDEX)],
-) -> ProofOut:
+) -> Response:
     """RFC 9162 consistency proof between tree sizes ``first`` <= ``second``."""
 
-    def prove(db: Session) -> ProofOut:
+    def checked(tree_size: int | None) -> set[tuple[int, int]]:
         if first > second:
             raise InvalidInput("The first size must not exceed the second.", field="first")
-        tree = _size(db, second)
+        if tree_size is not None:
+            _within(second, tree_size)
+        return consistency_needs(first, second)
+
+    token = _token_in_event_loop(request)
+    if token is not None:
+        state = request.app.state
+        hashes = await prove_for_token(state.runtime, state.hot_pg, token, checked)
         with _stored():
-            root, proof = tree.prove_consistency(first, second)
-        return ProofOut(tree_size=second, root=b64(root), proof=[b64(p) for p in proof])
+            return _answer(second, *consistency_from(hashes, first, second))
+
+    def prove(db: Session) -> Response:
+        tree = StoredTree(db)
+        wanted = checked(tree.size())
+        with _stored():
+            tree.prefetch(wanted)  # every hash in one query
+            return _answer(second, tree.root(second), tree.consistency(first, second))
 
     return await run_in_threadpool(_as_auditor, request, prove)
 

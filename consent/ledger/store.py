@@ -433,20 +433,55 @@ class StoredTree:
     def prove_inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes]]:
         """The root of ``size`` and the inclusion proof of ``index``, every hash read in one
         query."""
-        self.prefetch(
-            _needed(lambda sub: (root_hash(size, sub), inclusion_proof(index, size, sub)))
-        )
+        self.prefetch(inclusion_needs(index, size))
         return self.root(size), self.inclusion(index, size)
 
     def prove_consistency(self, old_size: int, new_size: int) -> tuple[bytes, list[bytes]]:
         """The root of ``new_size`` and the consistency proof from ``old_size``, every hash
         read in one query."""
-        self.prefetch(
-            _needed(
-                lambda sub: (root_hash(new_size, sub), consistency_proof(old_size, new_size, sub))
-            )
-        )
+        self.prefetch(consistency_needs(old_size, new_size))
         return self.root(new_size), self.consistency(old_size, new_size)
+
+
+def inclusion_needs(index: int, size: int) -> set[tuple[int, int]]:
+    """The ``(level, index)`` subtrees whose hashes the root of ``size`` and the inclusion
+    proof of ``index`` are made of."""
+    return _needed(lambda sub: (root_hash(size, sub), inclusion_proof(index, size, sub)))
+
+
+def consistency_needs(old_size: int, new_size: int) -> set[tuple[int, int]]:
+    """The subtrees the root of ``new_size`` and the consistency proof from ``old_size`` are
+    made of."""
+    return _needed(
+        lambda sub: (root_hash(new_size, sub), consistency_proof(old_size, new_size, sub))
+    )
+
+
+def _lookup(hashes: dict[tuple[int, int], bytes]) -> Any:
+    def subtree(level: int, index: int) -> bytes:
+        found = hashes.get((level, index))
+        if found is None:
+            raise LookupError(f"no stored subtree at level {level}, index {index}")
+        return found
+
+    return subtree
+
+
+def inclusion_from(
+    hashes: dict[tuple[int, int], bytes], index: int, size: int
+) -> tuple[bytes, list[bytes]]:
+    """:meth:`StoredTree.prove_inclusion` from hashes read already (those
+    :func:`inclusion_needs` names); ``LookupError`` when one is missing."""
+    subtree = _lookup(hashes)
+    return root_hash(size, subtree), inclusion_proof(index, size, subtree)
+
+
+def consistency_from(
+    hashes: dict[tuple[int, int], bytes], old_size: int, new_size: int
+) -> tuple[bytes, list[bytes]]:
+    """:meth:`StoredTree.prove_consistency` from hashes read already."""
+    subtree = _lookup(hashes)
+    return root_hash(new_size, subtree), consistency_proof(old_size, new_size, subtree)
 
 
 _PLACEHOLDER = bytes(32)

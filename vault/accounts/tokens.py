@@ -110,22 +110,44 @@ def token_state(row: ApiToken, now: datetime | None = None) -> str:
     return "expired" if row.expires_at <= now else "active"
 
 
+def lookup_hash(rt: Runtime, token: str) -> bytes | None:
+    """The keyed hash a token is looked up by, or None for what cannot be a token (no
+    prefix, too long): refused without a query."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_CHARS:
+        return None
+    return _hash(rt, token)
+
+
+def is_live(
+    revoked_at: datetime | None, expires_at: datetime, account_status: str, now: datetime
+) -> bool:
+    """Whether a token found by its hash still stands for its account: neither revoked nor
+    expired, its account active."""
+    return revoked_at is None and expires_at > now and account_status == AccountStatus.ACTIVE
+
+
+def touch_due(last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether ``last_used_at`` is to be written now (at most once a minute)."""
+    return last_used_at is None or now - last_used_at >= _LAST_USED_RESOLUTION
+
+
 def resolve_token(db: Session, rt: Runtime, token: str) -> Account | None:
     """The active account a live token stands for, or None (unknown, revoked, expired, or its
     account disabled). One query; ``last_used_at`` is written at most once a minute."""
-    if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_CHARS:
+    token_hash = lookup_hash(rt, token)
+    if token_hash is None:
         return None
     found = db.execute(
         select(ApiToken, Account)
         .join(Account, Account.id == ApiToken.account_id)
-        .where(ApiToken.token_hash == _hash(rt, token))
+        .where(ApiToken.token_hash == token_hash)
     ).first()
     if found is None:
         return None
     row, account = found
     now = utcnow()
-    if token_state(row, now) != "active" or account.status != AccountStatus.ACTIVE:
+    if not is_live(row.revoked_at, row.expires_at, account.status, now):
         return None
-    if row.last_used_at is None or now - row.last_used_at >= _LAST_USED_RESOLUTION:
+    if touch_due(row.last_used_at, now):
         row.last_used_at = now
     return account
