@@ -658,6 +658,12 @@ def _py_spy(
         return None
     name = re.sub(r"[^a-z0-9]+", "-", request.label.lower()).strip("-")
     out = opts.py_spy / f"{name}-{connections}c-{workers}w.txt"
+    return py_spy_record(server, opts.seconds, out)
+
+
+def py_spy_record(server: Server, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``server``'s processes (``--gil``) for ``seconds``, collapsed stacks
+    written to ``out`` (count them with ``bench/stacks.py``)."""
     return subprocess.Popen(  # noqa: S603 (a tool of this environment, on our own server)
         [
             str(Path(sys.executable).with_name("py-spy")),
@@ -667,7 +673,7 @@ def _py_spy(
             "--format",
             "raw",
             "--duration",
-            str(int(opts.seconds)),
+            str(int(seconds)),
             "--pid",
             str(server.proc.pid),
             "-o",

@@ -565,7 +565,6 @@ def drive_pgbench(conninfo: str, dbname: str, apps: list[str], args: argparse.Na
     ``bench/ledger_writer.pgbench`` (one pipelined transaction each), for ``--seconds``; its
     per-transaction log gives each commit's time."""
     import resource
-    import subprocess
 
     seconds = max(1, round(args.seconds))
     watch = _BackendWatch(conninfo, dbname, len(apps))
@@ -966,6 +965,7 @@ def http_proofs(rt: Runtime, args: argparse.Namespace, api_token: str, n: int) -
         Result,
         Server,
         cpu_seconds,
+        py_spy_record,
         run_wrk,
         vrm_serve_options,
     )
@@ -1042,24 +1042,7 @@ end
                 spy = None
                 if args.py_spy is not None and server.name == "vault":
                     name = re.sub(r"[^a-z0-9]+", "-", request.label.lower()).strip("-")
-                    spy = subprocess.Popen(  # noqa: S603 (our own tool on our own server)
-                        [
-                            str(Path(sys.executable).with_name("py-spy")),
-                            "record",
-                            "--gil",
-                            "--subprocesses",
-                            "--format",
-                            "raw",
-                            "--duration",
-                            str(int(args.duration)),
-                            "--pid",
-                            str(server.proc.pid),
-                            "-o",
-                            str(args.py_spy / f"{name}-{conns}c.txt"),
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+                    spy = py_spy_record(server, args.duration, args.py_spy / f"{name}-{conns}c.txt")
                 before = cpu_seconds(server.proc.pid)
                 result = run_wrk(wrk, server.base, request, conns, args.duration, 10, work)
                 if spy is not None:

@@ -4,6 +4,7 @@ Tests that need an index right away record and integrate in one step here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,3 +38,23 @@ def append(db: Session, event: dict[str, Any], *, now: datetime | None = None) -
     pending = record(db, event, now=now)
     index = integrate(db).indexes[pending.id]
     return Appended(index, bytes(db.get_one(LedgerEntry, index).leaf_hash))
+
+
+def append_events(
+    db: Session, n: int, kind: Callable[[int], str] = lambda _: "grant.given"
+) -> None:
+    """``n`` events shaped like real consent events (pseudonymous subjects ``p-<i>``), each
+    appended at once; ``kind(i)`` names the i-th one's type."""
+    for i in range(n):
+        append(
+            db,
+            {
+                "event_type": kind(i),
+                "vendor_id": None,
+                "subject": f"p-{i:032x}",
+                "fields": ["email"],
+                "purpose": "Deliver your orders to your door.",
+                "agreement_id": "service-only",
+                "consent_text_hash": None,
+            },
+        )

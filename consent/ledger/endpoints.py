@@ -185,6 +185,38 @@ def _token_in_event_loop(request: Request) -> str | None:
     return bearer_token(request)
 
 
+_Proved = tuple[bytes, list[bytes]]
+"""A tree's root and a proof in it."""
+
+
+async def _proof(
+    request: Request,
+    size: int,
+    checked: Callable[[int | None], set[tuple[int, int]]],
+    from_hashes: Callable[[dict[tuple[int, int], bytes]], _Proved],
+    from_tree: Callable[[StoredTree], _Proved],
+) -> Response:
+    """A proof in the tree of ``size`` entries: for an auditor's API token in the event loop
+    (the hashes ``checked`` names read with the token check, then ``from_hashes``), else the
+    auditor checked and the hashes prefetched on one worker thread (then ``from_tree``).
+    ``checked(tree_size)`` refuses the request's own mistakes either way."""
+    token = _token_in_event_loop(request)
+    if token is not None:
+        state = request.app.state
+        hashes = await prove_for_token(state.runtime, state.hot_pg, token, checked)
+        with _stored():
+            return _answer(size, *from_hashes(hashes))
+
+    def prove(db: Session) -> Response:
+        tree = StoredTree(db)
+        wanted = checked(tree.size())
+        with _stored():
+            tree.prefetch(wanted)  # every hash in one query
+            return _answer(size, *from_tree(tree))
+
+    return await run_in_threadpool(_as_auditor, request, prove)
+
+
 def _answer(size: int, root: bytes, proof: list[bytes]) -> Response:
     body = ProofOut(tree_size=size, root=b64(root), proof=[b64(p) for p in proof])
     # Serialised once here: returning a Response skips FastAPI's second pass over the model.
@@ -212,21 +244,13 @@ async def inclusion(
             _within(size, tree_size)
         return inclusion_needs(index, size)
 
-    token = _token_in_event_loop(request)
-    if token is not None:
-        state = request.app.state
-        hashes = await prove_for_token(state.runtime, state.hot_pg, token, checked)
-        with _stored():
-            return _answer(size, *inclusion_from(hashes, index, size))
-
-    def prove(db: Session) -> Response:
-        tree = StoredTree(db)
-        wanted = checked(tree.size())
-        with _stored():
-            tree.prefetch(wanted)  # every hash in one query
-            return _answer(size, tree.root(size), tree.inclusion(index, size))
-
-    return await run_in_threadpool(_as_auditor, request, prove)
+    return await _proof(
+        request,
+        size,
+        checked,
+        lambda hashes: inclusion_from(hashes, index, size),
+        lambda tree: (tree.root(size), tree.inclusion(index, size)),
+    )
 
 
 @router.get(
@@ -248,21 +272,13 @@ async def consistency(
             _within(second, tree_size)
         return consistency_needs(first, second)
 
-    token = _token_in_event_loop(request)
-    if token is not None:
-        state = request.app.state
-        hashes = await prove_for_token(state.runtime, state.hot_pg, token, checked)
-        with _stored():
-            return _answer(second, *consistency_from(hashes, first, second))
-
-    def prove(db: Session) -> Response:
-        tree = StoredTree(db)
-        wanted = checked(tree.size())
-        with _stored():
-            tree.prefetch(wanted)  # every hash in one query
-            return _answer(second, tree.root(second), tree.consistency(first, second))
-
-    return await run_in_threadpool(_as_auditor, request, prove)
+    return await _proof(
+        request,
+        second,
+        checked,
+        lambda hashes: consistency_from(hashes, first, second),
+        lambda tree: (tree.root(second), tree.consistency(first, second)),
+    )
 
 
 class PendingEventOut(BaseModel):

@@ -24,7 +24,7 @@ from consent.ledger.service import create_checkpoint, origin, public_key_text
 from consent.ledger.store import StoredTree, vendor_pseudonym_for
 from tests.consent.factories import make_app
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
-from tests.sequencer import append, sequence
+from tests.sequencer import append_events, sequence
 from vault.accounts.models import Role
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
@@ -41,19 +41,7 @@ ENDPOINTS = [
 
 
 def add_events(db: Session, n: int) -> None:
-    for i in range(n):
-        append(
-            db,
-            {
-                "event_type": "vendor.registered" if i % 3 == 0 else "grant.given",
-                "vendor_id": None,
-                "subject": f"p-{i:032x}",
-                "fields": ["email"],
-                "purpose": "Deliver your orders to your door.",
-                "agreement_id": "service-only",
-                "consent_text_hash": None,
-            },
-        )
+    append_events(db, n, lambda i: "vendor.registered" if i % 3 == 0 else "grant.given")
     db.commit()
 
 

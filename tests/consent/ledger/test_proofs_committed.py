@@ -14,70 +14,34 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from consent.ledger.merkle import canonical_json, leaf_hash, verify_consistency, verify_inclusion
 from consent.ledger.models import LedgerEntry
 from consent.ledger.service import create_checkpoint, public_key_text
 from consent.ledger.store import StoredTree
-from tests.conftest import test_settings as settings_for
+from tests.committed import committed_engine, committed_runtime, rt
 from tests.helpers import PASSWORD, sign_in, unique_email
-from tests.sequencer import append
+from tests.sequencer import append_events
 from vault.accounts.models import Account, AccountStatus, ApiToken, Role
 from vault.accounts.tokens import issue_token, lookup_hash, revoke_token
-from vault.db import make_engine
-from vault.migrate import upgrade
 from vault.runtime import Runtime
 from vault.signup import sign_up as new_account
 
 API = "/api/audit/v1"
 
 
-@pytest.fixture(scope="module")
-def committed_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
-    engine = make_engine(new_database(backend, migrated=True))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def committed_runtime(
-    committed_engine: Engine, tmp_path_factory: pytest.TempPathFactory
-) -> Runtime:
-    keys: Path = tmp_path_factory.mktemp("keys") / "keys"
-    url = committed_engine.url.render_as_string(hide_password=False)
-    return Runtime.from_settings(settings_for(keys, url), engine=committed_engine)
-
-
-@pytest.fixture
-def rt(committed_runtime: Runtime) -> Runtime:
-    """Every test's sessions commit for real; the ledger grows from test to test."""
-    return committed_runtime
+__all__ = ["committed_engine", "committed_runtime", "rt"]  # the ledger grows from test to test
 
 
 def add_events(db: Session, n: int) -> None:
-    for i in range(n):
-        append(
-            db,
-            {
-                "event_type": "grant.given",
-                "vendor_id": None,
-                "subject": f"p-{i:032x}",
-                "fields": ["email"],
-                "purpose": "Deliver your orders to your door.",
-                "agreement_id": "service-only",
-                "consent_text_hash": None,
-            },
-        )
+    append_events(db, n)
     db.commit()
 
 

@@ -29,7 +29,7 @@ from consent.ledger.models import LedgerEntry, LedgerNode
 from consent.ledger.service import public_key_text
 from consent.ledger.tiles_client import verify_tiles
 from tests.helpers import PASSWORD, sign_in, sign_up, unique_email
-from tests.sequencer import append
+from tests.sequencer import append, append_events
 from vault.accounts.models import Account, AccountStatus, ApiToken, Role
 from vault.accounts.tokens import auditor_by_email, issue_token, revoke_token
 from vault.errors import InvalidInput, NotFound
@@ -202,19 +202,7 @@ def root_from_inclusion(leaf_hash: bytes, index: int, size: int, path: list[byte
 
 def seed(db: Session, rt: Runtime, count: int) -> None:
     """``count`` events through the project's append path, then its checkpoint job."""
-    for i in range(count):
-        append(
-            db,
-            {
-                "event_type": "grant.given",
-                "vendor_id": None,
-                "subject": f"p-{i:032x}",
-                "fields": ["email"],
-                "purpose": "Deliver your orders to your door.",
-                "agreement_id": "service-only",
-                "consent_text_hash": None,
-            },
-        )
+    append_events(db, count)
     assert SIGN_CHECKPOINT.run(db, rt) is not None
     db.commit()
 
