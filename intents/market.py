@@ -20,14 +20,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
+from psycopg import AsyncConnection
 from sqlalchemy import (
     ColumnElement,
     Executable,
     Row,
     Select,
     Table,
+    Uuid,
+    any_,
     bindparam,
     exists,
     literal_column,
@@ -37,6 +40,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.types import ARRAY
+from starlette.concurrency import run_in_threadpool
 
 from consent.vendors.models import VendorApp
 from intents import taxonomy
@@ -47,10 +52,11 @@ from intents.pseudonyms import owner_pseudonym
 from intents.rules import parse_offer
 from vault.accounts.models import Account, AccountStatus
 from vault.base import utcnow
-from vault.crypto import Binding
+from vault.crypto import Binding, DataKey
 from vault.errors import InvalidInput, NotFound
 from vault.keystore import UNWRAPPED, DataKeyRecord
 from vault.mail.notices import notify
+from vault.pgasync import SQL, compiled
 from vault.runtime import Runtime
 
 DEFAULT_PAGE = 20
@@ -131,15 +137,24 @@ Shown = Select[Any]
 _INTENT_COLUMNS = tuple(Intent.__table__.c)
 
 
-def _visible(single_app: bool) -> list[ColumnElement[bool]]:
+Apps = Literal["one", "list", "array"]
+"""How a statement names the apps whose blocks hide an intent: ``one`` the app alone (its
+vendor has no other), ``list`` its vendor's apps as an expanding ``IN`` (any database),
+``array`` the same as one PostgreSQL array parameter (``= ANY``: compiled once to SQL text for
+:mod:`vault.pgasync`, which has no expanding parameters)."""
+
+
+def _visible(apps: Apps) -> list[ColumnElement[bool]]:
     """What an app may see: published, open, not past closing, owner active, not blocked by
-    the owner for this app or (``single_app`` False) any other app of its vendor."""
-    blocked = exists().where(
-        IntentBlock.owner_id == Intent.owner_id,
-        IntentBlock.app_id == bindparam("app_id")
-        if single_app
-        else IntentBlock.app_id.in_(bindparam("apps", expanding=True)),
-    )
+    the owner for this app or any other app of its vendor."""
+    blocker: ColumnElement[bool]
+    if apps == "one":
+        blocker = IntentBlock.app_id == bindparam("app_id")
+    elif apps == "list":
+        blocker = IntentBlock.app_id.in_(bindparam("apps", expanding=True))
+    else:
+        blocker = IntentBlock.app_id == any_(bindparam("apps", type_=ARRAY(Uuid())))
+    blocked = exists().where(IntentBlock.owner_id == Intent.owner_id, blocker)
     owner_active = exists().where(
         Account.id == Intent.owner_id, Account.status == AccountStatus.ACTIVE
     )
@@ -193,7 +208,7 @@ def _filter_values(f: IntentFilters) -> tuple[tuple[str, ...], dict[str, Any]]:
     return tuple(name for name in _FILTERS if name in values), values
 
 
-def _shown(single_app: bool) -> Shown:
+def _shown(apps: Apps) -> Shown:
     """Intents an app may see, each with the app's own offer on it and its owner's data key:
     one statement, so a page costs one round trip however many owners it shows."""
     return (
@@ -207,13 +222,13 @@ def _shown(single_app: bool) -> Shown:
         .select_from(Intent)
         .outerjoin(Offer, (Offer.intent_id == Intent.id) & (Offer.app_id == bindparam("app_id")))
         .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Intent.owner_id)
-        .where(*_visible(single_app))
+        .where(*_visible(apps))
     )
 
 
 @functools.cache
-def _listing(single_app: bool, filters: tuple[str, ...], after_cursor: bool) -> Shown:
-    query = _shown(single_app).where(*(_FILTERS[name]() for name in filters))
+def _listing(apps: Apps, filters: tuple[str, ...], after_cursor: bool) -> Shown:
+    query = _shown(apps).where(*(_FILTERS[name]() for name in filters))
     if after_cursor:
         query = query.where(
             tuple_(Intent.published_at, Intent.id)
@@ -226,15 +241,29 @@ def _listing(single_app: bool, filters: tuple[str, ...], after_cursor: bool) -> 
 
 
 @functools.cache
-def _one_shown(single_app: bool) -> Shown:
-    return _shown(single_app).where(Intent.id == bindparam("intent_id"))
+def _listing_sql(filters: tuple[str, ...], after_cursor: bool) -> SQL:
+    """:func:`_listing` for :mod:`vault.pgasync`, one array of apps for any vendor."""
+    return compiled(_listing("array", filters, after_cursor))
+
+
+_OFFERS_SQL = compiled(
+    select(*cast(Table, Offer.__table__).columns).where(
+        Offer.id == any_(bindparam("ids", type_=ARRAY(Uuid())))
+    )
+)
+"""This app's own offers on a page's intents, by id (:func:`list_intents_async`)."""
 
 
 @functools.cache
-def _one_intent(single_app: bool, lock: bool) -> Select[uuid.UUID, str, datetime, uuid.UUID]:
+def _one_shown(apps: Apps) -> Shown:
+    return _shown(apps).where(Intent.id == bindparam("intent_id"))
+
+
+@functools.cache
+def _one_intent(apps: Apps, lock: bool) -> Select[uuid.UUID, str, datetime, uuid.UUID]:
     """What an offer needs of an intent this app may see (a row, not an ORM object)."""
     query = select(Intent.id, Intent.currency, Intent.expires_at, Intent.owner_id).where(
-        Intent.id == bindparam("intent_id"), *_visible(single_app)
+        Intent.id == bindparam("intent_id"), *_visible(apps)
     )
     return query.with_for_update(of=Intent) if lock else query
 
@@ -282,6 +311,91 @@ def _offer_upsert(postgres: bool) -> Executable:
     ).returning(*table.columns)
 
 
+def _views(
+    rt: Runtime,
+    app_id: uuid.UUID,
+    rows: Sequence[Any],
+    offers: dict[uuid.UUID, Any],
+    keys: dict[uuid.UUID, DataKey],
+) -> list[VendorIntent]:
+    """Rows of :func:`_shown` as vendor views: titles decrypted with their owners' ``keys``,
+    owners pseudonymous, this app's own ``offers`` (ORM objects or rows) attached. A row whose
+    owner has no data key any more (erased meanwhile) is left out: nothing of theirs shows."""
+    views = []
+    for row in rows:
+        if row.key_id is None:
+            continue
+        owner = row.owner_id
+        key = keys[row.key_id]
+        views.append(
+            VendorIntent(
+                intent=row,
+                title=key.decrypt(bytes(row.title_ct), _binding(row, "title_ct")).decode(),
+                description=key.decrypt(
+                    bytes(row.description_ct), _binding(row, "description_ct")
+                ).decode(),
+                pseudonym=owner_pseudonym(rt, app_id, owner),
+                own_offer=offers.get(row.own_offer_id) if row.own_offer_id else None,
+            )
+        )
+    return views
+
+
+def _page(rows: list[Any], size: int) -> tuple[list[Any], str | None]:
+    """A page of ``size`` from ``size + 1`` rows, and the cursor of the next when there is one."""
+    if len(rows) <= size:
+        return rows, None
+    rows = rows[:size]
+    return rows, encode_cursor(rows[-1].published_at, rows[-1].id)
+
+
+def _listing_params(
+    seller: Seller, filters: IntentFilters, cursor: str | None, size: int
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The filters a listing uses and every value its statement binds."""
+    names, params = _filter_values(filters)
+    if cursor:
+        params["cursor_at"], params["cursor_id"] = decode_cursor(cursor)
+    apps = sorted(seller.vendor_apps)
+    return names, {**params, "now": utcnow(), "app_id": seller.id, "apps": apps, "size": size + 1}
+
+
+async def list_intents_async(
+    conn: AsyncConnection[Any],
+    rt: Runtime,
+    seller: Seller,
+    filters: IntentFilters,
+    *,
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[VendorIntent], str | None]:
+    """:meth:`Market.list_intents` in the event loop, on PostgreSQL (``vault.pgasync``): the
+    same statement compiled once per shape, the same views. Only a data key this process does
+    not hold unwrapped goes to a worker thread (the key provider may be a network call)."""
+    size = page_size(limit)
+    names, params = _listing_params(seller, filters, cursor, size)
+    sql = _listing_sql(names, bool(cursor))
+    rows, next_cursor = _page(
+        await (await conn.execute(sql.text, sql.params(params))).fetchall(), size
+    )
+    offers: dict[uuid.UUID, Any] = {}
+    offer_ids = [row.own_offer_id for row in rows if row.own_offer_id is not None]
+    if offer_ids:
+        found = await conn.execute(_OFFERS_SQL.text, {"ids": offer_ids})
+        offers = {offer.id: offer for offer in await found.fetchall()}
+    keys: dict[uuid.UUID, DataKey] = {}
+    for row in rows:
+        if row.key_id is None or row.key_id in keys:
+            continue
+        key = UNWRAPPED.cached(row.key_id, row.owner_id, row.key_wrapped)
+        if key is None:
+            key = await run_in_threadpool(
+                UNWRAPPED.open, rt.keys, row.key_id, row.owner_id, row.key_kek_id, row.key_wrapped
+            )
+        keys[row.key_id] = key
+    return _views(rt, seller.id, rows, offers, keys), next_cursor
+
+
 @dataclass(frozen=True, slots=True)
 class Seller:
     """The app a market view is for: its id and its vendor's apps (a block of any of them
@@ -314,51 +428,34 @@ class Market:
         apps = self.vendor_apps
         return {"now": utcnow(), "app_id": self.app.id, "apps": sorted(apps)}
 
-    def _single(self) -> bool:
-        return len(self.vendor_apps) == 1
+    def _apps(self) -> Apps:
+        return "one" if len(self.vendor_apps) == 1 else "list"
 
     def _views(self, rows: Sequence[Row[Any]]) -> list[VendorIntent]:
         """The rows of :func:`_shown` as vendor views: titles decrypted, owners pseudonymous,
         this app's own offers loaded (one more statement, only when the page holds any)."""
         offer_ids = [row.own_offer_id for row in rows if row.own_offer_id is not None]
-        offers: dict[uuid.UUID, Offer] = {}
+        offers: dict[uuid.UUID, Any] = {}
         if offer_ids:
             found = self.db.scalars(select(Offer).where(Offer.id.in_(offer_ids)))
             offers = {offer.id: offer for offer in found}
-        views = []
-        for row in rows:
-            if row.key_id is None:  # erased meanwhile: nothing of theirs can be shown
-                continue
-            owner = row.owner_id
-            key = UNWRAPPED.open(self.rt.keys, row.key_id, owner, row.key_kek_id, row.key_wrapped)
-            views.append(
-                VendorIntent(
-                    intent=row,
-                    title=key.decrypt(row.title_ct, _binding(row, "title_ct")).decode(),
-                    description=key.decrypt(
-                        row.description_ct, _binding(row, "description_ct")
-                    ).decode(),
-                    pseudonym=owner_pseudonym(self.rt, self.app.id, owner),
-                    own_offer=offers.get(row.own_offer_id) if row.own_offer_id else None,
-                )
+        keys = {
+            row.key_id: UNWRAPPED.open(
+                self.rt.keys, row.key_id, row.owner_id, row.key_kek_id, row.key_wrapped
             )
-        return views
+            for row in rows
+            if row.key_id is not None
+        }
+        return _views(self.rt, self.app.id, rows, offers, keys)
 
     def list_intents(
         self, filters: IntentFilters, *, cursor: str | None = None, limit: int | None = None
     ) -> tuple[list[VendorIntent], str | None]:
         """One page of open intents, newest published first; the cursor of the next page."""
         size = page_size(limit)
-        names, params = _filter_values(filters)
-        if cursor:
-            params["cursor_at"], params["cursor_id"] = decode_cursor(cursor)
-        query = _listing(self._single(), names, bool(cursor))
-        rows = self.db.execute(query, {**self._params(), **params, "size": size + 1}).all()
-        next_cursor = None
-        if len(rows) > size:
-            rows = rows[:size]
-            last = rows[-1]
-            next_cursor = encode_cursor(last.published_at, last.id)
+        names, params = _listing_params(self.app, filters, cursor, size)
+        query = _listing(self._apps(), names, bool(cursor))
+        rows, next_cursor = _page(list(self.db.execute(query, params).all()), size)
         return self._views(rows), next_cursor
 
     def _find(
@@ -366,7 +463,7 @@ class Market:
     ) -> Row[uuid.UUID, str, datetime, uuid.UUID]:
         """The intent's id, currency, closing time and owner if this app may see it now; 404
         otherwise (never saying why)."""
-        query = _one_intent(self._single(), lock)
+        query = _one_intent(self._apps(), lock)
         params = {**self._params(), "intent_id": intent_id}
         intent = self.db.connection().execute(query, params).one_or_none()
         if intent is None:
@@ -374,7 +471,7 @@ class Market:
         return intent
 
     def intent(self, intent_id: uuid.UUID) -> VendorIntent:
-        query = _one_shown(self._single())
+        query = _one_shown(self._apps())
         rows = self.db.execute(query, {**self._params(), "intent_id": intent_id}).all()
         views = self._views(rows)
         if not views:

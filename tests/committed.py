@@ -21,24 +21,45 @@ from vault.migrate import upgrade
 from vault.runtime import Runtime
 
 
-@pytest.fixture(scope="module")
-def committed_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+def _engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
     engine = make_engine(new_database(backend, migrated=True))
     upgrade(engine)
     yield engine
     engine.dispose()
 
 
+def _runtime(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Runtime:
+    keys: Path = tmp_path_factory.mktemp("keys") / "keys"
+    url = engine.url.render_as_string(hide_password=False)
+    return Runtime.from_settings(settings_for(keys, url), engine=engine)
+
+
+@pytest.fixture(scope="module")
+def committed_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    yield from _engine(backend, new_database)
+
+
 @pytest.fixture(scope="module")
 def committed_runtime(
     committed_engine: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> Runtime:
-    keys: Path = tmp_path_factory.mktemp("keys") / "keys"
-    url = committed_engine.url.render_as_string(hide_password=False)
-    return Runtime.from_settings(settings_for(keys, url), engine=committed_engine)
+    return _runtime(committed_engine, tmp_path_factory)
 
 
 @pytest.fixture
 def rt(committed_runtime: Runtime) -> Runtime:
     """Every test's sessions commit for real (the tests make their own people and apps)."""
     return committed_runtime
+
+
+@pytest.fixture
+def fresh_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    """A committing database of the test's own (a copy of the migrated template), for tests
+    that see everything in it, such as a listing of every open intent."""
+    yield from _engine(backend, new_database)
+
+
+@pytest.fixture
+def fresh_runtime(fresh_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Runtime:
+    """:func:`rt` on the test's own committing database (import it as ``rt``)."""
+    return _runtime(fresh_engine, tmp_path_factory)

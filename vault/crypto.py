@@ -10,12 +10,12 @@ to another owner, another field or another row fails to decrypt.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 import secrets
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -43,15 +43,31 @@ class Binding:
     """What the row says the value is (e.g. a profile field key), so relabelling is caught."""
 
     def associated_data(self) -> bytes:
-        parts = [
-            b"vrm-field",
-            self.owner_id.bytes,
-            self.table.encode(),
-            self.column.encode(),
-            self.row_id.bytes,
-            self.label.encode(),
-        ]
-        return b"".join(len(p).to_bytes(2, "big") + p for p in parts)
+        """Each part prefixed by its length (two bytes, big-endian): ``vrm-field``, the owner's
+        id, the table, the column, the row's id, the label."""
+        return b"".join(
+            (
+                _FIELD,
+                _ID,
+                self.owner_id.bytes,
+                _part(self.table),
+                _part(self.column),
+                _ID,
+                self.row_id.bytes,
+                _part(self.label),
+            )
+        )
+
+
+_FIELD = len(b"vrm-field").to_bytes(2, "big") + b"vrm-field"
+_ID = (16).to_bytes(2, "big")
+
+
+@functools.lru_cache(maxsize=1024)
+def _part(name: str) -> bytes:
+    """A name as a length-prefixed part (table, column and field names: a handful)."""
+    encoded = name.encode()
+    return len(encoded).to_bytes(2, "big") + encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +75,11 @@ class DataKey:
     id: uuid.UUID
     owner_id: uuid.UUID
     material: bytes
+    _aead: AESGCM = field(init=False, repr=False, compare=False)
+    """The cipher keyed once (its key schedule costs as much as a short value's decryption)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_aead", AESGCM(self.material))
 
     def __repr__(self) -> str:
         return f"DataKey(id={self.id}, owner_id={self.owner_id})"
@@ -67,7 +88,7 @@ class DataKey:
         if binding.owner_id != self.owner_id:
             raise ValueError("a data key encrypts only its owner's values")
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        body = AESGCM(self.material).encrypt(nonce, plaintext, binding.associated_data())
+        body = self._aead.encrypt(nonce, plaintext, binding.associated_data())
         return bytes([FORMAT_VERSION]) + self.id.bytes + nonce + body
 
     def decrypt(self, ciphertext: bytes, binding: Binding) -> bytes:
@@ -77,9 +98,7 @@ class DataKey:
             raise DecryptionError("value was encrypted under another key")
         nonce = ciphertext[17:_HEADER]
         try:
-            return AESGCM(self.material).decrypt(
-                nonce, ciphertext[_HEADER:], binding.associated_data()
-            )
+            return self._aead.decrypt(nonce, ciphertext[_HEADER:], binding.associated_data())
         except InvalidTag as exc:
             raise DecryptionError("value is altered or does not belong here") from exc
 
@@ -102,12 +121,12 @@ def normalise_email(address: str) -> str:
 
 def blind_index(key: bytes, purpose: str, value: str) -> bytes:
     """Keyed HMAC-SHA256 of a normalised value, domain-separated by ``purpose``."""
-    return hmac.new(key, purpose.encode() + b"\x00" + value.encode(), hashlib.sha256).digest()
+    return hmac.digest(key, purpose.encode() + b"\x00" + value.encode(), "sha256")
 
 
 def hash_token(key: bytes, token: str) -> bytes:
     """Keyed hash of a random secret (session ids, codes, tokens): compare, never store."""
-    return hmac.new(key, b"token\x00" + token.encode(), hashlib.sha256).digest()
+    return hmac.digest(key, b"token\x00" + token.encode(), "sha256")
 
 
 def new_token(nbytes: int = 32) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Query, Response
+from fastapi import Query, Request, Response
+from psycopg import AsyncConnection
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from consent import scopes
@@ -23,14 +25,14 @@ from intents.errors import (
     OfferDeclined,
     OfferNotLive,
 )
-from intents.market import IntentFilters, Market, Seller, VendorIntent
+from intents.market import IntentFilters, Market, Seller, VendorIntent, list_intents_async
 from intents.models import Offer
 from intents.rules import parse_city, parse_date, parse_datetime
 from intents.service import offer_status
 from vault.errors import InvalidInput, NotFound
 from vault.errors import error_responses as _responses
 from vault.profile.catalogue import countries
-from vault.routing import APIRouter
+from vault.routing import APIRouter, query_parameters, read_query
 from vault.runtime import Runtime
 from vendor_api.dependencies import IntentsReader, OffersWriter
 from vendor_api.errors import AgreementRequired, InsufficientScope, InvalidToken, RateLimited
@@ -47,7 +49,7 @@ from vendor_api.schemas import (
 router = APIRouter(prefix="/vendor/v1", tags=["intents and offers"])
 
 _AUTH = (InvalidToken, InsufficientScope, AgreementRequired, RateLimited)
-Text = Annotated[str | None, Query(max_length=100)]
+Text = Annotated[str | None, Field(max_length=100)]
 
 
 def _uuid(raw: str, what: str) -> uuid.UUID:
@@ -201,58 +203,62 @@ def categories() -> list[dict[str, object]]:
     return taxonomy.as_tree()
 
 
-@router.get("/intents", response_model=IntentPage, responses=_responses(InvalidInput, *_AUTH))
-async def list_intents(
-    call: IntentsReader,
-    category: Annotated[
-        str | None,
-        Query(max_length=100, description="A category id; a top-level one includes its subtree."),
-    ] = None,
-    country: Annotated[str | None, Query(max_length=100, description="ISO 3166-1 alpha-2.")] = None,
-    city: Text = None,
-    online: Annotated[
-        str | None, Query(max_length=100, description="true: only intents open to delivery.")
-    ] = None,
-    currency: Annotated[str | None, Query(max_length=100, description="ISO 4217.")] = None,
-    budget_min: Annotated[
-        str | None, Query(max_length=100, description="Lowest max budget (needs currency).")
-    ] = None,
-    budget_max: Annotated[
-        str | None, Query(max_length=100, description="Highest max budget (needs currency).")
-    ] = None,
-    needed_before: Annotated[
-        str | None, Query(max_length=100, description="Needed by this date or earlier.")
-    ] = None,
-    published_since: Annotated[
-        str | None, Query(max_length=100, description="ISO 8601 date-time with zone.")
-    ] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int | None, Query(description="Page size, 1 to 100 (default 20).")] = None,
-) -> Response:
+class IntentQuery(BaseModel):
+    """The listing's query parameters (read by :func:`vault.routing.read_query`)."""
+
+    category: Text = Field(None, description="A category id; a top-level one includes its subtree.")
+    country: Text = Field(None, description="ISO 3166-1 alpha-2.")
+    city: Text = None
+    online: Text = Field(None, description="true: only intents open to delivery.")
+    currency: Text = Field(None, description="ISO 4217.")
+    budget_min: Text = Field(None, description="Lowest max budget (needs currency).")
+    budget_max: Text = Field(None, description="Highest max budget (needs currency).")
+    needed_before: Text = Field(None, description="Needed by this date or earlier.")
+    published_since: Text = Field(None, description="ISO 8601 date-time with zone.")
+    cursor: Annotated[str | None, Field(max_length=200)] = None
+    limit: int | None = Field(None, description="Page size, 1 to 100 (default 20).")
+
+
+@router.get(
+    "/intents",
+    response_model=IntentPage,
+    responses=_responses(InvalidInput, *_AUTH),
+    openapi_extra=query_parameters(IntentQuery),
+)
+async def list_intents(request: Request, call: IntentsReader) -> Response:
     """Open intents your app may see, newest published first, in pages.
 
     Never drafts, withdrawn, closed or expired intents, intents of individuals who blocked
     your app, or of erased individuals. The order is stable: follow `next_cursor` until it
     is null.
     """
+    query = read_query(request, IntentQuery)
+    cursor, limit = query.cursor, query.limit
     filters = _filters(
-        category,
-        country,
-        city,
-        online,
-        currency,
-        budget_min,
-        budget_max,
-        needed_before,
-        published_since,
+        query.category,
+        query.country,
+        query.city,
+        query.online,
+        query.currency,
+        query.budget_min,
+        query.budget_max,
+        query.needed_before,
+        query.published_since,
     )
 
     def page(db: Session, rt: Runtime, seller: Seller) -> IntentPage:
         market = Market(db, rt, seller)
-        views, next_cursor = market.list_intents(filters, cursor=cursor, limit=limit)
-        return IntentPage(data=[intent_out(v) for v in views], next_cursor=next_cursor)
+        return _intent_page(*market.list_intents(filters, cursor=cursor, limit=limit))
 
-    return call.json(await call.run(page))
+    async def fast_page(conn: AsyncConnection[Any], rt: Runtime, seller: Seller) -> IntentPage:
+        found = await list_intents_async(conn, rt, seller, filters, cursor=cursor, limit=limit)
+        return _intent_page(*found)
+
+    return call.json(await call.read(page, fast_page))
+
+
+def _intent_page(views: list[VendorIntent], next_cursor: str | None) -> IntentPage:
+    return IntentPage(data=[intent_out(v) for v in views], next_cursor=next_cursor)
 
 
 @router.get(
