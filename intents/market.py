@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, cast
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, Rollback
 from sqlalchemy import (
     ColumnElement,
     Executable,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     literal_column,
+    or_,
     select,
     tuple_,
     update,
@@ -55,7 +56,7 @@ from vault.base import utcnow
 from vault.crypto import Binding, DataKey
 from vault.errors import InvalidInput, NotFound
 from vault.keystore import UNWRAPPED, DataKeyRecord
-from vault.mail.notices import notify
+from vault.mail.notices import notify, offer_arrived_async
 from vault.pgasync import SQL, compiled
 from vault.runtime import Runtime
 
@@ -134,7 +135,24 @@ def page_size(limit: int | None) -> int:
 
 Shown = Select[Any]
 
-_INTENT_COLUMNS = tuple(Intent.__table__.c)
+_SHOWN_COLUMNS: tuple[Any, ...] = (
+    Intent.id,
+    Intent.owner_id,
+    Intent.category,
+    Intent.title_ct,
+    Intent.description_ct,
+    Intent.quantity,
+    Intent.budget_minor,
+    Intent.currency,
+    Intent.country,
+    Intent.city,
+    Intent.online,
+    Intent.needed_by,
+    Intent.expires_at,
+    Intent.published_at,
+)
+"""What a vendor is shown of an intent (``vendor_api.intents.intent_out``) and what its
+ciphertexts are bound to: every row read is decoded, so nothing more."""
 
 
 Apps = Literal["one", "list", "array"]
@@ -213,7 +231,7 @@ def _shown(apps: Apps) -> Shown:
     one statement, so a page costs one round trip however many owners it shows."""
     return (
         select(
-            *_INTENT_COLUMNS,
+            *_SHOWN_COLUMNS,
             Offer.id.label("own_offer_id"),
             DataKeyRecord.id.label("key_id"),
             DataKeyRecord.kek_id.label("key_kek_id"),
@@ -307,7 +325,9 @@ def _offer_upsert(postgres: bool) -> Executable:
             "decided_at": None,
             "revision": c.revision + 1,
         },
-        where=c.status.in_(_REPLACEABLE),
+        # Not IN (...): a list is an expanding parameter, which the text compiled for
+        # vault.pgasync cannot carry.
+        where=or_(*(c.status == status for status in _REPLACEABLE)),
     ).returning(*table.columns)
 
 
@@ -356,8 +376,12 @@ def _listing_params(
     names, params = _filter_values(filters)
     if cursor:
         params["cursor_at"], params["cursor_id"] = decode_cursor(cursor)
-    apps = sorted(seller.vendor_apps)
-    return names, {**params, "now": utcnow(), "app_id": seller.id, "apps": apps, "size": size + 1}
+    return names, {**params, **_seen_by(seller), "size": size + 1}
+
+
+def _seen_by(seller: Seller) -> dict[str, Any]:
+    """The values :func:`_visible` binds: now, the app, and its vendor's apps."""
+    return {"now": utcnow(), "app_id": seller.id, "apps": sorted(seller.vendor_apps)}
 
 
 async def list_intents_async(
@@ -396,6 +420,58 @@ async def list_intents_async(
     return _views(rt, seller.id, rows, offers, keys), next_cursor
 
 
+_LOCK_INTENT_SQL = compiled(_one_intent("array", lock=True))
+_UPSERT_SQL = compiled(_offer_upsert(postgres=True))
+
+
+async def make_offer_async(
+    conn: AsyncConnection[Any],
+    rt: Runtime,
+    seller: Seller,
+    intent_id: uuid.UUID,
+    raw: dict[str, Any],
+) -> tuple[Any, bool, str] | None:
+    """:meth:`Market.make_offer` in the event loop, on PostgreSQL (``vault.pgasync``), in a
+    transaction of its own: the intent locked, the offer made or replaced, the owner's
+    waiting notice bumped. Returns what :meth:`Market.make_offer` returns (the offer as a
+    row), or None, having changed nothing, where the full path must answer: an intent the app
+    may not see (404 or 409, told apart there), an offer that may not be replaced (declined or
+    accepted), the first offer since the owner read the intent's notice (which makes a new
+    notice and may queue mail). An offer that does not parse is its 400, as there."""
+    async with conn.transaction():
+        params = {**_seen_by(seller), "intent_id": intent_id}
+        found = await conn.execute(_LOCK_INTENT_SQL.text, _LOCK_INTENT_SQL.params(params))
+        intent = await found.fetchone()
+        if intent is None:
+            raise Rollback()
+        now = utcnow()
+        clean = parse_offer(raw, intent.currency, now=now, closes_at=intent.expires_at)
+        new_id = uuid.uuid4()
+        values = _offer_values(new_id, intent, seller.id, clean, now)
+        made = await conn.execute(_UPSERT_SQL.text, _UPSERT_SQL.params(values))
+        row = await made.fetchone()
+        if row is None or not await offer_arrived_async(conn, intent.owner_id, str(intent.id), now):
+            raise Rollback()
+        return row, row.id == new_id, owner_pseudonym(rt, seller.id, intent.owner_id)
+    return None
+
+
+def _offer_values(
+    new_id: uuid.UUID, intent: Any, app_id: uuid.UUID, clean: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """What :func:`_offer_upsert` binds."""
+    return {
+        "p_id": new_id,
+        "p_intent": intent.id,
+        "p_app": app_id,
+        "p_currency": intent.currency,
+        "p_price": clean["price_minor"],
+        "p_message": clean["message"],
+        "p_valid_until": clean["valid_until"],
+        "p_now": now,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Seller:
     """The app a market view is for: its id and its vendor's apps (a block of any of them
@@ -424,9 +500,7 @@ class Market:
     # -- what this app may see ----------------------------------------------------------------
 
     def _params(self) -> dict[str, Any]:
-        """The values :func:`_visible` binds: now, this app, and its vendor's apps."""
-        apps = self.vendor_apps
-        return {"now": utcnow(), "app_id": self.app.id, "apps": sorted(apps)}
+        return _seen_by(self.app)
 
     def _apps(self) -> Apps:
         return "one" if len(self.vendor_apps) == 1 else "list"
@@ -518,16 +592,7 @@ class Market:
             self.db.connection()
             .execute(
                 _offer_upsert(self.db.get_bind().dialect.name == "postgresql"),
-                {
-                    "p_id": new_id,
-                    "p_intent": intent.id,
-                    "p_app": self.app.id,
-                    "p_currency": intent.currency,
-                    "p_price": clean["price_minor"],
-                    "p_message": clean["message"],
-                    "p_valid_until": clean["valid_until"],
-                    "p_now": now,
-                },
+                _offer_values(new_id, intent, self.app.id, clean, now),
             )
             .one_or_none()
         )

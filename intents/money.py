@@ -115,8 +115,8 @@ def format_amount(minor: int, currency: str) -> str:
     places = exponent(currency)
     if places == 0:
         return str(minor)
-    value = Decimal(minor).scaleb(-places)
-    return f"{value:.{places}f}"
+    whole, fraction = divmod(abs(minor), 10**places)
+    return f"{'-' if minor < 0 else ''}{whole}.{fraction:0{places}d}"
 
 
 def display(minor: int, currency: str) -> str:

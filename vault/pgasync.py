@@ -104,10 +104,13 @@ class AsyncPostgres:
         """A connection in autocommit mode: each statement is its own transaction."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_size)
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.timeout)
-        except TimeoutError:
-            raise PoolBusy(f"no database connection free within {self.timeout:g} s") from None
+        if self._slots.locked():  # every connection in use: wait for one, for so long
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.timeout)
+            except TimeoutError:
+                raise PoolBusy(f"no database connection free within {self.timeout:g} s") from None
+        else:  # at once, without the task a timed wait creates for every call
+            await self._slots.acquire()
         try:
             conn = self._idle.pop() if self._idle else await self._connect()
             try:

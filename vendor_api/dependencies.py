@@ -23,6 +23,7 @@ from consent.oauth.tokens import TokenService
 from consent.terms.catalogue import INTENT_SHARING
 from consent.vendors import ratelimit
 from consent.vendors.models import VendorApp
+from consent.vendors.ratelimit import Usage
 from intents.market import Seller
 from vault.base import utcnow
 from vault.crypto import hash_token
@@ -238,45 +239,77 @@ class AppCall:
         """A read (GET): ``fast(conn, rt, seller)`` in the event loop on PostgreSQL
         (``vault.pgasync``: every statement its own transaction, as the threaded read's), the
         same checks in the same order first; elsewhere ``work`` as :meth:`run` does."""
-        state = self.request.app.state
-        pg: AsyncPostgres | None = state.hot_pg
+        pg: AsyncPostgres | None = self.request.app.state.hot_pg
         if pg is None:
             return await self.run(work)
+        async with pg.connection() as conn:
+            rt, seller, _ = await self._acount(conn)
+            return await fast(conn, rt, seller)
+
+    async def write(
+        self,
+        work: Callable[[Session, Runtime, Seller], T],
+        fast: Callable[[AsyncConnection[Any], Runtime, Seller], Awaitable[T | None]],
+    ) -> T:
+        """A write: on PostgreSQL the token checked and the request counted in the event
+        loop, each its own statement (so a write that fails later still counts), then
+        ``fast(conn, rt, seller)``, which makes the change in a transaction of its own, or
+        returns None, having changed nothing, for a case it leaves to ``work``: that then runs
+        on a worker thread as :meth:`run` runs it, without counting the request again.
+        Elsewhere ``work`` as :meth:`run` does."""
+        pg: AsyncPostgres | None = self.request.app.state.hot_pg
+        if pg is None:
+            return await self.run(work)
+        async with pg.connection() as conn:
+            rt, seller, usage = await self._acount(conn)
+            done = await fast(conn, rt, seller)
+        if done is not None:
+            return done
+        return await run_in_threadpool(self._serve, work, usage)
+
+    async def _acount(self, conn: AsyncConnection[Any]) -> tuple[Runtime, Seller, Usage]:
+        """The checks of :meth:`_serve` on an async connection, each statement its own
+        transaction: the token, the count (429 past the limit), the scope and agreement."""
+        state = self.request.app.state
         rt: Runtime = state.runtime
         limiter: ratelimit.Limiter = state.rate_limiter
-        limit = ratelimit.limit_for(rt.settings, ratelimit.READ)
+        bucket = ratelimit.bucket_for(self.request.method)
+        limit = ratelimit.limit_for(rt.settings, bucket)
         token_hash = self._token_hash(rt)
-        async with pg.connection() as conn:
-            found = await conn.execute(_APP_TOKEN_SQL.text, _APP_TOKEN_SQL.params(token_hash))
-            seller, row = _seller(await found.fetchall())
-            usage = await limiter.ahit(seller.id, ratelimit.READ, limit, conn=conn)
-            self.request.state.rate_limit_headers = usage.headers()
-            if usage.exceeded:
-                raise rate_limited(usage, limit, ratelimit.READ)
-            _check_app_scope(row, self.scope)
-            return await fast(conn, rt, seller)
+        found = await conn.execute(_APP_TOKEN_SQL.text, _APP_TOKEN_SQL.params(token_hash))
+        seller, row = _seller(await found.fetchall())
+        usage = await limiter.ahit(seller.id, bucket, limit, conn=conn)
+        self.request.state.rate_limit_headers = usage.headers()
+        if usage.exceeded:
+            raise rate_limited(usage, limit, bucket)
+        _check_app_scope(row, self.scope)
+        return rt, seller, usage
 
     async def run(self, work: Callable[[Session, Runtime, Seller], T]) -> T:
         """``work(db, rt, seller)`` after the checks; a write's transaction commits when it
         returns."""
         return await run_in_threadpool(self._serve, work)
 
-    def _serve(self, work: Callable[[Session, Runtime, Seller], T]) -> T:
+    def _serve(
+        self, work: Callable[[Session, Runtime, Seller], T], usage: Usage | None = None
+    ) -> T:
+        """:meth:`run`'s work; ``usage`` when the request was counted already."""
         state = self.request.app.state
         rt: Runtime = state.runtime
         limiter: ratelimit.Limiter = state.rate_limiter
         bucket = ratelimit.bucket_for(self.request.method)
         limit = ratelimit.limit_for(rt.settings, bucket)
         writes = bucket != ratelimit.READ
-        counted: uuid.UUID | None = None  # the app, once its request is counted
+        counted: uuid.UUID | None = None  # the app, once this counted it in its transaction
         try:
             with (transaction if writes else autocommit)(rt.sessions) as conn:
                 seller, row = self._check(rt, conn)
-                usage = limiter.hit(seller.id, bucket, limit, conn=conn)
-                self.request.state.rate_limit_headers = usage.headers()
-                if usage.exceeded:
-                    raise rate_limited(usage, limit, bucket)
-                counted = seller.id
+                if usage is None:
+                    usage = limiter.hit(seller.id, bucket, limit, conn=conn)
+                    self.request.state.rate_limit_headers = usage.headers()
+                    if usage.exceeded:
+                        raise rate_limited(usage, limit, bucket)
+                    counted = seller.id
                 _check_app_scope(row, self.scope)
                 with rt.sessions(bind=conn) as db:
                     done = work(db, rt, seller)

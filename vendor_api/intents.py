@@ -25,7 +25,14 @@ from intents.errors import (
     OfferDeclined,
     OfferNotLive,
 )
-from intents.market import IntentFilters, Market, Seller, VendorIntent, list_intents_async
+from intents.market import (
+    IntentFilters,
+    Market,
+    Seller,
+    VendorIntent,
+    list_intents_async,
+    make_offer_async,
+)
 from intents.models import Offer
 from intents.rules import parse_city, parse_date, parse_datetime
 from intents.service import offer_status
@@ -59,7 +66,8 @@ def _uuid(raw: str, what: str) -> uuid.UUID:
         raise NotFound(f"There is no {what} with this id.") from None
 
 
-def offer_out(offer: Offer, owner: str) -> OfferOut:
+def offer_out(offer: Offer | Any, owner: str) -> OfferOut:
+    """An offer (its ORM object, or a row of its columns) as the API shows it."""
     return OfferOut(
         id=str(offer.id),
         intent_id=str(offer.intent_id),
@@ -303,7 +311,18 @@ async def make_offer(intent_id: str, body: OfferCreate, call: OffersWriter) -> R
         )
         return offer_out(offer, owner), created
 
-    out, created = await call.run(make)
+    async def fast(
+        conn: AsyncConnection[Any], rt: Runtime, seller: Seller
+    ) -> tuple[OfferOut, bool] | None:
+        made = await make_offer_async(
+            conn, rt, seller, _uuid(intent_id, "open intent"), body.model_dump(exclude_unset=True)
+        )
+        if made is None:
+            return None
+        offer, created, owner = made
+        return offer_out(offer, owner), created
+
+    out, created = await call.write(make, fast)
     if not created:
         return call.json(out)
     return call.json(out, 201, {"Location": f"/vendor/v1/offers/{out.id}"})

@@ -13,8 +13,9 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
+from psycopg import AsyncConnection
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ from vault.errors import InvalidInput
 from vault.mail import letters
 from vault.mail.models import Notice, NoticeSetting
 from vault.mail.outbox import queue_mail
+from vault.pgasync import compiled
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 
@@ -253,16 +255,63 @@ def _offer_arrived(db: Session, account_id: uuid.UUID, ref: str | None, now: dat
         return  # its mail is already due: nothing else changes
     due = None
     if mail_enabled(db, account_id, "new_offer"):
-        last = db.scalar(
-            select(func.max(Notice.emailed_at)).where(
-                Notice.account_id == account_id, Notice.kind == "new_offer", Notice.ref == ref
-            )
-        )
-        due = max(now, last + OFFER_MAIL_EVERY) if last else now
+        last = db.scalar(_LAST_OFFER_MAIL, {"p_account": account_id, "p_ref": ref})
+        due = _offer_mail_due(now, last)
     if bumped is None:
         _record(db, account_id, "new_offer", ref, now, email_due_at=due)
     elif due is not None:
-        conn.execute(update(Notice).where(Notice.id == bumped.id).values(email_due_at=due))
+        conn.execute(_SET_DUE, {"p_id": bumped.id, "p_due": due})
+
+
+async def offer_arrived_async(
+    conn: AsyncConnection[Any], account_id: uuid.UUID, ref: str, now: datetime
+) -> bool:
+    """:func:`notify` of a new offer on an async connection, in its transaction, when the
+    intent's unread notice is there to gather it (the usual case): True. False, having
+    changed nothing, when there is none (the first offer since the owner read it): then the
+    caller makes the offer through :func:`notify`, which makes the notice and its mail."""
+    values = {"p_account": account_id, "p_ref": ref, "p_now": now}
+    bumped = await (await conn.execute(_BUMP_SQL.text, _BUMP_SQL.params(values))).fetchone()
+    if bumped is None:
+        return False
+    if bumped.email_due_at is not None:
+        return True
+    mine = {"p_account": account_id, "p_ref": ref}
+    setting = await conn.execute(_OFFER_MAIL_SQL.text, _OFFER_MAIL_SQL.params(mine))
+    switched = await setting.fetchone()
+    if switched is not None and not switched.email:
+        return True  # no mail wanted: the count is all that changes
+    last = await conn.execute(_LAST_MAIL_SQL.text, _LAST_MAIL_SQL.params(mine))
+    latest = await last.fetchone()
+    due = _offer_mail_due(now, latest[0] if latest is not None else None)
+    await conn.execute(_SET_DUE_SQL.text, _SET_DUE_SQL.params({"p_id": bumped.id, "p_due": due}))
+    return True
+
+
+def _offer_mail_due(now: datetime, last: datetime | None) -> datetime:
+    """When an intent's offer mail is due: now, or an hour after its last one."""
+    return max(now, last + OFFER_MAIL_EVERY) if last else now
+
+
+_LAST_OFFER_MAIL = select(func.max(Notice.emailed_at)).where(
+    Notice.account_id == bindparam("p_account"),
+    Notice.kind == "new_offer",
+    Notice.ref == bindparam("p_ref"),
+)
+_SET_DUE = (
+    update(Notice)
+    .where(Notice.id == bindparam("p_id"))
+    .values(email_due_at=bindparam("p_due", type_=Notice.email_due_at.type))
+)
+_BUMP_SQL = compiled(_BUMP_OFFER_NOTICE)
+_LAST_MAIL_SQL = compiled(_LAST_OFFER_MAIL)
+_SET_DUE_SQL = compiled(_SET_DUE)
+_OFFER_MAIL_SQL = compiled(
+    select(NoticeSetting.email).where(
+        NoticeSetting.account_id == bindparam("p_account"), NoticeSetting.kind == "new_offer"
+    )
+)
+"""The owner's switch for offer mail (no row: on, as :func:`mail_enabled` reads it)."""
 
 
 def send_due_notices(db: Session, rt: Runtime, *, now: datetime | None = None) -> int:
