@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, cast
 
 import psycopg
@@ -57,11 +58,17 @@ def compiled(statement: ClauseElement | Executable) -> SQL:
     """``statement`` compiled once for PostgreSQL through psycopg."""
     done = cast(SQLCompiler, cast(ClauseElement, statement).compile(dialect=_DIALECT))
     defaults = {
-        done.bind_names[bind]: bind.effective_value
+        done.bind_names[bind]: _plain(bind.effective_value)
         for bind in done.binds.values()
         if not bind.required and bind in done.bind_names
     }
     return SQL(str(done), defaults)
+
+
+def _plain(value: Any) -> Any:
+    """A string enum's member as its string: the driver finds the adapter of ``str`` at once,
+    where a member's costs a search through its class's bases on every statement."""
+    return str(value.value) if isinstance(value, str) and isinstance(value, Enum) else value
 
 
 class AsyncPostgres:
