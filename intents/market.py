@@ -28,14 +28,18 @@ from sqlalchemy import (
     Executable,
     Row,
     Select,
+    String,
     Table,
     Uuid,
     any_,
     bindparam,
     exists,
+    func,
+    literal,
     literal_column,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
@@ -45,7 +49,7 @@ from sqlalchemy.types import ARRAY
 from starlette.concurrency import run_in_threadpool
 
 from consent.vendors.models import VendorApp
-from intents import taxonomy
+from intents import money, taxonomy
 from intents.blocks import sibling_apps
 from intents.errors import IntentClosed, OfferDeclined, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
@@ -54,9 +58,9 @@ from intents.rules import parse_offer
 from vault.accounts.models import Account, AccountStatus
 from vault.base import utcnow
 from vault.crypto import Binding, DataKey
-from vault.errors import InvalidInput, NotFound
+from vault.errors import InvalidInput, NotFound, VaultError
 from vault.keystore import UNWRAPPED, DataKeyRecord
-from vault.mail.notices import notify, offer_arrived_async
+from vault.mail.notices import bump_offer_notice, notify, offer_notice_bumped
 from vault.pgasync import SQL, compiled
 from vault.runtime import Runtime
 
@@ -295,24 +299,43 @@ def _offer_upsert(postgres: bool) -> Executable:
     """An app's offer on an intent: inserted, or its earlier offer replaced when that is
     live, withdrawn or lapsed (a declined or accepted one stays: no row comes back). Built
     once per dialect; each call binds the ``p_`` parameters."""
-    table = cast(Table, Offer.__table__)
-    c = table.c
     insert = postgresql.insert if postgres else sqlite.insert
-    values = insert(table).values(
-        id=bindparam("p_id", type_=c.id.type),
-        intent_id=bindparam("p_intent", type_=c.intent_id.type),
-        app_id=bindparam("p_app", type_=c.app_id.type),
-        status=OfferStatus.LIVE,
-        revision=1,
-        currency=bindparam("p_currency", type_=c.currency.type),
-        price_minor=bindparam("p_price", type_=c.price_minor.type),
-        message=bindparam("p_message", type_=c.message.type),
-        valid_until=bindparam("p_valid_until", type_=c.valid_until.type),
-        created_at=bindparam("p_now", type_=c.created_at.type),
-        updated_at=bindparam("p_now", type_=c.updated_at.type),
+    offer = insert(_OFFERS).values(
+        {
+            **_new_offer(),
+            "intent_id": bindparam("p_intent", type_=_OFFERS.c.intent_id.type),
+            "valid_until": bindparam("p_valid_until", type_=_OFFERS.c.valid_until.type),
+        }
     )
-    new = values.excluded
-    return values.on_conflict_do_update(
+    upsert: Executable = _or_replace(offer).returning(*_OFFERS.columns)
+    return upsert
+
+
+_OFFERS = cast(Table, Offer.__table__)
+
+
+def _new_offer() -> dict[str, Any]:
+    """An offer's values but its intent and validity, as the ``p_`` parameters."""
+    c = _OFFERS.c
+    return {
+        "id": bindparam("p_id", type_=c.id.type),
+        "app_id": bindparam("p_app", type_=c.app_id.type),
+        "status": OfferStatus.LIVE,
+        "revision": 1,
+        "currency": bindparam("p_currency", type_=c.currency.type),
+        "price_minor": bindparam("p_price", type_=c.price_minor.type),
+        "message": bindparam("p_message", type_=c.message.type),
+        "created_at": bindparam("p_now", type_=c.created_at.type),
+        "updated_at": bindparam("p_now", type_=c.updated_at.type),
+    }
+
+
+def _or_replace(offer: Any) -> Any:
+    """``offer`` (an insert) replacing the app's earlier offer on the intent when that is
+    live, withdrawn or lapsed."""
+    c = _OFFERS.c
+    new = offer.excluded
+    return offer.on_conflict_do_update(
         index_elements=[c.intent_id, c.app_id],
         set_={
             "currency": new.currency,
@@ -328,7 +351,46 @@ def _offer_upsert(postgres: bool) -> Executable:
         # Not IN (...): a list is an expanding parameter, which the text compiled for
         # vault.pgasync cannot carry.
         where=or_(*(c.status == status for status in _REPLACEABLE)),
-    ).returning(*table.columns)
+    )
+
+
+def _offer_in_one() -> Select[Any]:
+    """The whole of a usual offer as one PostgreSQL statement (:func:`make_offer_async`): the
+    intent, if this app may see it and its budget is in the offer's currency, locked; the
+    offer made or its earlier one replaced, valid at most until the intent closes; the
+    owner's unread notice about the intent bumped. One row (the offer's columns, the owner,
+    the notice's id and when its mail is due, each null where that part did nothing), or
+    none when the intent is not there for this offer."""
+    c = _OFFERS.c
+    intent = (
+        select(Intent.id, Intent.owner_id, Intent.expires_at)
+        .where(
+            Intent.id == bindparam("intent_id"),
+            Intent.currency == bindparam("p_currency", type_=c.currency.type),
+            *_visible("array"),
+        )
+        .with_for_update(of=Intent)
+        .cte("intent")
+    )
+    columns = [*_new_offer(), "intent_id", "valid_until"]
+    values = [
+        *_new_offer().values(),
+        intent.c.id,
+        func.least(bindparam("p_valid_until", type_=c.valid_until.type), intent.c.expires_at),
+    ]
+    offer = postgresql.insert(_OFFERS).from_select(
+        columns, select(*(v if isinstance(v, ColumnElement) else literal(v) for v in values))
+    )
+    made = _or_replace(offer).returning(*_OFFERS.columns).cte("made")
+    bumped = bump_offer_notice(
+        intent.c.owner_id, intent.c.id.cast(String), exists(select(made.c.id))
+    ).cte("bumped")
+    return select(
+        *made.c,
+        intent.c.owner_id.label("intent_owner_id"),
+        bumped.c.id.label("notice_id"),
+        bumped.c.email_due_at.label("notice_due_at"),
+    ).select_from(intent.outerjoin(made, true()).outerjoin(bumped, true()))
 
 
 def _views(
@@ -420,8 +482,7 @@ async def list_intents_async(
     return _views(rt, seller.id, rows, offers, keys), next_cursor
 
 
-_LOCK_INTENT_SQL = compiled(_one_intent("array", lock=True))
-_UPSERT_SQL = compiled(_offer_upsert(postgres=True))
+_OFFER_IN_ONE_SQL = compiled(_offer_in_one())
 
 
 async def make_offer_async(
@@ -431,28 +492,42 @@ async def make_offer_async(
     intent_id: uuid.UUID,
     raw: dict[str, Any],
 ) -> tuple[Any, bool, str] | None:
-    """:meth:`Market.make_offer` in the event loop, on PostgreSQL (``vault.pgasync``), in a
-    transaction of its own: the intent locked, the offer made or replaced, the owner's
-    waiting notice bumped. Returns what :meth:`Market.make_offer` returns (the offer as a
-    row), or None, having changed nothing, where the full path must answer: an intent the app
-    may not see (404 or 409, told apart there), an offer that may not be replaced (declined or
-    accepted), the first offer since the owner read the intent's notice (which makes a new
-    notice and may queue mail). An offer that does not parse is its 400, as there."""
+    """:meth:`Market.make_offer` in the event loop, on PostgreSQL (``vault.pgasync``), for
+    an offer that will be made: one statement (:func:`_offer_in_one`) in a transaction of its
+    own, and the notice's mail made due when it was not. Returns what
+    :meth:`Market.make_offer` returns (the offer as a row), or None, having changed nothing,
+    where the full path must answer: an offer that does not parse (its answer names the
+    intent's currency), an intent the app may not see or in another currency (404, 409),
+    an offer that may not be replaced (declined or accepted), the first offer since the owner
+    read the intent's notice (which makes a new notice and may queue mail)."""
+    now = utcnow()
+    try:
+        currency = money.parse_currency(raw.get("currency"))
+        clean = parse_offer(raw, currency, now=now)
+    except VaultError:
+        return None
+    new_id = uuid.uuid4()
+    values = {
+        **_seen_by(seller),
+        "intent_id": intent_id,
+        "p_id": new_id,
+        "p_app": seller.id,
+        "p_currency": currency,
+        "p_price": clean["price_minor"],
+        "p_message": clean["message"],
+        "p_valid_until": clean["valid_until"],
+        "p_now": now,
+    }
     async with conn.transaction():
-        params = {**_seen_by(seller), "intent_id": intent_id}
-        found = await conn.execute(_LOCK_INTENT_SQL.text, _LOCK_INTENT_SQL.params(params))
-        intent = await found.fetchone()
-        if intent is None:
-            raise Rollback()
-        now = utcnow()
-        clean = parse_offer(raw, intent.currency, now=now, closes_at=intent.expires_at)
-        new_id = uuid.uuid4()
-        values = _offer_values(new_id, intent, seller.id, clean, now)
-        made = await conn.execute(_UPSERT_SQL.text, _UPSERT_SQL.params(values))
+        made = await conn.execute(_OFFER_IN_ONE_SQL.text, _OFFER_IN_ONE_SQL.params(values))
         row = await made.fetchone()
-        if row is None or not await offer_arrived_async(conn, intent.owner_id, str(intent.id), now):
+        if row is None or row.id is None or row.notice_id is None:
             raise Rollback()
-        return row, row.id == new_id, owner_pseudonym(rt, seller.id, intent.owner_id)
+        owner = row.intent_owner_id
+        await offer_notice_bumped(
+            conn, owner, str(intent_id), row.notice_id, row.notice_due_at, now
+        )
+        return row, row.id == new_id, owner_pseudonym(rt, seller.id, owner)
     return None
 
 

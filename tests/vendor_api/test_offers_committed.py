@@ -11,7 +11,7 @@ count every offer there is). SQLite has no event-loop path, so this module is Po
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from intents.models import Offer
 from tests.committed import fresh_engine, fresh_runtime
 from tests.consent.factories import individual
-from tests.intents.factories import app_token, make_intent, market_vendor
+from tests.intents.factories import app_token, in_days, make_intent, market_vendor
 from tests.mail import queued
 from tests.vendor_api.test_offers import *  # noqa: F403 (the same tests, on these fixtures)
 from tests.vendor_api.test_offers import frozen_window, post_offer
@@ -158,3 +158,24 @@ def test_what_the_full_path_answers_is_counted_once(
     assert [a.status_code for a in answers] == [201, 404, 200, 429]
     assert [a.headers["ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0"]
     assert in_event_loop == [False, False, True]
+
+
+def test_in_the_event_loop_an_offer_is_valid_at_most_until_the_intent_closes(
+    client: TestClient, db: Session, rt: Runtime, in_event_loop: list[bool]
+) -> None:
+    owner = individual(client, db, rt)
+    intent = make_intent(db, rt, owner, closes="in_2h")
+    first, second = (app_token(db, rt, market_vendor(db, rt, name=n)) for n in ("One", "Two"))
+    assert post_offer(client, first, intent.id).status_code == 201  # makes the notice
+
+    made = post_offer(client, second, intent.id, valid_until=in_days(3))
+    other_currency = post_offer(client, second, intent.id, currency="USD")
+
+    assert in_event_loop == [False, True, False]
+    assert made.status_code == 201
+    valid_until = datetime.fromisoformat(made.json()["valid_until"].replace("Z", "+00:00"))
+    assert valid_until == intent.expires_at
+    # An intent in another currency is the full path's to refuse, naming the intent's.
+    assert other_currency.status_code == 400
+    assert other_currency.json()["error"] == "currency_mismatch"
+    assert "EUR" in other_currency.json()["detail"]

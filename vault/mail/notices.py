@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from psycopg import AsyncConnection
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Select, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from vault.base import utcnow
@@ -220,25 +220,35 @@ def notify(
     queue_mail(db, rt, account_id, kind, address, letter, now=now)
 
 
-_UNREAD_OFFER_NOTICE = (
-    select(Notice.id)
-    .where(
-        Notice.account_id == bindparam("p_account"),
-        Notice.kind == "new_offer",
-        Notice.ref == bindparam("p_ref"),
-        Notice.read_at.is_(None),
+def bump_offer_notice(
+    account: ColumnElement[uuid.UUID], ref: ColumnElement[str], *extra: ColumnElement[bool]
+) -> Update:
+    """One more offer on the unread "new offers" notice of ``account`` about ``ref`` (as
+    expressions: bound values, or the columns of a statement's own rows), if there is one and
+    the ``extra`` conditions hold; returns its id and when its mail is due."""
+    unread = (
+        select(Notice.id)
+        .where(
+            Notice.account_id == account,
+            Notice.kind == "new_offer",
+            Notice.ref == ref,
+            Notice.read_at.is_(None),
+        )
+        .order_by(Notice.created_at.desc())
+        .limit(1)
+        .with_for_update(of=Notice)
+        .correlate(None)  # its own read of notices, not the row being updated
+        .scalar_subquery()
     )
-    .order_by(Notice.created_at.desc())
-    .limit(1)
-    .with_for_update()
-    .scalar_subquery()
-)
-_BUMP_OFFER_NOTICE = (
-    update(Notice)
-    .where(Notice.id == _UNREAD_OFFER_NOTICE)
-    .values(count=Notice.count + 1, updated_at=bindparam("p_now", type_=Notice.updated_at.type))
-    .returning(Notice.id, Notice.email_due_at)
-)
+    return (
+        update(Notice)
+        .where(Notice.id == unread, *extra)
+        .values(count=Notice.count + 1, updated_at=bindparam("p_now", type_=Notice.updated_at.type))
+        .returning(Notice.id, Notice.email_due_at)
+    )
+
+
+_BUMP_OFFER_NOTICE = bump_offer_notice(bindparam("p_account"), bindparam("p_ref"))
 """One more offer on the intent's unread notice, if there is one: one statement for the usual
 case (offers arriving on an intent whose notice is already waiting to be read), built once."""
 
@@ -263,29 +273,28 @@ def _offer_arrived(db: Session, account_id: uuid.UUID, ref: str | None, now: dat
         conn.execute(_SET_DUE, {"p_id": bumped.id, "p_due": due})
 
 
-async def offer_arrived_async(
-    conn: AsyncConnection[Any], account_id: uuid.UUID, ref: str, now: datetime
-) -> bool:
-    """:func:`notify` of a new offer on an async connection, in its transaction, when the
-    intent's unread notice is there to gather it (the usual case): True. False, having
-    changed nothing, when there is none (the first offer since the owner read it): then the
-    caller makes the offer through :func:`notify`, which makes the notice and its mail."""
-    values = {"p_account": account_id, "p_ref": ref, "p_now": now}
-    bumped = await (await conn.execute(_BUMP_SQL.text, _BUMP_SQL.params(values))).fetchone()
-    if bumped is None:
-        return False
-    if bumped.email_due_at is not None:
-        return True
+async def offer_notice_bumped(
+    conn: AsyncConnection[Any],
+    account_id: uuid.UUID,
+    ref: str,
+    notice_id: uuid.UUID,
+    due: datetime | None,
+    now: datetime,
+) -> None:
+    """After a new offer bumped the intent's unread notice (``due``: when its mail was due
+    before), in the same transaction: its mail made due as :func:`notify` would, unless it
+    is due already or the owner does not want offer mail."""
+    if due is not None:
+        return
     mine = {"p_account": account_id, "p_ref": ref}
     setting = await conn.execute(_OFFER_MAIL_SQL.text, _OFFER_MAIL_SQL.params(mine))
     switched = await setting.fetchone()
     if switched is not None and not switched.email:
-        return True  # no mail wanted: the count is all that changes
+        return  # no mail wanted: the count is all that changes
     last = await conn.execute(_LAST_MAIL_SQL.text, _LAST_MAIL_SQL.params(mine))
     latest = await last.fetchone()
     due = _offer_mail_due(now, latest[0] if latest is not None else None)
-    await conn.execute(_SET_DUE_SQL.text, _SET_DUE_SQL.params({"p_id": bumped.id, "p_due": due}))
-    return True
+    await conn.execute(_SET_DUE_SQL.text, _SET_DUE_SQL.params({"p_id": notice_id, "p_due": due}))
 
 
 def _offer_mail_due(now: datetime, last: datetime | None) -> datetime:
@@ -303,7 +312,6 @@ _SET_DUE = (
     .where(Notice.id == bindparam("p_id"))
     .values(email_due_at=bindparam("p_due", type_=Notice.email_due_at.type))
 )
-_BUMP_SQL = compiled(_BUMP_OFFER_NOTICE)
 _LAST_MAIL_SQL = compiled(_LAST_OFFER_MAIL)
 _SET_DUE_SQL = compiled(_SET_DUE)
 _OFFER_MAIL_SQL = compiled(
