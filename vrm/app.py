@@ -25,6 +25,7 @@ from consent.ledger.endpoints import router as audit_router
 from consent.ledger.service import ledger_key, origin_problem
 from consent.ledger.tile_endpoints import router as audit_log_router
 from consent.oauth.endpoints import router as consent_router
+from consent.oauth.endpoints import token_router
 from consent.oauth.objects import register_extension_grant
 from consent.oauth.oidc import signing_key
 from consent.oauth.registration import router as registration_router
@@ -140,6 +141,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         docs_url=None,  # web.api_reference serves /api/docs from the service itself
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # The vault's metrics are its own (Prometheus, vrm.metrics); FastAPI's OpenTelemetry
+        # bridge, with no provider configured, still asked for its three providers on every
+        # request (each a look-up in os.environ): 7% of a token request's CPU (py-spy).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.route_class = UnicodeRoute  # as every package's APIRouter
     app.openapi = lambda: api_openapi(app, settings)  # type: ignore[method-assign]
@@ -303,13 +308,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             headers=unavailable.headers,
         )
 
-    # The vendor API and the token endpoint first: routes are matched in order, and theirs
-    # are the requests that come by the thousand. Then the audit API and the log's tiles,
-    # which auditors' scripts call by the thousand too: matched after the web pages' routes,
-    # a proof spent a quarter of its CPU time in route matching (py-spy, `bench/ledger.py
-    # --scenario scale --http --py-spy DIR`). Their paths (/api/audit/v1/...) are their own.
+    # The vendor API and the token endpoint first (the profile read, then tokens): routes
+    # are matched in order, and theirs are the requests that come by the thousand. Then the
+    # audit API and the log's tiles, which auditors' scripts call by the thousand too:
+    # matched after the web pages' routes, a proof spent a quarter of its CPU time in route
+    # matching (py-spy, `bench/ledger.py --scenario scale --http --py-spy DIR`). Their paths
+    # (/api/audit/v1/...) are their own.
     for router in (
         vendor_router,
+        token_router,
         vendor_intents_router,
         vendor_subscriptions_router,
         consent_router,
