@@ -5,8 +5,13 @@ process (``tests/served.py``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import re
 import uuid
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from httpx import Client, Response
@@ -81,3 +86,14 @@ def sign_in(client: Client, email: str, password: str = PASSWORD) -> Response:
 def api_headers(client: Client) -> dict[str, str]:
     """The X-CSRF-Token header the JSON API wants, read from a page as a browser script would."""
     return {"X-CSRF-Token": page_csrf(client, "/profile")}
+
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own: the test's thread may already run a loop (the
+    browser tests' Playwright keeps one in each xdist worker that ran them)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # With this thread's context: the pins a test set are what the coroutine must see.
+        return pool.submit(contextvars.copy_context().run, asyncio.run, coroutine).result()

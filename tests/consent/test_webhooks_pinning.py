@@ -4,17 +4,14 @@ lookup of the name answers, and keeps the name for the Host header, SNI and the 
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import datetime as dt
 import socket
 import ssl
 import threading
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpcore
 import httpx
@@ -29,6 +26,7 @@ from consent.webhooks.delivery import deliver_due
 from consent.webhooks.outbox import enqueue
 from consent.webhooks.pinning import pinned, pinned_transport
 from tests.consent.test_webhooks import GRANTED, attempts_of, make_app
+from tests.helpers import run_async
 from tests.webhook_receiver import trickle
 from vault.runtime import Runtime
 
@@ -83,17 +81,6 @@ def test_a_delivery_connects_to_the_checked_address_not_to_a_second_lookups(
     assert rebinding == [PUBLIC]
     [attempt] = attempts_of(db, message)
     assert (attempt.status_code, attempt.error) == (None, "could not connect")
-
-
-T = TypeVar("T")
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on a thread of its own: the test's thread may already run a loop (the
-    browser tests' Playwright keeps one in each xdist worker that ran them)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # With this thread's context: the pins a test set are what the coroutine must see.
-        return pool.submit(contextvars.copy_context().run, asyncio.run, coroutine).result()
 
 
 def test_a_name_that_does_not_resolve_at_the_check_is_not_looked_up_again(

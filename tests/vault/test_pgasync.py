@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.committed import committed_engine
+from tests.helpers import run_async
 from vault.pgasync import AsyncPostgres, PoolBusy
 
 __all__ = ["committed_engine"]
@@ -33,7 +34,7 @@ def test_a_free_connection_is_taken_at_once_and_kept_for_the_next(
         await pg.close()
         return *pids, reused
 
-    one, two, reused = asyncio.run(run())
+    one, two, reused = run_async(run())
     assert one != two
     assert reused in (one, two)
 
@@ -53,7 +54,7 @@ def test_when_every_connection_stays_in_use_a_request_waits_then_gets_pool_busy(
         await pg.close()
         return str(refused.value)
 
-    assert asyncio.run(run()) == "no database connection free within 0.2 s"
+    assert run_async(run()) == "no database connection free within 0.2 s"
 
 
 def test_a_waiting_request_gets_the_connection_another_gives_back(
@@ -78,5 +79,5 @@ def test_a_waiting_request_gets_the_connection_another_gives_back(
         await asyncio.gather(hold(), wait())
         await pg.close()
 
-    asyncio.run(run())
+    run_async(run())
     assert order == ["held", "given back", "served"]
