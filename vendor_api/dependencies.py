@@ -215,16 +215,19 @@ _APP_TOKEN_SQL = compiled(_APP_TOKEN)
 @dataclass(frozen=True, slots=True)
 class AppCall:
     """A request made with the app's own token (client credentials) for ``scope``: checked,
-    counted and served in one hop to a worker thread.
+    counted and served, in the event loop (:meth:`read`, :meth:`write`, on PostgreSQL) or in
+    one hop to a worker thread (:meth:`run`).
 
     The token, its app and its vendor's other apps come in one statement; then the rate-limit
-    count, the scope and the intent-sharing agreement, then the work. A read (GET) runs each
-    statement as its own transaction on PostgreSQL (no BEGIN/COMMIT round trips: every check
-    and the page are single statements); a write runs all of it in one transaction. Either
-    way the token is checked in the same connection, just before the work, so a revocation
-    that committed before is in force, whichever process committed it. A request that fails
-    after it was counted still counts (a database count rolled back with a failed write is
-    made again, in a transaction of its own).
+    count, the scope and the intent-sharing agreement, then the work. On a worker thread a
+    read (GET) runs each statement as its own transaction on PostgreSQL (no BEGIN/COMMIT
+    round trips: every check and the page are single statements) and a write runs all of it
+    in one transaction; in the event loop the checks and the count are statements of their
+    own and a write's work has its own transaction. Either way the token is checked in the
+    same connection, just before the work, so a revocation that committed before is in
+    force, whichever process committed it. A request that fails after it was counted still
+    counts (a database count rolled back with a failed write is made again, in a transaction
+    of its own).
     """
 
     request: Request
