@@ -9,8 +9,9 @@ committed_runtime, rt``); every test then makes its own people and apps, committ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine
@@ -19,6 +20,8 @@ from tests.conftest import test_settings as settings_for
 from vault.db import make_engine
 from vault.migrate import upgrade
 from vault.runtime import Runtime
+
+T = TypeVar("T")
 
 
 def _engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
@@ -59,7 +62,25 @@ def fresh_engine(backend: str, new_database) -> Iterator[Engine]:  # type: ignor
     yield from _engine(backend, new_database)
 
 
-@pytest.fixture
-def fresh_runtime(fresh_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Runtime:
-    """:func:`rt` on the test's own committing database (import it as ``rt``)."""
+@pytest.fixture(name="rt")
+def fresh_rt(fresh_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Runtime:
+    """:func:`rt` on the test's own committing database: a module that imports this has it
+    as its ``rt``."""
     return _runtime(fresh_engine, tmp_path_factory)
+
+
+def recorded(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, what: Callable[[Any], T]
+) -> list[T]:
+    """Calls to the coroutine function ``owner.name`` from now on, each recorded as
+    ``what(its answer)``: which of a module's requests took an event-loop path."""
+    seen: list[T] = []
+    original = getattr(owner, name)
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        answer = await original(*args, **kwargs)
+        seen.append(what(answer))
+        return answer
+
+    monkeypatch.setattr(owner, name, spy)
+    return seen

@@ -10,8 +10,6 @@ PostgreSQL's.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 from sqlalchemy import select
@@ -19,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from consent.grants.models import OAuthToken
 from consent.oauth import hot
-from tests.committed import committed_engine, committed_runtime, rt
+from tests.committed import committed_engine, committed_runtime, recorded, rt
 from tests.consent.oauth_helpers import make_vendor
 from tests.consent.test_oauth_security import (
     client_credentials,
@@ -75,16 +73,7 @@ BACKENDS = ["postgresql"]
 @pytest.fixture
 def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether each token request was answered in the event loop (True) or by Authlib."""
-    seen: list[bool] = []
-    issue = hot.issue
-
-    async def spy(*args: Any) -> Any:
-        answer = await issue(*args)
-        seen.append(answer is not None)
-        return answer
-
-    monkeypatch.setattr(hot, "issue", spy)
-    return seen
+    return recorded(monkeypatch, hot, "issue", lambda answer: answer is not None)
 
 
 def test_a_postgresql_vault_issues_client_credentials_in_the_event_loop(

@@ -10,8 +10,6 @@ so this module is PostgreSQL's.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -19,7 +17,7 @@ from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from consent.grants.models import OAuthToken
-from tests.committed import fresh_engine, fresh_runtime
+from tests.committed import fresh_engine, fresh_rt, recorded
 from tests.consent.factories import individual
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
 from tests.intents.test_service import (
@@ -32,7 +30,7 @@ from vendor_api import intents as endpoints
 
 __all__ = [
     "fresh_engine",
-    "fresh_runtime",
+    "fresh_rt",
     "test_a_vendor_account_blocked_through_one_app_is_blocked_in_all_its_apps",
     "test_with_redis_configured_the_api_counts_there",
 ]
@@ -43,23 +41,9 @@ del test_bad_filters_are_a_clear_400  # noqa: F821
 
 
 @pytest.fixture
-def rt(fresh_runtime: Runtime) -> Runtime:
-    return fresh_runtime
-
-
-@pytest.fixture
 def in_event_loop(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many intents each event-loop listing showed."""
-    pages: list[int] = []
-    listing = endpoints.list_intents_async
-
-    async def spy(*args: Any, **kwargs: Any) -> Any:
-        views, cursor = await listing(*args, **kwargs)
-        pages.append(len(views))
-        return views, cursor
-
-    monkeypatch.setattr(endpoints, "list_intents_async", spy)
-    return pages
+    return recorded(monkeypatch, endpoints, "list_intents_async", lambda found: len(found[0]))
 
 
 def test_a_served_postgresql_vault_lists_in_the_event_loop(

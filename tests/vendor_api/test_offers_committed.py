@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intents.models import Offer
-from tests.committed import fresh_engine, fresh_runtime
+from tests.committed import fresh_engine, fresh_rt, recorded
 from tests.consent.factories import individual
 from tests.intents.factories import app_token, in_days, make_intent, market_vendor
 from tests.mail import queued
@@ -34,29 +34,15 @@ from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 from vendor_api import intents as endpoints
 
-__all__ = ["fresh_engine", "fresh_runtime", "frozen_window"]
+__all__ = ["fresh_engine", "fresh_rt", "frozen_window"]
 
 BACKENDS = ["postgresql"]
 
 
 @pytest.fixture
-def rt(fresh_runtime: Runtime) -> Runtime:
-    return fresh_runtime
-
-
-@pytest.fixture
 def in_event_loop(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether each offer was made in the event loop (True) or left to the full path."""
-    made: list[bool] = []
-    make = endpoints.make_offer_async
-
-    async def spy(*args: Any) -> Any:
-        answer = await make(*args)
-        made.append(answer is not None)
-        return answer
-
-    monkeypatch.setattr(endpoints, "make_offer_async", spy)
-    return made
+    return recorded(monkeypatch, endpoints, "make_offer_async", lambda made: made is not None)
 
 
 def notice_of(db: Session, intent_id: uuid.UUID) -> Notice:
