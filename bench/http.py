@@ -80,7 +80,7 @@ ADMIN_URL = os.environ.get(
 )
 PROFILE_FIELDS = ["given_name", "family_name", "email", "phone", "address"]
 FLOOR_APP = "bench.floor_app:create_app"
-VAULT_APP = "vrm.app:create_app"
+VAULT_APP = "vrm.app:serve_app"
 # Starts uvicorn with the options ``vrm serve`` passes to ``uvicorn.run`` (argv: app, JSON).
 LAUNCH = "import json, sys, uvicorn; uvicorn.run(sys.argv[1], **json.loads(sys.argv[2]))"
 
@@ -263,7 +263,7 @@ def vrm_serve_options(env: dict[str, str]) -> dict[str, Any]:
         get_settings.cache_clear()
     if captured.pop("app", None) != VAULT_APP:
         raise SystemExit(
-            "vrm serve no longer starts uvicorn.run('vrm.app:create_app', ...); "
+            "vrm serve no longer starts uvicorn.run('vrm.app:serve_app', ...); "
             "teach bench/http.py how it serves the vault now."
         )
     for key in ("host", "port", "workers", "reload"):

@@ -85,7 +85,7 @@ def _serve(
             )
         try:
             uvicorn.run(
-                "vrm.app:create_app",
+                "vrm.app:serve_app",
                 factory=True,
                 host=host or settings.host,
                 port=port or settings.port,
