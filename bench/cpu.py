@@ -236,6 +236,8 @@ async def run(args: argparse.Namespace) -> None:
                 profiler.disable()
                 slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
                 profiler.dump_stats(str(args.profile / f"{slug}.prof"))
+        if args.plans:
+            await print_plans(vault)
         await stop()
 
     floor_ms = results[0][1]
@@ -247,6 +249,21 @@ async def run(args: argparse.Namespace) -> None:
     print("-" * 56)
     for name, ms in results:
         print(f"{name:<38} {ms:>8.3f} {ms / floor_ms:>8.1f}")
+
+
+async def print_plans(vault: Any) -> None:
+    """How PostgreSQL planned each statement the event-loop connections prepared (psycopg
+    prepares a statement on its fifth run): a statement that stays on custom plans is
+    planned again on every run, which can cost more than running it."""
+    print()
+    print(f"{'generic':>8} {'custom':>7}  statement (event-loop connections)")
+    for conn in vault.state.hot_pg._idle:
+        found = await conn.execute(
+            "SELECT generic_plans, custom_plans, statement FROM pg_prepared_statements"
+        )
+        for generic, custom, statement in await found.fetchall():
+            text = " ".join(statement.split())
+            print(f"{generic:>8} {custom:>7}  {text[:110]}")
 
 
 async def _open_intents(vault: Any, market: dict[str, str]) -> list[str]:
@@ -283,6 +300,11 @@ def main() -> None:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="an extra setting"
     )
     parser.add_argument("--profile", type=Path, help="write cProfile stats per request here")
+    parser.add_argument(
+        "--plans",
+        action="store_true",
+        help="print how PostgreSQL planned each statement the event-loop connections prepared",
+    )
     # uvloop, as `vrm serve` runs (uvicorn picks it when installed): the loop's own costs
     # (readers, timers, thread wake-ups) are part of a request's.
     uvloop.run(run(parser.parse_args()))

@@ -390,6 +390,12 @@ class Result:
     cpu_ms: float = float("nan")
     """CPU time the server's processes spent per request (user + system, parent and
     workers): unlike req/s, hardly moved by what else the machine runs."""
+    db_ms: float = float("nan")
+    """CPU time PostgreSQL's and Redis's processes spent per request (every one of them on
+    this machine: nothing else should run during a benchmark)."""
+    idle: float = float("nan")
+    """The share of the machine's CPU time left idle during the measurement (all cores): near
+    0, more workers have nothing to run on."""
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -635,6 +641,33 @@ def cpu_seconds(root: int) -> float:
     return sum(times.get(pid, 0.0) for pid in tree)
 
 
+DATABASES = ("postgres", "redis-server")
+"""The processes whose CPU ``db ms`` counts (by their command name)."""
+
+
+def named_cpu_seconds(names: tuple[str, ...] = DATABASES) -> float:
+    """User + system CPU seconds of every process whose command name is one of ``names``."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        if name in names:
+            fields = stat[stat.rfind(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(idle, all) CPU ticks of the whole machine so far (``/proc/stat``; iowait is idle)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks[:8])
+
+
 def combine(results: list[Result]) -> Result:
     """Several runs of one request as one: mean req/s and p50, worst p99, every problem."""
     return Result(
@@ -646,6 +679,8 @@ def combine(results: list[Result]) -> Result:
         socket_errors={},
         problems=[p for r in results for p in r.problems],
         cpu_ms=mean(r.cpu_ms for r in results),
+        db_ms=mean(r.db_ms for r in results),
+        idle=mean(r.idle for r in results),
     )
 
 
@@ -713,12 +748,16 @@ def measure(
             run_wrk(opts.wrk, server.base, request, connections, opts.warmup, opts.timeout, scripts)
         server.new_output()  # the checks' and the warm-up's lines are not this measurement's
         spy = _py_spy(opts, server, request, connections, workers)
-        cpu_before = cpu_seconds(server.proc.pid)
+        cpu_before, db_before = cpu_seconds(server.proc.pid), named_cpu_seconds()
+        idle_before, all_before = machine_ticks()
         result = run_wrk(
             opts.wrk, server.base, request, connections, opts.seconds, opts.timeout, scripts
         )
         if result.requests:
             result.cpu_ms = (cpu_seconds(server.proc.pid) - cpu_before) * 1000 / result.requests
+            result.db_ms = (named_cpu_seconds() - db_before) * 1000 / result.requests
+        idle_after, all_after = machine_ticks()
+        result.idle = (idle_after - idle_before) / max(1, all_after - all_before)
         if spy is not None:
             spy.wait(timeout=opts.seconds + 30)
         statuses, other = server.new_output()
@@ -766,10 +805,15 @@ def print_table(rows: list[Row], opts: Options, server_options: dict[str, Any]) 
         "cpu ms: CPU time (user + system) of the server's processes per request; PostgreSQL's "
         "and wrk's are not in it."
     )
+    print(
+        "db ms: CPU time of PostgreSQL's and Redis's processes per request. idle: the share of "
+        "the machine's CPU left idle meanwhile (all cores)."
+    )
     print()
     header = (
         f"{'intents':>9}  {'workers':>7}  {'request':<35} {'conns':>5}  {'req/s':>8}  "
-        f"{'p50 ms':>8}  {'p99 ms':>8}  {'ratio':>6}  {'x 1w':>5}  {'cpu ms':>6}  note"
+        f"{'p50 ms':>8}  {'p99 ms':>8}  {'ratio':>6}  {'x 1w':>5}  {'cpu ms':>6}  {'db ms':>5}  "
+        f"{'idle':>4}  note"
     )
     print(header)
     print("-" * len(header))
@@ -785,7 +829,8 @@ def print_table(rows: list[Row], opts: Options, server_options: dict[str, Any]) 
         print(
             f"{r.intents:>9,}  {r.workers:>7}  {r.label:<35} {r.connections:>5}  "
             f"{res.rps:>8,.0f}  {res.p50_ms:>8.2f}  {res.p99_ms:>8.2f}  {ratio:>6.3f}  "
-            f"{scale:>5}  {res.cpu_ms:>6.2f}  {'; '.join(notes)}"
+            f"{scale:>5}  {res.cpu_ms:>6.2f}  {res.db_ms:>5.2f}  {res.idle:>4.0%}  "
+            f"{'; '.join(notes)}"
         )
 
 
