@@ -166,17 +166,23 @@ vendor has no other), ``list`` its vendor's apps as an expanding ``IN`` (any dat
 :mod:`vault.pgasync`, which has no expanding parameters)."""
 
 
-def _visible(apps: Apps) -> list[ColumnElement[bool]]:
+def _visible(
+    apps: Apps, vendor_apps: ColumnElement[Any] | None = None
+) -> list[ColumnElement[bool]]:
     """What an app may see: published, open, not past closing, owner active, not blocked by
-    the owner for this app or any other app of its vendor."""
+    the owner for this app or any other app of its vendor (``vendor_apps``: an array column
+    in place of the ``array`` parameter)."""
     blocker: ColumnElement[bool]
     if apps == "one":
         blocker = IntentBlock.app_id == bindparam("app_id")
     elif apps == "list":
         blocker = IntentBlock.app_id.in_(bindparam("apps", expanding=True))
     else:
-        blocker = IntentBlock.app_id == any_(bindparam("apps", type_=ARRAY(Uuid())))
+        array = bindparam("apps", type_=ARRAY(Uuid())) if vendor_apps is None else vendor_apps
+        blocker = IntentBlock.app_id == any_(array)
+    # Correlated to any enclosing statement's tables, the token's CTE too (listing_sql).
     blocked = exists().where(IntentBlock.owner_id == Intent.owner_id, blocker)
+    blocked = blocked.correlate_except(IntentBlock)
     owner_active = exists().where(
         Account.id == Intent.owner_id, Account.status == AccountStatus.ACTIVE
     )
@@ -206,9 +212,14 @@ _FILTERS: dict[str, Callable[[], ColumnElement[bool]]] = {
 }
 
 
-def _filter_values(f: IntentFilters) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The filters a listing uses (names, in a fixed order) and their values."""
+def _filter_values(
+    f: IntentFilters, cursor: str | None = None
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The filters a listing uses (names, in a fixed order) and their values, with the
+    cursor's (400 for a cursor this API did not give out)."""
     values: dict[str, Any] = {}
+    if cursor:
+        values["cursor_at"], values["cursor_id"] = decode_cursor(cursor)
     if f.category is not None:
         if f.category.is_root:
             values["category_root"] = f.category.root
@@ -230,9 +241,15 @@ def _filter_values(f: IntentFilters) -> tuple[tuple[str, ...], dict[str, Any]]:
     return tuple(name for name in _FILTERS if name in values), values
 
 
-def _shown(apps: Apps) -> Shown:
+def _shown(
+    apps: Apps,
+    app: ColumnElement[Any] | None = None,
+    vendor_apps: ColumnElement[Any] | None = None,
+) -> Shown:
     """Intents an app may see, each with the app's own offer on it and its owner's data key:
-    one statement, so a page costs one round trip however many owners it shows."""
+    one statement, so a page costs one round trip however many owners it shows. ``app`` and
+    ``vendor_apps``: columns of an enclosing statement in place of those parameters."""
+    app = bindparam("app_id") if app is None else app
     return (
         select(
             *_SHOWN_COLUMNS,
@@ -242,16 +259,21 @@ def _shown(apps: Apps) -> Shown:
             DataKeyRecord.wrapped.label("key_wrapped"),
         )
         .select_from(Intent)
-        .outerjoin(Offer, (Offer.intent_id == Intent.id) & (Offer.app_id == bindparam("app_id")))
+        .outerjoin(Offer, (Offer.intent_id == Intent.id) & (Offer.app_id == app))
         .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Intent.owner_id)
-        .where(*_visible(apps))
+        .where(*_visible(apps, vendor_apps))
     )
 
 
-@functools.cache
-def _ordered(apps: Apps, filters: tuple[str, ...], after_cursor: bool) -> Shown:
+def _ordered(
+    apps: Apps,
+    filters: tuple[str, ...],
+    after_cursor: bool,
+    app: ColumnElement[Any] | None = None,
+    vendor_apps: ColumnElement[Any] | None = None,
+) -> Shown:
     """A listing's statement but its page size: newest first, after the cursor if any."""
-    query = _shown(apps).where(*(_FILTERS[name]() for name in filters))
+    query = _shown(apps, app, vendor_apps).where(*(_FILTERS[name]() for name in filters))
     if after_cursor:
         query = query.where(
             tuple_(Intent.published_at, Intent.id)
@@ -269,17 +291,25 @@ def _listing(apps: Apps, filters: tuple[str, ...], after_cursor: bool) -> Shown:
 
 
 @functools.lru_cache(maxsize=256)
-def _listing_sql(filters: tuple[str, ...], after_cursor: bool, rows: int) -> SQL:
-    """:func:`_listing` for :mod:`vault.pgasync`, one array of apps for any vendor, and the
-    number of ``rows`` in its text (``LIMIT 21``), not a parameter.
+def listing_sql(token: Any, filters: tuple[str, ...], after_cursor: bool, rows: int) -> SQL:
+    """A listing for :mod:`vault.pgasync` in one statement with the app's token: each row of
+    ``token`` (a CTE with the app's ``app_id`` and its vendor's apps as the array ``apps``)
+    joined to the page it may see (its columns null when the page is empty), so that the
+    token checked is the token whose page is read, in one snapshot and one round trip.
 
-    psycopg prepares a statement on its fifth run, and PostgreSQL then plans it once (a
-    generic plan) when that plan costs little more than planning it for each run's values.
-    With ``LIMIT`` a parameter the generic plan assumes a tenth of the rows, so it never
-    did: every listing was planned again, 0.45 ms of the database's time for 0.1 ms of
-    running it (``bench/cpu.py --plans`` shows each prepared statement's plans). The cache
-    holds the shapes in use (filters, cursor, page size: a vendor keeps to a few)."""
-    return compiled(_ordered("array", filters, after_cursor).limit(literal_column(str(rows))))
+    ``rows`` is in the text (``LIMIT 21``), not a parameter. psycopg prepares a statement on
+    its fifth run, and PostgreSQL then plans it once (a generic plan) when that plan costs
+    little more than planning it for each run's values. With ``LIMIT`` a parameter the
+    generic plan assumes a tenth of the rows, so it never did: every listing was planned
+    again, 0.45 ms of the database's time for 0.1 ms of running it (``bench/cpu.py --plans``
+    shows each prepared statement's plans). The cache holds the shapes in use (filters,
+    cursor, page size: a vendor keeps to a few)."""
+    page = (
+        _ordered("array", filters, after_cursor, token.c.app_id, token.c.apps)
+        .limit(literal_column(str(rows)))
+        .lateral("page")
+    )
+    return compiled(select(token, page).select_from(token.outerjoin(page, true())))
 
 
 _OFFERS_SQL = compiled(
@@ -287,7 +317,7 @@ _OFFERS_SQL = compiled(
         Offer.id == any_(bindparam("ids", type_=ARRAY(Uuid())))
     )
 )
-"""This app's own offers on a page's intents, by id (:func:`list_intents_async`)."""
+"""This app's own offers on a page's intents, by id (:func:`listed_async`)."""
 
 
 @functools.cache
@@ -418,11 +448,15 @@ def _views(
     owners pseudonymous, this app's own ``offers`` (ORM objects or rows) attached. A row whose
     owner has no data key any more (erased meanwhile) is left out: nothing of theirs shows."""
     views = []
+    pseudonyms: dict[uuid.UUID, str] = {}  # a page often shows one owner's intents together
     for row in rows:
         if row.key_id is None:
             continue
         owner = row.owner_id
         key = keys[row.key_id]
+        pseudonym = pseudonyms.get(owner)
+        if pseudonym is None:
+            pseudonym = pseudonyms[owner] = owner_pseudonym(rt, app_id, owner)
         views.append(
             VendorIntent(
                 intent=row,
@@ -430,7 +464,7 @@ def _views(
                 description=key.decrypt(
                     bytes(row.description_ct), _binding(row, "description_ct")
                 ).decode(),
-                pseudonym=owner_pseudonym(rt, app_id, owner),
+                pseudonym=pseudonym,
                 own_offer=offers.get(row.own_offer_id) if row.own_offer_id else None,
             )
         )
@@ -449,9 +483,7 @@ def _listing_params(
     seller: Seller, filters: IntentFilters, cursor: str | None, size: int
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The filters a listing uses and every value its statement binds."""
-    names, params = _filter_values(filters)
-    if cursor:
-        params["cursor_at"], params["cursor_id"] = decode_cursor(cursor)
+    names, params = _filter_values(filters, cursor)
     return names, {**params, **_seen_by(seller), "size": size + 1}
 
 
@@ -460,31 +492,31 @@ def _seen_by(seller: Seller) -> dict[str, Any]:
     return {"now": utcnow(), "app_id": seller.id, "apps": sorted(seller.vendor_apps)}
 
 
-async def list_intents_async(
-    conn: AsyncConnection[Any],
-    rt: Runtime,
-    seller: Seller,
-    filters: IntentFilters,
-    *,
-    cursor: str | None = None,
-    limit: int | None = None,
-) -> tuple[list[VendorIntent], str | None]:
-    """:meth:`Market.list_intents` in the event loop, on PostgreSQL (``vault.pgasync``): the
-    same statement compiled once per shape, the same views. Only a data key this process does
-    not hold unwrapped goes to a worker thread (the key provider may be a network call)."""
+def listing_values(
+    filters: IntentFilters, cursor: str | None, limit: int | None
+) -> tuple[tuple[str, ...], dict[str, Any], int]:
+    """What :func:`listing_sql` needs of a request: the filters it uses, the values it binds
+    (the app's come from the token) and the page size; 400 for a bad cursor or size."""
     size = page_size(limit)
-    names, params = _listing_params(seller, filters, cursor, size)
-    sql = _listing_sql(names, bool(cursor), params.pop("size"))
-    rows, next_cursor = _page(
-        await (await conn.execute(sql.text, sql.params(params))).fetchall(), size
-    )
+    names, params = _filter_values(filters, cursor)
+    return names, {**params, "now": utcnow()}, size
+
+
+async def listed_async(
+    conn: AsyncConnection[Any], rt: Runtime, seller: Seller, rows: Sequence[Any], size: int
+) -> tuple[list[VendorIntent], str | None]:
+    """The page of a :func:`listing_sql` statement's ``rows`` as :meth:`Market.list_intents`
+    answers it, in the event loop: the app's own offers on it (a statement when there are
+    any), titles decrypted. Only a data key this process does not hold unwrapped goes to a
+    worker thread (the key provider may be a network call)."""
+    page, next_cursor = _page([row for row in rows if row.id is not None], size)
     offers: dict[uuid.UUID, Any] = {}
-    offer_ids = [row.own_offer_id for row in rows if row.own_offer_id is not None]
+    offer_ids = [row.own_offer_id for row in page if row.own_offer_id is not None]
     if offer_ids:
         found = await conn.execute(_OFFERS_SQL.text, {"ids": offer_ids})
         offers = {offer.id: offer for offer in await found.fetchall()}
     keys: dict[uuid.UUID, DataKey] = {}
-    for row in rows:
+    for row in page:
         if row.key_id is None or row.key_id in keys:
             continue
         key = UNWRAPPED.cached(row.key_id, row.owner_id, row.key_wrapped)
@@ -493,7 +525,7 @@ async def list_intents_async(
                 UNWRAPPED.open, rt.keys, row.key_id, row.owner_id, row.key_kek_id, row.key_wrapped
             )
         keys[row.key_id] = key
-    return _views(rt, seller.id, rows, offers, keys), next_cursor
+    return _views(rt, seller.id, page, offers, keys), next_cursor
 
 
 _OFFER_IN_ONE_SQL = compiled(_offer_in_one())

@@ -113,7 +113,8 @@ class AsyncPostgres:
             self._slots = asyncio.Semaphore(self.max_size)
         if self._slots.locked():  # every connection in use: wait for one, for so long
             try:
-                await asyncio.wait_for(self._slots.acquire(), self.timeout)
+                async with asyncio.timeout(self.timeout):  # no task of its own, as wait_for's
+                    await self._slots.acquire()
             except TimeoutError:
                 raise PoolBusy(f"no database connection free within {self.timeout:g} s") from None
         else:  # at once, without the task a timed wait creates for every call

@@ -8,6 +8,7 @@ the intent-sharing agreement see intents.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -30,7 +31,9 @@ from intents.market import (
     Market,
     Seller,
     VendorIntent,
-    list_intents_async,
+    listed_async,
+    listing_sql,
+    listing_values,
     make_offer_async,
 )
 from intents.models import Offer
@@ -38,6 +41,7 @@ from intents.rules import parse_city, parse_date, parse_datetime
 from intents.service import offer_status
 from vault.errors import InvalidInput, NotFound
 from vault.errors import error_responses as _responses
+from vault.pgasync import SQL
 from vault.profile.catalogue import countries
 from vault.routing import APIRouter, query_parameters, read_query
 from vault.runtime import Runtime
@@ -258,11 +262,17 @@ async def list_intents(request: Request, call: IntentsReader) -> Response:
         market = Market(db, rt, seller)
         return _intent_page(*market.list_intents(filters, cursor=cursor, limit=limit))
 
-    async def fast_page(conn: AsyncConnection[Any], rt: Runtime, seller: Seller) -> IntentPage:
-        found = await list_intents_async(conn, rt, seller, filters, cursor=cursor, limit=limit)
-        return _intent_page(*found)
+    names, values, size = listing_values(filters, cursor, limit)
 
-    return call.json(await call.read(page, fast_page))
+    def statement(token: Any) -> SQL:
+        return listing_sql(token, names, bool(cursor), size + 1)
+
+    async def fast_page(
+        conn: AsyncConnection[Any], rt: Runtime, seller: Seller, rows: Sequence[Any]
+    ) -> IntentPage:
+        return _intent_page(*await listed_async(conn, rt, seller, rows, size))
+
+    return call.json(await call.read_with_token(page, statement, values, fast_page))
 
 
 def _intent_page(views: list[VendorIntent], next_cursor: str | None) -> IntentPage:

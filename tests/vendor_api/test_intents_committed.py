@@ -1,11 +1,12 @@
 """The vendor intent listing's tests again, on a database whose writes commit, as a served
 vault's do.
 
-On PostgreSQL a listing runs in the event loop (``intents.market.list_intents_async`` on
-``vault.pgasync``'s connections, after ``AppCall.read``'s checks), which the rolled-back tests
-cannot reach. Each test has a database of its own: a listing shows every open intent there is.
-SQLite has no event-loop path (its committed listing is the rolled-back tests' threaded one),
-so this module is PostgreSQL's.
+On PostgreSQL a listing runs in the event loop (one statement reads the token and the page,
+``AppCall.read_with_token``; ``intents.market.listed_async`` makes the answer, on
+``vault.pgasync``'s connections), which the rolled-back tests cannot reach. Each test has a
+database of its own: a listing shows every open intent there is. SQLite has no event-loop path
+(its committed listing is the rolled-back tests' threaded one), so this module is
+PostgreSQL's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ del test_bad_filters_are_a_clear_400  # noqa: F821
 @pytest.fixture
 def in_event_loop(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many intents each event-loop listing showed."""
-    return recorded(monkeypatch, endpoints, "list_intents_async", lambda found: len(found[0]))
+    return recorded(monkeypatch, endpoints, "listed_async", lambda found: len(found[0]))
 
 
 def test_a_served_postgresql_vault_lists_in_the_event_loop(
@@ -113,3 +114,17 @@ def test_a_token_revoked_in_the_database_is_refused_by_the_next_listing(
     refused = client.get("/vendor/v1/intents", headers=headers)
     assert refused.status_code == 401
     assert refused.json()["error"] == "invalid_token"
+
+
+def test_with_nothing_to_show_the_event_loop_answers_an_empty_page(
+    client: TestClient, db: Session, rt: Runtime, in_event_loop: list[int]
+) -> None:
+    """The token's row comes back with an empty page joined to it (its columns null): that is
+    no intent, not an intent of nulls."""
+    headers = app_token(db, rt, market_vendor(db, rt))
+
+    response = client.get("/vendor/v1/intents", headers=headers)
+
+    assert response.status_code == 200
+    assert response.json() == {"data": [], "next_cursor": None}
+    assert in_event_loop == [0]
