@@ -210,7 +210,7 @@ _APP_TOKEN = (
 """The token, its app's agreements and its vendor's apps (a row each; one row with no sibling
 when the app has no vendor account): what an app call checks, in one statement."""
 _APP_TOKEN_SQL = compiled(_APP_TOKEN)
-"""The same for an async psycopg connection (:meth:`AppCall.read`)."""
+"""The same for an async psycopg connection (:meth:`AppCall.write`)."""
 
 
 TOKEN = (
@@ -238,7 +238,7 @@ TOKEN = (
 )
 """:data:`_APP_TOKEN` as one row (the vendor's apps as the array ``apps``; the app alone when
 it has no vendor account), for a statement that reads the token with its work
-(:meth:`AppCall.read_with_token`; PostgreSQL)."""
+(:meth:`AppCall.read`; PostgreSQL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +251,11 @@ class AppCall:
     count, the scope and the intent-sharing agreement, then the work. On a worker thread a
     read (GET) runs each statement as its own transaction on PostgreSQL (no BEGIN/COMMIT
     round trips: every check and the page are single statements) and a write runs all of it
-    in one transaction; in the event loop the checks and the count are statements of their
-    own and a write's work has its own transaction. Either way the token is checked in the
-    same connection, just before the work, so a revocation that committed before is in
-    force, whichever process committed it. A request that fails after it was counted still
+    in one transaction; in the event loop a read's token comes in the statement that reads
+    (:meth:`read`), a write's checks and count are statements of their own and its work has
+    its own transaction. Either way the token is checked in the same connection, before or
+    with the work, so a revocation that committed before is in force, whichever process
+    committed it. A request that fails after it was counted still
     counts (a database count rolled back with a failed write is made again, in a transaction
     of its own).
     """
@@ -266,31 +267,17 @@ class AppCall:
     async def read(
         self,
         work: Callable[[Session, Runtime, Seller], T],
-        fast: Callable[[AsyncConnection[Any], Runtime, Seller], Awaitable[T]],
-    ) -> T:
-        """A read (GET): ``fast(conn, rt, seller)`` in the event loop on PostgreSQL
-        (``vault.pgasync``: every statement its own transaction, as the threaded read's), the
-        same checks in the same order first; elsewhere ``work`` as :meth:`run` does."""
-        pg: AsyncPostgres | None = self.request.app.state.hot_pg
-        if pg is None:
-            return await self.run(work)
-        async with pg.connection() as conn:
-            rt, seller, _ = await self._acount(conn)
-            return await fast(conn, rt, seller)
-
-    async def read_with_token(
-        self,
-        work: Callable[[Session, Runtime, Seller], T],
         statement: Callable[[Any], SQL],
         values: Mapping[str, Any],
         fast: Callable[[AsyncConnection[Any], Runtime, Seller, Sequence[Any]], Awaitable[T]],
     ) -> T:
         """A read (GET) whose statement reads the token too: on PostgreSQL,
         ``statement(TOKEN)`` (a statement built around :data:`TOKEN`, a CTE of the token's
-        row) run with ``values`` and the token's hash, in the event loop; its rows checked as
-        :meth:`read` checks the token's, the request counted, then ``fast(conn, rt, seller,
-        rows)`` makes the answer. One round trip fewer than :meth:`read`, and the token
-        checked in the very snapshot that reads. Elsewhere ``work`` as :meth:`run` does."""
+        row) run with ``values`` and the token's hash, in the event loop; the token checked
+        from its first row, the request counted, the scope and agreement checked, then
+        ``fast(conn, rt, seller, rows)`` makes the answer. The token is checked in the very
+        snapshot that reads, in the same round trip. Elsewhere ``work`` as :meth:`run`
+        does."""
         pg: AsyncPostgres | None = self.request.app.state.hot_pg
         if pg is None:
             return await self.run(work)

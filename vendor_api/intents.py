@@ -272,7 +272,7 @@ async def list_intents(request: Request, call: IntentsReader) -> Response:
     ) -> IntentPage:
         return _intent_page(*await listed_async(conn, rt, seller, rows, size))
 
-    return call.json(await call.read_with_token(page, statement, values, fast_page))
+    return call.json(await call.read(page, statement, values, fast_page))
 
 
 def _intent_page(views: list[VendorIntent], next_cursor: str | None) -> IntentPage:

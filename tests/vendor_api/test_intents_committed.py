@@ -2,7 +2,7 @@
 vault's do.
 
 On PostgreSQL a listing runs in the event loop (one statement reads the token and the page,
-``AppCall.read_with_token``; ``intents.market.listed_async`` makes the answer, on
+``AppCall.read``; ``intents.market.listed_async`` makes the answer, on
 ``vault.pgasync``'s connections), which the rolled-back tests cannot reach. Each test has a
 database of its own: a listing shows every open intent there is. SQLite has no event-loop path
 (its committed listing is the rolled-back tests' threaded one), so this module is
