@@ -78,8 +78,12 @@ class DataKey:
     _aead: AESGCM = field(init=False, repr=False, compare=False)
     """The cipher keyed once (its key schedule costs as much as a short value's decryption)."""
 
+    _id_bytes: bytes = field(init=False, repr=False, compare=False)
+    """The id as its ciphertexts carry it (``UUID.bytes`` is computed on every use)."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_aead", AESGCM(self.material))
+        object.__setattr__(self, "_id_bytes", self.id.bytes)
 
     def __repr__(self) -> str:
         return f"DataKey(id={self.id}, owner_id={self.owner_id})"
@@ -89,12 +93,12 @@ class DataKey:
             raise ValueError("a data key encrypts only its owner's values")
         nonce = secrets.token_bytes(_NONCE_BYTES)
         body = self._aead.encrypt(nonce, plaintext, binding.associated_data())
-        return bytes([FORMAT_VERSION]) + self.id.bytes + nonce + body
+        return bytes([FORMAT_VERSION]) + self._id_bytes + nonce + body
 
     def decrypt(self, ciphertext: bytes, binding: Binding) -> bytes:
         if len(ciphertext) < _HEADER + 16 or ciphertext[0] != FORMAT_VERSION:
             raise DecryptionError("unknown ciphertext format")
-        if ciphertext[1:17] != self.id.bytes:
+        if ciphertext[1:17] != self._id_bytes:
             raise DecryptionError("value was encrypted under another key")
         nonce = ciphertext[17:_HEADER]
         try:
