@@ -29,7 +29,10 @@ connections, measured minutes apart in the same run. Read the ratios, not the ab
 numbers: the machine is small and shared (wrk, PostgreSQL, both servers and whatever else is
 running compete for the same cores), so absolute figures move by tens of percent between runs
 and the floor before/after shows how much they moved within this one. "x 1w" is the req/s
-with N workers over the req/s with the fewest workers measured. A row marked FAILED had
+with N workers over the req/s with the fewest workers measured. "cpu ms" is the CPU time
+of the vault's (or the floor's) processes per request, "db ms" that of PostgreSQL's and
+Redis's processes, and "idle" the share of the whole machine's CPU left idle during the
+measurement: near 0%, a second worker has no core to run on. A row marked FAILED had
 responses other than 2xx/3xx or socket errors (timeouts) and measures nothing useful; the
 server output that was not an ordinary access-log line is printed after the table. The
 database is dropped at the end.
@@ -393,6 +396,8 @@ class Result:
     db_ms: float = float("nan")
     """CPU time PostgreSQL's and Redis's processes spent per request (every one of them on
     this machine: nothing else should run during a benchmark)."""
+    split: str = ""
+    """With several workers, each one's share of their CPU (%): how evenly they served."""
     idle: float = float("nan")
     """The share of the machine's CPU time left idle during the measurement (all cores): near
     0, more workers have nothing to run on."""
@@ -617,6 +622,11 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def cpu_seconds(root: int) -> float:
     """User + system CPU seconds of process ``root`` and its descendants (Linux /proc)."""
+    return sum(tree_cpu_seconds(root).values())
+
+
+def tree_cpu_seconds(root: int) -> dict[int, float]:
+    """User + system CPU seconds of process ``root`` and of each of its descendants."""
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
@@ -638,7 +648,17 @@ def cpu_seconds(root: int) -> float:
             if parent in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
-    return sum(times.get(pid, 0.0) for pid in tree)
+    return {pid: times.get(pid, 0.0) for pid in tree}
+
+
+def worker_split(before: dict[int, float], after: dict[int, float]) -> str:
+    """How the CPU the processes used was shared among the busiest (the workers), as
+    percentages: far from even, one worker holds most of wrk's connections and the other idles
+    (uvicorn's workers accept from one shared socket)."""
+    used = sorted((after[pid] - before.get(pid, 0.0) for pid in after), reverse=True)
+    busy = [u for u in used if u > 0.05 * used[0]] if used and used[0] > 0 else []
+    total = sum(busy)
+    return "/".join(f"{100 * u / total:.0f}" for u in busy) if len(busy) > 1 else ""
 
 
 DATABASES = ("postgres", "redis-server")
@@ -681,6 +701,7 @@ def combine(results: list[Result]) -> Result:
         cpu_ms=mean(r.cpu_ms for r in results),
         db_ms=mean(r.db_ms for r in results),
         idle=mean(r.idle for r in results),
+        split=" ".join(r.split for r in results if r.split),
     )
 
 
@@ -748,13 +769,17 @@ def measure(
             run_wrk(opts.wrk, server.base, request, connections, opts.warmup, opts.timeout, scripts)
         server.new_output()  # the checks' and the warm-up's lines are not this measurement's
         spy = _py_spy(opts, server, request, connections, workers)
-        cpu_before, db_before = cpu_seconds(server.proc.pid), named_cpu_seconds()
+        cpu_before, db_before = tree_cpu_seconds(server.proc.pid), named_cpu_seconds()
         idle_before, all_before = machine_ticks()
         result = run_wrk(
             opts.wrk, server.base, request, connections, opts.seconds, opts.timeout, scripts
         )
+        cpu_after = tree_cpu_seconds(server.proc.pid)
+        if workers > 1:
+            result.split = worker_split(cpu_before, cpu_after)
         if result.requests:
-            result.cpu_ms = (cpu_seconds(server.proc.pid) - cpu_before) * 1000 / result.requests
+            used = sum(cpu_after.values()) - sum(cpu_before.values())
+            result.cpu_ms = used * 1000 / result.requests
             result.db_ms = (named_cpu_seconds() - db_before) * 1000 / result.requests
         idle_after, all_after = machine_ticks()
         result.idle = (idle_after - idle_before) / max(1, all_after - all_before)
@@ -824,6 +849,8 @@ def print_table(rows: list[Row], opts: Options, server_options: dict[str, Any]) 
         if r.workers != fewest and (r.intents, r.label, r.connections) in base:
             scale = f"{res.rps / base[(r.intents, r.label, r.connections)]:.2f}"
         notes = [r.note] if r.note else []
+        if res.split:
+            notes.append(f"workers' CPU {res.split}%")
         if res.problems:
             notes.insert(0, "FAILED: " + "; ".join(res.problems))
         print(
