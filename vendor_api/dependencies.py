@@ -11,8 +11,9 @@ from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from pydantic import BaseModel
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 from starlette.concurrency import run_in_threadpool
 
@@ -222,7 +223,9 @@ TOKEN = (
         OAuthToken.grant_id,
         Grant.revoked_at.label("grant_revoked_at"),
         Grant.expires_at.label("grant_expires_at"),
-        VendorApp.accepted_agreements,
+        # Whether the app accepts intent sharing, not its list of agreements: the token's
+        # columns come on each row of the page, and a JSON value is parsed for each.
+        cast(VendorApp.accepted_agreements, JSONB).has_key(INTENT_SHARING).label("intent_sharing"),
         func.coalesce(
             select(func.array_agg(_Sibling.id))
             .where(_Sibling.owner_id == VendorApp.owner_id)
@@ -291,7 +294,7 @@ class AppCall:
             row = rows[0]
             _check_live(row)
             seller = Seller(row.app_id, frozenset(row.apps) | {row.app_id})
-            await self._acounted(conn, rt, seller, row)
+            await self._acounted(conn, rt, seller, row.grant_id, row.scope, row.intent_sharing)
             return await fast(conn, rt, seller, rows)
 
     async def write(
@@ -322,13 +325,20 @@ class AppCall:
         token_hash = self._token_hash(rt)
         found = await conn.execute(_APP_TOKEN_SQL.text, _APP_TOKEN_SQL.params(token_hash))
         seller, row = _seller(await found.fetchall())
-        return rt, seller, await self._acounted(conn, rt, seller, row)
+        agreed = INTENT_SHARING in row.accepted_agreements
+        return rt, seller, await self._acounted(conn, rt, seller, row.grant_id, row.scope, agreed)
 
     async def _acounted(
-        self, conn: AsyncConnection[Any], rt: Runtime, seller: Seller, row: Any
+        self,
+        conn: AsyncConnection[Any],
+        rt: Runtime,
+        seller: Seller,
+        grant_id: uuid.UUID | None,
+        token_scope: str,
+        agreed: bool,
     ) -> Usage:
-        """The request counted against ``seller``'s limit (429 past it), then the scope and
-        agreement of the token's ``row`` checked."""
+        """The request counted against ``seller``'s limit (429 past it), then the token's
+        scope and its app's agreement checked (:func:`_check_app_scope`)."""
         limiter: ratelimit.Limiter = self.request.app.state.rate_limiter
         bucket = ratelimit.bucket_for(self.request.method)
         limit = ratelimit.limit_for(rt.settings, bucket)
@@ -336,7 +346,7 @@ class AppCall:
         self.request.state.rate_limit_headers = usage.headers()
         if usage.exceeded:
             raise rate_limited(usage, limit, bucket)
-        _check_app_scope(row, self.scope)
+        _check_app_scope(grant_id, token_scope, agreed, self.scope)
         return usage
 
     async def run(self, work: Callable[[Session, Runtime, Seller], T]) -> T:
@@ -364,7 +374,8 @@ class AppCall:
                     if usage.exceeded:
                         raise rate_limited(usage, limit, bucket)
                     counted = seller.id
-                _check_app_scope(row, self.scope)
+                agreed = INTENT_SHARING in row.accepted_agreements
+                _check_app_scope(row.grant_id, row.scope, agreed, self.scope)
                 with rt.sessions(bind=conn) as db:
                     done = work(db, rt, seller)
                     # Ends the session's part only: the connection's transaction (a write's)
@@ -423,16 +434,18 @@ def _check_live(row: Any) -> None:
         raise InvalidToken(_UNUSABLE)
 
 
-def _check_app_scope(row: Any, scope: str) -> None:
-    """The app's own token (no grant) with ``scope``, of an app that accepts the
-    intent-sharing agreement."""
-    if row.grant_id is not None or scope not in row.scope.split():
+def _check_app_scope(
+    grant_id: uuid.UUID | None, token_scope: str, agreed: bool, scope: str
+) -> None:
+    """The app's own token (no grant) with ``scope`` among its ``token_scope``, of an app
+    that accepts the intent-sharing agreement (``agreed``)."""
+    if grant_id is not None or scope not in token_scope.split():
         raise InsufficientScope(
             f"This needs your app's own token with the {scope} scope: use the client "
             f"credentials grant with scope={scope}.",
             scope=scope,
         )
-    if INTENT_SHARING not in row.accepted_agreements:
+    if not agreed:
         raise AgreementRequired(
             "Intents are shared only with apps that accept the intent-sharing agreement "
             "(/terms/intent-sharing). Add it to your app in the developer console."
