@@ -452,13 +452,16 @@ def _check_app_scope(
         )
 
 
-def app_token(scope: str) -> Callable[[Request, HTTPAuthorizationCredentials | None], Any]:
+def app_token(scope: str) -> Callable[[Request], Awaitable[AppCall]]:
     """A dependency: an :class:`AppCall` for the app's own token carrying ``scope``, for an
     app that accepts the intent-sharing agreement (the terms intents are published under).
     Nothing is looked up until the endpoint runs the call."""
 
-    async def check(request: Request, credentials: Credentials) -> AppCall:
-        return AppCall(request, bearer_token(credentials), scope)
+    # The header read here, not through a dependency of its own: FastAPI solves each level
+    # of dependencies anew on every request. The document names the scheme all the same
+    # (vendor_api.docs: the app's scopes, from this dependency).
+    async def check(request: Request) -> AppCall:
+        return AppCall(request, bearer_token(await bearer_scheme(request)), scope)
 
     return check
 
