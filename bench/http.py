@@ -625,10 +625,17 @@ def cpu_seconds(root: int) -> float:
     return sum(tree_cpu_seconds(root).values())
 
 
-def tree_cpu_seconds(root: int) -> dict[int, float]:
-    """User + system CPU seconds of process ``root`` and of each of its descendants."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+@dataclass(frozen=True)
+class ProcessCpu:
+    pid: int
+    parent: int
+    name: str
+    seconds: float
+    """User + system CPU seconds so far."""
+
+
+def processes() -> Iterator[ProcessCpu]:
+    """Every process on the machine, from ``/proc/<pid>/stat`` (Linux)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -637,18 +644,23 @@ def tree_cpu_seconds(root: int) -> dict[int, float]:
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2 :].split()
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        seconds = (int(fields[11]) + int(fields[12])) / _TICK
+        yield ProcessCpu(int(entry.name), int(fields[1]), name, seconds)
+
+
+def tree_cpu_seconds(root: int) -> dict[int, float]:
+    """User + system CPU seconds of process ``root`` and of each of its descendants."""
+    every = {p.pid: p for p in processes()}
     tree = {root}
     grew = True
     while grew:
         grew = False
-        for pid, parent in parents.items():
-            if parent in tree and pid not in tree:
+        for pid, process in every.items():
+            if process.parent in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
-    return {pid: times.get(pid, 0.0) for pid in tree}
+    return {pid: every[pid].seconds if pid in every else 0.0 for pid in tree}
 
 
 def worker_split(before: dict[int, float], after: dict[int, float]) -> str:
@@ -667,19 +679,7 @@ DATABASES = ("postgres", "redis-server")
 
 def named_cpu_seconds(names: tuple[str, ...] = DATABASES) -> float:
     """User + system CPU seconds of every process whose command name is one of ``names``."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.find("(") + 1 : stat.rfind(")")]
-        if name in names:
-            fields = stat[stat.rfind(")") + 2 :].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
+    return sum(p.seconds for p in processes() if p.name in names)
 
 
 def machine_ticks() -> tuple[int, int]:

@@ -11,7 +11,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from pydantic import BaseModel
-from sqlalchemy import Connection, bindparam, cast, func, select
+from sqlalchemy import Connection, Select, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
@@ -42,6 +42,7 @@ from vendor_api.errors import (
 )
 
 T = TypeVar("T")
+Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -190,39 +191,41 @@ IndividualFormTokenDep = Annotated[TokenContext, Depends(form_individual_token)]
 
 _Sibling = aliased(VendorApp)
 
-_APP_TOKEN = (
-    select(
-        OAuthToken.app_id,
-        OAuthToken.scope,
-        OAuthToken.access_expires_at,
-        OAuthToken.revoked_at,
-        OAuthToken.grant_id,
-        Grant.revoked_at.label("grant_revoked_at"),
-        Grant.expires_at.label("grant_expires_at"),
-        VendorApp.accepted_agreements,
-        _Sibling.id.label("sibling_id"),
-    )
-    .select_from(OAuthToken)
-    .join(VendorApp, VendorApp.id == OAuthToken.app_id)
-    .outerjoin(Grant, Grant.id == OAuthToken.grant_id)
-    .outerjoin(_Sibling, _Sibling.owner_id == VendorApp.owner_id)
-    .where(OAuthToken.access_token_hash == bindparam("token_hash"))
+_TOKEN_COLUMNS = (
+    OAuthToken.app_id,
+    OAuthToken.scope,
+    OAuthToken.access_expires_at,
+    OAuthToken.revoked_at,
+    OAuthToken.grant_id,
+    Grant.revoked_at.label("grant_revoked_at"),
+    Grant.expires_at.label("grant_expires_at"),
 )
+"""What :func:`_check_live` and :func:`_check_app_scope` read of a token (its app's
+agreement aside)."""
+
+
+def _of_token(query: Q) -> Q:
+    """``query`` over the token whose hash is bound, its app and its grant if any."""
+    return (
+        query.select_from(OAuthToken)
+        .join(VendorApp, VendorApp.id == OAuthToken.app_id)
+        .outerjoin(Grant, Grant.id == OAuthToken.grant_id)
+        .where(OAuthToken.access_token_hash == bindparam("token_hash"))
+    )
+
+
+_APP_TOKEN = _of_token(
+    select(*_TOKEN_COLUMNS, VendorApp.accepted_agreements, _Sibling.id.label("sibling_id"))
+).outerjoin(_Sibling, _Sibling.owner_id == VendorApp.owner_id)
 """The token, its app's agreements and its vendor's apps (a row each; one row with no sibling
 when the app has no vendor account): what an app call checks, in one statement."""
 _APP_TOKEN_SQL = compiled(_APP_TOKEN)
 """The same for an async psycopg connection (:meth:`AppCall.write`)."""
 
 
-TOKEN = (
+TOKEN = _of_token(
     select(
-        OAuthToken.app_id,
-        OAuthToken.scope,
-        OAuthToken.access_expires_at,
-        OAuthToken.revoked_at,
-        OAuthToken.grant_id,
-        Grant.revoked_at.label("grant_revoked_at"),
-        Grant.expires_at.label("grant_expires_at"),
+        *_TOKEN_COLUMNS,
         # Whether the app accepts intent sharing, not its list of agreements: the token's
         # columns come on each row of the page, and a JSON value is parsed for each.
         cast(VendorApp.accepted_agreements, JSONB).has_key(INTENT_SHARING).label("intent_sharing"),
@@ -233,12 +236,7 @@ TOKEN = (
             postgresql.array([OAuthToken.app_id]),
         ).label("apps"),
     )
-    .select_from(OAuthToken)
-    .join(VendorApp, VendorApp.id == OAuthToken.app_id)
-    .outerjoin(Grant, Grant.id == OAuthToken.grant_id)
-    .where(OAuthToken.access_token_hash == bindparam("token_hash"))
-    .cte("token")
-)
+).cte("token")
 """:data:`_APP_TOKEN` as one row (the vendor's apps as the array ``apps``; the app alone when
 it has no vendor account), for a statement that reads the token with its work
 (:meth:`AppCall.read`; PostgreSQL)."""
