@@ -84,8 +84,9 @@ ADMIN_URL = os.environ.get(
 PROFILE_FIELDS = ["given_name", "family_name", "email", "phone", "address"]
 FLOOR_APP = "bench.floor_app:create_app"
 VAULT_APP = "vrm.app:serve_app"
-# Starts uvicorn with the options ``vrm serve`` passes to ``uvicorn.run`` (argv: app, JSON).
-LAUNCH = "import json, sys, uvicorn; uvicorn.run(sys.argv[1], **json.loads(sys.argv[2]))"
+# Starts uvicorn as ``vrm serve`` does (``vrm.server.run``: with several workers, a listening
+# socket each), with the options ``vrm serve`` passes (argv: app, JSON).
+LAUNCH = "import json, sys; from vrm.server import run; run(sys.argv[1], **json.loads(sys.argv[2]))"
 
 
 # -- the database -----------------------------------------------------------------------------
@@ -241,32 +242,31 @@ def free_port() -> int:
 
 
 def vrm_serve_options(env: dict[str, str]) -> dict[str, Any]:
-    """The keyword arguments ``vrm serve`` (vrm/cli/serve.py) passes to ``uvicorn.run``.
+    """The keyword arguments ``vrm serve`` (vrm/cli/serve.py) passes to ``vrm.server.run``.
 
-    Calls the command with ``uvicorn.run`` replaced, so the floor and the vault are served
+    Calls the command with ``vrm.server.run`` replaced, so the floor and the vault are served
     exactly as this checkout's ``vrm serve`` would serve the vault.
     """
-    import uvicorn
-
     from vault.settings import get_settings
+    from vrm import server
     from vrm.cli.serve import serve
 
     captured: dict[str, Any] = {}
     saved = dict(os.environ)
-    real_run = uvicorn.run
+    real_run = server.run
     os.environ.update(env)
     get_settings.cache_clear()
-    uvicorn.run = lambda app, **options: captured.update(app=app, **options)
+    server.run = lambda app, **options: captured.update(app=app, **options)
     try:
         serve(host="127.0.0.1", port=8000, workers=1, reload=False)
     finally:
-        uvicorn.run = real_run
+        server.run = real_run
         os.environ.clear()
         os.environ.update(saved)
         get_settings.cache_clear()
     if captured.pop("app", None) != VAULT_APP:
         raise SystemExit(
-            "vrm serve no longer starts uvicorn.run('vrm.app:serve_app', ...); "
+            "vrm serve no longer starts vrm.server.run('vrm.app:serve_app', ...); "
             "teach bench/http.py how it serves the vault now."
         )
     for key in ("host", "port", "workers", "reload"):
@@ -823,7 +823,8 @@ def print_table(rows: list[Row], opts: Options, server_options: dict[str, Any]) 
     print(
         f"wrk -t1 -c{opts.connections} -d{opts.seconds:.0f}s --latency (after {opts.warmup:.0f} s "
         f"of warm-up) on {os.cpu_count()} cores shared by wrk, PostgreSQL and the servers; "
-        f"uvicorn.run options from vrm serve: {json.dumps(server_options, sort_keys=True)}"
+        "vrm.server.run (uvicorn) options from vrm serve: "
+        f"{json.dumps(server_options, sort_keys=True)}"
     )
     print("ratio: req/s over the floor's req/s, same run, same workers and connections.")
     print(

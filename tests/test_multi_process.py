@@ -16,8 +16,10 @@ enough for the rate-limit test to reach; every other test reads far fewer times 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
@@ -538,7 +540,11 @@ def children(server: Served) -> list[int]:
 def worker_holding(server: Served, response: httpx.Response) -> int:
     """The worker process that holds the connection ``response`` came on (Linux's /proc:
     the server side of the connection is a socket, one of that process's open files)."""
-    client_port = response.extensions["network_stream"].get_extra_info("client_addr")[1]
+    return worker_of(server, response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+
+def worker_of(server: Served, client_port: int) -> int:
+    """The worker process that holds the connection from ``client_port``."""
     server_port = int(server.url.rsplit(":", 1)[1])
     inodes = {
         fields[9]
@@ -586,3 +592,37 @@ def test_two_workers_serve_reads_and_both_refuse_them_after_a_revocation(
         assert revoked.status_code == 303, revoked.text
         after = reads_by_worker(server, headers, each=10)
         assert [set(statuses) for statuses in after.values()] == [{401}, {401}]
+
+
+def test_two_workers_share_connections_opened_at_once(tmp_path: Path) -> None:
+    """``vrm serve --workers 2`` with a client (or a proxy) that opens its keep-alive
+    connections all at once: both workers get some. Each worker listens on a socket of its
+    own (``vrm.server``); from one shared socket, the first worker to wake took them all.
+    (Nothing here depends on the database: SQLite, once.)"""
+    url, keys = f"sqlite:///{tmp_path / 'vrm.db'}", tmp_path / "keys"
+    with vault(url, keys), served(url, keys, workers=2) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        deadline = time.monotonic() + 60
+        while listening(int(port)) < 2:  # the first worker answers before the second listens
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        with ExitStack() as stack:
+            conns = [
+                stack.enter_context(socket.create_connection((host, int(port)), timeout=10))
+                for _ in range(24)
+            ]
+            for conn in conns:
+                conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            for conn in conns:
+                assert conn.recv(4096).startswith(b"HTTP/1.1 200"), server.log()
+            holders = Counter(worker_of(server, conn.getsockname()[1]) for conn in conns)
+
+    # Spread by a hash of each connection's ports: both get some unless 24 coins all fell
+    # the same way (one chance in 8 million).
+    assert len(holders) == 2, holders
+
+
+def listening(port: int) -> int:
+    """How many sockets listen on ``port`` (Linux's /proc; state 0A is LISTEN)."""
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return sum(1 for f in rows if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "0A")

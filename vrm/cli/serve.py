@@ -13,6 +13,7 @@ import typer
 
 from vault.metrics import multiprocess_dir, use_multiprocess_dir
 from vault.settings import Settings, get_settings
+from vrm import server
 from vrm.cli.common import service
 from vrm.cli.worker import Background
 from vrm.logs import json_log_config
@@ -84,7 +85,7 @@ def _serve(
                 f"{worker_interval:g} s"
             )
         try:
-            uvicorn.run(
+            server.run(
                 "vrm.app:serve_app",
                 factory=True,
                 host=host or settings.host,
