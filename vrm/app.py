@@ -113,10 +113,10 @@ def _validation_sentence(exc: RequestValidationError) -> str:
 YOUNG_OBJECTS = 50_000
 """Objects a server process may gain before the collector looks at the young ones (Python's
 default: 700). A request makes and drops hundreds of objects, so at 700 the collector ran
-every few requests. Measured with
-``bench/http.py --workers 1`` (2026-12-07, after :func:`settle_heap`'s freeze): the profile
-read 0.130 of the floor at 700, 0.177 to 0.188 at 7,000 to 50,000; tokens 1,729/s at 700,
-1,898 to 2,016 at 7,000 to 10,000, 2,221 to 2,293 at 50,000."""
+every few requests. Measured with ``bench/http.py --workers 1`` (2026-12-07, after
+:func:`settle_heap`'s freeze): the profile read 0.130 of the floor at 700, 0.171 to 0.188 at
+7,000 to 50,000; tokens 1,729/s at 700, 1,898 to 2,016 at 7,000 to 10,000, 2,221 to 2,293 at
+50,000."""
 
 
 def settle_heap() -> None:
