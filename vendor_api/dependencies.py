@@ -256,9 +256,8 @@ class AppCall:
     (:meth:`read`), a write's checks and count are statements of their own and its work has
     its own transaction. Either way the token is checked in the same connection, before or
     with the work, so a revocation that committed before is in force, whichever process
-    committed it. A request that fails after it was counted still
-    counts (a database count rolled back with a failed write is made again, in a transaction
-    of its own).
+    committed it. A request that fails after it was counted still counts (a database count
+    rolled back with a failed write is made again, in a transaction of its own).
     """
 
     request: Request
