@@ -16,9 +16,10 @@ in the parent, as before) and hands each worker, instead of that socket, a recip
 (:class:`ReusePortSocket`): unpickled in the worker, it binds a new socket. Everything else is
 uvicorn's supervisor as it is (health checks, restarts, signals).
 
-Linux only (as the rest of the serving set-up); one worker, ``--reload`` and a Unix socket keep
-``uvicorn.run`` unchanged. A worker that stops closes its socket, and connections still
-waiting in that socket's queue (accepted by the kernel, not yet by the worker) are reset.
+On Linux, where ``SO_REUSEPORT`` spreads connections so; elsewhere, and with one worker,
+``--reload`` or a Unix socket, ``uvicorn.run`` as it is. A worker that stops closes its
+socket, and connections still waiting in that socket's queue (accepted by the kernel, not yet
+by the worker) are reset.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def run(app: str, **options: Any) -> None:
     from uvicorn.supervisors import Multiprocess
 
     workers = options.get("workers") or 1
-    if workers == 1 or options.get("reload") or options.get("uds") or options.get("fd"):
+    shared = workers == 1 or options.get("reload") or options.get("uds") or options.get("fd")
+    if shared or not sys.platform.startswith("linux"):
         uvicorn.run(app, **options)
         return
     config = uvicorn.Config(app, **options)
