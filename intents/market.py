@@ -53,7 +53,7 @@ from intents import money, taxonomy
 from intents.blocks import sibling_apps
 from intents.errors import IntentClosed, OfferDeclined, OfferNotLive
 from intents.models import Intent, IntentBlock, IntentStatus, Offer, OfferStatus
-from intents.pseudonyms import owner_pseudonym, pseudonyms_for
+from intents.pseudonyms import owner_pseudonym
 from intents.rules import parse_offer
 from vault.accounts.models import Account, AccountStatus
 from vault.base import utcnow
@@ -448,7 +448,6 @@ def _views(
     owners pseudonymous, this app's own ``offers`` (ORM objects or rows) attached. A row whose
     owner has no data key any more (erased meanwhile) is left out: nothing of theirs shows."""
     views = []
-    pseudonym = pseudonyms_for(rt, app_id)
     for row in rows:
         if row.key_id is None:
             continue
@@ -460,7 +459,7 @@ def _views(
                 description=key.decrypt(
                     bytes(row.description_ct), _binding(row, "description_ct")
                 ).decode(),
-                pseudonym=pseudonym(row.owner_id),
+                pseudonym=owner_pseudonym(rt, app_id, row.owner_id),
                 own_offer=offers.get(row.own_offer_id) if row.own_offer_id else None,
             )
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
 
 from vault.crypto import blind_index
 from vault.runtime import Runtime
@@ -21,12 +20,6 @@ PREFIX = "anon-"
 
 def owner_pseudonym(rt: Runtime, app_id: uuid.UUID, owner_id: uuid.UUID) -> str:
     return _pseudonym(rt.secrets.blind_index_key, app_id, owner_id)
-
-
-def pseudonyms_for(rt: Runtime, app_id: uuid.UUID) -> Callable[[uuid.UUID], str]:
-    """:func:`owner_pseudonym` for one app (a page of intents)."""
-    key = rt.secrets.blind_index_key
-    return lambda owner_id: _pseudonym(key, app_id, owner_id)
 
 
 @functools.lru_cache(maxsize=20_000)

@@ -204,8 +204,9 @@ _TOKEN_COLUMNS = (
 agreement aside)."""
 
 
-def _of_token(query: Q) -> Q:
-    """``query`` over the token whose hash is bound, its app and its grant if any."""
+def of_token(query: Q) -> Q:
+    """``query`` over the token whose hash is bound, its app and its grant if any (the app
+    calls' statements here, the profile read's in ``vendor_api.profile``)."""
     return (
         query.select_from(OAuthToken)
         .join(VendorApp, VendorApp.id == OAuthToken.app_id)
@@ -214,7 +215,7 @@ def _of_token(query: Q) -> Q:
     )
 
 
-_APP_TOKEN = _of_token(
+_APP_TOKEN = of_token(
     select(*_TOKEN_COLUMNS, VendorApp.accepted_agreements, _Sibling.id.label("sibling_id"))
 ).outerjoin(_Sibling, _Sibling.owner_id == VendorApp.owner_id)
 """The token, its app's agreements and its vendor's apps (a row each; one row with no sibling
@@ -223,7 +224,7 @@ _APP_TOKEN_SQL = compiled(_APP_TOKEN)
 """The same for an async psycopg connection (:meth:`AppCall.write`)."""
 
 
-TOKEN = _of_token(
+TOKEN = of_token(
     select(
         *_TOKEN_COLUMNS,
         # Whether the app accepts intent sharing, not its list of agreements: the token's

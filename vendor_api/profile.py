@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from consent import scopes
@@ -44,35 +44,34 @@ from vault.pgasync import AsyncPostgres, compiled
 from vault.profile.catalogue import FIELDS
 from vault.profile.models import ProfileField
 from vault.runtime import Runtime
+from vendor_api.dependencies import of_token
 from vendor_api.errors import InsufficientScope, InvalidToken
 
 _TABLE = ProfileField.__tablename__
 
 _READ = (
-    select(
-        OAuthToken.app_id,
-        VendorApp.name.label("app_name"),
-        OAuthToken.grant_id,
-        OAuthToken.scope,
-        OAuthToken.access_expires_at,
-        OAuthToken.revoked_at,
-        Grant.individual_id,
-        Grant.fields,
-        Grant.expires_at,
-        Grant.revoked_at.label("grant_revoked_at"),
-        DataKeyRecord.id.label("key_id"),
-        DataKeyRecord.kek_id,
-        DataKeyRecord.wrapped,
-        ProfileField.id.label("field_id"),
-        ProfileField.field_key,
-        ProfileField.value_ct,
+    of_token(
+        select(
+            OAuthToken.app_id,
+            VendorApp.name.label("app_name"),
+            OAuthToken.grant_id,
+            OAuthToken.scope,
+            OAuthToken.access_expires_at,
+            OAuthToken.revoked_at,
+            Grant.individual_id,
+            Grant.fields,
+            Grant.expires_at,
+            Grant.revoked_at.label("grant_revoked_at"),
+            DataKeyRecord.id.label("key_id"),
+            DataKeyRecord.kek_id,
+            DataKeyRecord.wrapped,
+            ProfileField.id.label("field_id"),
+            ProfileField.field_key,
+            ProfileField.value_ct,
+        )
     )
-    .select_from(OAuthToken)
-    .join(VendorApp, VendorApp.id == OAuthToken.app_id)
-    .outerjoin(Grant, Grant.id == OAuthToken.grant_id)
     .outerjoin(DataKeyRecord, DataKeyRecord.owner_id == Grant.individual_id)
     .outerjoin(ProfileField, ProfileField.owner_id == Grant.individual_id)
-    .where(OAuthToken.access_token_hash == bindparam("token_hash"))
 )
 """The token, its app's name (for the access log), its grant, the individual's data key and
 stored fields (a dozen small rows; only the readable ones are opened): one statement, a row
