@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, cast
 
-from psycopg import AsyncConnection, Rollback
 from sqlalchemy import (
     ColumnElement,
     Executable,
@@ -61,7 +60,7 @@ from vault.crypto import Binding, DataKey
 from vault.errors import InvalidInput, NotFound, VaultError
 from vault.keystore import UNWRAPPED, DataKeyRecord
 from vault.mail.notices import bump_offer_notice, notify, offer_notice_bumped
-from vault.pgasync import SQL, compiled
+from vault.pgasync import SQL, Conn, Rollback, compiled
 from vault.runtime import Runtime
 
 DEFAULT_PAGE = 20
@@ -498,7 +497,7 @@ def listing_values(
 
 
 async def listed_async(
-    conn: AsyncConnection[Any], rt: Runtime, seller: Seller, rows: Sequence[Any], size: int
+    conn: Conn, rt: Runtime, seller: Seller, rows: Sequence[Any], size: int
 ) -> tuple[list[VendorIntent], str | None]:
     """The page of a :func:`listing_sql` statement's ``rows`` as :meth:`Market.list_intents`
     answers it, in the event loop: the app's own offers on it (a statement when there are
@@ -508,8 +507,7 @@ async def listed_async(
     offers: dict[uuid.UUID, Any] = {}
     offer_ids = [row.own_offer_id for row in page if row.own_offer_id is not None]
     if offer_ids:
-        found = await conn.execute(_OFFERS_SQL.text, {"ids": offer_ids})
-        offers = {offer.id: offer for offer in await found.fetchall()}
+        offers = {offer.id: offer for offer in await conn.rows(_OFFERS_SQL, {"ids": offer_ids})}
     keys: dict[uuid.UUID, DataKey] = {}
     for row in page:
         if row.key_id is None or row.key_id in keys:
@@ -527,7 +525,7 @@ _OFFER_IN_ONE_SQL = compiled(_offer_in_one())
 
 
 async def make_offer_async(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     rt: Runtime,
     seller: Seller,
     intent_id: uuid.UUID,
@@ -560,8 +558,7 @@ async def make_offer_async(
         "p_now": now,
     }
     async with conn.transaction():
-        made = await conn.execute(_OFFER_IN_ONE_SQL.text, _OFFER_IN_ONE_SQL.params(values))
-        row = await made.fetchone()
+        row = await conn.row(_OFFER_IN_ONE_SQL, values)
         if row is None or row.id is None or row.notice_id is None:
             raise Rollback()
         owner = row.intent_owner_id

@@ -8,12 +8,13 @@ from functools import update_wrapper
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+from vault.resp import RedisUnavailable
 
 
 def normalise_url(url: str) -> str:
@@ -56,14 +57,18 @@ CONNECT_TIMEOUT = 5
 """Seconds to wait for a PostgreSQL connection (unless the URL names ``connect_timeout``)."""
 
 
+class Unavailable(Exception):
+    """The database is away (it refused, dropped or shut down a connection), as the event
+    loop's connections (:mod:`vault.pgasync`) say it in place of their driver's errors."""
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` says the database is unreachable or not answering (down, restarting,
     refusing connections, its file gone, the pool exhausted), as opposed to a bug or a
     constraint: a condition worth a 503 and a retry, not a 500."""
     if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
         return True
-    # The profile read's async connections (vault.pgasync) raise the driver's own errors.
-    if isinstance(exc, psycopg.OperationalError):
+    if isinstance(exc, Unavailable | RedisUnavailable):  # the event loop's connections
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg import AsyncConnection
 from pydantic import BaseModel
 from sqlalchemy import Connection, Select, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql
@@ -31,7 +30,7 @@ from vault.base import utcnow
 from vault.crypto import hash_token
 from vault.db import autocommit, transaction
 from vault.dependencies import DbDep, RuntimeDep
-from vault.pgasync import SQL, AsyncPostgres, compiled
+from vault.pgasync import SQL, AsyncPostgres, Conn, compiled
 from vault.runtime import Runtime
 from vendor_api.errors import (
     AgreementRequired,
@@ -221,7 +220,7 @@ _APP_TOKEN = of_token(
 """The token, its app's agreements and its vendor's apps (a row each; one row with no sibling
 when the app has no vendor account): what an app call checks, in one statement."""
 _APP_TOKEN_SQL = compiled(_APP_TOKEN)
-"""The same for an async psycopg connection (:meth:`AppCall.write`)."""
+"""The same for the event loop's connections (:meth:`AppCall.write`)."""
 
 
 TOKEN = of_token(
@@ -270,7 +269,7 @@ class AppCall:
         work: Callable[[Session, Runtime, Seller], T],
         statement: Callable[[Any], SQL],
         values: Mapping[str, Any],
-        fast: Callable[[AsyncConnection[Any], Runtime, Seller, Sequence[Any]], Awaitable[T]],
+        fast: Callable[[Conn, Runtime, Seller, Sequence[Any]], Awaitable[T]],
     ) -> T:
         """A read (GET) whose statement reads the token too: on PostgreSQL,
         ``statement(TOKEN)`` (a statement built around :data:`TOKEN`, a CTE of the token's
@@ -285,8 +284,7 @@ class AppCall:
         rt: Runtime = self.request.app.state.runtime
         sql = statement(TOKEN)
         async with pg.connection() as conn:
-            found = await conn.execute(sql.text, sql.params({**values, **self._token_hash(rt)}))
-            rows = await found.fetchall()
+            rows = await conn.rows(sql, {**values, **self._token_hash(rt)})
             if not rows:
                 raise InvalidToken(_UNUSABLE)
             row = rows[0]
@@ -298,7 +296,7 @@ class AppCall:
     async def write(
         self,
         work: Callable[[Session, Runtime, Seller], T],
-        fast: Callable[[AsyncConnection[Any], Runtime, Seller], Awaitable[T | None]],
+        fast: Callable[[Conn, Runtime, Seller], Awaitable[T | None]],
     ) -> T:
         """A write: on PostgreSQL the token checked and the request counted in the event
         loop, each its own statement (so a write that fails later still counts), then
@@ -316,19 +314,18 @@ class AppCall:
             return done
         return await run_in_threadpool(self._serve, work, usage)
 
-    async def _acount(self, conn: AsyncConnection[Any]) -> tuple[Runtime, Seller, Usage]:
+    async def _acount(self, conn: Conn) -> tuple[Runtime, Seller, Usage]:
         """The checks of :meth:`_serve` on an async connection, each statement its own
         transaction: the token, the count (429 past the limit), the scope and agreement."""
         rt: Runtime = self.request.app.state.runtime
         token_hash = self._token_hash(rt)
-        found = await conn.execute(_APP_TOKEN_SQL.text, _APP_TOKEN_SQL.params(token_hash))
-        seller, row = _seller(await found.fetchall())
+        seller, row = _seller(await conn.rows(_APP_TOKEN_SQL, token_hash))
         agreed = INTENT_SHARING in row.accepted_agreements
         return rt, seller, await self._acounted(conn, rt, seller, row.grant_id, row.scope, agreed)
 
     async def _acounted(
         self,
-        conn: AsyncConnection[Any],
+        conn: Conn,
         rt: Runtime,
         seller: Seller,
         grant_id: uuid.UUID | None,

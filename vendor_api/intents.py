@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
-from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -41,7 +40,7 @@ from intents.rules import parse_city, parse_date, parse_datetime
 from intents.service import offer_status
 from vault.errors import InvalidInput, NotFound
 from vault.errors import error_responses as _responses
-from vault.pgasync import SQL
+from vault.pgasync import SQL, Conn
 from vault.profile.catalogue import countries
 from vault.routing import APIRouter, query_parameters, read_query
 from vault.runtime import Runtime
@@ -267,9 +266,7 @@ async def list_intents(request: Request, call: IntentsReader) -> Response:
     def statement(token: Any) -> SQL:
         return listing_sql(token, names, bool(cursor), size + 1)
 
-    async def fast_page(
-        conn: AsyncConnection[Any], rt: Runtime, seller: Seller, rows: Sequence[Any]
-    ) -> IntentPage:
+    async def fast_page(conn: Conn, rt: Runtime, seller: Seller, rows: Sequence[Any]) -> IntentPage:
         return _intent_page(*await listed_async(conn, rt, seller, rows, size))
 
     return call.json(await call.read(page, statement, values, fast_page))
@@ -321,9 +318,7 @@ async def make_offer(intent_id: str, body: OfferCreate, call: OffersWriter) -> R
         )
         return offer_out(offer, owner), created
 
-    async def fast(
-        conn: AsyncConnection[Any], rt: Runtime, seller: Seller
-    ) -> tuple[OfferOut, bool] | None:
+    async def fast(conn: Conn, rt: Runtime, seller: Seller) -> tuple[OfferOut, bool] | None:
         made = await make_offer_async(
             conn, rt, seller, _uuid(intent_id, "open intent"), body.model_dump(exclude_unset=True)
         )

@@ -78,7 +78,7 @@ stored fields (a dozen small rows; only the readable ones are opened): one state
 per field, the token's columns on each. Built once; each read only binds the token's hash.
 One statement is one snapshot: the grant checked is the grant whose fields are read."""
 _READ_SQL = compiled(_READ)
-"""The same read for an async psycopg connection (:func:`read_profile_async`)."""
+"""The same read for the event loop's connections (:func:`read_profile_async`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +145,7 @@ async def read_profile_async(
     token_hash = _token_hash(rt, token)
     now = utcnow()
     async with pg.connection() as conn:
-        cursor = await conn.execute(_READ_SQL.text, _READ_SQL.params({"token_hash": token_hash}))
-        first, rows = _live(await cursor.fetchall(), now)
+        first, rows = _live(await conn.rows(_READ_SQL, {"token_hash": token_hash}), now)
         usage = await limiter.ahit(first.app_id, READ, limit, now=now, conn=conn)
         counted(usage)
         refusal, granted, mine = _plan(first, rows, usage, now)

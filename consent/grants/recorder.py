@@ -18,21 +18,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg.types.json import Json
 from sqlalchemy import Connection, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.grants.models import AccessLogEntry
 from vault.db import transaction
-from vault.pgasync import compiled
+from vault.pgasync import Conn, compiled
 
 MAX_BATCH = 1000
 _INSERT = insert(AccessLogEntry)
 """A plain Core insert (``conn.execute(_INSERT, rows)``), not the ORM's bulk path."""
 _INSERT_SQL = compiled(_INSERT)
-"""The same insert for an async psycopg connection."""
+"""The same insert for the event loop's connections."""
 log = logging.getLogger("vrm.access_log")
 
 
@@ -83,7 +81,7 @@ class AccessRecorder:
 
     async def arecord(
         self,
-        conn: AsyncConnection[Any],
+        conn: Conn,
         individual_id: uuid.UUID,
         app_id: uuid.UUID,
         app_name: str,
@@ -94,9 +92,7 @@ class AccessRecorder:
         PostgreSQL (:mod:`vault.pgasync`): the row is committed when this returns."""
         row = _row(individual_id, app_id, app_name, fields, at)
         if not self.batching:
-            await conn.execute(
-                _INSERT_SQL.text, _INSERT_SQL.params({**row, "fields": Json(fields)})
-            )
+            await conn.run(_INSERT_SQL, row)
             return
         self._queue(row)
 

@@ -18,7 +18,7 @@ test's single shared connection) take the threaded path; the checks and answers 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -116,12 +116,6 @@ _TOUCH = compiled(
 _INVALID = {"WWW-Authenticate": 'Bearer realm="audit", error="invalid_token"'}
 
 
-def _array(numbers: Iterable[int]) -> str:
-    """An array of integers as PostgreSQL's array text (``{1,2,3}``), cast by the statement:
-    a fraction of the CPU time psycopg spends adapting a list of ints."""
-    return "{" + ",".join(map(str, numbers)) + "}"
-
-
 def _refused() -> NotAuthenticated:
     return NotAuthenticated("This API token is unknown, expired or revoked.", headers=_INVALID)
 
@@ -152,13 +146,12 @@ async def prove_for_token(
     values = {
         "token_hash": token_hash,
         "now": now,
-        "leaves": _array(i for level, i in needs if level == 0),
-        "levels": _array(level for level, _ in inner),
-        "indexes": _array(i for _, i in inner),
+        "leaves": list(i for level, i in needs if level == 0),
+        "levels": list(level for level, _ in inner),
+        "indexes": list(i for _, i in inner),
     }
     async with pg.connection() as conn:
-        cursor = await conn.execute(_PROOF.text, _PROOF.params(values))
-        row: Any = await cursor.fetchone()
+        row: Any = await conn.row(_PROOF, values)
         await _admit(conn, row, now)
     checked(row.tree_size or 0)
     return {
@@ -178,8 +171,7 @@ async def require_auditor_token(rt: Runtime, pg: AsyncPostgres, token: str) -> N
         raise _refused()
     now = utcnow()
     async with pg.connection() as conn:
-        cursor = await conn.execute(_AUDITOR.text, _AUDITOR.params({"token_hash": token_hash}))
-        await _admit(conn, await cursor.fetchone(), now)
+        await _admit(conn, await conn.row(_AUDITOR, {"token_hash": token_hash}), now)
 
 
 async def _admit(conn: Any, row: Any, now: datetime) -> None:
@@ -190,4 +182,4 @@ async def _admit(conn: Any, row: Any, now: datetime) -> None:
     if row.role != Role.AUDITOR:  # tokens are made for auditors only; never trust it
         raise Forbidden("The audit API is for privacy auditors.")
     if touch_due(row.last_used_at, now):
-        await conn.execute(_TOUCH.text, _TOUCH.params({"token_id": row.id, "now": now}))
+        await conn.run(_TOUCH, {"token_id": row.id, "now": now})

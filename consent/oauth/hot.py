@@ -116,8 +116,7 @@ async def issue(
         return None
     requested = scopes.split(form.get("scope"))
     async with pg.connection() as conn:
-        cursor = await conn.execute(_APP_SQL.text, _APP_SQL.params({"client_id": client_id}))
-        app = await cursor.fetchone()
+        app = await conn.row(_APP_SQL, {"client_id": client_id})
         if app is None or app.client_secret_hash is None:
             return None
         presented = hash_token(rt.secrets.token_hash_key, secret)
@@ -135,24 +134,22 @@ async def issue(
         access_token = new_token()
         now = utcnow()
         scope = " ".join(requested)
-        await conn.execute(
-            _INSERT_SQL.text,
-            _INSERT_SQL.params(
-                {
-                    "id": uuid.uuid4(),
-                    "app_id": app.id,
-                    "grant_id": None,
-                    "family_id": uuid.uuid4(),
-                    "access_token_hash": hash_token(rt.secrets.token_hash_key, access_token),
-                    "refresh_token_hash": None,
-                    "scope": scope,
-                    "issued_at": now,
-                    "access_expires_at": now + timedelta(seconds=ACCESS_TOKEN_SECONDS),
-                    "refresh_expires_at": None,
-                    "refreshed_at": None,
-                    "revoked_at": None,
-                }
-            ),
+        await conn.run(
+            _INSERT_SQL,
+            {
+                "id": uuid.uuid4(),
+                "app_id": app.id,
+                "grant_id": None,
+                "family_id": uuid.uuid4(),
+                "access_token_hash": hash_token(rt.secrets.token_hash_key, access_token),
+                "refresh_token_hash": None,
+                "scope": scope,
+                "issued_at": now,
+                "access_expires_at": now + timedelta(seconds=ACCESS_TOKEN_SECONDS),
+                "refresh_expires_at": None,
+                "refreshed_at": None,
+                "revoked_at": None,
+            },
         )
     body = {
         "token_type": "Bearer",

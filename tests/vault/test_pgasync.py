@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, literal, select
 
 from tests.committed import committed_engine
 from tests.helpers import run_async
-from vault.pgasync import AsyncPostgres, PoolBusy
+from vault.pgasync import AsyncPostgres, PoolBusy, compiled
 
 __all__ = ["committed_engine"]
 
 BACKENDS = ["postgresql"]
+ONE = compiled(select(literal(1)))
 
 
 def pool(engine: Engine, **kwargs: float) -> AsyncPostgres:
@@ -28,9 +29,9 @@ def test_a_free_connection_is_taken_at_once_and_kept_for_the_next(
 
     async def run() -> tuple[int, int, int]:
         async with pg.connection() as first, pg.connection() as second:
-            pids = (first.info.backend_pid, second.info.backend_pid)
+            pids = (first.backend_pid, second.backend_pid)
         async with pg.connection() as again:
-            reused = again.info.backend_pid
+            reused = again.backend_pid
         await pg.close()
         return *pids, reused
 
@@ -50,7 +51,7 @@ def test_when_every_connection_stays_in_use_a_request_waits_then_gets_pool_busy(
                 async with pg.connection():
                     pass
         async with pg.connection() as conn:  # free again: taken at once
-            await conn.execute("SELECT 1")
+            await conn.run(ONE)
         await pg.close()
         return str(refused.value)
 
@@ -72,7 +73,7 @@ def test_a_waiting_request_gets_the_connection_another_gives_back(
     async def wait() -> None:
         await asyncio.sleep(0.01)
         async with pg.connection() as conn:
-            await conn.execute("SELECT 1")
+            await conn.run(ONE)
             order.append("served")
 
     async def run() -> None:

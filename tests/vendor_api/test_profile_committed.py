@@ -32,7 +32,9 @@ def test_after_the_database_drops_its_connections_one_read_fails_and_the_next_su
     client: TestClient, db: Session, rt: Runtime, backend: str, committed_engine: Engine
 ) -> None:
     """A database restart (here: every connection of this database terminated) breaks the
-    kept connections; the read that meets one answers 503 and the next opens a new one."""
+    kept connections. The driver reads the server's word that it ended them when the event
+    loop next runs: a read that takes a connection before that answers 503, and the next
+    opens a new one; one that takes it after opens a new one at once. Never two failures."""
     if backend != "postgresql":
         pytest.skip("the event-loop connections are PostgreSQL's")
     person = individual(client, db, rt, given_name="Ada")
@@ -50,8 +52,10 @@ def test_after_the_database_drops_its_connections_one_read_fails_and_the_next_su
 
     responses = [client.get(PROFILE, headers=headers) for _ in range(3)]
 
-    assert [r.status_code for r in responses] == [503, 200, 200]
-    assert responses[0].json()["error"] == "service_unavailable"
+    assert [r.status_code for r in responses[1:]] == [200, 200]
+    assert responses[0].status_code in (200, 503)
+    if responses[0].status_code == 503:
+        assert responses[0].json()["error"] == "service_unavailable"
     assert responses[2].json()["fields"] == {"given_name": "Ada"}
 
 

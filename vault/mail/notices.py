@@ -13,9 +13,8 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
-from psycopg import AsyncConnection
 from sqlalchemy import ColumnElement, Select, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
@@ -24,7 +23,7 @@ from vault.errors import InvalidInput
 from vault.mail import letters
 from vault.mail.models import Notice, NoticeSetting
 from vault.mail.outbox import queue_mail
-from vault.pgasync import compiled
+from vault.pgasync import Conn, compiled
 from vault.profile.service import ProfileService
 from vault.runtime import Runtime
 
@@ -274,7 +273,7 @@ def _offer_arrived(db: Session, account_id: uuid.UUID, ref: str | None, now: dat
 
 
 async def offer_notice_bumped(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     account_id: uuid.UUID,
     ref: str,
     notice_id: uuid.UUID,
@@ -287,14 +286,12 @@ async def offer_notice_bumped(
     if due is not None:
         return
     mine = {"p_account": account_id, "p_ref": ref}
-    setting = await conn.execute(_OFFER_MAIL_SQL.text, _OFFER_MAIL_SQL.params(mine))
-    switched = await setting.fetchone()
+    switched = await conn.row(_OFFER_MAIL_SQL, mine)
     if switched is not None and not switched.email:
         return  # no mail wanted: the count is all that changes
-    last = await conn.execute(_LAST_MAIL_SQL.text, _LAST_MAIL_SQL.params(mine))
-    latest = await last.fetchone()
+    latest = await conn.row(_LAST_MAIL_SQL, mine)
     due = _offer_mail_due(now, latest[0] if latest is not None else None)
-    await conn.execute(_SET_DUE_SQL.text, _SET_DUE_SQL.params({"p_id": notice_id, "p_due": due}))
+    await conn.run(_SET_DUE_SQL, {"p_id": notice_id, "p_due": due})
 
 
 def _offer_mail_due(now: datetime, last: datetime | None) -> datetime:
