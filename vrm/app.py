@@ -47,6 +47,7 @@ from vault.middleware import (
 )
 from vault.pgasync import OUTAGES, AsyncPostgres
 from vault.profile.endpoints import router as profile_router
+from vault.resp import RedisUnavailable
 from vault.routing import UnicodeRoute
 from vault.runtime import Runtime
 from vault.settings import Settings, SettingsError, get_settings
@@ -302,7 +303,7 @@ def create_app(
 
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(PoolTimeout, database_error)
-    for outage in OUTAGES:  # the profile read's async connections (vault.pgasync)
+    for outage in (*OUTAGES, RedisUnavailable):  # the event loop's connections
         app.add_exception_handler(outage, database_error)
 
     @app.get("/healthz", tags=["operations"])

@@ -7,8 +7,9 @@ authenticated). A request counts when it arrives, before its own work, so one th
 later (a 400, say) still counts. The counters live here, beside the vendor apps they count,
 because both the authorization server (``consent.oauth``) and the vendor API use them.
 
-- With ``VRM_REDIS_URL``: one key per app, bucket and minute, ``INCR`` and ``EXPIRE`` in one
-  round trip (:class:`RedisLimiter`).
+- With ``VRM_REDIS_URL``: one key per app, bucket and minute: an ``INCR``, and the window's
+  first also an ``EXPIRE`` (:class:`RedisLimiter`; from the event loop on
+  :class:`vault.resp.Pipe`).
 - Without: in the database, spread over :data:`SHARDS` rows per app and bucket, each request
   bumping one at random and reading the window's sum in the same statement
   (:class:`DatabaseLimiter`), so no one row is what every request of an app updates and
@@ -26,18 +27,17 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis
-import redis.asyncio
-from psycopg import AsyncConnection
 from sqlalchemy import Connection, Engine, Executable, bindparam, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from consent.vendors.models import RateLimitWindow
 from vault.base import utcnow
-from vault.pgasync import compiled
+from vault.pgasync import Conn, compiled
+from vault.resp import Pipe
 from vault.settings import Settings
 
 WINDOW = timedelta(minutes=1)
@@ -117,7 +117,7 @@ class Limiter(Protocol):
         limit: int,
         *,
         now: datetime | None = None,
-        conn: AsyncConnection[Any],
+        conn: Conn,
     ) -> Usage:
         """:meth:`hit` from the event loop; ``conn`` is an autocommit async connection to
         PostgreSQL (:mod:`vault.pgasync`), which a database limiter counts on."""
@@ -138,7 +138,7 @@ class RedisLimiter:
     def __init__(self, url: str) -> None:
         self.url = url
         self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self._async: redis.asyncio.Redis | None = None
+        self.pipe = Pipe(url, timeout=2)  # the event loop's (vault.resp)
 
     def hit(
         self,
@@ -164,23 +164,17 @@ class RedisLimiter:
         limit: int,
         *,
         now: datetime | None = None,
-        conn: AsyncConnection[Any],
+        conn: Conn,
     ) -> Usage:
-        if self._async is None:  # made in the running loop, closed by aclose()
-            self._async = redis.asyncio.Redis.from_url(
-                self.url, socket_timeout=2, socket_connect_timeout=2
-            )
         start = window_start(now or utcnow())
         key = _redis_key(app_id, bucket, start)
-        count = int(await self._async.incr(key))
+        count = int(await self.pipe.call("INCR", key))
         if count == 1:
-            await self._async.expire(key, _KEY_TTL)
+            await self.pipe.call("EXPIRE", key, _KEY_TTL)
         return Usage(limit=limit, count=count, reset_at=start + WINDOW)
 
     async def aclose(self) -> None:
-        client, self._async = self._async, None
-        if client is not None:
-            await client.aclose()
+        await self.pipe.close()
 
 
 class DatabaseLimiter:
@@ -210,12 +204,11 @@ class DatabaseLimiter:
         limit: int,
         *,
         now: datetime | None = None,
-        conn: AsyncConnection[Any],
+        conn: Conn,
     ) -> Usage:
         start = window_start(now or utcnow())
         params = _count_params(app_id, bucket, start, secrets.randbelow(SHARDS))
-        cursor = await conn.execute(PG_COUNT_SQL.text, PG_COUNT_SQL.params(params))
-        row = await cursor.fetchone()
+        row = await conn.row(PG_COUNT_SQL, params)
         assert row is not None
         return Usage(limit=limit, count=int(row[0]), reset_at=start + WINDOW)
 
