@@ -44,11 +44,37 @@ def command(*parts: str | bytes | int) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
+    """Commands waiting for their replies, in the order they were sent, each with the time
+    past which it fails. One timer watches the oldest (every command has the same timeout, so
+    the oldest is the first due): cheaper than a timeout context per command, which was a
+    third of the command's CPU."""
+
     def __init__(self) -> None:
         self.reader = hiredis.Reader(replyError=RedisError)
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timeout = 0.0
+
+    def watch(self, deadline: float) -> None:
+        """A command sent, due by ``deadline`` (the loop's clock)."""
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the commands past their time (their replies, should they come, are skipped)
+        and watch the next one due."""
+        self.timer = None
+        now = asyncio.get_running_loop().time()
+        for waiter, deadline in self.waiting:
+            if deadline > now:
+                self.watch(deadline)
+                return
+            if not waiter.done():
+                waiter.set_exception(
+                    RedisUnavailable(f"no reply from Redis within {self.timeout:g} s")
+                )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -64,7 +90,7 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:  # not all of it yet
                 return
-            waiter = self.waiting.popleft()
+            waiter, _ = self.waiting.popleft()
             if waiter.done():  # its caller stopped waiting (a timeout, a cancellation)
                 continue
             if isinstance(reply, RedisError):
@@ -74,8 +100,10 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
         while self.waiting:
-            waiter = self.waiting.popleft()
+            waiter, _ = self.waiting.popleft()
             if not waiter.done():
                 waiter.set_exception(RedisUnavailable("the connection to Redis was lost"))
 
@@ -113,15 +141,15 @@ class Pipe:
         return await self._send(protocol, command(*parts))
 
     async def _send(self, protocol: _Protocol, packed: bytes) -> Any:
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        protocol.waiting.append(waiter)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        deadline = loop.time() + self.timeout
+        protocol.timeout = self.timeout
+        protocol.waiting.append((waiter, deadline))
         assert protocol.transport is not None
         protocol.transport.write(packed)
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await waiter
-        except TimeoutError:
-            raise RedisUnavailable(f"no reply from Redis within {self.timeout:g} s") from None
+        protocol.watch(deadline)
+        return await waiter
 
     async def _open(self) -> _Protocol:
         if self._opening is None:
