@@ -252,16 +252,16 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def print_plans(vault: Any) -> None:
-    """How PostgreSQL planned each statement the event-loop connections prepared (psycopg
-    prepares a statement on its fifth run): a statement that stays on custom plans is
-    planned again on every run, which can cost more than running it."""
+    """How PostgreSQL planned each statement the event-loop connections prepared (asyncpg
+    prepares each on its first run): a statement that stays on custom plans is planned again
+    on every run, which can cost more than running it."""
     print()
     print(f"{'generic':>8} {'custom':>7}  statement (event-loop connections)")
     for conn in vault.state.hot_pg._idle:
-        found = await conn.execute(
+        found = await conn.raw.fetch(
             "SELECT generic_plans, custom_plans, statement FROM pg_prepared_statements"
         )
-        for generic, custom, statement in await found.fetchall():
+        for generic, custom, statement in found:
             text = " ".join(statement.split())
             print(f"{generic:>8} {custom:>7}  {text[:110]}")
 
