@@ -5,7 +5,8 @@ redis-py's asyncio client spent 90 to 108 µs of CPU on an ``INCR`` round trip, 
 connection (``send_packed_command``, ``read_response``) 84 to 96 µs, against 34 to 42 µs for
 the same bytes written and read on asyncio's streams (uvloop, 5,000 round trips each,
 2026-12-07): its locks, timeouts and retries around each command cost more than the round
-trip. :class:`Pipe` is one connection per event loop, shared by every request: a command is
+trip. Through :class:`Pipe` an ``INCR`` takes 39 to 40 µs, through redis-py 72 to 86 µs, in
+one run. :class:`Pipe` is one connection per event loop, shared by every request: a command is
 written at once and its reply read in order (Redis answers a connection's commands in the
 order they came), by an :class:`asyncio.Protocol` whose replies hiredis parses. Commands of
 concurrent requests travel together; nothing waits for a free connection.
@@ -46,8 +47,8 @@ def command(*parts: str | bytes | int) -> bytes:
 class _Protocol(asyncio.Protocol):
     """Commands waiting for their replies, in the order they were sent, each with the time
     past which it fails. One timer watches the oldest (every command has the same timeout, so
-    the oldest is the first due): cheaper than a timeout context per command, which was a
-    third of the command's CPU."""
+    the oldest is the first due): an ``INCR`` took 39 to 40 µs of CPU so, 43 to 44 µs with a
+    timeout context per command (10,000 each, uvloop)."""
 
     def __init__(self) -> None:
         self.reader = hiredis.Reader(replyError=RedisError)
