@@ -106,6 +106,10 @@ def _plain(value: Any) -> Any:
     return str(value.value) if isinstance(value, str) and isinstance(value, Enum) else value
 
 
+IntegrityError = asyncpg.IntegrityConstraintViolationError
+"""A statement refused by a constraint (a foreign key, a unique key): the connection is fine."""
+
+
 class Rollback(Exception):
     """Raised inside :meth:`Conn.transaction` to roll it back and carry on after the block."""
 
@@ -122,7 +126,7 @@ class Conn:
 
     async def rows(self, sql: SQL, values: Mapping[str, Any] = _NOTHING) -> list[Any]:
         """Every row ``sql`` returns with ``values``."""
-        return sql.rows(await self._call(self.raw.fetch, sql, values))
+        return sql.rows(await self._call(self.raw.fetch, sql.text, *sql.args(values)))
 
     async def row(self, sql: SQL, values: Mapping[str, Any] = _NOTHING) -> Any | None:
         """The first row ``sql`` returns with ``values``, or None."""
@@ -131,12 +135,17 @@ class Conn:
 
     async def run(self, sql: SQL, values: Mapping[str, Any] = _NOTHING) -> None:
         """``sql`` run for its effect."""
-        await self._call(self.raw.execute, sql, values)
+        await self._call(self.raw.execute, sql.text, *sql.args(values))
 
-    async def _call(self, method: Any, sql: SQL, values: Mapping[str, Any]) -> Any:
+    async def run_many(self, sql: SQL, many: Sequence[Mapping[str, Any]]) -> None:
+        """``sql`` run once for each of ``many``, in one round trip and one transaction:
+        all of them or none."""
+        await self._call(self.raw.executemany, sql.text, [sql.args(values) for values in many])
+
+    async def _call(self, method: Any, *args: Any) -> Any:
         self._busy = True  # stays so if the call is cancelled midway: then it is not reused
         try:
-            result = await method(sql.text, *sql.args(values))
+            result = await method(*args)
         except _DRIVER_OUTAGES as exc:
             raise Unavailable(type(exc).__name__) from exc
         except asyncpg.PostgresError:

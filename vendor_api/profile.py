@@ -162,12 +162,12 @@ async def read_profile_async(
                     first.wrapped,
                 )
             ordered = _opened(key, first, mine, granted)
-            if ordered:
-                await recorder.arecord(
-                    conn, first.individual_id, first.app_id, first.app_name, list(ordered), now
-                )
     if refusal is not None:
         raise refusal
+    if ordered:  # logged before it is answered; the connection given back first
+        await recorder.arecord(
+            pg, first.individual_id, first.app_id, first.app_name, list(ordered), now
+        )
     return _answer(rt, first, ordered, granted, usage)
 
 

@@ -1,7 +1,10 @@
 """The access log's writer for the busiest read (``GET /vendor/v1/profile``).
 
-By default (``VRM_ACCESS_LOG_BATCH_MS=0``) every read is written in the transaction that
-reads the values, as :func:`consent.grants.access.log_access` does: no read goes unlogged.
+By default (``VRM_ACCESS_LOG_BATCH_MS=0``) every read is written before it is answered: on the
+threaded path in the transaction that reads the values, as
+:func:`consent.grants.access.log_access` does; in the event loop (:meth:`AccessRecorder.arecord`)
+the reads in flight at once are committed together, each answered once its row is: no read
+goes unlogged.
 An operator may trade that for about a millisecond per read at low load: with an interval
 above 0, reads are gathered in memory and written together on a thread of their own, every
 ``interval`` seconds (and whenever :data:`MAX_BATCH` are waiting), in one ``INSERT`` of many
@@ -12,6 +15,7 @@ loses the reads of its last interval that were not yet written.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import uuid
@@ -23,8 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.grants.models import AccessLogEntry
+from vault import pgasync
 from vault.db import transaction
-from vault.pgasync import Conn, compiled
+from vault.pgasync import AsyncPostgres, compiled
 
 MAX_BATCH = 1000
 _INSERT = insert(AccessLogEntry)
@@ -56,6 +61,10 @@ class AccessRecorder:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # Unbatched reads from the event loop (arecord): rows waiting for the group being
+        # written, and the task writing them.
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def batching(self) -> bool:
@@ -81,20 +90,67 @@ class AccessRecorder:
 
     async def arecord(
         self,
-        conn: Conn,
+        pg: AsyncPostgres,
         individual_id: uuid.UUID,
         app_id: uuid.UUID,
         app_name: str,
         fields: list[str],
         at: datetime,
     ) -> None:
-        """:meth:`record` from the event loop, on an autocommit async connection to
-        PostgreSQL (:mod:`vault.pgasync`): the row is committed when this returns."""
+        """:meth:`record` from the event loop, on PostgreSQL (:mod:`vault.pgasync`): the row
+        is committed when this returns. The caller holds none of ``pg``'s connections (the
+        rows are written on one of them).
+
+        Reads that arrive while rows are being written are written together, next, in one
+        round trip and one commit (a group commit): each still returns only once its own row
+        is committed, and one alone is written at once."""
         row = _row(individual_id, app_id, app_name, fields, at)
-        if not self.batching:
-            await conn.run(_INSERT_SQL, row)
+        if self.batching:
+            self._queue(row)
             return
-        self._queue(row)
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((row, written))
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_waiting(pg))
+        await written
+
+    async def _write_waiting(self, pg: AsyncPostgres) -> None:
+        """Write the waiting rows, all those waiting at once together, until none wait."""
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    async with pg.connection() as conn:
+                        await conn.run_many(_INSERT_SQL, [row for row, _ in group])
+                except pgasync.IntegrityError:
+                    await self._write_each(pg, group)
+                except Exception as exc:  # the database is away: every read of the group fails
+                    for _, written in group:
+                        if not written.done():
+                            written.set_exception(exc)
+                else:
+                    for _, written in group:
+                        if not written.done():
+                            written.set_result(None)
+        finally:
+            self._writer = None
+
+    @staticmethod
+    async def _write_each(pg: AsyncPostgres, group: list[tuple[dict[str, Any], Any]]) -> None:
+        """A group a constraint refused (an individual erased, an app deleted since its read):
+        each row on its own, so that only the reads whose row cannot be written fail, as
+        they fail when written alone."""
+        for row, written in group:
+            try:
+                async with pg.connection() as conn:
+                    await conn.run(_INSERT_SQL, row)
+            except Exception as exc:
+                if not written.done():
+                    written.set_exception(exc)
+            else:
+                if not written.done():
+                    written.set_result(None)
 
     def _queue(self, row: dict[str, Any]) -> None:
         with self._lock:
