@@ -8,6 +8,7 @@ from functools import update_wrapper
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+import redis
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -63,12 +64,15 @@ class Unavailable(Exception):
 
 
 def is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database is unreachable or not answering (down, restarting,
-    refusing connections, its file gone, the pool exhausted), as opposed to a bug or a
-    constraint: a condition worth a 503 and a retry, not a 500."""
+    """Whether ``exc`` says the database (or Redis, which counts the rate limits) is
+    unreachable or not answering (down, restarting, refusing connections, its file gone, the
+    pool exhausted), as opposed to a bug or a constraint: a condition worth a 503 and a retry,
+    not a 500."""
     if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
         return True
     if isinstance(exc, Unavailable | RedisUnavailable):  # the event loop's connections
+        return True
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):  # the threads' Redis
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -277,7 +278,7 @@ def create_app(
         return response
 
     async def database_error(request: Request, exc: Exception) -> Response:
-        """The database is away (down, restarting, unreachable): 503 with ``Retry-After``
+        """The database or Redis is away (down, restarting, unreachable): 503 with ``Retry-After``
         and one log line naming the request, not a traceback per request; any other
         database error is a 500 as above. Handled inside the middleware (so the response
         carries its headers) and not raised on to the server, which would log it again."""
@@ -285,7 +286,8 @@ def create_app(
             return await server_error(request, exc)
         rid = request_id(request)
         log.warning(
-            "database unavailable (%s) on %s %s (request %s): answered 503",
+            "%s unavailable (%s) on %s %s (request %s): answered 503",
+            "Redis" if isinstance(exc, RedisUnavailable | redis.RedisError) else "database",
             type(exc).__name__,
             request.method,
             request.url.path,
@@ -303,7 +305,8 @@ def create_app(
 
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(PoolTimeout, database_error)
-    for outage in (*OUTAGES, RedisUnavailable):  # the event loop's connections
+    # The event loop's connections, and Redis's from the threads (rate limits).
+    for outage in (*OUTAGES, RedisUnavailable, redis.ConnectionError, redis.TimeoutError):
         app.add_exception_handler(outage, database_error)
 
     @app.get("/healthz", tags=["operations"])

@@ -25,7 +25,10 @@ from tests.intents.test_service import (
     test_a_vendor_account_blocked_through_one_app_is_blocked_in_all_its_apps,
 )
 from tests.vendor_api.test_intents import *  # noqa: F403 (the same tests, on these fixtures)
-from tests.vendor_api.test_ratelimit import test_with_redis_configured_the_api_counts_there
+from tests.vendor_api.test_ratelimit import (
+    test_with_redis_configured_the_api_counts_there,
+    test_with_redis_out_of_reach_a_vendor_request_is_a_503,
+)
 from vault.runtime import Runtime
 from vendor_api import intents as endpoints
 
@@ -34,6 +37,7 @@ __all__ = [
     "fresh_rt",
     "test_a_vendor_account_blocked_through_one_app_is_blocked_in_all_its_apps",
     "test_with_redis_configured_the_api_counts_there",
+    "test_with_redis_out_of_reach_a_vendor_request_is_a_503",
 ]
 
 BACKENDS = ["postgresql"]

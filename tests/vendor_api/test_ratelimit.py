@@ -108,6 +108,21 @@ def test_no_one_row_takes_every_request_of_an_app(committed_rt: Runtime, app_id:
     assert total == 64
 
 
+def test_with_redis_out_of_reach_a_vendor_request_is_a_503(
+    client_with: MakeClient, db: Session, rt: Runtime
+) -> None:
+    """Redis counts the requests before any work: away, the request is refused as when the
+    database is away (503, ``Retry-After``), not answered uncounted."""
+    vendor_client: TestClient = client_with(redis_url="redis://127.0.0.1:1/0")
+    headers = app_token(db, rt, market_vendor(db, rt))
+
+    response = vendor_client.get("/vendor/v1/intents", headers=headers)
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "service_unavailable"
+    assert response.headers["retry-after"]
+
+
 def test_with_redis_configured_the_api_counts_there(
     client_with: MakeClient, db: Session, rt: Runtime, redis_url: str
 ) -> None:
