@@ -112,6 +112,9 @@ def test_publish_compare_two_offers_accept_one_sharing_email_only(
     expect(offers.nth(1)).to_contain_text("Fast Cycles")
     expect(offers.nth(1)).to_contain_text("Sharing intent data")
     page.get_by_role("link", name="Valid longest").click()
+    # The sorted page itself (the page before it has two offers too): clicking on before it
+    # has loaded would click the page it replaces, and lose that click.
+    expect(page).to_have_url(re.compile(r"sort=valid_until"))
     expect(page.get_by_role("article")).to_have_count(2)
 
     # Accepts Fast Cycles' offer, sharing the email address only.
