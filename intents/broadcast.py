@@ -25,7 +25,6 @@ from consent.terms.catalogue import INTENT_SHARING
 from consent.vendors.models import VendorApp
 from consent.webhooks.events import WebhookEvent
 from consent.webhooks.outbox import enqueue_many
-from intents import money, taxonomy
 from intents.events import (
     IntentChangedData,
     IntentClosedData,
@@ -34,6 +33,7 @@ from intents.events import (
 )
 from intents.models import ANY, Intent, IntentBlock, IntentNotice, IntentSubscription
 from intents.pseudonyms import owner_pseudonym
+from intents.shown import intent_fields
 from vault.base import utcnow
 from vault.crypto import Binding
 from vault.keystore import KeyStore
@@ -140,25 +140,8 @@ class _Facts:
 
     def fields(self, app: Recipient, subscription_ids: Iterable[uuid.UUID]) -> dict[str, Any]:
         intent = self.intent
-        category = taxonomy.CATEGORIES.get(intent.category)
-        assert intent.published_at is not None
-        listed = {
-            "id": str(intent.id),
-            "owner": owner_pseudonym(self.rt, app.id, intent.owner_id),
-            "category": intent.category,
-            "category_label": category.path_label if category else intent.category,
-            "title": self.title,
-            "description": self.description,
-            "quantity": intent.quantity,
-            "max_budget": money.format_amount(intent.budget_minor, intent.currency),
-            "currency": intent.currency,
-            "country": intent.country,
-            "city": intent.city,
-            "online": intent.online,
-            "needed_by": intent.needed_by,
-            "expires_at": intent.expires_at,
-            "published_at": intent.published_at,
-        }
+        owner = owner_pseudonym(self.rt, app.id, intent.owner_id)
+        listed = intent_fields(intent, owner, self.title, self.description)
         return {"intent": listed, "subscription_ids": [str(s) for s in subscription_ids]}
 
 
