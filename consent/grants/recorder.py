@@ -111,7 +111,8 @@ class AccessRecorder:
         loop = asyncio.get_running_loop()
         written: asyncio.Future[None] = loop.create_future()
         self._waiting.append((row, written))
-        if self._writer is None:
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop().is_closed():
             self._writer = loop.create_task(self._write_waiting(pg))
         await written
 
