@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from vault.errors import InvalidInput
 from vault.profile.catalogue import FIELDS
 
@@ -29,6 +31,13 @@ def fields_in(scope: str | None) -> list[str]:
     """The profile field keys a scope string names, in catalogue order."""
     wanted = {s.removeprefix(PROFILE_PREFIX) for s in split(scope) if s.startswith(PROFILE_PREFIX)}
     return [key for key in FIELDS if key in wanted]
+
+
+@functools.lru_cache(maxsize=1024)
+def field_set(scope: str | None) -> frozenset[str]:
+    """:func:`fields_in` as a set, kept per process for the scope strings in use (a token's
+    scope is read on every profile read; an app asks for few)."""
+    return frozenset(fields_in(scope))
 
 
 def scope_for(fields: list[str], *, openid: bool) -> str:

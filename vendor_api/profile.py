@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from starlette.concurrency import run_in_threadpool
 
 from consent import scopes
@@ -59,7 +59,7 @@ _READ = (
             OAuthToken.access_expires_at,
             OAuthToken.revoked_at,
             Grant.individual_id,
-            Grant.fields,
+            cast(Grant.fields, Text).label("fields"),  # decoded once, not on every row
             Grant.expires_at,
             Grant.revoked_at.label("grant_revoked_at"),
             DataKeyRecord.id.label("key_id"),
@@ -197,8 +197,8 @@ def _plan(
     refusal = _refusal(first, now)
     if refusal is not None:
         return refusal, [], []
-    scoped = set(scopes.fields_in(first.scope))
-    granted = [key for key in first.fields if key in scoped]
+    scoped = scopes.field_set(first.scope)
+    granted = [key for key in json.loads(first.fields) if key in scoped]
     wanted = set(granted)
     if not wanted or first.key_id is None:
         return None, granted, []
@@ -250,7 +250,7 @@ def _refusal(first: Any, now: datetime) -> InsufficientScope | InvalidToken | No
         return InvalidToken(
             "The individual's permission has ended. Get a new token after they consent again."
         )
-    if not scopes.fields_in(first.scope):
+    if not scopes.field_set(first.scope):
         return InsufficientScope(
             "This token names no profile fields. Ask for profile:<key> scopes.",
             scope=" ".join(scopes.profile_scopes()),
