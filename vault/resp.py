@@ -13,8 +13,9 @@ concurrent requests travel together; nothing waits for a free connection.
 
 It speaks only what the limiter needs: commands of bulk strings, replies of integers,
 strings, arrays or errors. A lost connection fails the commands waiting on it and the next
-command opens a new one; a reply that does not come within ``timeout`` fails its command
-(the connection is kept: a later reply is matched to its own command still).
+command opens a new one; a reply that does not come within ``timeout`` fails its command and
+ends the connection (every command after it fails as lost), so that a hung Redis costs each
+command its timeout and nothing piles up.
 """
 
 from __future__ import annotations
@@ -64,18 +65,27 @@ class _Protocol(asyncio.Protocol):
             self.timer = asyncio.get_running_loop().call_at(deadline, self._expire)
 
     def _expire(self) -> None:
-        """Fail the commands past their time (their replies, should they come, are skipped)
-        and watch the next one due."""
+        """The oldest command's time is up: fail the commands past their time and give up
+        on the connection (replies come in order, so every later one is late too; kept, it
+        would gather commands that never end while Redis hangs). The next command opens a
+        new one. Otherwise watch the next one due."""
         self.timer = None
         now = asyncio.get_running_loop().time()
+        late = False
         for waiter, deadline in self.waiting:
             if deadline > now:
-                self.watch(deadline)
-                return
+                break
+            late = True
             if not waiter.done():
                 waiter.set_exception(
                     RedisUnavailable(f"no reply from Redis within {self.timeout:g} s")
                 )
+        if late:
+            self.closed = True  # at once: no command is written to it from now on
+            assert self.transport is not None
+            self.transport.abort()  # the rest fail as lost (connection_lost)
+        elif self.waiting:
+            self.watch(self.waiting[0][1])
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

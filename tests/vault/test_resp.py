@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.helpers import run_async
-from vault.resp import Pipe, RedisError, RedisUnavailable, command
+from vault.resp import Pipe, RedisError, RedisUnavailable
 
 
 def key() -> str:
@@ -125,32 +125,38 @@ async def serving(handler: Handler) -> tuple[asyncio.Server, str]:
     return server, f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
-def test_a_late_reply_fails_its_command_and_is_not_taken_for_the_next() -> None:
-    """A server that answers the first command late: that command fails after the timeout;
-    the late reply, which comes before the next command's, is not taken for it."""
-    first = command("INCR", "slow")
+def test_a_late_reply_fails_its_command_and_ends_the_connection() -> None:
+    """A server that answers one command late: that command fails after the timeout, the
+    command sent after it on that connection fails as lost (its reply would come after the
+    late one), and the next command, on a new connection, is answered."""
+    connections: list[int] = []
 
-    async def late_then_prompt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert await reader.readexactly(len(first)) == first
-        await asyncio.sleep(0.5)
-        writer.write(b":1\r\n")
-        while line := await reader.readline():
-            if line.startswith(b"INCR"):  # the second command's name: its reply
-                writer.write(b":2\r\n")
+    async def late_for_slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections))
+        while data := await reader.read(1024):
+            if b"slow" in data:
+                await asyncio.sleep(0.5)
+            writer.write(b":%d\r\n" % len(connections))
 
-    async def run() -> int:
-        server, url = await serving(late_then_prompt)
+    async def run() -> tuple[object, int]:
+        server, url = await serving(late_for_slow)
         pipe = Pipe(url, timeout=0.2)
         try:
+            slow = asyncio.ensure_future(pipe.call("INCR", "slow"))
+            await asyncio.sleep(0.05)
+            behind = await asyncio.gather(pipe.call("INCR", "behind"), return_exceptions=True)
             with pytest.raises(RedisUnavailable, match=r"no reply from Redis within 0\.2 s"):
-                await pipe.call("INCR", "slow")
-            pipe.timeout = 5  # the next waits out the late reply, then its own
-            return int(await pipe.call("INCR", "next"))
+                await slow
+            return behind[0], int(await pipe.call("INCR", "next"))
         finally:
             await pipe.close()
             server.close()
 
-    assert run_async(run()) == 2
+    behind, answered = run_async(run())
+
+    assert isinstance(behind, RedisUnavailable)
+    assert answered == 2  # from the second connection
+    assert connections == [0, 1]
 
 
 def test_a_connection_lost_mid_command_fails_every_waiting_command() -> None:
