@@ -60,12 +60,17 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
+async def request_bearer(request: Request) -> str:
+    """The token in ``Authorization: Bearer`` (401 ``invalid_token`` when there is none), read
+    here and not through a dependency of its own: FastAPI solves each level of dependencies
+    anew on every request. The documents name the scheme all the same (``vendor_api.docs``)."""
+    return bearer_token(await bearer_scheme(request))
+
+
 async def individual_bearer(request: Request) -> str:
     """The bearer token of a request that reads an individual's data; the read itself checks
-    it, in the same statement that reads (``vendor_api.profile``). The header is read here, not
-    through a dependency of its own (as in :func:`app_token`); the documents name the scheme
-    all the same (``vendor_api.docs``)."""
-    return bearer_token(await bearer_scheme(request))
+    it, in the same statement that reads (``vendor_api.profile``)."""
+    return await request_bearer(request)
 
 
 IndividualBearer = Annotated[str, Depends(individual_bearer)]
@@ -457,11 +462,8 @@ def app_token(scope: str) -> Callable[[Request], Awaitable[AppCall]]:
     app that accepts the intent-sharing agreement (the terms intents are published under).
     Nothing is looked up until the endpoint runs the call."""
 
-    # The header read here, not through a dependency of its own: FastAPI solves each level
-    # of dependencies anew on every request. The document names the scheme all the same
-    # (vendor_api.docs: the app's scopes, from this dependency).
     async def check(request: Request) -> AppCall:
-        return AppCall(request, bearer_token(await bearer_scheme(request)), scope)
+        return AppCall(request, await request_bearer(request), scope)
 
     return check
 

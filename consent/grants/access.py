@@ -49,7 +49,7 @@ def readable_fields(ctx: TokenContext) -> list[str]:
     """The fields this token may read now: the grant's fields that its scope also names."""
     if ctx.grant is None or not is_active(ctx.grant):
         return []
-    scoped = set(scopes.fields_in(ctx.token.scope))
+    scoped = scopes.field_set(ctx.token.scope)
     return [key for key in ctx.grant.fields if key in scoped]
 
 

@@ -146,9 +146,9 @@ async def prove_for_token(
     values = {
         "token_hash": token_hash,
         "now": now,
-        "leaves": list(i for level, i in needs if level == 0),
-        "levels": list(level for level, _ in inner),
-        "indexes": list(i for _, i in inner),
+        "leaves": [i for level, i in needs if level == 0],
+        "levels": [level for level, _ in inner],
+        "indexes": [i for _, i in inner],
     }
     async with pg.connection() as conn:
         row: Any = await conn.row(_PROOF, values)

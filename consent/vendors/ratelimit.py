@@ -128,6 +128,10 @@ class Limiter(Protocol):
         ...
 
 
+_REDIS_TIMEOUT = 2.0
+"""Seconds to connect to Redis and for each reply, from threads and the event loop alike."""
+
+
 def _redis_key(app_id: uuid.UUID, bucket: str, start: datetime) -> str:
     return f"vrm:rl:{app_id}:{bucket}:{int(start.timestamp())}"
 
@@ -136,9 +140,10 @@ class RedisLimiter:
     """Counters in Redis: ``vrm:rl:<app>:<bucket>:<minute>``, expiring after the window."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self.pipe = Pipe(url, timeout=2)  # the event loop's (vault.resp)
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=_REDIS_TIMEOUT, socket_connect_timeout=_REDIS_TIMEOUT
+        )
+        self.pipe = Pipe(url, timeout=_REDIS_TIMEOUT)  # the event loop's (vault.resp)
 
     def hit(
         self,
